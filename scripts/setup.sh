@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what faasbox and its tests need on a fresh Debian/Ubuntu machine (as root),
+# then installs npm dependencies and builds (the C stage and the TypeScript).
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have redis-server || need+=(redis-server)
+have busybox || need+=(busybox-static)
+have runc || need+=(runc)
+have cc || need+=(gcc libc6-dev)
+have make || need+=(make)
+have ip || need+=(iproute2)
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+have promtool || need+=(prometheus)
+have unshare || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
+  echo "setup: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # Debian starts these as system services on install; faasbox runs its own instances.
+  for svc in redis-server docker-registry prometheus; do
+    if [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
+  done
+fi
+
+if [ ! -d node_modules ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm install" >&2
+  npm install --no-audit --no-fund --loglevel=error
+else
+  npm run -s build
+fi

@@ -1,0 +1,70 @@
+/*
+ * The protocol between the worker (Node.js) and faasbox-init, the C pre-exec stage.
+ * worker/runtime/native/protocol.ts holds the same constants; a unit test checks
+ * that the two agree.
+ *
+ *   worker (node)                 faasbox-init "monitor"            container init (pid 1)        user process (pid 2)
+ *   -------------                 ----------------------            ----------------------        --------------------
+ *   spawn, fd3=config, fd4=sync
+ *   write config records, close ─▶ read all of fd 3
+ *                                  clone(NEWPID|NEWNS|NEWUTS|...) ──▶ join cgroups (cgroup.procs)
+ *        ◀──────────────────────── "pid <host pid of init>"          unshare(NEWCGROUP)
+ *                                  waitpid(init)                     mounts, pivot_root, ops,
+ *                                                                    hostname, loopback up
+ *        ◀─────────────────────────────────────────────────────────── "ready"       (parked: the pool can hold it)
+ *   "start" ─────────────────────────────────────────────────────────▶ fork ─────────────────────▶ fds, rlimits, groups,
+ *                                                                                                  uid/gid, caps, cwd,
+ *                                                                                                  no_new_privs, seccomp,
+ *        ◀──────────────────────────────────────────────────────────────────────────────────────── execve (or "error ...")
+ *                                                                    reap, forward signals
+ *        ◀─────────────────────────────────────────────────────────── "exit <wait status of pid 2>"
+ *        ◀──────────────────────── "init-exit <wait status of init>"
+ *                                  exit 0
+ *
+ * fd 3: config, a sequence of records until EOF: u32 type, u32 length, payload
+ *       (native byte order). Numbers inside payloads are decimal ASCII; lists of
+ *       fields inside one payload are NUL-separated.
+ * fd 4: sync, a stream socket carrying '\n'-terminated text messages (above). Any
+ *       stage that fails writes "error <what>: <detail>" and exits with EXIT_BAIL.
+ * fd 5 .. 5+n-1: handed to the user process as fds 3 .. 3+n-1 (REC_EXTRA_FDS = n).
+ * fds 0-2: the user process's stdio; the monitor and init close their copies.
+ */
+#ifndef FAASBOX_PROTOCOL_H
+#define FAASBOX_PROTOCOL_H
+
+#define FD_CONFIG 3
+#define FD_SYNC 4
+#define FD_EXTRA_BASE 5
+
+#define EXIT_BAIL 125
+
+/* config record types */
+#define REC_ARG 1           /* one argv element, repeated in order */
+#define REC_ENV 2           /* one "KEY=VALUE", repeated */
+#define REC_CWD 3           /* working directory inside the container */
+#define REC_ROOTFS 4        /* host path of the mounted rootfs (an overlay mount point) */
+#define REC_HOSTNAME 5
+#define REC_UID 6
+#define REC_GID 7
+#define REC_GROUP 8         /* supplementary gid, repeated */
+#define REC_CLONE_FLAGS 9   /* namespaces for clone(); CLONE_NEWCGROUP is done by unshare after joining */
+#define REC_CGROUP_PROCS 10 /* a cgroup.procs file that init joins, repeated */
+#define REC_BIND 11         /* before pivot_root: "src\0dst\0flags"; dst resolved inside rootfs, created if missing */
+#define REC_MOUNT 12        /* after pivot_root: "src\0dst\0fstype\0flags\0data" */
+#define REC_MKDIR 13        /* after pivot_root: "path\0mode" (octal) */
+#define REC_MKNOD 14        /* after pivot_root: "path\0mode\0major\0minor" (mode octal, incl. S_IFCHR) */
+#define REC_SYMLINK 15      /* after pivot_root: "target\0linkpath" */
+#define REC_MASK 16         /* after pivot_root: hide a path (bind /dev/null on files, empty ro tmpfs on dirs) */
+#define REC_READONLY 17     /* after pivot_root: bind-remount a path read-only */
+#define REC_RLIMIT 18       /* "resource\0soft\0hard" (decimal; "-1" is RLIM_INFINITY) */
+#define REC_CAPS 19         /* bitmask of capabilities the user process keeps (decimal), default none */
+#define REC_SECCOMP 20      /* struct sock_filter[] (8 bytes each), installed just before execve */
+#define REC_NO_NEW_PRIVS 21 /* "1" */
+#define REC_LOOPBACK_UP 22  /* "1": bring lo up in the new network namespace */
+#define REC_EXTRA_FDS 23    /* count of extra fds */
+#define REC_OOM_SCORE_ADJ 24
+#define REC_PROPAGATION 25  /* mount flags for "/" in the new mount ns (MS_REC|MS_PRIVATE or MS_REC|MS_SLAVE) */
+#define REC_UMASK 26        /* octal */
+#define REC_SETSID 27       /* "1": the user process starts a new session */
+
+#endif
