@@ -440,6 +440,8 @@ static void run_op(const struct op *op) {
 
 static void build_root(void) {
   stage = "rootfs";
+  /* Modes in the config are exact; the user process gets its own umask later. */
+  umask(0);
   /* Nothing mounted from here on may propagate back to the host. */
   if (mount(NULL, "/", NULL, cfg.propagation ? cfg.propagation : (MS_REC | MS_PRIVATE), NULL) < 0)
     bail("set propagation of /");

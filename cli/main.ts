@@ -1,0 +1,57 @@
+/**
+ * The `faasbox` command: dispatches to the services and tools. Each subcommand module
+ * exports main(argv) -> exit code and throws typed errors; this is the one place that
+ * turns an error into a message and an exit code.
+ */
+const HELP = `Usage: faasbox <command> [options]
+
+Commands:
+  ctr ...        the container engine (run, list, state, kill, delete, gc)
+  image ...      build runtime images (nodejs20, busybox)
+
+Run "faasbox <command> --help" for a command's options.`;
+
+type Main = (argv: string[]) => Promise<number>;
+
+const COMMANDS: Record<string, () => Promise<Main>> = {
+  ctr: async () => (await import('../worker/cli/ctr.js')).main,
+  image: async () => (await import('../images/cli.js')).main,
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    console.log(HELP);
+    return cmd ? 0 : 2;
+  }
+  if (cmd === '--version' || cmd === 'version') {
+    console.log('faasbox 0.1.0');
+    return 0;
+  }
+  const load = COMMANDS[cmd];
+  if (!load) {
+    console.error(`faasbox: unknown command "${cmd}"\n\n${HELP}`);
+    return 2;
+  }
+  return (await load())(rest);
+}
+
+function report(err: unknown): number {
+  const e = err as { code?: string; message?: string; name?: string };
+  if (process.argv.includes('--json')) {
+    console.error(JSON.stringify({ error: { code: e.code ?? 'INTERNAL', message: e.message ?? String(err) } }));
+  } else {
+    console.error(`faasbox: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}`);
+  }
+  if (e.code === 'USAGE' || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return 2;
+  return 1;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    process.exitCode = report(err);
+  },
+);

@@ -1,0 +1,20 @@
+/** A usage error: the CLI prints the message and exits 2. */
+export class CliError extends Error {
+  readonly code = 'USAGE';
+  constructor(message: string) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+/** "32m", "1g", "4096" -> bytes. */
+export function parseBytes(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v.trim());
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new CliError(`${flag} must be a size like 64m or 1g, got "${v}"`);
+  const n = Math.round(Number(m[1]) * unit);
+  if (n <= 0) throw new CliError(`${flag} must be positive, got "${v}"`);
+  return n;
+}

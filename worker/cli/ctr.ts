@@ -1,0 +1,203 @@
+/**
+ * `faasbox ctr ...`: the container engine for operators, in the spirit of runc/crun.
+ * Scriptable: exit codes mirror the container's, --json everywhere output is data.
+ */
+import { parseArgs } from 'node:util';
+import { Engine } from '../runtime/engine.js';
+import type { ContainerSpec } from '../runtime/spec.js';
+import { EngineError } from '../runtime/errors.js';
+import { CliError, parseBytes } from './args.js';
+
+const HELP = `Usage: faasbox ctr <command> [options]
+
+Commands:
+  run [options] -- CMD [ARGS...]   run one container in the foreground; exits with CMD's exit code
+  list [--json]                    containers in the state dir
+  state ID [--json]                one container's state
+  kill ID [SIGNAL]                 signal a container (SIGKILL, the default, kills its whole cgroup)
+  delete ID                        kill and remove a container
+  gc [--all] [--json]              remove what crashed owners left: containers, cgroups, mounts
+
+Options for run:
+  --rootfs DIR        rootfs directory (a read-only lower layer); repeat --layer for more layers
+  --layer DIR         an extra layer on top of the previous ones (repeatable)
+  --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default 256m)
+  --cpus N            CPU quota in cores (default 1)
+  --pids N            pids limit (default 128)
+  --disk SIZE         size of the container's writable layer (default 64m)
+  --hostname NAME     hostname inside (default: the container id)
+  --env KEY=VALUE     environment variable (repeatable); nothing of the caller's is inherited
+  --cwd DIR           working directory inside (default /)
+  --user UID[:GID]    user to run as (default 65534:65534)
+  --id ID             container id (default: random)
+  --json              print the exit result as JSON on stderr after the command ends
+
+Global:
+  --state-dir DIR     state directory (default $FAASBOX_STATE_DIR or /var/lib/faasbox)
+  -h, --help          this help
+
+On OOM, run prints "OOM" on stderr and exits with 137.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
+    console.log(HELP);
+    return cmd ? 0 : 2;
+  }
+  switch (cmd) {
+    case 'run':
+      return run(rest);
+    case 'list':
+    case 'ls':
+      return list(rest);
+    case 'state':
+      return state(rest);
+    case 'kill':
+      return kill(rest);
+    case 'delete':
+    case 'rm':
+      return del(rest);
+    case 'gc':
+      return gc(rest);
+    default:
+      throw new CliError(`unknown command "ctr ${cmd}"; see faasbox ctr --help`);
+  }
+}
+
+const globalOpts = { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
+
+function openEngine(stateDir: string | undefined): Promise<Engine> {
+  return Engine.open(stateDir ? { stateDir } : {});
+}
+
+async function run(args: string[]): Promise<number> {
+  const dash = args.indexOf('--');
+  const optArgs = dash >= 0 ? args.slice(0, dash) : args;
+  const command = dash >= 0 ? args.slice(dash + 1) : [];
+  const { values, positionals } = parseArgs({
+    args: optArgs,
+    allowPositionals: true,
+    options: {
+      ...globalOpts,
+      rootfs: { type: 'string' },
+      layer: { type: 'string', multiple: true },
+      memory: { type: 'string' },
+      cpus: { type: 'string' },
+      pids: { type: 'string' },
+      disk: { type: 'string' },
+      hostname: { type: 'string' },
+      env: { type: 'string', multiple: true },
+      cwd: { type: 'string' },
+      user: { type: 'string' },
+      id: { type: 'string' },
+    },
+  });
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
+  const cmdline = command.length ? command : positionals;
+  if (!values.rootfs) throw new CliError('run needs --rootfs DIR');
+  if (cmdline.length === 0) throw new CliError('run needs a command after --');
+  const spec: ContainerSpec = {
+    rootfs: { layers: [values.rootfs, ...(values.layer ?? [])] },
+    process: { args: cmdline, env: values.env ?? [] },
+    limits: {},
+  };
+  if (values.id) spec.id = values.id;
+  if (values.memory) spec.limits!.memoryBytes = parseBytes('--memory', values.memory);
+  if (values.cpus) spec.limits!.cpus = positiveNumber('--cpus', values.cpus);
+  if (values.pids) spec.limits!.pids = positiveNumber('--pids', values.pids);
+  if (values.disk) spec.rootfs.diskBytes = parseBytes('--disk', values.disk);
+  if (values.hostname) spec.hostname = values.hostname;
+  if (values.cwd) spec.process.cwd = values.cwd;
+  if (values.user) {
+    const [u, g] = values.user.split(':');
+    spec.process.uid = positiveNumber('--user', u!, true);
+    spec.process.gid = g === undefined ? spec.process.uid : positiveNumber('--user', g, true);
+  }
+  const engine = await openEngine(values['state-dir']);
+  const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig).catch(() => {});
+  let current: import('../runtime/container.js').Container | undefined;
+  const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
+  for (const [s, h] of handlers) process.on(s, h);
+  try {
+    const result = await engine.run(spec, { stdio: ['inherit', 'inherit', 'inherit'] }, (c) => (current = c));
+    if (result.error) process.stderr.write(`faasbox: ${result.error}\n`);
+    if (result.oomKilled) process.stderr.write('OOM\n');
+    if (values.json) process.stderr.write(`${JSON.stringify(result)}\n`);
+    if (result.signal !== null) return 128 + result.signal;
+    return result.exitCode ?? 1;
+  } finally {
+    for (const [s, h] of handlers) process.off(s, h);
+  }
+}
+
+function positiveNumber(flag: string, v: string, allowZero = false): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new CliError(`${flag} must be a positive number, got "${v}"`);
+  return n;
+}
+
+async function list(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: globalOpts });
+  const engine = await openEngine(values['state-dir']);
+  const all = engine.list();
+  if (values.json) {
+    console.log(JSON.stringify(all));
+    return 0;
+  }
+  console.log(['ID'.padEnd(20), 'STATUS'.padEnd(10), 'PID'.padEnd(8), 'CREATED'.padEnd(25), 'COMMAND'].join(' '));
+  for (const s of all) {
+    console.log([s.id.padEnd(20), s.status.padEnd(10), String(s.pid ?? '-').padEnd(8), s.createdAt.padEnd(25), s.args.join(' ')].join(' '));
+  }
+  return 0;
+}
+
+async function state(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
+  const id = positionals[0];
+  if (!id) throw new CliError('state needs a container id');
+  const engine = await openEngine(values['state-dir']);
+  const s = engine.state(id);
+  if (!s) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  console.log(JSON.stringify(s, null, values.json ? undefined : 2));
+  return 0;
+}
+
+async function kill(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
+  const [id, sig = 'SIGKILL'] = positionals;
+  if (!id) throw new CliError('kill needs a container id');
+  const signal = (sig.startsWith('SIG') ? sig : `SIG${sig}`).toUpperCase() as NodeJS.Signals;
+  const engine = await openEngine(values['state-dir']);
+  const s = engine.state(id);
+  if (!s) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  if (signal === 'SIGKILL') {
+    await engine.cgroups.open(id)?.kill();
+  } else if (s.pid) {
+    process.kill(s.pid, signal);
+  }
+  return 0;
+}
+
+async function del(args: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
+  const id = positionals[0];
+  if (!id) throw new CliError('delete needs a container id');
+  const engine = await openEngine(values['state-dir']);
+  if (!engine.state(id)) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  await engine.cgroups.open(id)?.destroy();
+  const report = await engine.gc({ all: true, only: id });
+  if (values.json) console.log(JSON.stringify(report));
+  return 0;
+}
+
+async function gc(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { ...globalOpts, all: { type: 'boolean' } } });
+  const engine = await openEngine(values['state-dir']);
+  const report = await engine.gc({ all: values.all ?? false });
+  if (values.json) console.log(JSON.stringify(report));
+  else console.log(`removed ${report.containers.length} containers, ${report.cgroups.length} cgroups, ${report.mounts.length} mounts`);
+  return 0;
+}

@@ -1,0 +1,214 @@
+/**
+ * One container: created (everything prepared, the process parked before exec so a
+ * pool can hold it), started, waited for, killed, deleted. Every resource acquired
+ * during create registers its release at once; a failure unwinds them in reverse.
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import type { Readable, Writable, Duplex } from 'node:stream';
+import type { Sys } from './sys/index.js';
+import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
+import { encodeInitConfig, type ContainerConfig } from './config.js';
+import { EngineError } from './errors.js';
+import { InitProcess, type StdioSpec } from './process.js';
+import { mountRootfs, resetRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
+import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
+
+export interface ContainerIO {
+  stdio?: [StdioSpec, StdioSpec, StdioSpec];
+  /** Host fds (or 'pipe' for a socketpair the worker keeps) given to the process as fds 3, 4, ... */
+  extraFds?: (number | 'pipe')[];
+}
+
+export interface ExitResult {
+  exitCode: number | null;
+  signal: number | null;
+  /** The kernel's OOM killer acted in this container's cgroup. */
+  oomKilled: boolean;
+  /** A faasbox-init stage failed (for example, the command does not exist). */
+  error?: string;
+  usage: CgroupStats;
+}
+
+export interface EngineParts {
+  sys: Sys;
+  cgroups: CgroupDriver;
+  seccomp: (mode: ContainerConfig['seccomp']) => Buffer | null;
+}
+
+export class Container {
+  private status: Status = 'creating';
+  private init!: InitProcess;
+  private cgroup!: Cgroup;
+  private exitResult: Promise<ExitResult> | undefined;
+  private persisted: PersistedState;
+
+  private constructor(
+    readonly config: ContainerConfig,
+    private readonly parts: EngineParts,
+  ) {
+    this.persisted = {
+      id: config.id,
+      status: 'creating',
+      owner: selfOwner(),
+      createdAt: new Date().toISOString(),
+      rootfs: config.paths.rootfs,
+      args: config.args,
+      cgroup: config.id,
+    };
+  }
+
+  get id(): string {
+    return this.config.id;
+  }
+  get state(): Status {
+    return this.status;
+  }
+  /** Host pid of the container's init (pid 1 inside). */
+  get pid(): number {
+    return this.init.pid;
+  }
+  get stdin(): Writable | null {
+    return this.init.stdin;
+  }
+  get stdout(): Readable | null {
+    return this.init.stdout;
+  }
+  get stderr(): Readable | null {
+    return this.init.stderr;
+  }
+  extraStream(i: number): Duplex {
+    return this.init.extraStream(i);
+  }
+
+  static async create(config: ContainerConfig, parts: EngineParts, io: ContainerIO = {}): Promise<Container> {
+    const c = new Container(config, parts);
+    const undo: (() => void | Promise<void>)[] = [];
+    try {
+      try {
+        mkdirSync(config.paths.dir, { recursive: false });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+          throw new EngineError('CONTAINER_EXISTS', `container ${config.id} already exists (${config.paths.dir})`, { id: config.id });
+        }
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+          mkdirSync(config.paths.dir, { recursive: true });
+        } else throw err;
+      }
+      undo.push(() => rmSync(config.paths.dir, { recursive: true, force: true }));
+      c.persist();
+
+      c.cgroup = parts.cgroups.create(config.id, config.cgroup);
+      undo.push(() => c.cgroup.destroy());
+
+      mountRootfs(parts.sys, c.rootfsPlan());
+      undo.push(() => unmountRootfs(parts.sys, config.paths));
+
+      const extraFds = io.extraFds ?? [];
+      c.init = new InitProcess({
+        config: encodeInitConfig(config, { cgroupProcs: c.cgroup.procsFiles, seccomp: parts.seccomp(config.seccomp), extraFds: extraFds.length }),
+        stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
+        extraFds,
+      });
+      undo.push(async () => {
+        c.init.signal('SIGKILL');
+        await c.init.exited;
+      });
+      await c.init.ready();
+      c.transition('created');
+      c.persisted.pid = c.init.pid;
+      c.persist();
+      return c;
+    } catch (err) {
+      for (const u of undo.reverse()) {
+        try {
+          await u();
+        } catch {
+          // Best effort: garbage collection finds whatever could not be undone here.
+        }
+      }
+      c.status = 'deleted';
+      throw err;
+    }
+  }
+
+  private rootfsPlan(): RootfsPlan {
+    return { paths: this.config.paths, lowerDirs: this.config.lowerDirs, diskBytes: this.config.diskBytes, tag: `faasbox-${this.config.id}` };
+  }
+
+  private transition(to: Status): void {
+    assertTransition(this.id, this.status, to);
+    this.status = to;
+    this.persisted.status = to;
+  }
+
+  private persist(): void {
+    writeState(this.config.paths.state, this.persisted);
+  }
+
+  /** Releases the parked process: it drops privileges, installs seccomp and execs. */
+  start(): void {
+    this.transition('running');
+    this.init.start();
+    this.persist();
+  }
+
+  /** Resolves when the user process has ended (pid 1 exits with it, taking the namespace along). */
+  wait(): Promise<ExitResult> {
+    this.exitResult ??= this.init.exited.then((ex) => {
+      const usage = this.cgroup.stats();
+      const result: ExitResult = {
+        exitCode: ex.exitCode,
+        signal: ex.signal,
+        oomKilled: usage.oomKills > 0,
+        ...(ex.error ? { error: ex.error } : {}),
+        usage,
+      };
+      if (this.status === 'created' || this.status === 'running') this.transition('stopped');
+      this.persisted.exit = { exitCode: result.exitCode, signal: result.signal, oomKilled: result.oomKilled };
+      try {
+        this.persist();
+      } catch {
+        // deleted concurrently
+      }
+      return result;
+    });
+    return this.exitResult;
+  }
+
+  stats(): CgroupStats {
+    return this.cgroup.stats();
+  }
+
+  /**
+   * SIGKILL kills every process of the cgroup (forks included); other signals go to
+   * the container's init, which forwards them to the user process.
+   */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    if (this.status === 'deleted' || this.status === 'stopped') return;
+    if (signal === 'SIGKILL') {
+      this.init.signal('SIGKILL');
+      await this.cgroup.kill();
+    } else {
+      this.init.signal(signal);
+    }
+  }
+
+  /** Back to the pristine snapshot (stopped containers only): the writes are discarded. */
+  resetRootfs(): void {
+    if (this.status !== 'stopped') throw new EngineError('INVALID_STATE', `container ${this.id} is ${this.status}; only a stopped container's rootfs can be reset`);
+    resetRootfs(this.parts.sys, this.rootfsPlan());
+  }
+
+  /** Kills what still runs, then removes the cgroup, the mounts and the state dir. Idempotent. */
+  async delete(): Promise<void> {
+    if (this.status === 'deleted') return;
+    if (this.status !== 'stopped') {
+      await this.kill('SIGKILL');
+      await this.wait();
+    }
+    await this.cgroup.destroy();
+    unmountRootfs(this.parts.sys, this.config.paths);
+    rmSync(this.config.paths.dir, { recursive: true, force: true });
+    this.transition('deleted');
+  }
+}

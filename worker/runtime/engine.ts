@@ -1,0 +1,156 @@
+/**
+ * The container engine: the entry point of the runtime library. It chooses the cgroup
+ * flavour and compiles the seccomp filter once, creates containers from specs, lists
+ * them from their state dirs, and garbage-collects what a crashed owner left behind.
+ */
+import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
+import { detectCgroupDriver, type CgroupDriver } from './cgroups/index.js';
+import { compileSeccomp, defaultProfile } from './seccomp/index.js';
+import { containerPaths, toConfig, type ContainerConfig } from './config.js';
+import { Container, type ContainerIO, type EngineParts, type ExitResult } from './container.js';
+import type { ContainerSpec } from './spec.js';
+import { isAlive, readState, type PersistedState } from './state.js';
+import { unmountRootfs } from './rootfs/overlay.js';
+
+export interface EngineOptions {
+  /** Default: $FAASBOX_STATE_DIR or /var/lib/faasbox. */
+  stateDir?: string;
+  /** cgroup path under which every container's cgroup is made. Default: $FAASBOX_CGROUP_ROOT or /faasbox. */
+  cgroupRoot?: string;
+  sys?: Sys;
+  cgroups?: CgroupDriver;
+}
+
+export interface GcReport {
+  containers: string[];
+  cgroups: string[];
+  mounts: string[];
+}
+
+export function defaultStateDir(): string {
+  return process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox';
+}
+
+export class Engine implements EngineParts {
+  private seccompProgram: Buffer | undefined;
+
+  private constructor(
+    readonly stateDir: string,
+    readonly sys: Sys,
+    readonly cgroups: CgroupDriver,
+  ) {}
+
+  static async open(opts: EngineOptions = {}): Promise<Engine> {
+    const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
+    mkdirSync(path.join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
+    const sys = opts.sys ?? (await linuxSys());
+    const cgroups = opts.cgroups ?? detectCgroupDriver(opts.cgroupRoot ? { root: opts.cgroupRoot } : {});
+    return new Engine(stateDir, sys, cgroups);
+  }
+
+  readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
+    if (mode === 'unconfined') return null;
+    this.seccompProgram ??= compileSeccomp(defaultProfile);
+    return this.seccompProgram;
+  };
+
+  config(spec: ContainerSpec): ContainerConfig {
+    return toConfig(spec, this.stateDir);
+  }
+
+  /** Prepares a container and parks its process before exec. */
+  create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
+    const config = 'paths' in spec ? spec : this.config(spec);
+    return Container.create(config, this, io);
+  }
+
+  /** create + start + wait + delete: a container in the foreground. */
+  async run(spec: ContainerSpec, io?: ContainerIO, onCreated?: (c: Container) => void): Promise<ExitResult> {
+    const c = await this.create(spec, io);
+    try {
+      onCreated?.(c);
+      c.start();
+      return await c.wait();
+    } finally {
+      await c.delete();
+    }
+  }
+
+  list(): PersistedState[] {
+    const dir = path.join(this.stateDir, 'containers');
+    const out: PersistedState[] = [];
+    for (const id of safeReaddir(dir)) {
+      const s = readState(path.join(dir, id, 'state.json'));
+      if (s) out.push(s);
+    }
+    return out;
+  }
+
+  state(id: string): PersistedState | undefined {
+    return readState(containerPaths(this.stateDir, id).state);
+  }
+
+  /**
+   * Removes every container whose owner is gone (all of them with all=true): its
+   * processes (by killing its cgroup), cgroup, mounts and state dir; then cgroups and
+   * mounts under faasbox's prefixes that no live container claims.
+   */
+  async gc(opts: { all?: boolean; only?: string } = {}): Promise<GcReport> {
+    const report: GcReport = { containers: [], cgroups: [], mounts: [] };
+    const dir = path.join(this.stateDir, 'containers');
+    const live = new Set<string>();
+    for (const id of opts.only ? [opts.only] : safeReaddir(dir)) {
+      const s = readState(path.join(dir, id, 'state.json'));
+      if (s && !opts.all && isAlive(s.owner)) {
+        live.add(id);
+        continue;
+      }
+      const cg = this.cgroups.open(id);
+      if (cg) {
+        await cg.destroy();
+        report.cgroups.push(id);
+      }
+      const paths = containerPaths(this.stateDir, id);
+      report.mounts.push(...mountsUnder(paths.dir));
+      unmountRootfs(this.sys, paths);
+      rmSync(paths.dir, { recursive: true, force: true });
+      report.containers.push(id);
+    }
+    if (opts.only) return report;
+    for (const name of this.cgroups.list()) {
+      if (live.has(name) || report.cgroups.includes(name)) continue;
+      await this.cgroups.open(name)?.destroy();
+      report.cgroups.push(name);
+    }
+    // Mounts whose state dir is already gone (a crash between rmdir and umount).
+    for (const m of mountsUnder(dir)) {
+      const id = path.relative(dir, m).split(path.sep)[0]!;
+      if (live.has(id)) continue;
+      this.sys.umount(m, MNT_DETACH);
+      if (!report.mounts.includes(m)) report.mounts.push(m);
+    }
+    return report;
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
+  }
+}
+
+/** Mount points at or below dir, deepest first (so they can be unmounted in order). */
+export function mountsUnder(dir: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
+  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
+  const points = mountinfo
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((p): p is string => !!p)
+    .map((p) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(prefix));
+  return [...new Set(points)].sort((a, b) => b.length - a.length);
+}
