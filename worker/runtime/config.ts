@@ -42,6 +42,8 @@ export interface ContainerPaths {
   /** The overlay mount point that becomes the container's root. */
   rootfs: string;
   state: string;
+  /** Shared mount points the host fills later (one per slot). */
+  slots: string;
 }
 
 export interface ContainerConfig {
@@ -63,6 +65,7 @@ export interface ContainerConfig {
   cloneFlags: number;
   cgroup: CgroupLimits;
   binds: { source: string; destination: string; flags: number }[];
+  slots: { name: string; destination: string; hostPath: string }[];
   rootOps: RootOp[];
   maskedPaths: string[];
   readonlyPaths: string[];
@@ -98,6 +101,7 @@ export function containerPaths(stateDir: string, id: string): ContainerPaths {
     work: path.join(dir, 'disk', 'work'),
     rootfs: path.join(dir, 'rootfs'),
     state: path.join(dir, 'state.json'),
+    slots: path.join(dir, 'slots'),
   };
 }
 
@@ -171,9 +175,16 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     return { source, destination, flags };
   });
 
+  const paths = containerPaths(stateDir, id);
+  const slots = (spec.slots ?? []).map((s, i) => {
+    if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(s.name)) throw new InvalidSpecError(`slots[${i}].name`, 'must be a short lowercase name');
+    return { name: s.name, destination: absolute(`slots[${i}].destination`, s.destination), hostPath: path.join(paths.slots, s.name) };
+  });
+  for (const s of slots) binds.push({ source: s.hostPath, destination: s.destination, flags: MS_RDONLY | MS_NOSUID | MS_NODEV | MS_SLAVE });
+
   return {
     id,
-    paths: containerPaths(stateDir, id),
+    paths,
     lowerDirs: [...layers].reverse(),
     diskBytes,
     args: [...args],
@@ -192,6 +203,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,
     cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, pids },
     binds,
+    slots,
     rootOps: defaultRootOps(diskBytes),
     maskedPaths: MASKED_PATHS,
     readonlyPaths: READONLY_PATHS,

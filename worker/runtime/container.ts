@@ -4,6 +4,8 @@
  * during create registers its release at once; a failure unwinds them in reverse.
  */
 import { mkdirSync, rmSync } from 'node:fs';
+import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
+import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
@@ -96,6 +98,17 @@ export class Container {
       }
       undo.push(() => rmSync(config.paths.dir, { recursive: true, force: true }));
       c.persist();
+
+      if (config.slots.length) {
+        undo.push(() => unmountAll(parts.sys, config.paths.slots));
+        for (const slot of config.slots) {
+          // A shared mount point of its own: what the host mounts here later propagates
+          // into the container, where the slot is a read-only slave.
+          mkdirSync(slot.hostPath, { recursive: true });
+          parts.sys.mount(slot.hostPath, slot.hostPath, null, MS_BIND, null);
+          parts.sys.mount(null, slot.hostPath, null, MS_SHARED, null);
+        }
+      }
 
       c.cgroup = parts.cgroups.create(config.id, config.cgroup);
       undo.push(() => c.cgroup.destroy());
@@ -193,6 +206,27 @@ export class Container {
     }
   }
 
+  /** Makes hostDir visible, read-only, at the slot's destination inside the running container. */
+  fillSlot(name: string, hostDir: string): void {
+    const slot = this.slot(name);
+    const { sys } = this.parts;
+    sys.mount(hostDir, slot.hostPath, null, MS_BIND, null);
+    sys.mount(null, slot.hostPath, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
+  }
+
+  /** Unmounts what fillSlot put there (inside the container too). */
+  emptySlot(name: string): void {
+    const slot = this.slot(name);
+    // Only the filling: the shared bind beneath stays, ready for the next fill.
+    if (mountsUnder(slot.hostPath).length > 1) this.parts.sys.umount(slot.hostPath, MNT_DETACH);
+  }
+
+  private slot(name: string): ContainerConfig['slots'][number] {
+    const slot = this.config.slots.find((s) => s.name === name);
+    if (!slot) throw new EngineError('INVALID_SPEC', `container ${this.id} has no slot "${name}"`);
+    return slot;
+  }
+
   /** Back to the pristine snapshot (stopped containers only): the writes are discarded. */
   resetRootfs(): void {
     if (this.status !== 'stopped') throw new EngineError('INVALID_STATE', `container ${this.id} is ${this.status}; only a stopped container's rootfs can be reset`);
@@ -208,7 +242,15 @@ export class Container {
     }
     await this.cgroup.destroy();
     unmountRootfs(this.parts.sys, this.config.paths);
+    unmountAll(this.parts.sys, this.config.paths.dir);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     this.transition('deleted');
   }
+}
+
+/** Unmounts every mount at or below dir, deepest first. */
+export function unmountAll(sys: Sys, dir: string): string[] {
+  const points = mountsUnder(dir);
+  for (const m of points) sys.umount(m, MNT_DETACH);
+  return points;
 }

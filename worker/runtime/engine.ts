@@ -9,10 +9,13 @@ import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
 import { detectCgroupDriver, type CgroupDriver } from './cgroups/index.js';
 import { compileSeccomp, defaultProfile } from './seccomp/index.js';
 import { containerPaths, toConfig, type ContainerConfig } from './config.js';
-import { Container, type ContainerIO, type EngineParts, type ExitResult } from './container.js';
+import { Container, unmountAll, type ContainerIO, type EngineParts, type ExitResult } from './container.js';
 import type { ContainerSpec } from './spec.js';
 import { isAlive, readState, type PersistedState } from './state.js';
 import { unmountRootfs } from './rootfs/overlay.js';
+import { mountsUnder } from './mounts.js';
+
+export { mountsUnder };
 
 export interface EngineOptions {
   /** Default: $FAASBOX_STATE_DIR or /var/lib/faasbox. */
@@ -113,8 +116,8 @@ export class Engine implements EngineParts {
         report.cgroups.push(id);
       }
       const paths = containerPaths(this.stateDir, id);
-      report.mounts.push(...mountsUnder(paths.dir));
       unmountRootfs(this.sys, paths);
+      report.mounts.push(...unmountAll(this.sys, paths.dir));
       rmSync(paths.dir, { recursive: true, force: true });
       report.containers.push(id);
     }
@@ -141,16 +144,4 @@ function safeReaddir(dir: string): string[] {
   } catch {
     return [];
   }
-}
-
-/** Mount points at or below dir, deepest first (so they can be unmounted in order). */
-export function mountsUnder(dir: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string[] {
-  const prefix = dir.endsWith('/') ? dir : `${dir}/`;
-  const points = mountinfo
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((p): p is string => !!p)
-    .map((p) => p.replace(/\\(\d{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8))))
-    .filter((p) => p === dir || p.startsWith(prefix));
-  return [...new Set(points)].sort((a, b) => b.length - a.length);
 }

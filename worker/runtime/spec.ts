@@ -50,6 +50,12 @@ export interface ContainerSpec {
   mounts?: BindMount[];
   network?: { mode: NetworkMode };
   seccomp?: SeccompMode;
+  /**
+   * Empty read-only mount points the host can fill while the container runs
+   * (Container.fillSlot): how a warm container receives a function's code without a
+   * restart. Host-to-container mount propagation, as Kubernetes' HostToContainer.
+   */
+  slots?: { name: string; destination: string }[];
 }
 
 /** Defaults a caller gets when it says nothing: tight, unprivileged, no network. */

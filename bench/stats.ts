@@ -1,0 +1,26 @@
+/** Small statistics for side-by-side benchmarks: medians and percentiles of one run. */
+export function percentile(samples: number[], p: number): number {
+  if (samples.length === 0) return NaN;
+  const s = [...samples].sort((a, b) => a - b);
+  const idx = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[idx]!;
+}
+
+export const median = (samples: number[]): number => percentile(samples, 50);
+
+export const round = (n: number, digits = 2): number => Number(n.toFixed(digits));
+
+/** Runs the contenders round-robin, so that a noisy moment hurts all of them alike. */
+export async function interleave(contenders: Record<string, () => Promise<void>>, iterations: number, warmup = 3): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for (const name of Object.keys(contenders)) out[name] = [];
+  for (let i = 0; i < warmup + iterations; i++) {
+    for (const [name, fn] of Object.entries(contenders)) {
+      const t = performance.now();
+      await fn();
+      const dt = performance.now() - t;
+      if (i >= warmup) out[name]!.push(dt);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,57 @@
+/**
+ * An engine for one test file: its own state dir and cgroup root, a busybox rootfs plus
+ * a layer holding the probe program, and a cleanup that proves nothing was left behind.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Engine, mountsUnder } from '../../worker/runtime/engine.js';
+import { buildImage } from '../../images/build.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** The static probe program (test/fixtures/probe.c), built once per checkout. */
+export function probeBinary(): string {
+  const src = path.join(repo, 'test/fixtures/probe.c');
+  const out = path.join(repo, 'test/fixtures/build/probe');
+  if (!existsSync(out) || statSync(out).mtimeMs < statSync(src).mtimeMs) {
+    mkdirSync(path.dirname(out), { recursive: true });
+    execFileSync('cc', ['-O2', '-static', '-o', out, src]);
+  }
+  return out;
+}
+
+export interface TestEngine {
+  engine: Engine;
+  /** busybox image layer, then a layer with /probe. */
+  layers: string[];
+  work: string;
+  cleanup(): Promise<void>;
+}
+
+let imageCache: string | undefined;
+
+export async function testEngine(name: string): Promise<TestEngine> {
+  const work = mkdtempSync(path.join(tmpdir(), `faasbox-test-${name}-`));
+  imageCache ??= (await buildImage('busybox', path.join(tmpdir(), 'faasbox-test-images'))).dir;
+  const probeLayer = path.join(work, 'probe-layer');
+  mkdirSync(probeLayer);
+  copyFileSync(probeBinary(), path.join(probeLayer, 'probe'));
+  execFileSync('chmod', ['0755', path.join(probeLayer, 'probe')]);
+  const cgroupRoot = `/faasbox-test-${name}-${process.pid}`;
+  const engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot });
+  return {
+    engine,
+    layers: [imageCache, probeLayer],
+    work,
+    async cleanup() {
+      await engine.gc({ all: true });
+      engine.cgroups.removeRoot();
+      const left = mountsUnder(work);
+      rmSync(work, { recursive: true, force: true });
+      if (left.length) throw new Error(`mounts left behind: ${left.join(', ')}`);
+    },
+  };
+}

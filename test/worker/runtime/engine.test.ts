@@ -1,0 +1,266 @@
+/**
+ * The container engine against the real kernel (root): each isolation property is
+ * checked from inside a container by the probe program (test/fixtures/probe.c).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, statSync, existsSync, readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { testEngine, type TestEngine } from '../../support/engine.js';
+import type { ContainerSpec } from '../../../worker/runtime/spec.js';
+import type { ExitResult } from '../../../worker/runtime/container.js';
+import { mountsUnder } from '../../../worker/runtime/engine.js';
+import { EngineError } from '../../../worker/runtime/errors.js';
+
+let te: TestEngine;
+before(async () => {
+  te = await testEngine('engine');
+});
+after(async () => {
+  await te.cleanup();
+});
+
+interface ProbeRun {
+  result: ExitResult;
+  out: Record<string, string>;
+  stdout: string;
+  stderr: string;
+}
+
+async function probe(args: string[], extra: Partial<ContainerSpec> = {}): Promise<ProbeRun> {
+  const spec: ContainerSpec = {
+    ...extra,
+    rootfs: { layers: te.layers, ...extra.rootfs },
+    process: { args: ['/probe', ...args], ...extra.process },
+  };
+  const c = await te.engine.create(spec, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  c.stdout!.on('data', (d) => (stdout += d));
+  c.stderr!.on('data', (d) => (stderr += d));
+  c.start();
+  const result = await c.wait();
+  await c.delete();
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { result, out, stdout, stderr };
+}
+
+test('pid 1 is the container init and host processes are invisible', async () => {
+  const { out, result } = await probe(['ps']);
+  assert.equal(result.exitCode, 0);
+  assert.equal(out.pid1, 'faasbox-init');
+  assert.equal(out.self, '2', 'the command is the init\'s first child');
+  assert.equal(out.nprocs, '2', 'only init and the probe are visible');
+});
+
+test('the hostname is the container\'s', async () => {
+  const { out } = await probe(['hostname'], { hostname: 'fn-hello' });
+  assert.equal(out.hostname, 'fn-hello');
+});
+
+test('runs as an unprivileged uid with no capabilities, no_new_privs and seccomp', async () => {
+  const id = await probe(['id']);
+  assert.equal(id.out.uid, '65534');
+  assert.equal(id.out.gid, '65534');
+  const caps = await probe(['caps']);
+  for (const k of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {
+    assert.match(caps.stdout, new RegExp(`${k}:\\s+0000000000000000`), k);
+  }
+  assert.match(caps.stdout, /NoNewPrivs:\s+1/);
+  assert.match(caps.stdout, /Seccomp:\s+2/);
+});
+
+test('only the loopback interface is visible', async () => {
+  const { stdout } = await probe(['ifaces']);
+  assert.deepEqual(stdout.trim().split('\n'), ['iface=lo']);
+});
+
+test('privileged operations are denied, even to uid 0 inside', async () => {
+  for (const uid of [65534, 0]) {
+    const p = { process: { args: [], uid, gid: uid } } as Partial<ContainerSpec>;
+    assert.equal((await probe(['mount'], p)).out.mount, 'EPERM', `mount as ${uid}`);
+    assert.equal((await probe(['ptrace1'], p)).out.ptrace1, 'EPERM', `ptrace of pid 1 as ${uid}`);
+    assert.equal((await probe(['rawsock'], p)).out.rawsock, 'EPERM', `raw socket as ${uid}`);
+    const mod = await probe(['module'], p);
+    assert.equal(mod.out.finit_module, 'EPERM', `finit_module as ${uid}`);
+    assert.equal(mod.out.init_module, 'EPERM', `init_module as ${uid}`);
+    const sysctl = (await probe(['sysctl'], p)).out.sysctl;
+    assert.ok(sysctl === 'EROFS' || sysctl === 'EACCES', `writing /proc/sys as ${uid}: ${sysctl}`);
+    const un = await probe(['unshare'], p);
+    assert.equal(un.out.unshare, 'EPERM', `unshare(CLONE_NEWUSER) as ${uid}`);
+    assert.equal(un.out.unshare_ns, 'EPERM', `unshare(CLONE_NEWNS) as ${uid}`);
+    assert.equal((await probe(['mknod'], p)).out.mknod, 'EPERM', `mknod of a block device as ${uid}`);
+  }
+});
+
+function treeDigest(dir: string): string {
+  const h = createHash('sha256');
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = path.join(d, name);
+      const st = statSync(p, { throwIfNoEntry: false });
+      h.update(`${p}:${st?.mode}:${st?.size}:${st?.mtimeMs}\n`);
+      if (st?.isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  return h.digest('hex');
+}
+
+test('writes never reach a lower layer, and a new container starts from the pristine snapshot', async () => {
+  const before = te.layers.map(treeDigest);
+  const w = await probe(['writeall'], { process: { args: [], uid: 0, gid: 0 } });
+  assert.equal(w.out['write /probe-mark'], 'OK', 'root inside may write into its own upper dir');
+  assert.equal(w.out['unlink /bin/busybox'], 'OK');
+  assert.deepEqual(te.layers.map(treeDigest), before, 'lower layers unchanged');
+  const again = await probe(['ps'], { process: { args: [], uid: 0, gid: 0 } });
+  assert.equal(again.result.exitCode, 0);
+  const look = await te.engine.run(
+    { rootfs: { layers: te.layers }, process: { args: ['/bin/sh', '-c', 'test ! -e /probe-mark && test -x /bin/busybox'] } },
+    { stdio: ['ignore', 'ignore', 'ignore'] },
+  );
+  assert.equal(look.exitCode, 0, 'the marks of the previous container are gone');
+});
+
+test('a memory hog is OOM-killed and reported as OOM', async () => {
+  const { result } = await probe(['memhog', '256'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
+  assert.equal(result.oomKilled, true);
+  assert.equal(result.signal, 9);
+  assert.ok(result.usage.memoryPeakBytes <= 33 * 1024 * 1024, `peak ${result.usage.memoryPeakBytes}`);
+});
+
+test('a process within its memory limit is not reported as OOM', async () => {
+  const { result, out } = await probe(['memhog', '8'], { limits: { memoryBytes: 64 * 1024 * 1024 } });
+  assert.equal(result.oomKilled, false);
+  assert.equal(result.exitCode, 0);
+  assert.equal(out.memhog, 'survived 8 MB');
+  assert.ok(result.usage.memoryPeakBytes >= 8 * 1024 * 1024, `peak ${result.usage.memoryPeakBytes}`);
+});
+
+test('a fork bomb stops at the pids limit', async () => {
+  const { out } = await probe(['forkbomb', '200'], { limits: { pids: 16 } });
+  assert.equal(out.forkerr, 'EAGAIN');
+  // init and the probe itself count against the limit too.
+  assert.ok(Number(out.forked) <= 14, `forked ${out.forked}`);
+  assert.ok(Number(out.forked) >= 10, `forked ${out.forked}`);
+});
+
+test('a CPU spinner is throttled to its quota', async () => {
+  const wallMs = 1000;
+  const { result } = await probe(['spin', String(wallMs)], { limits: { cpus: 0.2 } });
+  const cpuMs = result.usage.cpuUsageUsec / 1000;
+  assert.ok(result.usage.throttledPeriods > 0, 'the kernel throttled it');
+  assert.ok(cpuMs < wallMs * 0.2 * 1.5, `used ${cpuMs} ms of CPU in ${wallMs} ms at 0.2 cpus`);
+  assert.ok(cpuMs > wallMs * 0.2 * 0.5, `used ${cpuMs} ms of CPU`);
+});
+
+test('writing past the disk quota fails with ENOSPC', async () => {
+  const quota = 8 * 1024 * 1024;
+  const inRoot = await probe(['fill', '/big'], { rootfs: { layers: te.layers, diskBytes: quota }, process: { args: [], uid: 0, gid: 0 } });
+  assert.equal(inRoot.out.fill, 'ENOSPC');
+  assert.ok(Number(inRoot.out.written) <= quota);
+  const inTmp = await probe(['fill', '/tmp/big'], { rootfs: { layers: te.layers, diskBytes: quota } });
+  assert.equal(inTmp.out.fill, 'ENOSPC');
+  assert.ok(Number(inTmp.out.written) <= quota);
+});
+
+test('exit codes, signals and exec failures are reported faithfully', async () => {
+  assert.equal((await probe(['exit', '3'])).result.exitCode, 3);
+  const missing = await te.engine.run({ rootfs: { layers: te.layers }, process: { args: ['/no/such/thing'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  assert.equal(missing.exitCode, 127);
+  assert.match(missing.error ?? '', /exec: \/no\/such\/thing: No such file or directory/);
+
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'sleep', '10000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  c.start();
+  await new Promise((r) => setTimeout(r, 100));
+  await c.kill('SIGTERM');
+  const r = await c.wait();
+  assert.equal(r.signal, 15, 'SIGTERM forwarded by init to the command');
+  await c.delete();
+});
+
+test('lifecycle: create parks the process before exec; start, kill, delete; transitions are guarded', async () => {
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'sleep', '10000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  assert.equal(c.state, 'created');
+  assert.equal(te.engine.state(c.id)?.status, 'created');
+  // Parked: pid 1 is still faasbox-init itself with no child.
+  assert.equal(readFileSync(`/proc/${c.pid}/comm`, 'utf8').trim(), 'faasbox-init');
+  assert.equal(readFileSync(`/proc/${c.pid}/task/${c.pid}/children`, 'utf8').trim(), '');
+  c.start();
+  assert.equal(c.state, 'running');
+  assert.throws(() => c.start(), (e: unknown) => e instanceof EngineError && e.code === 'INVALID_STATE');
+  assert.ok(te.engine.list().some((s) => s.id === c.id && s.status === 'running'));
+  await c.kill();
+  const r = await c.wait();
+  assert.equal(r.signal, 9);
+  assert.equal(c.state, 'stopped');
+  await c.delete();
+  assert.equal(c.state, 'deleted');
+  assert.equal(existsSync(c.config.paths.dir), false);
+  assert.deepEqual(mountsUnder(c.config.paths.dir), []);
+  assert.equal(te.engine.cgroups.open(c.id), undefined);
+});
+
+test('kill reaches every process of the container, forks included', async () => {
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/bin/sh', '-c', 'sleep 1000 & sleep 1000 & sleep 1000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  c.start();
+  await new Promise((r) => setTimeout(r, 150));
+  assert.ok(c.stats().pidsCurrent >= 4, `pids ${c.stats().pidsCurrent}`);
+  await c.kill();
+  await c.wait();
+  assert.equal(c.stats().pidsCurrent, 0);
+  await c.delete();
+});
+
+test('a container killed while parked is reported and deleted cleanly', async () => {
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'true'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  await c.kill();
+  const r = await c.wait();
+  assert.equal(r.signal, 9);
+  await c.delete();
+});
+
+test('invalid specs are refused with a typed error naming the field', async () => {
+  const bad: [Partial<ContainerSpec>, string][] = [
+    [{ rootfs: { layers: [] } }, 'rootfs.layers'],
+    [{ rootfs: { layers: ['relative/dir'] } }, 'rootfs.layers[0]'],
+    [{ process: { args: [] } }, 'process.args'],
+    [{ limits: { memoryBytes: -1 } }, 'limits.memoryBytes'],
+    [{ limits: { cpus: 0 } }, 'limits.cpus'],
+    [{ hostname: 'no spaces' }, 'hostname'],
+    [{ process: { args: ['x'], env: ['NOEQUALS'] } }, 'process.env'],
+  ];
+  for (const [extra, field] of bad) {
+    const spec = { rootfs: { layers: te.layers }, process: { args: ['/probe'] }, ...extra } as ContainerSpec;
+    await assert.rejects(te.engine.create(spec), (e: unknown) => e instanceof EngineError && e.code === 'INVALID_SPEC' && (e.details as { field: string }).field === field, field);
+  }
+});
+
+test('gc removes what a crashed owner left: processes, cgroups, mounts, state', async () => {
+  // A separate Node process creates a container, then dies by SIGKILL without cleaning up.
+  const script = `
+    const { Engine } = await import(${JSON.stringify(new URL('../../../worker/runtime/engine.js', import.meta.url).href)});
+    const e = await Engine.open({ stateDir: ${JSON.stringify(te.engine.stateDir)}, cgroupRoot: ${JSON.stringify(te.engine.cgroups.root)} });
+    const c = await e.create({ rootfs: { layers: ${JSON.stringify(te.layers)} }, process: { args: ['/probe', 'sleep', '100000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+    c.start();
+    process.stdout.write(c.id + '\\n');
+    setInterval(() => {}, 1000);
+  `;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const id = await new Promise<string>((resolve) => child.stdout!.once('data', (d) => resolve(String(d).trim())));
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  assert.ok(te.engine.cgroups.open(id), 'the crashed owner left a cgroup');
+  assert.ok(mountsUnder(path.join(te.engine.stateDir, 'containers', id)).length > 0, 'and mounts');
+  const report = await te.engine.gc();
+  assert.ok(report.containers.includes(id));
+  assert.equal(te.engine.cgroups.open(id), undefined);
+  assert.deepEqual(mountsUnder(path.join(te.engine.stateDir, 'containers', id)), []);
+  assert.equal(existsSync(path.join(te.engine.stateDir, 'containers', id)), false);
+});

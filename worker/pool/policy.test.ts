@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { select, evict, desiredWarm, desiredStems, reclaim, DEFAULT_SIZING, type Slot, type Want } from './policy.js';
+
+let n = 0;
+const slot = (over: Partial<Slot> = {}): Slot => ({
+  id: `s${n++}`,
+  kind: 'stem',
+  runtime: 'nodejs20',
+  memoryMb: 128,
+  state: 'idle',
+  uses: 0,
+  lastUsedAt: 0,
+  ...over,
+});
+const want = (over: Partial<Want> = {}): Want => ({ fn: 'hello@v1', runtime: 'nodejs20', memoryMb: 128, isolation: 'reuse', ...over });
+
+test('select prefers a warm container of the same version, then a stem cell, then cold', () => {
+  const stem = slot();
+  const warm = slot({ kind: 'function', fn: 'hello@v1', uses: 3, lastUsedAt: 5 });
+  const other = slot({ kind: 'function', fn: 'hello@v0', uses: 1 });
+  assert.deepEqual(select([stem, other, warm], want()), { kind: 'warm', slot: warm });
+  assert.deepEqual(select([stem, other], want()), { kind: 'specialized', slot: stem });
+  assert.deepEqual(select([other], want()), { kind: 'cold' });
+});
+
+test('select takes the most recently used warm container', () => {
+  const a = slot({ kind: 'function', fn: 'hello@v1', lastUsedAt: 1 });
+  const b = slot({ kind: 'function', fn: 'hello@v1', lastUsedAt: 9 });
+  const r = select([a, b], want());
+  assert.equal(r.kind === 'warm' && r.slot, b);
+});
+
+test('select skips busy, starting and differently shaped containers', () => {
+  const busy = slot({ kind: 'function', fn: 'hello@v1', state: 'busy' });
+  const starting = slot({ state: 'starting' });
+  const bigger = slot({ memoryMb: 256 });
+  const python = slot({ runtime: 'python3' });
+  assert.equal(select([busy, starting, bigger, python], want()).kind, 'cold');
+});
+
+test('fresh isolation never hands out a container that served someone', () => {
+  const used = slot({ kind: 'function', fn: 'hello@v1', uses: 1 });
+  const unused = slot({ kind: 'function', fn: 'hello@v1', uses: 0 });
+  assert.equal(select([used], want({ isolation: 'fresh' })).kind, 'cold');
+  assert.deepEqual(select([used, unused], want({ isolation: 'fresh' })), { kind: 'warm', slot: unused });
+  assert.equal(select([used], want({ isolation: 'reuse' })).kind, 'warm');
+});
+
+test('evict frees idle memory least recently used first, stems before functions, never busy', () => {
+  const busy = slot({ kind: 'function', fn: 'a@1', state: 'busy', memoryMb: 256 });
+  const oldFn = slot({ kind: 'function', fn: 'b@1', lastUsedAt: 1 });
+  const newFn = slot({ kind: 'function', fn: 'c@1', lastUsedAt: 9 });
+  const stem = slot({ lastUsedAt: 99 });
+  const all = [busy, oldFn, newFn, stem];
+  assert.deepEqual(evict(all, 128, 1024), []);
+  assert.deepEqual(evict(all, 128, 640), [stem]);
+  assert.deepEqual(evict(all, 256, 640), [stem, oldFn]);
+  assert.equal(evict(all, 1024, 640), undefined, 'busy memory cannot be reclaimed');
+});
+
+test('desiredWarm follows average concurrency, capped by the peak, down to min after the idle TTL', () => {
+  const now = 100_000;
+  const cfg = { ...DEFAULT_SIZING, minWarm: 0, maxWarm: 8, idleTtlMs: 30_000, windowMs: 10_000 };
+  const samples = [3, 4, 5, 4].map((c, i) => ({ at: now - 1000 * i, concurrency: c }));
+  assert.equal(desiredWarm(samples, now - 100, now, cfg), 4);
+  assert.equal(desiredWarm([{ at: now, concurrency: 50 }], now, now, cfg), 8, 'capped at max');
+  assert.equal(desiredWarm(samples, now - 30_000, now, cfg), 0, 'scaled to zero when idle');
+  assert.equal(desiredWarm(samples, now - 30_000, now, { ...cfg, minWarm: 2 }), 2);
+  const old = [{ at: now - 20_000, concurrency: 9 }];
+  assert.equal(desiredWarm(old, now - 100, now, cfg), 1, 'samples outside the window do not count');
+});
+
+test('desiredStems follows the largest recent burst of specialisations', () => {
+  const now = 1_000_000;
+  const cfg = { ...DEFAULT_SIZING, minStems: 1, maxStems: 10, windowMs: 60_000 };
+  assert.equal(desiredStems([], now, cfg), 1);
+  const burst = Array.from({ length: 6 }, (_, i) => now - 5000 + i * 10);
+  assert.equal(desiredStems([...burst, now - 30_000], now, cfg), 6);
+  assert.equal(desiredStems(Array.from({ length: 40 }, () => now), now, cfg), 10);
+  assert.equal(desiredStems(burst, now + 120_000, cfg), 1, 'decays after the window');
+});
+
+test('reclaim removes idle excess containers of one function, oldest first', () => {
+  const a = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 1 });
+  const b = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 5 });
+  const c = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 3, state: 'busy' });
+  const other = slot({ kind: 'function', fn: 'g@1' });
+  assert.deepEqual(reclaim([a, b, c, other], 'f@1', 1), [a, b]);
+  assert.deepEqual(reclaim([a, b, c, other], 'f@1', 3), []);
+  assert.deepEqual(reclaim([a, b, c], 'f@1', 0), [a, b], 'busy ones are left to finish');
+});
