@@ -1,0 +1,203 @@
+/**
+ * The deploy body (PUT /v1/functions/:name) and the one normalized FunctionSpec it becomes.
+ *
+ * The schema runs once, at the edge. Everything downstream (registry, queue, scheduler,
+ * worker, container config) receives the FunctionSpec unchanged and trusts it: defaults are
+ * filled, CPU is derived, the code is replaced by a reference to its content-addressed
+ * blob, invoke keys by their digests. Nothing downstream re-validates or re-defaults.
+ */
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { PayloadTooLargeError, ValidationError } from './errors.js';
+import { parseWith } from './validation.js';
+
+export const RUNTIMES = ['nodejs20', 'python3'] as const;
+export type Runtime = (typeof RUNTIMES)[number];
+
+export const FUNCTION_NAME_PATTERN = /^[a-z][a-z0-9-]{0,62}$/;
+
+export const LIMITS = {
+  memoryMb: { min: 64, max: 4096, default: 128 },
+  cpuMillicores: { min: 10, max: 16_000 },
+  timeoutMs: { min: 1, max: 900_000, default: 30_000 },
+  concurrency: { min: 1, max: 10_000 },
+  /** Lambda's rule: the whole environment at most 4 KiB. */
+  envBytes: 4096,
+  invokeKeys: 16,
+  defaultCodeBytes: 10 * 1024 * 1024,
+} as const;
+
+/** Lambda's allocation: 1769 MB buys one full vCPU, and CPU scales linearly with memory. */
+export const MB_PER_VCPU = 1769;
+
+export function cpuForMemory(memoryMb: number): number {
+  return Math.max(LIMITS.cpuMillicores.min, Math.round((memoryMb * 1000) / MB_PER_VCPU));
+}
+
+/** Default entry file of a single-file function, per runtime. */
+export const DEFAULT_ENTRY: Record<Runtime, string> = {
+  nodejs20: 'index.mjs',
+  python3: 'handler.py',
+};
+
+/** Names the platform sets itself inside the container; a function may not override them. */
+const RESERVED_ENV_PREFIXES = ['FAASBOX_', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'PYTHONPATH', 'PYTHONHOME', 'LD_'];
+const ENV_KEY = /^[A-Za-z][A-Za-z0-9_]*$/;
+const ENTRY_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._/-]{1,255}$/;
+const HANDLER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+export const functionNameSchema = z
+  .string()
+  .regex(FUNCTION_NAME_PATTERN, 'function names are 1-63 characters: a lowercase letter, then lowercase letters, digits or "-"');
+
+const envSchema = z
+  .record(
+    z
+      .string()
+      .regex(ENV_KEY, 'environment variable names start with a letter and contain only letters, digits and "_"')
+      .refine((k) => !RESERVED_ENV_PREFIXES.some((p) => k.toUpperCase().startsWith(p)), {
+        message: `reserved environment variable name (reserved: ${RESERVED_ENV_PREFIXES.join(', ')}*)`,
+      }),
+    z.string(),
+  )
+  .refine(
+    (env) => Object.entries(env).reduce((n, [k, v]) => n + Buffer.byteLength(k) + Buffer.byteLength(v), 0) <= LIMITS.envBytes,
+    { message: `environment variables exceed ${LIMITS.envBytes} bytes in total` },
+  );
+
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+
+/** The JSON body of PUT /v1/functions/:name, exactly as a client sends it. */
+export const deployRequestSchema = z
+  .strictObject({
+    runtime: z.enum(RUNTIMES),
+    code: z.string().min(1).optional(),
+    package: z.base64('package must be base64 (of a tar.gz or zip archive)').min(1).optional(),
+    entry: z.string().regex(ENTRY_PATH, 'entry must be a relative path inside the package, without ".." segments').optional(),
+    handler: z.string().regex(HANDLER, 'handler must be the name of an exported function').default('default'),
+    env: envSchema.default({}),
+    memoryMb: int(LIMITS.memoryMb.min, LIMITS.memoryMb.max).default(LIMITS.memoryMb.default),
+    cpu: int(LIMITS.cpuMillicores.min, LIMITS.cpuMillicores.max).optional(),
+    timeoutMs: int(LIMITS.timeoutMs.min, LIMITS.timeoutMs.max).default(LIMITS.timeoutMs.default),
+    concurrency: int(LIMITS.concurrency.min, LIMITS.concurrency.max).optional(),
+    isolation: z.enum(['reuse', 'fresh']).default('reuse'),
+    public: z.boolean().default(false),
+    invokeKeys: z.array(z.string().min(16).max(256)).max(LIMITS.invokeKeys).optional(),
+  })
+  .superRefine((body, ctx) => {
+    const has = (body.code !== undefined ? 1 : 0) + (body.package !== undefined ? 1 : 0);
+    if (has !== 1) {
+      ctx.addIssue({ code: 'custom', path: has === 0 ? ['code'] : ['package'], message: 'give exactly one of "code" or "package"' });
+    }
+    if (body.package !== undefined && body.entry === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['entry'], message: 'a package needs an "entry" (the file that holds the handler)' });
+    }
+  });
+
+export type DeployRequest = z.input<typeof deployRequestSchema>;
+
+export type PackageFormat = 'tar.gz' | 'zip';
+
+/** Where the function's code lives: a blob in the registry, addressed by its sha256. */
+export type CodeRef =
+  | { kind: 'file'; entry: string; digest: string; size: number }
+  | { kind: 'package'; format: PackageFormat; entry: string; digest: string; size: number };
+
+export interface FunctionSpec {
+  name: string;
+  runtime: Runtime;
+  code: CodeRef;
+  /** Name of the exported function to call. */
+  handler: string;
+  env: Record<string, string>;
+  memoryMb: number;
+  /** Millicores; derived from memoryMb (MB_PER_VCPU) when the deploy gave none. */
+  cpu: number;
+  timeoutMs: number;
+  /** Maximum concurrent invocations of this function; null means bounded only by capacity. */
+  concurrency: number | null;
+  /** 'reuse': a container serves many invocations; 'fresh': one container per invocation. */
+  isolation: 'reuse' | 'fresh';
+  /** Invocable without any API key. */
+  public: boolean;
+  /** sha256 (hex) of each per-function invoke key; the keys themselves are never stored. */
+  invokeKeyDigests: string[];
+}
+
+export interface ParsedDeploy {
+  spec: FunctionSpec;
+  /** The code bytes: the source file, or the archive. Stored once, by spec.code.digest. */
+  code: Buffer;
+}
+
+export function sha256Hex(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex');
+}
+
+function packageFormat(bytes: Buffer): PackageFormat | undefined {
+  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tar.gz';
+  if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x504b0304) return 'zip';
+  return undefined;
+}
+
+export interface ParseDeployOptions {
+  maxCodeBytes?: number;
+}
+
+/** Validate a deploy body for function `name` and normalize it into the FunctionSpec. */
+export function parseDeploy(name: string, body: unknown, options: ParseDeployOptions = {}): ParsedDeploy {
+  parseWith(functionNameSchema, name, 'function name');
+  const req = parseWith(deployRequestSchema, body, 'function spec');
+  const maxCodeBytes = options.maxCodeBytes ?? LIMITS.defaultCodeBytes;
+
+  let code: Buffer;
+  let ref: CodeRef;
+  if (req.package !== undefined) {
+    code = Buffer.from(req.package, 'base64');
+    const format = packageFormat(code);
+    if (format === undefined) {
+      throw new ValidationError('invalid function spec: package: not a tar.gz or zip archive', [
+        { path: 'package', message: 'not a tar.gz or zip archive (checked by magic bytes)' },
+      ]);
+    }
+    ref = { kind: 'package', format, entry: req.entry as string, digest: sha256Hex(code), size: code.length };
+  } else {
+    code = Buffer.from(req.code as string, 'utf8');
+    ref = { kind: 'file', entry: req.entry ?? DEFAULT_ENTRY[req.runtime], digest: sha256Hex(code), size: code.length };
+  }
+  if (code.length > maxCodeBytes) throw new PayloadTooLargeError(maxCodeBytes);
+
+  const spec: FunctionSpec = {
+    name,
+    runtime: req.runtime,
+    code: ref,
+    handler: req.handler,
+    env: req.env,
+    memoryMb: req.memoryMb,
+    cpu: req.cpu ?? cpuForMemory(req.memoryMb),
+    timeoutMs: req.timeoutMs,
+    concurrency: req.concurrency ?? null,
+    isolation: req.isolation,
+    public: req.public,
+    invokeKeyDigests: [...new Set((req.invokeKeys ?? []).map((k) => sha256Hex(k)))].sort(),
+  };
+  return { spec, code };
+}
+
+/** JSON with object keys sorted at every level, so equal specs hash equally. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (v && typeof v === 'object' && !Array.isArray(v)) {
+      return Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+    }
+    return v;
+  });
+}
+
+/**
+ * The immutable version id: a sha256 over the spec, which already names the code by its
+ * digest, so code and config together decide it. Identical deploys give identical ids.
+ */
+export function versionOf(spec: FunctionSpec): string {
+  return `sha256:${sha256Hex(canonicalJson(spec))}`;
+}

@@ -1,0 +1,242 @@
+/**
+ * The function registry, in Redis.
+ *
+ * Every deploy creates (or finds) an immutable version whose id is the digest of the spec,
+ * and the spec names its code by the code's own digest: so the id covers code and config,
+ * and an identical re-deploy lands on the same version. Code blobs are stored once per
+ * digest and reference-counted by function name, because two functions may share code.
+ *
+ * Keys, under a prefix (one prefix per deployment; tests use one per test):
+ *   {p}:functions                 SET     names
+ *   {p}:fn:{name}                 HASH    version (latest), spec (JSON of latest), createdAt, updatedAt
+ *   {p}:fn:{name}:versions        ZSET    version -> first deploy time (ms)
+ *   {p}:ver:{name}:{version}      STRING  JSON FunctionVersion, written once (SET NX)
+ *   {p}:code:{digest}             STRING  code bytes
+ *   {p}:coderefs:{digest}         SET     names of functions whose versions use the blob
+ *
+ * Deploys and deletes are single Lua scripts: atomic against each other, so a delete of one
+ * function cannot free a blob that a concurrent deploy of another is starting to use. The
+ * delete script derives keys from the prefix, so the registry needs a single Redis node
+ * (not Cluster), which is also what BullMQ's own multi-key scripts prefer.
+ */
+import type { Redis } from 'ioredis';
+import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
+import { versionOf, type FunctionSpec } from './function-spec.js';
+import { RedisScript } from './redis-script.js';
+
+/** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
+export const FUNCTION_EVENTS_CHANNEL = 'function-events';
+
+export function functionEventsChannel(prefix: string): string {
+  return `${prefix}:${FUNCTION_EVENTS_CHANNEL}`;
+}
+
+/**
+ * What workers hear on the channel. On 'deleted' they drop every warm container of the
+ * function; on 'deployed' they may drop containers of `previous` and prewarm `version`.
+ */
+export type FunctionEvent =
+  | { type: 'deployed'; name: string; version: string; previous: string | null }
+  | { type: 'deleted'; name: string; versions: string[] };
+
+export interface FunctionVersion {
+  name: string;
+  version: string;
+  spec: FunctionSpec;
+  createdAt: string;
+}
+
+export interface FunctionRecord {
+  name: string;
+  /** The latest version, the one invocations run. */
+  version: string;
+  spec: FunctionSpec;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface PutResult {
+  function: FunctionRecord;
+  /** True when no function of this name existed before. */
+  createdFunction: boolean;
+  /** True when this content had never been deployed under this name. */
+  createdVersion: boolean;
+  previousVersion: string | null;
+}
+
+// KEYS: 1 fn hash, 2 versions zset, 3 version record, 4 code blob, 5 code refs, 6 functions set
+// ARGV: 1 name, 2 version, 3 version JSON, 4 spec JSON, 5 now ms, 6 code bytes, 7 channel,
+//       8 now ISO
+// Returns {createdVersion 0|1, previous version or false, createdAt ISO of the function}
+const putScript = new RedisScript(
+  'registry-put',
+  `
+local createdVersion = redis.call('SET', KEYS[3], ARGV[3], 'NX') and 1 or 0
+redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[2])
+if redis.call('EXISTS', KEYS[4]) == 0 then redis.call('SET', KEYS[4], ARGV[6]) end
+redis.call('SADD', KEYS[5], ARGV[1])
+redis.call('SADD', KEYS[6], ARGV[1])
+local previous = redis.call('HGET', KEYS[1], 'version')
+redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[8])
+if previous ~= ARGV[2] then
+  redis.call('HSET', KEYS[1], 'version', ARGV[2], 'spec', ARGV[4], 'updatedAt', ARGV[8])
+  redis.call('PUBLISH', ARGV[7], cjson.encode({type = 'deployed', name = ARGV[1], version = ARGV[2],
+    previous = previous or cjson.null}))
+end
+return {createdVersion, previous, redis.call('HGET', KEYS[1], 'createdAt'), redis.call('HGET', KEYS[1], 'updatedAt')}
+`,
+);
+
+// KEYS: 1 fn hash, 2 versions zset, 3 functions set
+// ARGV: 1 prefix, 2 name, 3 channel
+// Returns the deleted versions, or false when the function did not exist.
+const deleteScript = new RedisScript(
+  'registry-delete',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local p, name = ARGV[1], ARGV[2]
+local versions = redis.call('ZRANGE', KEYS[2], 0, -1)
+for _, v in ipairs(versions) do
+  local key = p .. ':ver:' .. name .. ':' .. v
+  local rec = redis.call('GET', key)
+  if rec then
+    local digest = cjson.decode(rec).spec.code.digest
+    local refs = p .. ':coderefs:' .. digest
+    redis.call('SREM', refs, name)
+    if redis.call('SCARD', refs) == 0 then
+      redis.call('DEL', p .. ':code:' .. digest, refs)
+    end
+    redis.call('DEL', key)
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SREM', KEYS[3], name)
+redis.call('PUBLISH', ARGV[3], cjson.encode({type = 'deleted', name = name, versions = versions}))
+return versions
+`,
+);
+
+export class FunctionRegistry {
+  constructor(
+    private readonly redis: Redis,
+    readonly prefix: string,
+  ) {}
+
+  get eventsChannel(): string {
+    return functionEventsChannel(this.prefix);
+  }
+
+  private fnKey(name: string) {
+    return `${this.prefix}:fn:${name}`;
+  }
+  private versionsKey(name: string) {
+    return `${this.prefix}:fn:${name}:versions`;
+  }
+  private versionKey(name: string, version: string) {
+    return `${this.prefix}:ver:${name}:${version}`;
+  }
+  private codeKey(digest: string) {
+    return `${this.prefix}:code:${digest}`;
+  }
+  private get functionsKey() {
+    return `${this.prefix}:functions`;
+  }
+
+  /** Deploy: store the code and the version (if new) and point the function at it. */
+  async put(spec: FunctionSpec, code: Buffer): Promise<PutResult> {
+    const version = versionOf(spec);
+    const now = new Date();
+    const record: FunctionVersion = { name: spec.name, version, spec, createdAt: now.toISOString() };
+    const reply = (await putScript.run(
+      this.redis,
+      [
+        this.fnKey(spec.name),
+        this.versionsKey(spec.name),
+        this.versionKey(spec.name, version),
+        this.codeKey(spec.code.digest),
+        `${this.prefix}:coderefs:${spec.code.digest}`,
+        this.functionsKey,
+      ],
+      [spec.name, version, JSON.stringify(record), JSON.stringify(spec), now.getTime(), code, this.eventsChannel, now.toISOString()],
+    )) as [number, string | null, string, string];
+    const [createdVersion, previous, createdAt, updatedAt] = reply;
+    return {
+      function: { name: spec.name, version, spec, createdAt, updatedAt },
+      createdFunction: previous === null,
+      createdVersion: createdVersion === 1,
+      previousVersion: previous ?? null,
+    };
+  }
+
+  async find(name: string): Promise<FunctionRecord | undefined> {
+    const h = await this.redis.hgetall(this.fnKey(name));
+    return h.version ? toRecord(name, h) : undefined;
+  }
+
+  async get(name: string): Promise<FunctionRecord> {
+    const fn = await this.find(name);
+    if (!fn) throw new FunctionNotFoundError(name);
+    return fn;
+  }
+
+  async list(): Promise<FunctionRecord[]> {
+    const names = (await this.redis.smembers(this.functionsKey)).sort();
+    if (names.length === 0) return [];
+    const pipe = this.redis.pipeline();
+    for (const name of names) pipe.hgetall(this.fnKey(name));
+    const replies = (await pipe.exec()) ?? [];
+    const out: FunctionRecord[] = [];
+    names.forEach((name, i) => {
+      const [err, h] = replies[i] ?? [];
+      if (err) throw err;
+      // A delete may land between SMEMBERS and HGETALL; such a name is simply gone.
+      if (h && (h as Record<string, string>).version) out.push(toRecord(name, h as Record<string, string>));
+    });
+    return out;
+  }
+
+  /** Versions of a function, oldest first. */
+  async listVersions(name: string): Promise<{ version: string; createdAt: string }[]> {
+    const flat = await this.redis.zrange(this.versionsKey(name), '0', '-1', 'WITHSCORES');
+    if (flat.length === 0) throw new FunctionNotFoundError(name);
+    const out: { version: string; createdAt: string }[] = [];
+    for (let i = 0; i < flat.length; i += 2) {
+      out.push({ version: flat[i] as string, createdAt: new Date(Number(flat[i + 1])).toISOString() });
+    }
+    return out;
+  }
+
+  /** An exact version; immutable, so callers may cache it forever. */
+  async getVersion(name: string, version: string): Promise<FunctionVersion> {
+    const raw = await this.redis.get(this.versionKey(name, version));
+    if (raw === null) throw new VersionNotFoundError(name, version);
+    return JSON.parse(raw) as FunctionVersion;
+  }
+
+  async getCode(digest: string): Promise<Buffer> {
+    const code = await this.redis.getBuffer(this.codeKey(digest));
+    if (code === null) throw new InternalError(`code blob ${digest} is missing from the registry`);
+    return code;
+  }
+
+  /** Delete a function, all its versions and any code no other function uses; announce it. */
+  async delete(name: string): Promise<{ versions: string[] }> {
+    const reply = await deleteScript.run(
+      this.redis,
+      [this.fnKey(name), this.versionsKey(name), this.functionsKey],
+      [this.prefix, name, this.eventsChannel],
+    );
+    if (reply === null) throw new FunctionNotFoundError(name);
+    return { versions: reply as string[] };
+  }
+}
+
+function toRecord(name: string, h: Record<string, string>): FunctionRecord {
+  return {
+    name,
+    version: h.version as string,
+    spec: JSON.parse(h.spec as string) as FunctionSpec,
+    createdAt: h.createdAt as string,
+    updatedAt: h.updatedAt as string,
+  };
+}

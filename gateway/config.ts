@@ -1,0 +1,61 @@
+/** Gateway configuration: defaults, and reading it from the environment. */
+import { LIMITS } from '../common/function-spec.js';
+import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
+
+export interface GatewayConfig {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  /** The management key (FAASBOX_API_KEY). Required. */
+  apiKey: string;
+  redisUrl: string;
+  /** Prefix of every Redis key of this deployment: registry, records and the queue. */
+  prefix: string;
+  /** Largest deploy body (JSON, with code or base64 package). */
+  maxDeployBytes: number;
+  /** Largest code or package after decoding. */
+  maxCodeBytes: number;
+  /** Largest invoke body (the event). */
+  maxInvokeBytes: number;
+  /** How long a sync invocation may wait in the queue for a worker before 503 NO_CAPACITY. */
+  syncQueueTimeoutMs: number;
+  /** Extra time, beyond the function's timeoutMs, for container start and the reply trip. */
+  syncGraceMs: number;
+  /** An async invocation not started within this age is dropped by the worker (NO_CAPACITY). */
+  asyncMaxAgeMs: number;
+  recordTtlSeconds: number;
+}
+
+export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
+  host: '127.0.0.1',
+  port: 8080,
+  redisUrl: 'redis://127.0.0.1:6379',
+  prefix: 'faasbox',
+  maxDeployBytes: 16 * 1024 * 1024,
+  maxCodeBytes: LIMITS.defaultCodeBytes,
+  maxInvokeBytes: 6 * 1024 * 1024,
+  syncQueueTimeoutMs: 10_000,
+  syncGraceMs: 10_000,
+  asyncMaxAgeMs: 6 * 3600 * 1000,
+  recordTtlSeconds: DEFAULT_RECORD_TTL_S,
+};
+
+export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: string }): GatewayConfig {
+  const config = { ...DEFAULT_CONFIG, ...overrides };
+  if (!config.apiKey) throw new Error('gateway: an API key is required (FAASBOX_API_KEY)');
+  return config;
+}
+
+/** FAASBOX_PORT, FAASBOX_HOST, FAASBOX_API_KEY, FAASBOX_REDIS_URL, FAASBOX_PREFIX. */
+export function gatewayConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<GatewayConfig> = {}): GatewayConfig {
+  const fromEnv: Partial<GatewayConfig> = {};
+  if (env.FAASBOX_PORT) {
+    const port = Number(env.FAASBOX_PORT);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`FAASBOX_PORT is not a port: ${env.FAASBOX_PORT}`);
+    fromEnv.port = port;
+  }
+  if (env.FAASBOX_HOST) fromEnv.host = env.FAASBOX_HOST;
+  if (env.FAASBOX_REDIS_URL) fromEnv.redisUrl = env.FAASBOX_REDIS_URL;
+  if (env.FAASBOX_PREFIX) fromEnv.prefix = env.FAASBOX_PREFIX;
+  return gatewayConfig({ apiKey: env.FAASBOX_API_KEY ?? '', ...fromEnv, ...overrides });
+}

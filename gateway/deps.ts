@@ -1,0 +1,17 @@
+/** What the gateway app is built from; tests pass their own (a test Redis, a test prefix). */
+import type { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import type { InvocationClient } from '../common/invocation-client.js';
+import type { InvocationStore } from '../common/invocations.js';
+import type { FunctionRegistry } from '../common/registry.js';
+import type { GatewayConfig } from './config.js';
+
+export interface GatewayDeps {
+  config: GatewayConfig;
+  /** Used for readiness (PING); the stores and the queue client hold their own reference. */
+  redis: Redis;
+  registry: FunctionRegistry;
+  invocations: InvocationStore;
+  queue: InvocationClient;
+  metrics: Registry;
+}

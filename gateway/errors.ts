@@ -1,0 +1,56 @@
+/**
+ * The one place where error codes become HTTP statuses. Every non-2xx body the gateway
+ * sends is {"error": {"code", "message", "details"?}}; `code` is the stable discriminator,
+ * the status groups codes by who has to act. README.md documents this table.
+ */
+import type { Context } from 'hono';
+import { HTTPException } from 'hono/http-exception';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { ErrorCode, FaasboxError, InternalError, PayloadTooLargeError, RouteNotFoundError } from '../common/errors.js';
+
+export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
+  VALIDATION_FAILED: 400,
+  INVALID_JSON: 400,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  FUNCTION_NOT_FOUND: 404,
+  VERSION_NOT_FOUND: 404,
+  INVOCATION_NOT_FOUND: 404,
+  ROUTE_NOT_FOUND: 404,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  // The function ran and failed. 5xx because the request itself was acceptable; each
+  // outcome has its own status so that proxies and dashboards can tell them apart.
+  FUNCTION_ERROR: 502, // the handler threw or rejected: a bad answer from upstream
+  RUNTIME_CRASHED: 500, // the runtime process died (exit, signal) without an answer
+  TIMEOUT: 504, // the handler ran past timeoutMs and was killed
+  OOM_KILLED: 507, // the function exhausted its memory limit and was killed
+  NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
+  UNAVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+}
+
+export function errorBody(err: FaasboxError): ErrorBody {
+  const body: ErrorBody = { error: { code: err.code, message: err.message } };
+  if (err.details !== undefined) body.error.details = err.details;
+  return body;
+}
+
+/** Normalise anything thrown into a FaasboxError; unknown errors are logged and hidden. */
+export function asFaasboxError(err: unknown, c: Context): FaasboxError {
+  if (err instanceof FaasboxError) return err;
+  if (err instanceof HTTPException) {
+    if (err.status === 413) return new PayloadTooLargeError(-1);
+    if (err.status === 404) return new RouteNotFoundError(c.req.method, c.req.path);
+  }
+  console.error(`[faasbox] gateway: unhandled error on ${c.req.method} ${c.req.path}:`, err);
+  return new InternalError('internal error');
+}
+
+export function errorResponse(c: Context, err: FaasboxError): Response {
+  return c.json(errorBody(err), HTTP_STATUS[err.code]);
+}

@@ -1,0 +1,72 @@
+/**
+ * The gateway as a service: connects to Redis, builds the app and serves it on
+ * @hono/node-server. `faasbox gateway` and `faasbox up` call startGateway.
+ */
+import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
+import { Redis } from 'ioredis';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { InvocationClient } from '../common/invocation-client.js';
+import { InvocationStore } from '../common/invocations.js';
+import { FunctionRegistry } from '../common/registry.js';
+import { createApp } from './app.js';
+import { gatewayConfig, type GatewayConfig } from './config.js';
+
+export interface RunningGateway {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export interface StartGatewayOptions {
+  /** A registry shared with other components in the same process; default: a new one. */
+  metrics?: Registry;
+}
+
+export async function startGateway(
+  input: Partial<GatewayConfig> & { apiKey: string },
+  options: StartGatewayOptions = {},
+): Promise<RunningGateway> {
+  const config = gatewayConfig(input);
+  const redis = new Redis(config.redisUrl, { lazyConnect: true });
+  const release: (() => Promise<void> | void)[] = [() => redis.disconnect()];
+  const closeAll = async () => {
+    for (const r of release.reverse()) await r();
+  };
+  try {
+    await redis.connect();
+    const queue = await InvocationClient.open({ connection: redis, prefix: config.prefix });
+    release.push(() => queue.close());
+    let metrics = options.metrics;
+    if (!metrics) {
+      metrics = new Registry();
+      collectDefaultMetrics({ register: metrics });
+    }
+    const app = createApp({
+      config,
+      redis,
+      registry: new FunctionRegistry(redis, config.prefix),
+      invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds),
+      queue,
+      metrics,
+    });
+    const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+      s.once('error', reject);
+    });
+    release.push(
+      () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // Sync invocations may hold connections open for minutes; close() must not wait for them.
+          if ('closeAllConnections' in server) server.closeAllConnections();
+        }),
+    );
+    const port = (server.address() as AddressInfo).port;
+    const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+    return { url: `http://${host}:${port}`, port, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

@@ -1,0 +1,153 @@
+/**
+ * POST /v1/functions/:name/invoke: sync by default (waits for the reply), async with
+ * ?async=true or "Prefer: respond-async" (202 + Location of the invocation record).
+ */
+import { randomUUID } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import { z } from 'zod';
+import {
+  FaasboxError,
+  FunctionNotFoundError,
+  InternalError,
+  NoCapacityError,
+  PayloadTooLargeError,
+  TimeoutError,
+  type ErrorInfo,
+} from '../../common/errors.js';
+import { functionNameSchema } from '../../common/function-spec.js';
+import type { SyncOutcome } from '../../common/invocation-client.js';
+import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
+import { parseWith } from '../../common/validation.js';
+import type { KeyChecker } from '../auth.js';
+import { readJson } from '../body.js';
+import type { GatewayDeps } from '../deps.js';
+import type { GatewayMetrics } from '../metrics.js';
+
+const asyncQuerySchema = z.enum(['true', 'false', '1', '0']).optional();
+
+/** Request headers a function never sees: credentials for us, and hop-by-hop ones. */
+const HIDDEN_REQUEST_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
+/** Response headers the gateway owns (it frames the body itself). */
+const DROPPED_RESPONSE_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'trailer']);
+
+function invokeMode(c: Context): InvocationMode {
+  const q = parseWith(asyncQuerySchema, c.req.query('async'), 'query parameter async');
+  if (q === 'true' || q === '1') return 'async';
+  if (q === undefined && /(^|[,\s])respond-async([,;\s]|$)/i.test(c.req.header('prefer') ?? '')) return 'async';
+  return 'sync';
+}
+
+function httpRequestData(c: Context, raw: Buffer): HttpRequestData {
+  const headers: Record<string, string> = {};
+  c.req.raw.headers.forEach((value, key) => {
+    if (!HIDDEN_REQUEST_HEADERS.has(key)) headers[key] = value;
+  });
+  const url = new URL(c.req.url);
+  return { method: c.req.method, url: url.pathname + url.search, headers, body: raw.toString('base64') };
+}
+
+function serverTiming(result: InvocationResult): string {
+  const t = result.timings;
+  const ms = (n: number) => Math.round(n * 100) / 100;
+  return `queue;dur=${ms(t.queueMs)}, init;dur=${ms(t.initMs)}, exec;dur=${ms(t.execMs)}, total;dur=${ms(t.totalMs)}`;
+}
+
+/** A function's failure as the error the API answers with; its stack goes in details. */
+function functionFailure(info: ErrorInfo): FaasboxError {
+  const details =
+    info.stack === undefined ? info.details : { ...(typeof info.details === 'object' && info.details ? info.details : {}), stack: info.stack };
+  return new FaasboxError(info.code, info.message, { details });
+}
+
+export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
+  const app = new Hono();
+  const { registry, invocations, queue, config } = deps;
+
+  app.post(
+    '/:name/invoke',
+    bodyLimit({
+      maxSize: config.maxInvokeBytes,
+      onError: () => {
+        throw new PayloadTooLargeError(config.maxInvokeBytes);
+      },
+    }),
+    async (c) => {
+      const name = parseWith(functionNameSchema, c.req.param('name'), 'function name');
+      const fn = await registry.find(name);
+      keys.requireInvoke(c, fn?.spec);
+      if (!fn) throw new FunctionNotFoundError(name);
+      const mode = invokeMode(c);
+      const { value: event, raw } = await readJson(c, { allowEmpty: true, emptyValue: null });
+
+      const id = randomUUID();
+      const enqueuedAt = Date.now();
+      const job: InvocationJob = {
+        invocationId: id,
+        function: name,
+        version: fn.version,
+        event,
+        http: httpRequestData(c, raw),
+        mode,
+        enqueuedAt,
+        deadline: enqueuedAt + (mode === 'sync' ? config.syncQueueTimeoutMs : config.asyncMaxAgeMs),
+      };
+      // The record exists before the job, so a worker (or a poller) never finds a job
+      // without its record.
+      await invocations.create({ id, function: name, version: fn.version, mode, createdAt: new Date(enqueuedAt) });
+      c.header('X-Invocation-Id', id);
+      c.header('X-Function-Version', fn.version);
+
+      if (mode === 'async') {
+        await queue.enqueue(job);
+        c.header('Location', `/v1/invocations/${id}`);
+        if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
+        return c.json({ invocationId: id, status: 'queued' }, 202);
+      }
+
+      const budgetMs = fn.spec.timeoutMs + config.syncGraceMs;
+      const result = await resultOf(await queue.invokeSync(job, budgetMs), id, budgetMs);
+      const seconds = (Date.now() - enqueuedAt) / 1000;
+      metrics.invocationDuration.observe(
+        { function: name, mode, outcome: result.ok ? 'ok' : (result.error?.code ?? 'INTERNAL'), start_kind: result.startKind },
+        seconds,
+      );
+      c.header('X-Cold-Start', result.startKind);
+      c.header('Server-Timing', serverTiming(result));
+      if (!result.ok) {
+        throw functionFailure(result.error ?? { code: 'INTERNAL', message: 'worker reported failure without an error' });
+      }
+      if (result.http) {
+        const headers: Record<string, string> = {};
+        for (const [k, v] of Object.entries(result.http.headers)) {
+          if (!DROPPED_RESPONSE_HEADERS.has(k.toLowerCase())) headers[k] = v;
+        }
+        return c.body(Buffer.from(result.http.body, 'base64'), result.http.status as ContentfulStatusCode, headers);
+      }
+      return c.json(result.value === undefined ? null : result.value, 200);
+    },
+  );
+
+  /** Everything that is not a well-formed reply becomes a thrown FaasboxError here. */
+  async function resultOf(outcome: SyncOutcome, id: string, budgetMs: number): Promise<InvocationResult> {
+    switch (outcome.kind) {
+      case 'completed': {
+        const parsed = invocationResultSchema.safeParse(outcome.returnvalue);
+        if (!parsed.success) throw new InternalError(`worker returned a malformed result for invocation ${id}`);
+        return parsed.data as InvocationResult;
+      }
+      case 'failed':
+        throw new InternalError(`worker failed invocation ${id}: ${outcome.reason}`);
+      case 'no-capacity': {
+        const err = new NoCapacityError(`no worker started the invocation within ${config.syncQueueTimeoutMs} ms`);
+        await invocations.fail(id, err.toInfo());
+        throw err;
+      }
+      case 'timeout':
+        throw new TimeoutError(budgetMs);
+    }
+  }
+
+  return app;
+}

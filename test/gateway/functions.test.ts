@@ -1,0 +1,316 @@
+/** Deploy, list, get, versions and delete over the gateway's HTTP API, against real Redis. */
+import assert from 'node:assert/strict';
+import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { Redis } from 'ioredis';
+import type { FunctionEvent } from '../../common/registry.js';
+import { startRedis, type TestRedis } from '../support/redis.js';
+import { API_KEY, auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
+
+let server: TestRedis;
+let gw: TestGateway;
+
+before(async () => {
+  server = await startRedis();
+});
+after(async () => {
+  await server.stop();
+});
+beforeEach(async () => {
+  gw = await testGateway(server, { maxDeployBytes: 64 * 1024, maxCodeBytes: 32 * 1024 });
+});
+afterEach(async () => {
+  await gw.close();
+});
+
+async function body(res: Response): Promise<any> {
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+  return res.json();
+}
+
+describe('deploy', () => {
+  test('creates a function with normalized defaults and a content version', async () => {
+    const { status, json } = await gw.deploy('hello', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.equal(status, 201);
+    assert.equal(json.name, 'hello');
+    assert.match(json.version, /^sha256:[0-9a-f]{64}$/);
+    assert.equal(json.createdVersion, true);
+    assert.equal(json.previousVersion, null);
+    assert.deepEqual(json.spec, {
+      name: 'hello',
+      runtime: 'nodejs20',
+      code: { kind: 'file', entry: 'index.mjs', digest: json.spec.code.digest, size: Buffer.byteLength(NODE_CODE) },
+      handler: 'default',
+      env: {},
+      memoryMb: 128,
+      cpu: 72, // 128 MB of 1769 MB per vCPU
+      timeoutMs: 30000,
+      concurrency: null,
+      isolation: 'reuse',
+      public: false,
+      invokeKeys: 0,
+    });
+  });
+
+  test('derives cpu from memory unless given', async () => {
+    assert.equal((await gw.deploy('a', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 1769 })).json.spec.cpu, 1000);
+    assert.equal((await gw.deploy('b', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 1769, cpu: 250 })).json.spec.cpu, 250);
+  });
+
+  test('an identical re-deploy returns the same version; a change creates a new immutable one', async () => {
+    const first = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE });
+    const again = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.equal(again.status, 200);
+    assert.equal(again.json.version, first.json.version);
+    assert.equal(again.json.createdVersion, false);
+
+    const codeChange = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE + '\n// v2' });
+    assert.equal(codeChange.status, 200);
+    assert.notEqual(codeChange.json.version, first.json.version);
+    assert.equal(codeChange.json.createdVersion, true);
+    assert.equal(codeChange.json.previousVersion, first.json.version);
+
+    const configChange = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE + '\n// v2', memoryMb: 256 });
+    assert.notEqual(configChange.json.version, codeChange.json.version);
+
+    // The function points at the latest; the old versions are still there, unchanged.
+    const current = await body(await gw.app.request('/v1/functions/fn', { headers: auth }));
+    assert.equal(current.version, configChange.json.version);
+    assert.equal(current.spec.memoryMb, 256);
+    const versions = await body(await gw.app.request('/v1/functions/fn/versions', { headers: auth }));
+    assert.deepEqual(
+      versions.versions.map((v: { version: string }) => v.version).sort(),
+      [first.json.version, codeChange.json.version, configChange.json.version].sort(),
+    );
+    const old = await body(await gw.app.request(`/v1/functions/fn/versions/${first.json.version}`, { headers: auth }));
+    assert.equal(old.spec.code.digest, first.json.spec.code.digest);
+    assert.equal(old.spec.memoryMb, 128);
+    assert.deepEqual((await gw.deps.registry.getCode(old.spec.code.digest)).toString(), NODE_CODE);
+
+    // Re-deploying the first content moves the pointer back without a new version.
+    const back = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.equal(back.json.version, first.json.version);
+    assert.equal(back.json.createdVersion, false);
+  });
+
+  test('accepts tar.gz and zip packages with an entry', async () => {
+    const tgz = gzipSync(Buffer.from('pretend tar'));
+    const res = await gw.deploy('pkg', { runtime: 'nodejs20', package: tgz.toString('base64'), entry: 'src/main.mjs', handler: 'run' });
+    assert.equal(res.status, 201);
+    assert.equal(res.json.spec.code.kind, 'package');
+    assert.equal(res.json.spec.code.format, 'tar.gz');
+    assert.equal(res.json.spec.code.entry, 'src/main.mjs');
+    assert.equal(res.json.spec.handler, 'run');
+    assert.deepEqual(await gw.deps.registry.getCode(res.json.spec.code.digest), tgz);
+
+    const zip = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(26)]);
+    const z = await gw.deploy('pkgzip', { runtime: 'python3', package: zip.toString('base64'), entry: 'app.py', handler: 'main' });
+    assert.equal(z.status, 201);
+    assert.equal(z.json.spec.code.format, 'zip');
+  });
+
+  test('never returns invoke keys, only their count', async () => {
+    const res = await gw.deploy('keyed', { runtime: 'nodejs20', code: NODE_CODE, invokeKeys: ['k'.repeat(20), 'j'.repeat(20)] });
+    assert.equal(res.json.spec.invokeKeys, 2);
+    assert.ok(!JSON.stringify(res.json).includes('k'.repeat(20)));
+    assert.ok(!JSON.stringify(res.json).includes('invokeKeyDigests'));
+  });
+});
+
+describe('deploy validation', () => {
+  const cases: [string, Record<string, unknown>, string][] = [
+    ['unknown runtime', { runtime: 'ruby', code: NODE_CODE }, 'runtime'],
+    ['memory too small', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 32 }, 'memoryMb'],
+    ['memory too large', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 8192 }, 'memoryMb'],
+    ['fractional memory', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 128.5 }, 'memoryMb'],
+    ['timeout over 15 minutes', { runtime: 'nodejs20', code: NODE_CODE, timeoutMs: 900_001 }, 'timeoutMs'],
+    ['zero concurrency', { runtime: 'nodejs20', code: NODE_CODE, concurrency: 0 }, 'concurrency'],
+    ['cpu below minimum', { runtime: 'nodejs20', code: NODE_CODE, cpu: 1 }, 'cpu'],
+    ['neither code nor package', { runtime: 'nodejs20' }, 'code'],
+    ['both code and package', { runtime: 'nodejs20', code: NODE_CODE, package: gzipSync('x').toString('base64'), entry: 'a.js' }, 'package'],
+    ['package without entry', { runtime: 'nodejs20', package: gzipSync('x').toString('base64') }, 'entry'],
+    ['package not base64', { runtime: 'nodejs20', package: '%%%not base64%%%', entry: 'a.js' }, 'package'],
+    ['package not an archive', { runtime: 'nodejs20', package: Buffer.from('plain text').toString('base64'), entry: 'a.js' }, 'package'],
+    ['entry escaping the package', { runtime: 'nodejs20', package: gzipSync('x').toString('base64'), entry: '../etc/passwd' }, 'entry'],
+    ['absolute entry', { runtime: 'nodejs20', package: gzipSync('x').toString('base64'), entry: '/abs.js' }, 'entry'],
+    ['bad handler name', { runtime: 'nodejs20', code: NODE_CODE, handler: 'a-b' }, 'handler'],
+    ['bad env key', { runtime: 'nodejs20', code: NODE_CODE, env: { '1ABC': 'x' } }, 'env.1ABC'],
+    ['reserved env key', { runtime: 'nodejs20', code: NODE_CODE, env: { FAASBOX_WORKER: 'x' } }, 'env.FAASBOX_WORKER'],
+    ['env over 4 KiB', { runtime: 'nodejs20', code: NODE_CODE, env: { BIG: 'x'.repeat(5000) } }, 'env'],
+    ['non-string env value', { runtime: 'nodejs20', code: NODE_CODE, env: { A: 1 } }, 'env.A'],
+    ['bad isolation', { runtime: 'nodejs20', code: NODE_CODE, isolation: 'shared' }, 'isolation'],
+    ['short invoke key', { runtime: 'nodejs20', code: NODE_CODE, invokeKeys: ['short'] }, 'invokeKeys.0'],
+    ['unknown field (typo)', { runtime: 'nodejs20', code: NODE_CODE, memory: 256 }, '(root)'],
+  ];
+  for (const [what, spec, path] of cases) {
+    test(`400 for ${what}, naming ${path}`, async () => {
+      const { status, json } = await gw.deploy('bad', spec);
+      assert.equal(status, 400, JSON.stringify(json));
+      assert.equal(json.error.code, 'VALIDATION_FAILED');
+      const paths = json.error.details.issues.map((i: { path: string }) => i.path);
+      assert.ok(paths.includes(path), `expected an issue at ${path}, got ${JSON.stringify(json.error.details.issues)}`);
+      // Nothing was stored.
+      assert.equal((await gw.app.request('/v1/functions/bad', { headers: auth })).status, 404);
+    });
+  }
+
+  test('400 for an invalid function name', async () => {
+    for (const name of ['Upper', '1digit', 'under_score', 'x'.repeat(64), '-dash']) {
+      const { status, json } = await gw.deploy(name, { runtime: 'nodejs20', code: NODE_CODE });
+      assert.equal(status, 400, name);
+      assert.equal(json.error.code, 'VALIDATION_FAILED');
+      assert.equal(json.error.details.issues[0].path, '(root)');
+      assert.match(json.error.message, /function name/);
+    }
+    assert.equal((await gw.deploy('x'.repeat(63), { runtime: 'nodejs20', code: NODE_CODE })).status, 201);
+  });
+
+  test('400 for a body that is not JSON', async () => {
+    const res = await gw.app.request('/v1/functions/f', { method: 'PUT', headers: jsonHeaders, body: '{"runtime":' });
+    assert.equal(res.status, 400);
+    assert.equal((await body(res)).error.code, 'INVALID_JSON');
+  });
+
+  test('400 for JSON that is not an object', async () => {
+    const res = await gw.app.request('/v1/functions/f', { method: 'PUT', headers: jsonHeaders, body: '[1,2]' });
+    assert.equal(res.status, 400);
+    assert.equal((await body(res)).error.code, 'VALIDATION_FAILED');
+  });
+
+  test('415 for a non-JSON content type', async () => {
+    const res = await gw.app.request('/v1/functions/f', {
+      method: 'PUT',
+      headers: { ...auth, 'Content-Type': 'text/plain' },
+      body: JSON.stringify({ runtime: 'nodejs20', code: NODE_CODE }),
+    });
+    assert.equal(res.status, 415);
+    assert.equal((await body(res)).error.code, 'UNSUPPORTED_MEDIA_TYPE');
+  });
+
+  test('413 for a body over the deploy limit, with or without Content-Length', async () => {
+    const big = JSON.stringify({ runtime: 'nodejs20', code: 'x'.repeat(100 * 1024) });
+    const sized = await gw.app.request('/v1/functions/big', {
+      method: 'PUT',
+      headers: { ...jsonHeaders, 'Content-Length': String(big.length) },
+      body: big,
+    });
+    assert.equal(sized.status, 413);
+    assert.equal((await body(sized)).error.code, 'PAYLOAD_TOO_LARGE');
+
+    const stream = new ReadableStream({
+      start(controller) {
+        for (let i = 0; i < big.length; i += 8192) controller.enqueue(new TextEncoder().encode(big.slice(i, i + 8192)));
+        controller.close();
+      },
+    });
+    const chunked = await gw.app.request('/v1/functions/big', { method: 'PUT', headers: jsonHeaders, body: stream, duplex: 'half' } as RequestInit);
+    assert.equal(chunked.status, 413);
+    assert.equal((await body(chunked)).error.code, 'PAYLOAD_TOO_LARGE');
+  });
+
+  test('413 for code over the code limit inside a body under the body limit', async () => {
+    const { status, json } = await gw.deploy('big', { runtime: 'nodejs20', code: 'x'.repeat(40 * 1024) });
+    assert.equal(status, 413);
+    assert.equal(json.error.code, 'PAYLOAD_TOO_LARGE');
+  });
+});
+
+describe('get, list, delete', () => {
+  test('lists functions by name', async () => {
+    await gw.deploy('zeta', { runtime: 'nodejs20', code: NODE_CODE });
+    await gw.deploy('alpha', { runtime: 'python3', code: 'def default(event, context):\n    return event\n' });
+    const res = await gw.app.request('/v1/functions', { headers: auth });
+    assert.equal(res.status, 200);
+    const list = (await body(res)).functions;
+    assert.deepEqual(list.map((f: { name: string }) => f.name), ['alpha', 'zeta']);
+    assert.equal(list[0].spec.code.entry, 'handler.py');
+  });
+
+  test('404 for an unknown function on get, versions, version, delete', async () => {
+    for (const [method, path] of [
+      ['GET', '/v1/functions/nope'],
+      ['GET', '/v1/functions/nope/versions'],
+      ['GET', '/v1/functions/nope/versions/sha256:00'],
+      ['DELETE', '/v1/functions/nope'],
+    ] as const) {
+      const res = await gw.app.request(path, { method, headers: auth });
+      assert.equal(res.status, 404, path);
+      const code = (await body(res)).error.code;
+      assert.ok(code === 'FUNCTION_NOT_FOUND' || code === 'VERSION_NOT_FOUND', code);
+    }
+  });
+
+  test('delete removes the function, its versions and unshared code, and announces it', async () => {
+    const sub = new Redis(server.url);
+    const events: FunctionEvent[] = [];
+    sub.on('message', (_channel, message) => events.push(JSON.parse(message) as FunctionEvent));
+    await sub.subscribe(gw.deps.registry.eventsChannel);
+    try {
+      const v1 = (await gw.deploy('gone', { runtime: 'nodejs20', code: NODE_CODE })).json;
+      const v2 = (await gw.deploy('gone', { runtime: 'nodejs20', code: 'export default () => 2;' })).json;
+      // Another function shares v1's code: the blob must survive the delete.
+      await gw.deploy('keeper', { runtime: 'nodejs20', code: NODE_CODE });
+
+      const res = await gw.app.request('/v1/functions/gone', { method: 'DELETE', headers: auth });
+      assert.equal(res.status, 200);
+      assert.deepEqual((await body(res)).versions.sort(), [v1.version, v2.version].sort());
+
+      assert.equal((await gw.app.request('/v1/functions/gone', { headers: auth })).status, 404);
+      assert.equal((await gw.app.request(`/v1/functions/gone/versions/${v1.version}`, { headers: auth })).status, 404);
+      assert.equal((await gw.app.request('/v1/functions/gone', { method: 'DELETE', headers: auth })).status, 404);
+      await assert.rejects(gw.deps.registry.getCode(v2.spec.code.digest), /missing/);
+      assert.equal((await gw.deps.registry.getCode(v1.spec.code.digest)).toString(), NODE_CODE);
+      const names = (await body(await gw.app.request('/v1/functions', { headers: auth }))).functions.map((f: { name: string }) => f.name);
+      assert.deepEqual(names, ['keeper']);
+
+      for (let i = 0; i < 50 && !events.some((e) => e.type === 'deleted'); i++) await new Promise((r) => setTimeout(r, 10));
+      const deleted = events.find((e) => e.type === 'deleted');
+      assert.ok(deleted && deleted.type === 'deleted');
+      assert.equal(deleted.name, 'gone');
+      assert.deepEqual(deleted.versions.sort(), [v1.version, v2.version].sort());
+      assert.deepEqual(
+        events.filter((e) => e.type === 'deployed').map((e) => e.name),
+        ['gone', 'gone', 'keeper'],
+      );
+    } finally {
+      sub.disconnect();
+    }
+  });
+
+  test('a deleted function can be deployed again from scratch', async () => {
+    await gw.deploy('phoenix', { runtime: 'nodejs20', code: NODE_CODE });
+    await gw.app.request('/v1/functions/phoenix', { method: 'DELETE', headers: auth });
+    const again = await gw.deploy('phoenix', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.equal(again.status, 201);
+    assert.equal(again.json.createdVersion, true);
+  });
+});
+
+describe('management API keys', () => {
+  const routes: [string, string, string | undefined][] = [
+    ['GET', '/v1/functions', undefined],
+    ['GET', '/v1/functions/x', undefined],
+    ['GET', '/v1/functions/x/versions', undefined],
+    ['DELETE', '/v1/functions/x', undefined],
+    ['PUT', '/v1/functions/x', JSON.stringify({ runtime: 'nodejs20', code: NODE_CODE })],
+  ];
+  for (const [method, path, payload] of routes) {
+    test(`${method} ${path}: 401 without a key, 403 with a wrong one, 401 when malformed`, async () => {
+      const base: Record<string, string> = payload ? { 'Content-Type': 'application/json' } : {};
+      const none = await gw.app.request(path, { method, headers: base, body: payload });
+      assert.equal(none.status, 401);
+      assert.equal((await body(none)).error.code, 'UNAUTHORIZED');
+      const wrong = await gw.app.request(path, { method, headers: { ...base, Authorization: 'Bearer not-the-key' }, body: payload });
+      assert.equal(wrong.status, 403);
+      assert.equal((await body(wrong)).error.code, 'FORBIDDEN');
+      const malformed = await gw.app.request(path, { method, headers: { ...base, Authorization: API_KEY }, body: payload });
+      assert.equal(malformed.status, 401);
+    });
+  }
+
+  test('a function invoke key is not a management key', async () => {
+    await gw.deploy('keyed', { runtime: 'nodejs20', code: NODE_CODE, invokeKeys: ['invoke-key-0123456789'] });
+    const res = await gw.app.request('/v1/functions/keyed', { headers: { Authorization: 'Bearer invoke-key-0123456789' } });
+    assert.equal(res.status, 403);
+  });
+});
