@@ -6,6 +6,14 @@
 const HELP = `Usage: faasbox <command> [options]
 
 Commands:
+  up             start the all-in-one stack (redis, gateway, worker) on this machine
+  deploy NAME    deploy or update a function
+  invoke NAME    invoke a function
+  logs ID        an invocation's record: status, result, stdout/stderr
+  ls | get NAME | rm NAME
+                 list, show, delete functions
+  gateway | worker
+                 run one service in the foreground (configuration by env or --config FILE)
   ctr ...        the container engine (run, list, state, kill, delete, gc)
   image ...      build runtime images (nodejs20, busybox)
 
@@ -14,6 +22,15 @@ Run "faasbox <command> --help" for a command's options.`;
 type Main = (argv: string[]) => Promise<number>;
 
 const COMMANDS: Record<string, () => Promise<Main>> = {
+  up: async () => (await import('./services.js')).up,
+  gateway: async () => (argv) => import('./services.js').then((m) => m.service('gateway', argv)),
+  worker: async () => (argv) => import('./services.js').then((m) => m.service('worker', argv)),
+  deploy: async () => (await import('./client.js')).deploy,
+  invoke: async () => (await import('./client.js')).invoke,
+  logs: async () => (await import('./client.js')).logs,
+  ls: async () => (await import('./client.js')).ls,
+  get: async () => (await import('./client.js')).get,
+  rm: async () => (await import('./client.js')).rm,
   ctr: async () => (await import('../worker/cli/ctr.js')).main,
   image: async () => (await import('../images/cli.js')).main,
 };

@@ -100,7 +100,7 @@ export class Container {
       c.persist();
 
       if (config.slots.length) {
-        undo.push(() => unmountAll(parts.sys, config.paths.slots));
+        undo.push(() => void unmountAll(parts.sys, config.paths.slots));
         for (const slot of config.slots) {
           // A shared mount point of its own: what the host mounts here later propagates
           // into the container, where the slot is a read-only slave.
@@ -190,6 +190,21 @@ export class Container {
 
   stats(): CgroupStats {
     return this.cgroup.stats();
+  }
+
+  /** New limits for a running container (a pooled container takes its function's limits). */
+  updateLimits(limits: { memoryBytes?: number; cpus?: number; pids?: number }): void {
+    const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
+    this.cgroup.setLimits({
+      ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
+      ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
+      ...(limits.pids ? { pids: limits.pids } : {}),
+    });
+  }
+
+  /** Starts a new peak-memory measurement (per invocation, for containers that serve many). */
+  resetPeak(): void {
+    this.cgroup.resetPeak();
   }
 
   /**

@@ -3,7 +3,7 @@
  * flavour and compiles the seccomp filter once, creates containers from specs, lists
  * them from their state dirs, and garbage-collects what a crashed owner left behind.
  */
-import { readdirSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { readdirSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
 import { detectCgroupDriver, type CgroupDriver } from './cgroups/index.js';

@@ -1,0 +1,102 @@
+/**
+ * faasbox's configuration, one object for every service: defaults, then a JSON file
+ * (--config FILE or $FAASBOX_CONFIG), then the environment, which wins.
+ */
+import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { CliError } from '../worker/cli/args.js';
+
+export interface FaasboxConfig {
+  stateDir: string;
+  /** Gateway port (FAASBOX_PORT). */
+  port: number;
+  host: string;
+  apiKey?: string;
+  /** An existing Redis (FAASBOX_REDIS_URL); when unset, `faasbox up` starts its own. */
+  redisUrl?: string;
+  prefix: string;
+  /** Memory the worker may give to containers (FAASBOX_WORKER_MEMORY_MB). */
+  workerMemoryMb: number;
+  /** Warm pools (FAASBOX_POOLS=0 disables them: every invocation is cold). */
+  pools: boolean;
+}
+
+const DEFAULTS: FaasboxConfig = {
+  stateDir: '/var/lib/faasbox',
+  port: 8080,
+  host: '127.0.0.1',
+  prefix: 'faasbox',
+  workerMemoryMb: 4096,
+  pools: true,
+};
+
+function num(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new CliError(`${name} must be a non-negative number, got "${v}"`);
+  return n;
+}
+
+export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): FaasboxConfig {
+  const cfg: FaasboxConfig = { ...DEFAULTS };
+  const f = file ?? env.FAASBOX_CONFIG;
+  if (f) {
+    if (!existsSync(f)) throw new CliError(`config file ${f} does not exist`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(f, 'utf8'));
+    } catch (err) {
+      throw new CliError(`config file ${f} is not valid JSON: ${(err as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`config file ${f} must hold a JSON object`);
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
+      if (k in DEFAULTS && typeof v !== typeof DEFAULTS[k as keyof FaasboxConfig]) throw new CliError(`config file ${f}: "${k}" must be a ${typeof DEFAULTS[k as keyof FaasboxConfig]}`);
+      (cfg as unknown as Record<string, unknown>)[k] = v;
+    }
+  }
+  if (env.FAASBOX_STATE_DIR) cfg.stateDir = env.FAASBOX_STATE_DIR;
+  if (env.FAASBOX_PORT) cfg.port = num('FAASBOX_PORT', env.FAASBOX_PORT);
+  if (env.FAASBOX_HOST) cfg.host = env.FAASBOX_HOST;
+  if (env.FAASBOX_API_KEY) cfg.apiKey = env.FAASBOX_API_KEY;
+  if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
+  if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
+  if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = num('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
+  if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
+  cfg.stateDir = path.resolve(cfg.stateDir);
+  return cfg;
+}
+
+/** Where `faasbox up` leaves the address and key for the CLI's other commands. */
+export function clientFile(stateDir: string): string {
+  return path.join(stateDir, 'client.json');
+}
+
+export interface ClientInfo {
+  url: string;
+  apiKey: string;
+}
+
+export function writeClientInfo(stateDir: string, info: ClientInfo): void {
+  mkdirSync(stateDir, { recursive: true, mode: 0o700 });
+  writeFileSync(clientFile(stateDir), JSON.stringify(info), { mode: 0o600 });
+}
+
+/** FAASBOX_URL / FAASBOX_API_KEY, else what `faasbox up` stored. */
+export function clientInfo(env: NodeJS.ProcessEnv = process.env): ClientInfo {
+  let stored: Partial<ClientInfo> = {};
+  const stateDir = path.resolve(env.FAASBOX_STATE_DIR ?? DEFAULTS.stateDir);
+  try {
+    stored = JSON.parse(readFileSync(clientFile(stateDir), 'utf8')) as ClientInfo;
+  } catch {
+    // no stack running from this state dir
+  }
+  const url = env.FAASBOX_URL ?? stored.url ?? `http://127.0.0.1:${env.FAASBOX_PORT ?? DEFAULTS.port}`;
+  const apiKey = env.FAASBOX_API_KEY ?? stored.apiKey;
+  if (!apiKey) throw new CliError('no API key: set FAASBOX_API_KEY, or run `faasbox up` (it stores one for the CLI)');
+  return { url, apiKey };
+}
+
+export function generateApiKey(): string {
+  return `fbx_${randomBytes(24).toString('base64url')}`;
+}

@@ -1,0 +1,315 @@
+/**
+ * A runtime instance: one container running a language runtime shim (images/), spoken
+ * to over two inherited fds (3: requests, 4: replies; newline-delimited JSON; see
+ * images/PROTOCOL.md). Never the network, so a container without one still serves.
+ *
+ * Lifecycle: boot (container created, runtime started, "ready") -> load (a function's
+ * code made visible at /var/task through the container's code slot, module imported)
+ * -> invoke, one at a time, many in a row -> destroy.
+ */
+import type { Duplex, Readable } from 'node:stream';
+import type { Engine } from '../runtime/engine.js';
+import type { Container, ExitResult } from '../runtime/container.js';
+import type { CgroupStats } from '../runtime/cgroups/index.js';
+import { END_MARKER } from '../../images/protocol.js';
+
+export const CODE_DIR = '/var/task';
+const LOG_LIMIT = 64 * 1024;
+
+export interface RuntimeImage {
+  name: string;
+  layers: string[];
+  args: string[];
+  env?: Record<string, string>;
+}
+
+export interface BootOptions {
+  image: RuntimeImage;
+  memoryMb: number;
+  cpus: number;
+  pids?: number;
+  diskMb?: number;
+}
+
+export interface LoadRequest {
+  codeDir: string;
+  entry: string;
+  handler: string;
+  env: Record<string, string>;
+}
+
+export interface InvokeRequest {
+  id: string;
+  event: unknown;
+  context: Record<string, unknown>;
+  http?: unknown;
+  timeoutMs: number;
+}
+
+export type InvokeFailure = 'FUNCTION_ERROR' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED';
+
+export interface InvokeOutcome {
+  ok: boolean;
+  value?: unknown;
+  http?: { status: number; headers: Record<string, string>; body: string };
+  error?: { code: InvokeFailure; message: string; name?: string; stack?: string };
+  stdout: string;
+  stderr: string;
+  truncated: boolean;
+  execMs: number;
+  cpuMs: number;
+  memoryPeakBytes: number;
+}
+
+type Reply = Record<string, unknown> & { type: string };
+
+export class InstanceError extends Error {
+  constructor(
+    readonly code: 'RUNTIME_CRASHED' | 'LOAD_FAILED' | 'BOOT_FAILED' | 'OOM_KILLED' | 'TIMEOUT',
+    message: string,
+    readonly stack_?: string,
+  ) {
+    super(message);
+    this.name = 'InstanceError';
+  }
+}
+
+/** Collects a stream's output for the current invocation and finds the end marker in it. */
+class LogCollector {
+  private buf = '';
+  private size = 0;
+  truncated = false;
+  private waiter: { marker: string; resolve: () => void } | undefined;
+
+  constructor(stream: Readable) {
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => this.push(chunk));
+  }
+
+  private push(chunk: string): void {
+    this.buf += chunk;
+    if (this.waiter) {
+      const at = this.buf.indexOf(this.waiter.marker);
+      if (at >= 0) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        this.done = this.buf.slice(0, at);
+        this.buf = this.buf.slice(at + w.marker.length);
+        w.resolve();
+        return;
+      }
+    }
+    // Bound memory while waiting: keep the head and enough tail to find the marker.
+    if (this.buf.length > LOG_LIMIT * 2) {
+      this.size += this.buf.length - LOG_LIMIT;
+      this.truncated = true;
+      this.buf = this.buf.slice(0, LOG_LIMIT) + this.buf.slice(-256);
+    }
+  }
+
+  done = '';
+
+  /** Resolves when the marker for this invocation has arrived; take() then returns what came before it. */
+  until(marker: string): Promise<void> {
+    return new Promise((resolve) => {
+      this.waiter = { marker, resolve };
+      this.push('');
+    });
+  }
+
+  take(): string {
+    const out = this.done.length > LOG_LIMIT ? this.done.slice(0, LOG_LIMIT) : this.done;
+    if (this.done.length > LOG_LIMIT) this.truncated = true;
+    this.done = '';
+    return out;
+  }
+
+  /** Whatever arrived without a marker (the runtime died mid-invocation). */
+  drain(): string {
+    const out = this.buf.slice(0, LOG_LIMIT);
+    if (this.buf.length > LOG_LIMIT) this.truncated = true;
+    this.buf = '';
+    return out;
+  }
+}
+
+export class RuntimeInstance {
+  readonly bootedAt = Date.now();
+  private readonly requests: Duplex;
+  private readonly replies: Duplex;
+  private readonly stdout: LogCollector;
+  private readonly stderr: LogCollector;
+  private pending: { type: string; resolve: (r: Reply) => void; reject: (e: Error) => void } | undefined;
+  private lineBuf = '';
+  private exitInfo: ExitResult | undefined;
+  readonly exited: Promise<ExitResult>;
+  /** The function version loaded into it, if any. */
+  loaded: string | undefined;
+
+  private constructor(
+    readonly container: Container,
+    readonly options: BootOptions,
+  ) {
+    this.requests = container.extraStream(0);
+    this.replies = container.extraStream(1);
+    this.requests.on('error', () => {});
+    this.replies.setEncoding('utf8');
+    this.replies.on('data', (chunk: string) => this.onData(chunk));
+    this.replies.on('error', () => {});
+    this.stdout = new LogCollector(container.stdout!);
+    this.stderr = new LogCollector(container.stderr!);
+    this.exited = container.wait().then((ex) => {
+      this.exitInfo = ex;
+      const p = this.pending;
+      this.pending = undefined;
+      p?.reject(this.crashError(ex));
+      return ex;
+    });
+  }
+
+  get id(): string {
+    return this.container.id;
+  }
+  get alive(): boolean {
+    return this.exitInfo === undefined;
+  }
+
+  /** Creates the container with an empty code slot, starts the runtime and waits for "ready". */
+  static async boot(engine: Engine, opts: BootOptions): Promise<RuntimeInstance> {
+    const c = await engine.create(
+      {
+        rootfs: { layers: opts.image.layers, diskBytes: (opts.diskMb ?? 64) * 1024 * 1024 },
+        process: { args: opts.image.args, env: { ...(opts.image.env ?? {}) }, cwd: '/tmp' },
+        limits: { memoryBytes: opts.memoryMb * 1024 * 1024, cpus: opts.cpus, pids: opts.pids ?? 64 },
+        slots: [{ name: 'code', destination: CODE_DIR }],
+      },
+      { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
+    );
+    const inst = new RuntimeInstance(c, opts);
+    const ready = inst.expect('ready');
+    c.start();
+    try {
+      await ready;
+    } catch (err) {
+      await inst.destroy();
+      throw new InstanceError('BOOT_FAILED', `runtime ${opts.image.name} did not become ready: ${(err as Error).message}`);
+    }
+    return inst;
+  }
+
+  /** Makes codeDir visible at /var/task and imports the function's module into the running runtime. */
+  async load(fnKey: string, hostCodeDir: string, req: Omit<LoadRequest, 'codeDir'>): Promise<number> {
+    this.container.fillSlot('code', hostCodeDir);
+    const t = performance.now();
+    const reply = await this.request({ type: 'load', codeDir: CODE_DIR, ...req }, 'loaded');
+    if (reply.type === 'load-error') {
+      const e = reply.error as { name?: string; message?: string; stack?: string } | undefined;
+      throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${e?.message ?? 'unknown error'}`, e?.stack);
+    }
+    this.loaded = fnKey;
+    return performance.now() - t;
+  }
+
+  /** Runs one invocation under the function's timeout; on timeout the whole cgroup is killed. */
+  async invoke(req: InvokeRequest): Promise<InvokeOutcome> {
+    this.container.resetPeak();
+    const before = this.container.stats();
+    const marker = `${END_MARKER}${req.id}\n`;
+    const outDone = this.stdout.until(marker);
+    const errDone = this.stderr.until(marker);
+    const t = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new InstanceError('TIMEOUT', `the function did not finish within ${req.timeoutMs} ms`)), req.timeoutMs);
+    });
+    try {
+      const reply = await Promise.race([this.request({ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http }, 'result'), timeout]);
+      // The markers follow the function's own output on both streams.
+      await Promise.race([Promise.all([outDone, errDone]), timeout]);
+      const execMs = performance.now() - t;
+      const usage = this.usageSince(before);
+      const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
+      if (reply.ok === true) {
+        return { ok: true, ...(reply.http ? { http: reply.http as InvokeOutcome['http'] } : { value: reply.value }), ...logs, execMs, ...usage };
+      }
+      const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
+      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, ...usage };
+    } catch (err) {
+      const execMs = performance.now() - t;
+      let code: InvokeFailure = 'RUNTIME_CRASHED';
+      if (err instanceof InstanceError && (err.code === 'TIMEOUT' || err.code === 'OOM_KILLED')) code = err.code;
+      await this.kill();
+      const ex = await this.exited;
+      if (code !== 'TIMEOUT' && ex.oomKilled) code = 'OOM_KILLED';
+      const message =
+        code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.options.memoryMb} MB` : (err as Error).message;
+      return {
+        ok: false,
+        error: { code, message },
+        stdout: this.stdout.drain(),
+        stderr: this.stderr.drain(),
+        truncated: this.stdout.truncated || this.stderr.truncated,
+        execMs,
+        cpuMs: ex.usage.cpuUsageUsec / 1000,
+        memoryPeakBytes: ex.usage.memoryPeakBytes,
+      };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private usageSince(before: CgroupStats): { cpuMs: number; memoryPeakBytes: number } {
+    const now = this.container.stats();
+    return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
+  }
+
+  async kill(): Promise<void> {
+    if (this.alive) await this.container.kill('SIGKILL');
+  }
+
+  async destroy(): Promise<void> {
+    await this.kill();
+    await this.exited;
+    await this.container.delete();
+  }
+
+  private request(msg: Record<string, unknown>, replyType: string): Promise<Reply> {
+    if (!this.alive) return Promise.reject(this.crashError(this.exitInfo!));
+    if (this.pending) return Promise.reject(new Error(`instance ${this.id} is busy`));
+    const p = this.expect(replyType);
+    this.requests.write(`${JSON.stringify(msg)}\n`);
+    return p;
+  }
+
+  private expect(type: string): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      this.pending = { type, resolve, reject };
+    });
+  }
+
+  private onData(chunk: string): void {
+    this.lineBuf += chunk;
+    let nl: number;
+    while ((nl = this.lineBuf.indexOf('\n')) >= 0) {
+      const line = this.lineBuf.slice(0, nl);
+      this.lineBuf = this.lineBuf.slice(nl + 1);
+      let msg: Reply;
+      try {
+        msg = JSON.parse(line) as Reply;
+      } catch {
+        continue; // not ours: the runtime only writes JSON lines on fd 4
+      }
+      const p = this.pending;
+      if (p) {
+        this.pending = undefined;
+        p.resolve(msg);
+      }
+    }
+  }
+
+  private crashError(ex: ExitResult): InstanceError {
+    if (ex.oomKilled) return new InstanceError('OOM_KILLED', `the runtime was OOM-killed (limit ${this.options.memoryMb} MB)`);
+    const how = ex.signal !== null ? `signal ${ex.signal}` : `exit code ${ex.exitCode}`;
+    return new InstanceError('RUNTIME_CRASHED', `the runtime exited (${how})${ex.error ? `: ${ex.error}` : ''}`);
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The worker service: consumes invocation jobs from Redis (BullMQ), runs each in a
+ * container from the pool under the function's limits, records output and outcome.
+ * One per machine (several may share a machine with separate state dirs).
+ */
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { Engine } from './runtime/engine.js';
+import { CodeStore } from './function/code.js';
+import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './pool/pool.js';
+import type { RuntimeImage } from './function/instance.js';
+import { buildImage } from '../images/build.js';
+import { RUNTIME_COMMAND } from '../images/protocol.js';
+import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
+import { InvocationStore } from '../common/invocations.js';
+import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
+import { isErrorCode, type ErrorInfo } from '../common/errors.js';
+import type { SizingConfig } from './pool/policy.js';
+
+export interface WorkerConfig {
+  redisUrl: string;
+  /** Key prefix shared with the gateway. */
+  prefix: string;
+  stateDir: string;
+  workerId?: string;
+  /** Memory (MB) the worker may give to containers. */
+  budgetMb: number;
+  /** false: every invocation boots a fresh container (measures the cold floor). */
+  pools: boolean;
+  sizing?: Partial<SizingConfig>;
+  cgroupRoot?: string;
+  onPoolEvent?: (e: PoolEvent) => void;
+}
+
+export interface RunningWorker {
+  id: string;
+  pool: Pool;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+/** Builds (or finds) the runtime images this worker serves. */
+export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
+  const node = await buildImage('nodejs20', path.join(stateDir, 'images'));
+  return { nodejs20: { name: 'nodejs20', layers: [node.dir], args: [...RUNTIME_COMMAND.nodejs20] } };
+}
+
+export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
+  const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
+  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
+  // Whatever a crashed predecessor on this state dir left behind goes first.
+  await engine.gc();
+  const images = await runtimeImages(cfg.stateDir);
+  const code = new CodeStore(cfg.stateDir);
+  const pool = new Pool({
+    engine,
+    images,
+    budgetMb: cfg.budgetMb,
+    enabled: cfg.pools,
+    stemShapes: cfg.pools ? [{ runtime: 'nodejs20', memoryMb: 128 }] : [],
+    ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
+    ...(cfg.onPoolEvent ? { onEvent: cfg.onPoolEvent } : {}),
+  });
+  pool.start();
+
+  const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  const registry = new FunctionRegistry(redis, cfg.prefix);
+  const invocations = new InvocationStore(redis, cfg.prefix);
+  const versions = new Map<string, FunctionVersion>();
+
+  const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  await sub.subscribe(registry.eventsChannel);
+  sub.on('message', (_channel: string, message: string) => {
+    const ev = JSON.parse(message) as FunctionEvent;
+    // A deleted or replaced function's warm containers go; its versions stay cached (immutable).
+    if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous)) void pool.dropFunction(ev.name);
+  });
+
+  async function target(job: InvocationJob): Promise<FunctionTarget> {
+    const key = `${job.function}@${job.version}`;
+    let v = versions.get(key);
+    if (!v) {
+      v = await registry.getVersion(job.function, job.version);
+      versions.set(key, v);
+    }
+    const spec = v.spec;
+    const codeDir = code.has(spec.code.digest)
+      ? code.dirFor(spec.code.digest)
+      : await code.materialize({
+          digest: spec.code.digest,
+          format: spec.code.kind === 'file' ? 'file' : spec.code.format,
+          bytes: await registry.getCode(spec.code.digest),
+          filename: spec.code.entry,
+        });
+    return {
+      key,
+      name: spec.name,
+      runtime: spec.runtime,
+      memoryMb: spec.memoryMb,
+      cpus: spec.cpu / 1000,
+      isolation: spec.isolation,
+      codeDir,
+      entry: spec.code.entry,
+      handler: spec.handler,
+      env: spec.env,
+    };
+  }
+
+  async function runInvocation(job: Job<InvocationJob>): Promise<InvocationResult> {
+    const data = job.data;
+    const picked = Date.now();
+    const queueMs = Math.max(0, picked - data.enqueuedAt);
+    const finish = async (result: InvocationResult): Promise<InvocationResult> => {
+      await invocations.complete(data.invocationId, result);
+      return result;
+    };
+    const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
+      ok: false,
+      error,
+      startKind: 'cold',
+      timings: { queueMs, initMs, execMs: 0, totalMs: Date.now() - data.enqueuedAt },
+      workerId: id,
+    });
+    if (picked > data.deadline) {
+      return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
+    }
+    void invocations.markRunning(data.invocationId, job.attemptsMade + 1);
+    let t: FunctionTarget;
+    try {
+      t = await target(data);
+    } catch (err) {
+      const code = (err as { code?: unknown }).code;
+      if (isErrorCode(code)) return finish(failure({ code, message: (err as Error).message }));
+      throw err;
+    }
+    let lease;
+    try {
+      lease = await pool.acquire(t);
+    } catch (err) {
+      if (err instanceof NoCapacityError) return finish(failure({ code: 'NO_CAPACITY', message: err.message }));
+      const e = err as Error & { code?: string; stack_?: string };
+      // The function's own code failed to load: its error, reported as such.
+      if (e.code === 'LOAD_FAILED') return finish(failure({ code: 'FUNCTION_ERROR', message: e.message, ...(e.stack_ ? { stack: e.stack_ } : {}) }));
+      return finish(failure({ code: 'RUNTIME_CRASHED', message: e.message }));
+    }
+    const spec = versions.get(t.key)!.spec;
+    const outcome = await lease.instance.invoke({
+      id: data.invocationId,
+      event: data.event,
+      http: data.http,
+      timeoutMs: spec.timeoutMs,
+      context: {
+        invocationId: data.invocationId,
+        functionName: spec.name,
+        functionVersion: data.version,
+        memoryLimitMb: spec.memoryMb,
+        deadline: Date.now() + spec.timeoutMs,
+      },
+    });
+    await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    const writes: Promise<unknown>[] = [];
+    if (outcome.stdout) writes.push(invocations.appendOutput(data.invocationId, 'stdout', outcome.stdout));
+    if (outcome.stderr) writes.push(invocations.appendOutput(data.invocationId, 'stderr', outcome.stderr));
+    await Promise.all(writes);
+    const result: InvocationResult = {
+      ok: outcome.ok,
+      startKind: lease.startKind,
+      timings: { queueMs, initMs: lease.initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
+      workerId: id,
+    };
+    if (outcome.ok) {
+      if (outcome.http) result.http = outcome.http;
+      else result.value = outcome.value;
+    } else {
+      result.error = { code: outcome.error!.code, message: outcome.error!.message, ...(outcome.error!.stack ? { stack: outcome.error!.stack } : {}) };
+    }
+    return finish(result);
+  }
+
+  // Concurrency bounded by the memory budget: at most one invocation per smallest container.
+  const concurrency = Math.max(1, Math.floor(cfg.budgetMb / 64));
+  const worker = new Worker<InvocationJob, InvocationResult>(INVOCATION_QUEUE, runInvocation, {
+    connection: new Redis(cfg.redisUrl, { maxRetriesPerRequest: null }),
+    prefix: cfg.prefix,
+    concurrency,
+  });
+  worker.on('error', (err) => console.error(`worker ${id}: ${err.message}`));
+
+  return {
+    id,
+    pool,
+    engine,
+    async close() {
+      await worker.close();
+      await sub.quit().catch(() => {});
+      await pool.close();
+      await redis.quit().catch(() => {});
+    },
+  };
+}

@@ -1,0 +1,341 @@
+/**
+ * The worker's pool of pre-created containers: stem cells (a runtime booted, no
+ * function) per runtime shape, and function containers (specialised, warm). The
+ * choices come from policy.ts; this class holds the state and does the work, keeping
+ * creation off the request path (refills run in the background).
+ */
+import type { Engine } from '../runtime/engine.js';
+import { RuntimeInstance, type RuntimeImage } from '../function/instance.js';
+import {
+  DEFAULT_SIZING,
+  desiredStems,
+  desiredWarm,
+  evict,
+  reclaim,
+  select,
+  type DemandSample,
+  type Isolation,
+  type SizingConfig,
+  type Slot,
+  type StartKind,
+} from './policy.js';
+
+export interface PoolOptions {
+  engine: Engine;
+  images: Record<string, RuntimeImage>;
+  /** Memory the pool may commit to containers (sum of their limits). */
+  budgetMb: number;
+  /** false: no stem cells, no reuse; every invocation boots a container (the cold floor). */
+  enabled: boolean;
+  sizing?: Partial<SizingConfig>;
+  /** Shapes kept as stem cells from the start. */
+  stemShapes?: { runtime: string; memoryMb: number }[];
+  /** CPU (cores) given to a container while it boots as a stem cell, before it is specialised. */
+  bootCpus?: number;
+  onEvent?: (e: PoolEvent) => void;
+}
+
+export type PoolEvent =
+  | { type: 'created'; runtime: string; ms: number }
+  | { type: 'specialized'; runtime: string }
+  | { type: 'evicted'; reason: 'budget' | 'idle' | 'fresh' | 'crashed' | 'deleted' }
+  | { type: 'boot-failed'; runtime: string; error: string };
+
+export interface FunctionTarget {
+  /** name@version */
+  key: string;
+  name: string;
+  runtime: string;
+  memoryMb: number;
+  cpus: number;
+  isolation: Isolation;
+  codeDir: string;
+  entry: string;
+  handler: string;
+  env: Record<string, string>;
+}
+
+export interface Lease {
+  instance: RuntimeInstance;
+  startKind: StartKind;
+  /** Time spent making the container ready for this invocation (boot and/or load). */
+  initMs: number;
+  slot: Slot;
+  target: FunctionTarget;
+}
+
+export class NoCapacityError extends Error {
+  readonly code = 'NO_CAPACITY';
+  constructor(needMb: number, budgetMb: number) {
+    super(`no capacity: ${needMb} MB more would exceed the worker's memory budget of ${budgetMb} MB with every container busy`);
+    this.name = 'NoCapacityError';
+  }
+}
+
+interface Entry {
+  slot: Slot;
+  instance?: RuntimeInstance;
+}
+
+interface FnDemand {
+  inflight: number;
+  samples: DemandSample[];
+  lastInvokedAt: number;
+  target: FunctionTarget;
+}
+
+let seq = 0;
+
+export class Pool {
+  private readonly entries = new Map<string, Entry>();
+  private readonly sizing: SizingConfig;
+  private readonly demand = new Map<string, FnDemand>();
+  /** Times at which an invocation wanted a stem cell of a shape (specialised or cold). */
+  private readonly stemDemand = new Map<string, number[]>();
+  private readonly shapes = new Map<string, { runtime: string; memoryMb: number }>();
+  private timer: NodeJS.Timeout | undefined;
+  private refilling = false;
+  private closed = false;
+  readonly counters = { specializations: 0, evictions: 0, created: 0 };
+
+  constructor(private readonly opts: PoolOptions) {
+    this.sizing = { ...DEFAULT_SIZING, ...opts.sizing };
+    for (const s of opts.stemShapes ?? []) this.shapes.set(shapeKey(s.runtime, s.memoryMb), s);
+  }
+
+  /** Starts the background loop: refill stem cells, reclaim idle containers. */
+  start(intervalMs = 250): void {
+    if (!this.opts.enabled) return;
+    this.timer = setInterval(() => void this.reconcile(), intervalMs);
+    this.timer.unref();
+    void this.reconcile();
+  }
+
+  slots(): Slot[] {
+    return [...this.entries.values()].map((e) => e.slot);
+  }
+
+  usedMb(): number {
+    return this.slots().filter((s) => s.state !== 'removing').reduce((n, s) => n + s.memoryMb, 0);
+  }
+
+  /** A container for one invocation of target: warm, else a specialised stem cell, else cold. */
+  async acquire(target: FunctionTarget): Promise<Lease> {
+    const d = this.demandFor(target);
+    d.inflight++;
+    d.lastInvokedAt = Date.now();
+    this.sample(d);
+    try {
+      return await this.acquireInner(target);
+    } catch (err) {
+      d.inflight--;
+      throw err;
+    }
+  }
+
+  private async acquireInner(target: FunctionTarget): Promise<Lease> {
+    const t = performance.now();
+    const choice = this.opts.enabled
+      ? select(this.slots(), { fn: target.key, runtime: target.runtime, memoryMb: target.memoryMb, isolation: target.isolation })
+      : ({ kind: 'cold' } as const);
+    if (choice.kind === 'warm') {
+      choice.slot.state = 'busy';
+      const entry = this.entries.get(choice.slot.id)!;
+      return { instance: entry.instance!, startKind: 'warm', initMs: performance.now() - t, slot: choice.slot, target };
+    }
+    this.noteStemDemand(target);
+    if (choice.kind === 'specialized') {
+      const slot = choice.slot;
+      slot.state = 'busy';
+      slot.kind = 'function';
+      slot.fn = target.key;
+      const entry = this.entries.get(slot.id)!;
+      try {
+        await this.specialize(entry.instance!, target);
+      } catch (err) {
+        await this.remove(slot.id, 'crashed');
+        throw err;
+      }
+      this.counters.specializations++;
+      this.opts.onEvent?.({ type: 'specialized', runtime: target.runtime });
+      this.kick();
+      return { instance: entry.instance!, startKind: 'specialized', initMs: performance.now() - t, slot, target };
+    }
+    // Cold: make room, boot, load. Concurrent cold starts boot in parallel.
+    const victims = evict(this.slots(), target.memoryMb, this.opts.budgetMb);
+    if (!victims) throw new NoCapacityError(target.memoryMb, this.opts.budgetMb);
+    for (const v of victims) void this.remove(v.id, 'budget');
+    const slot: Slot = { id: `pending-${++seq}`, kind: 'function', runtime: target.runtime, memoryMb: target.memoryMb, fn: target.key, state: 'busy', uses: 0, lastUsedAt: Date.now() };
+    this.entries.set(slot.id, { slot });
+    let instance: RuntimeInstance;
+    try {
+      instance = await this.boot(target.runtime, target.memoryMb);
+    } catch (err) {
+      this.entries.delete(slot.id);
+      throw err;
+    }
+    this.entries.delete(slot.id);
+    slot.id = instance.id;
+    this.entries.set(slot.id, { slot, instance });
+    try {
+      await this.specialize(instance, target);
+    } catch (err) {
+      await this.remove(slot.id, 'crashed');
+      throw err;
+    }
+    this.kick();
+    return { instance, startKind: 'cold', initMs: performance.now() - t, slot, target };
+  }
+
+  /** Gives a container back after an invocation. */
+  async release(lease: Lease, healthy: boolean): Promise<void> {
+    const d = this.demand.get(lease.target.key);
+    if (d) {
+      d.inflight--;
+      this.sample(d);
+    }
+    const { slot } = lease;
+    slot.uses++;
+    slot.lastUsedAt = Date.now();
+    if (!healthy || !lease.instance.alive) return this.remove(slot.id, 'crashed');
+    if (!this.opts.enabled) return this.remove(slot.id, 'fresh');
+    if (lease.target.isolation === 'fresh') {
+      // Never handed to anyone else: destroyed now, replaced by a refill in the background.
+      await this.remove(slot.id, 'fresh');
+      this.kick();
+      return;
+    }
+    slot.state = 'idle';
+  }
+
+  /** Removes every container of a function (it was deleted or updated). */
+  async dropFunction(name: string): Promise<void> {
+    const prefix = `${name}@`;
+    await Promise.all(
+      this.slots()
+        .filter((s) => s.kind === 'function' && s.fn?.startsWith(prefix) && s.state === 'idle')
+        .map((s) => this.remove(s.id, 'deleted')),
+    );
+    for (const key of [...this.demand.keys()]) if (key.startsWith(prefix)) this.demand.delete(key);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    await Promise.all([...this.entries.keys()].map((id) => this.remove(id, 'deleted')));
+  }
+
+  private async specialize(instance: RuntimeInstance, target: FunctionTarget): Promise<void> {
+    // The function's own limits, before any of its code runs.
+    instance.container.updateLimits({ memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus });
+    await instance.load(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env });
+  }
+
+  private async boot(runtime: string, memoryMb: number): Promise<RuntimeInstance> {
+    const image = this.opts.images[runtime];
+    if (!image) throw new Error(`no image for runtime ${runtime}`);
+    const t = performance.now();
+    try {
+      const inst = await RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1 });
+      this.counters.created++;
+      this.opts.onEvent?.({ type: 'created', runtime, ms: performance.now() - t });
+      // A runtime that dies while pooled is replaced: the entry goes, the refill makes another.
+      void inst.exited.then(() => {
+        const e = this.entries.get(inst.id);
+        if (e && e.slot.state === 'idle') void this.remove(inst.id, 'crashed').then(() => this.kick());
+      });
+      return inst;
+    } catch (err) {
+      this.opts.onEvent?.({ type: 'boot-failed', runtime, error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  private async remove(id: string, reason: Extract<PoolEvent, { type: 'evicted' }>['reason']): Promise<void> {
+    const e = this.entries.get(id);
+    if (!e || e.slot.state === 'removing') return;
+    e.slot.state = 'removing';
+    this.counters.evictions++;
+    this.opts.onEvent?.({ type: 'evicted', reason });
+    try {
+      await e.instance?.destroy();
+    } finally {
+      this.entries.delete(id);
+    }
+  }
+
+  private demandFor(target: FunctionTarget): FnDemand {
+    let d = this.demand.get(target.key);
+    if (!d) {
+      d = { inflight: 0, samples: [], lastInvokedAt: Date.now(), target };
+      this.demand.set(target.key, d);
+    }
+    d.target = target;
+    return d;
+  }
+
+  private sample(d: FnDemand): void {
+    const now = Date.now();
+    d.samples.push({ at: now, concurrency: d.inflight });
+    while (d.samples.length && now - d.samples[0]!.at > this.sizing.windowMs) d.samples.shift();
+  }
+
+  private noteStemDemand(target: FunctionTarget): void {
+    const key = shapeKey(target.runtime, target.memoryMb);
+    this.shapes.set(key, { runtime: target.runtime, memoryMb: target.memoryMb });
+    const times = this.stemDemand.get(key) ?? [];
+    times.push(Date.now());
+    while (times.length && Date.now() - times[0]! > this.sizing.windowMs) times.shift();
+    this.stemDemand.set(key, times);
+  }
+
+  private kick(): void {
+    if (this.opts.enabled && !this.closed) setImmediate(() => void this.reconcile());
+  }
+
+  /** One pass of the background loop. Never on the request path. */
+  async reconcile(): Promise<void> {
+    if (this.refilling || this.closed) return;
+    this.refilling = true;
+    try {
+      const now = Date.now();
+      // Reclaim idle function containers beyond what demand justifies (scale to zero after the TTL).
+      for (const [key, d] of this.demand) {
+        const want = desiredWarm(d.samples, d.lastInvokedAt, now, this.sizing);
+        for (const s of reclaim(this.slots(), key, Math.max(want, d.inflight))) await this.remove(s.id, 'idle');
+      }
+      // Refill stem cells shape by shape, several at once so a burst is replaced quickly.
+      const boots: Promise<unknown>[] = [];
+      for (const [key, shape] of this.shapes) {
+        const want = desiredStems(this.stemDemand.get(key) ?? [], now, this.sizing);
+        const have = this.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
+        for (let i = have; i < want; i++) {
+          if (this.usedMb() + shape.memoryMb > this.opts.budgetMb) break;
+          const slot: Slot = { id: `pending-${++seq}`, kind: 'stem', runtime: shape.runtime, memoryMb: shape.memoryMb, state: 'starting', uses: 0, lastUsedAt: now };
+          this.entries.set(slot.id, { slot });
+          boots.push(
+            this.boot(shape.runtime, shape.memoryMb).then(
+              (inst) => {
+                this.entries.delete(slot.id);
+                if (this.closed) return inst.destroy();
+                slot.id = inst.id;
+                slot.state = 'idle';
+                this.entries.set(slot.id, { slot, instance: inst });
+              },
+              () => this.entries.delete(slot.id),
+            ),
+          );
+          if (boots.length >= 4) break;
+        }
+      }
+      await Promise.all(boots);
+      if (boots.length) this.kick();
+    } finally {
+      this.refilling = false;
+    }
+  }
+}
+
+function shapeKey(runtime: string, memoryMb: number): string {
+  return `${runtime}/${memoryMb}`;
+}
