@@ -18,12 +18,14 @@ export function createApp(deps: GatewayDeps): Hono {
   const keys = new KeyChecker(deps.config.apiKey);
   const metrics = gatewayMetrics(deps.metrics);
   const app = new Hono();
+  // Requests that matched no route: their only "route" is this middleware's own pattern.
+  const unmatched = new WeakSet<object>();
 
   app.use(async (c, next) => {
     const end = metrics.httpDuration.startTimer();
     await next();
     // The route pattern, not the path: label values must not grow with function names or ids.
-    const route = c.res.status === 404 && c.error instanceof RouteNotFoundError ? 'unmatched' : routePath(c, -1);
+    const route = unmatched.has(c) ? 'unmatched' : routePath(c, -1);
     end({ method: c.req.method, route });
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
   });
@@ -33,7 +35,10 @@ export function createApp(deps: GatewayDeps): Hono {
   app.route('/v1/functions', invokeApp(deps, keys, metrics));
   app.route('/v1/invocations', invocationsApp(deps, keys));
 
-  app.notFound((c) => errorResponse(c, new RouteNotFoundError(c.req.method, c.req.path)));
+  app.notFound((c) => {
+    unmatched.add(c);
+    return errorResponse(c, new RouteNotFoundError(c.req.method, c.req.path));
+  });
   app.onError((err, c) => errorResponse(c, asFaasboxError(err, c)));
   return app;
 }

@@ -39,7 +39,7 @@ export interface TestGateway {
 }
 
 export async function testGateway(server: TestRedis, overrides: Partial<GatewayConfig> = {}): Promise<TestGateway> {
-  const prefix = `test-${randomUUID()}`;
+  const prefix = overrides.prefix ?? `test-${randomUUID()}`;
   const redis = new Redis(server.url, { lazyConnect: true });
   await redis.connect();
   const config = gatewayConfig({ apiKey: API_KEY, redisUrl: server.url, prefix, ...overrides });
@@ -125,7 +125,8 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
   }
   await deps.invocations.appendOutput(data.invocationId, 'stderr', `ran ${data.invocationId}\n`);
   if (behave === 'infra-fail') throw new Error('stand-in worker lost its container');
-  if (behave === 'hang') await sleep(60_000);
+  // Unref'd: a hung job must not keep the test process alive after the worker is closed.
+  if (behave === 'hang') await new Promise((r) => setTimeout(r, 60_000).unref());
   const timings = { queueMs, initMs: 1.5, execMs: 2.25, totalMs: Date.now() - data.enqueuedAt };
   const base = { startKind: event.startKind === 'cold' ? ('cold' as const) : ('warm' as const), timings };
   let result: InvocationResult;
