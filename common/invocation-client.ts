@@ -121,6 +121,9 @@ export class InvocationClient {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // Callers still waiting would otherwise hang until their timers; their jobs may still
+    // run, and the records will show the outcome.
+    for (const id of [...this.waiters.keys()]) this.settle(id, { kind: 'failed', reason: 'gateway is shutting down' });
     await this.events.close();
     await this.queue.close();
     this.eventsConnection.disconnect();

@@ -138,7 +138,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         return parsed.data as InvocationResult;
       }
       case 'failed':
-        throw new InternalError(`worker failed invocation ${id}: ${outcome.reason}`);
+        throw new InternalError(`invocation ${id} failed outside the function: ${outcome.reason}`);
       case 'no-capacity': {
         const err = new NoCapacityError(`no worker started the invocation within ${config.syncQueueTimeoutMs} ms`);
         await invocations.fail(id, err.toInfo());

@@ -335,3 +335,16 @@ describe('invoke API keys', () => {
     assert.equal((await res.json()).error.code, 'PAYLOAD_TOO_LARGE');
   });
 });
+
+describe('shutdown', () => {
+  test('closing the queue client answers callers still waiting instead of leaving them hanging', async () => {
+    gw = await testGateway(server, { syncQueueTimeoutMs: 30_000 });
+    await gw.deploy('waits', { runtime: 'nodejs20', code: NODE_CODE });
+    const pending = gw.invoke('waits', {});
+    while (gw.deps.queue.pending === 0) await new Promise((r) => setTimeout(r, 5));
+    await gw.deps.queue.close();
+    const res = await pending;
+    assert.equal(res.status, 500);
+    assert.match((await res.json()).error.message, /shutting down/);
+  });
+});
