@@ -1,0 +1,212 @@
+/**
+ * faasbox Node.js runtime shim: boots, says "ready", then serves the worker over two
+ * inherited fds (3: requests in, 4: replies out; JSON lines). The protocol is
+ * images/PROTOCOL.md; its types are images/protocol.ts.
+ *
+ * Runs inside the container with no dependencies and no network. Boot time is the stem
+ * cell's cost, so nothing that is not needed for "ready" is loaded before it.
+ */
+import net from 'node:net';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+
+/**
+ * Handler logic is imported right after "ready" rather than before it: the worker may
+ * mark us ready ~4 ms sooner, and a stem cell has idle time to finish the import in.
+ */
+let handlerModule;
+const lib = () => (handlerModule ??= import('./handler.mjs'));
+
+const END_MARKER = '\u001eFAASBOX-END ';
+const REQUEST_FD = 3;
+const REPLY_FD = 4;
+
+const replies = new net.Socket({ fd: REPLY_FD, readable: false, writable: true });
+// The worker is gone: nobody will ever read a result again.
+replies.on('error', () => process.exit(0));
+
+function send(line) {
+  replies.write(`${line}\n`);
+}
+
+/** The operation (load or invoke) that an uncaught error belongs to, if any. */
+let active;
+let handler;
+/** The env the worker gave at load; fetch-style handlers get it as their second argument. */
+const functionEnv = {};
+/**
+ * The stdio streams' original write methods, taken before any function code runs, so a
+ * function that patches process.stdout.write cannot swallow the end markers.
+ */
+let stdio;
+
+function captureStdio() {
+  stdio ??= [process.stdout, process.stderr].map((stream) => ({ stream, write: stream.write }));
+}
+
+function onUncaught(err) {
+  if (active) {
+    active.fail(err);
+    return;
+  }
+  // Outside any invocation (a timer left by an earlier one): report, keep serving.
+  try {
+    process.stderr.write(`faasbox-runtime: uncaught error outside an invocation: ${err?.stack ?? String(err)}\n`);
+  } catch {
+    // stderr is gone too; nothing left to tell.
+  }
+}
+process.on('uncaughtException', onUncaught);
+process.on('unhandledRejection', onUncaught);
+
+/**
+ * Runs `work` as the active operation; an uncaught exception or unhandled rejection
+ * while it runs fails it. Resolves to { ok: true, value } or { ok: false, error }.
+ */
+async function asOperation(work) {
+  let failure;
+  let outcome;
+  let settle;
+  const done = new Promise((resolve) => (settle = resolve));
+  // Bound to this operation: a handler that settles after its invocation was already
+  // failed must not touch the next one.
+  const op = {
+    fail(err) {
+      failure ??= { error: err };
+      settle();
+    },
+  };
+  active = op;
+  work().then(
+    (value) => {
+      outcome = value;
+      settle();
+    },
+    (err) => op.fail(err),
+  );
+  await done;
+  // A promise the handler dropped is reported as unhandled only after the microtask queue
+  // drains; one macrotask later it has been, so it still counts against this operation.
+  await new Promise((resolve) => setImmediate(resolve));
+  active = undefined;
+  return failure ? { ok: false, error: failure.error } : { ok: true, value: outcome };
+}
+
+async function load(msg) {
+  const started = performance.now();
+  const { pickHandler, serializeError } = await lib();
+  captureStdio();
+  const codeDir = msg.codeDir || '/var/task';
+  const entry = String(msg.entry ?? '');
+  const name = msg.handler || 'default';
+  const r = await asOperation(async () => {
+    for (const [k, v] of Object.entries(msg.env ?? {})) {
+      process.env[k] = String(v);
+      functionEnv[k] = String(v);
+    }
+    // Functions commonly read files beside their code by relative path.
+    try {
+      process.chdir(codeDir);
+    } catch {
+      // codeDir missing: the import below fails with the precise error.
+    }
+    const mod = await import(pathToFileURL(path.resolve(codeDir, entry)).href);
+    const picked = pickHandler(mod, name, entry);
+    // A fetch-style function needs Request/Response, which Node loads lazily and slowly:
+    // pay that here rather than on the first invocation.
+    if (picked.style === 'fetch') void [globalThis.Request, globalThis.Response];
+    return picked;
+  });
+  if (!r.ok) {
+    send(JSON.stringify({ type: 'load-error', error: serializeError(r.error) }));
+    return;
+  }
+  handler = r.value;
+  send(JSON.stringify({ type: 'loaded', ms: performance.now() - started }));
+}
+
+async function invoke(msg) {
+  const id = String(msg.id);
+  const { runHandler, makeContext, serializeError } = await lib();
+  let r;
+  if (!handler) {
+    r = { ok: false, error: Object.assign(new Error('no function is loaded'), { name: 'NotLoadedError' }) };
+  } else {
+    const context = makeContext(id, msg.context, msg.http, msg.event);
+    r = await asOperation(() => runHandler(handler, msg.event, context, msg.http, { ...functionEnv }));
+  }
+  let line;
+  if (r.ok) {
+    try {
+      line = JSON.stringify({ type: 'result', id, ok: true, ...r.value });
+    } catch (err) {
+      r = { ok: false, error: new TypeError(`the handler's result is not JSON-serialisable: ${err.message}`) };
+    }
+  }
+  if (!r.ok) line = JSON.stringify({ type: 'result', id, ok: false, error: serializeError(r.error) });
+  await writeMarkers(id);
+  send(line);
+}
+
+/** Writes the end marker to stdout and stderr and waits until both (and all before them) are flushed. */
+function writeMarkers(id) {
+  captureStdio();
+  const marker = `${END_MARKER}${id}\n`;
+  return Promise.all(
+    stdio.map(
+      ({ stream, write }) =>
+        new Promise((resolve) => {
+          try {
+            write.call(stream, marker, () => resolve());
+          } catch {
+            resolve();
+          }
+        }),
+    ),
+  );
+}
+
+async function dispatch(line) {
+  let msg;
+  try {
+    msg = JSON.parse(line);
+  } catch {
+    process.stderr.write(`faasbox-runtime: ignoring a request that is not JSON: ${line.slice(0, 200)}\n`);
+    return;
+  }
+  if (msg?.type === 'load') return load(msg);
+  if (msg?.type === 'invoke') return invoke(msg);
+  process.stderr.write(`faasbox-runtime: ignoring unknown request type ${JSON.stringify(msg?.type)}\n`);
+}
+
+// Requests are served strictly one after another, in arrival order.
+let queue = Promise.resolve();
+let partial = [];
+const requests = new net.Socket({ fd: REQUEST_FD, readable: true, writable: false });
+requests.setEncoding('utf8');
+requests.on('data', (chunk) => {
+  // Only the new chunk is searched, so a multi-megabyte event costs linear time.
+  let start = 0;
+  let nl;
+  while ((nl = chunk.indexOf('\n', start)) >= 0) {
+    partial.push(chunk.slice(start, nl));
+    const line = partial.join('');
+    partial = [];
+    start = nl + 1;
+    if (line.trim() !== '') queue = queue.then(() => dispatch(line));
+  }
+  if (start < chunk.length) partial.push(chunk.slice(start));
+});
+// The worker closed our request fd: it is done with us.
+requests.on('end', () => process.exit(0));
+requests.on('error', () => process.exit(0));
+
+send(
+  JSON.stringify({
+    type: 'ready',
+    runtime: `nodejs${process.versions.node.split('.')[0]}`,
+    pid: process.pid,
+    bootMs: Math.round(performance.now() * 100) / 100,
+  }),
+);
+void lib();
