@@ -1,0 +1,380 @@
+/**
+ * The Node.js shim's protocol, run on the host's node (no container: the protocol logic
+ * does not depend on one). Each test spawns its own shim with fds 3/4 as the worker does.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { nodeRuntimeEntry } from '../../sources.js';
+import { endMarker, type ReadyMessage, type RuntimeMessage, type InvokeMessage, type LoadMessage } from '../../protocol.js';
+
+const work = mkdtempSync(path.join(tmpdir(), 'faasbox-runtime-test-'));
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const c of running) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+let fnCount = 0;
+/** Writes files into a fresh code dir and returns it. */
+function codeDir(files: Record<string, string>): string {
+  const dir = path.join(work, `fn${++fnCount}`);
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+class Shim {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  private replies: RuntimeMessage[] = [];
+  private waiting: ((m: RuntimeMessage) => void) | undefined;
+  private buf = '';
+  private seq = 0;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor() {
+    this.child = spawn(process.execPath, [nodeRuntimeEntry()], { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+    running.add(this.child);
+    this.exit = new Promise((resolve) =>
+      this.child.once('exit', (code, signal) => {
+        running.delete(this.child);
+        resolve({ code, signal });
+      }),
+    );
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    const replies = this.child.stdio[4] as Readable;
+    replies.setEncoding('utf8');
+    replies.on('data', (d: string) => {
+      this.buf += d;
+      for (let nl; (nl = this.buf.indexOf('\n')) >= 0; ) {
+        const msg = JSON.parse(this.buf.slice(0, nl)) as RuntimeMessage;
+        this.buf = this.buf.slice(nl + 1);
+        if (this.waiting) {
+          const w = this.waiting;
+          this.waiting = undefined;
+          w(msg);
+        } else this.replies.push(msg);
+      }
+    });
+  }
+
+  get requests(): Writable {
+    return this.child.stdio[3] as Writable;
+  }
+
+  next(): Promise<RuntimeMessage> {
+    const m = this.replies.shift();
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no reply within 10 s; stderr: ${this.stderr}`)), 10_000);
+      this.waiting = (msg) => {
+        clearTimeout(t);
+        resolve(msg);
+      };
+    });
+  }
+
+  send(msg: object): void {
+    this.requests.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  async load(dir: string, entry: string, extra: Partial<LoadMessage> = {}): Promise<RuntimeMessage> {
+    this.send({ type: 'load', codeDir: dir, entry, ...extra });
+    return this.next();
+  }
+
+  async invoke(event: unknown, extra: Partial<InvokeMessage> = {}): Promise<RuntimeMessage & { type: 'result' }> {
+    const id = extra.id ?? `inv-${++this.seq}`;
+    const context = { invocationId: id, functionName: 'f', functionVersion: 'v1', memoryLimitMb: 128, deadline: Date.now() + 60_000 };
+    this.send({ type: 'invoke', id, event, context, ...extra });
+    const r = await this.next();
+    assert.equal(r.type, 'result');
+    return r as RuntimeMessage & { type: 'result' };
+  }
+
+  /** Output of one stream up to and including invocation `id`'s marker, removed from the buffer. */
+  async until(stream: 'stdout' | 'stderr', id: string): Promise<string> {
+    const marker = endMarker(id);
+    for (let i = 0; i < 500 && !this[stream].includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
+    const at = this[stream].indexOf(marker);
+    assert.ok(at >= 0, `no end marker for ${id} on ${stream}: ${JSON.stringify(this[stream].slice(-200))}`);
+    const before = this[stream].slice(0, at);
+    this[stream] = this[stream].slice(at + marker.length);
+    return before;
+  }
+
+  async close(): Promise<void> {
+    this.requests.end();
+    const ex = await this.exit;
+    assert.deepEqual(ex, { code: 0, signal: null });
+  }
+}
+
+async function booted(): Promise<Shim> {
+  const s = new Shim();
+  const ready = await s.next();
+  assert.equal(ready.type, 'ready');
+  return s;
+}
+
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', async () => {
+  const s = new Shim();
+  const ready = (await s.next()) as ReadyMessage;
+  assert.equal(ready.type, 'ready');
+  assert.equal(ready.runtime, 'nodejs20');
+  assert.equal(ready.pid, s.child.pid);
+  assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
+  await s.close();
+});
+
+test('ESM plain handler: result, env applied, context, module state kept across invocations', async () => {
+  const dir = codeDir({
+    'index.mjs': `
+      let count = 0;
+      export default async (event, context) => {
+        count++;
+        return { count, echo: event, greeting: process.env.GREETING, id: context.invocationId,
+                 fn: context.functionName, remaining: context.getRemainingTimeInMillis() };
+      };`,
+  });
+  const s = await booted();
+  const loaded = await s.load(dir, 'index.mjs', { env: { GREETING: 'hi' } });
+  assert.equal(loaded.type, 'loaded');
+  assert.ok((loaded as { ms: number }).ms >= 0);
+  const r1 = await s.invoke({ a: 1 }, { id: 'one' });
+  assert.equal(r1.id, 'one');
+  assert.equal(r1.ok, true);
+  const v1 = (r1 as { value: Record<string, unknown> }).value;
+  assert.deepEqual({ ...v1, remaining: undefined }, { count: 1, echo: { a: 1 }, greeting: 'hi', id: 'one', fn: 'f', remaining: undefined });
+  assert.ok((v1.remaining as number) > 50_000 && (v1.remaining as number) <= 60_000);
+  const r2 = await s.invoke(null);
+  assert.equal((r2 as { value: { count: number } }).value.count, 2);
+  await s.close();
+});
+
+test('CJS: a .cjs default export, and a .js named export in a "type":"commonjs" package', async () => {
+  const s = await booted();
+  const cjs = codeDir({ 'main.cjs': `module.exports = async (e) => ({ kind: 'cjs', n: e.n + 1 });` });
+  assert.equal((await s.load(cjs, 'main.cjs')).type, 'loaded');
+  assert.deepEqual(await s.invoke({ n: 1 }).then((r) => (r as { value: unknown }).value), { kind: 'cjs', n: 2 });
+  await s.close();
+
+  const s2 = await booted();
+  const js = codeDir({
+    'package.json': '{"type":"commonjs"}',
+    'lib/app.js': `exports.handler = (e, ctx) => ({ kind: typeof require, v: ctx.functionVersion });`,
+  });
+  assert.equal((await s2.load(js, 'lib/app.js', { handler: 'handler' })).type, 'loaded');
+  assert.deepEqual(await s2.invoke({}).then((r) => (r as { value: unknown }).value), { kind: 'function', v: 'v1' });
+  await s2.close();
+
+  const s3 = await booted();
+  const esmJs = codeDir({ 'package.json': '{"type":"module"}', 'index.js': `export const run = () => import.meta.url.endsWith('index.js');` });
+  assert.equal((await s3.load(esmJs, 'index.js', { handler: 'run' })).type, 'loaded');
+  assert.equal(await s3.invoke({}).then((r) => (r as { value: unknown }).value), true);
+  await s3.close();
+});
+
+const FETCH_FN = `
+  export default {
+    async fetch(request, env, context) {
+      const body = await request.text();
+      return new Response(JSON.stringify({ method: request.method, url: request.url, body,
+          a: request.headers.get('x-a'), ct: request.headers.get('content-type'), env: env.MODE, id: context.invocationId }), {
+        status: 201, headers: { 'content-type': 'application/json', 'x-b': 'yes' } });
+    },
+  };`;
+
+function decodeHttp(r: RuntimeMessage): { status: number; headers: Record<string, string>; body: string } {
+  assert.equal(r.type, 'result');
+  assert.ok('http' in r, `expected an http result, got ${JSON.stringify(r)}`);
+  return { ...r.http, body: Buffer.from(r.http.body, 'base64').toString('utf8') };
+}
+
+test('fetch-style handler gets a real Request from http, and its Response becomes status, headers, base64 body', async () => {
+  const s = await booted();
+  assert.equal((await s.load(codeDir({ 'index.mjs': FETCH_FN }), 'index.mjs', { env: { MODE: 'test' } })).type, 'loaded');
+  const http = {
+    method: 'PUT',
+    url: '/things/7?x=1&y=2',
+    headers: { host: 'example.test', 'x-a': 'from-header', 'content-type': 'text/plain', 'content-length': '5' },
+    body: Buffer.from('hello').toString('base64'),
+  };
+  const res = decodeHttp(await s.invoke({ ignored: true }, { id: 'h1', http }));
+  assert.equal(res.status, 201);
+  assert.equal(res.headers['x-b'], 'yes');
+  assert.equal(res.headers['content-type'], 'application/json');
+  assert.deepEqual(JSON.parse(res.body), {
+    method: 'PUT',
+    url: 'http://example.test/things/7?x=1&y=2',
+    body: 'hello',
+    a: 'from-header',
+    ct: 'text/plain',
+    env: 'test',
+    id: 'h1',
+  });
+
+  // path + query form, and a GET whose body must be dropped.
+  const res2 = decodeHttp(await s.invoke(null, { http: { method: 'GET', path: '/p', query: { q: ['1', '2'] }, headers: {}, body: 'eA==' } }));
+  const b2 = JSON.parse(res2.body) as { url: string; body: string; method: string };
+  assert.deepEqual([b2.method, b2.url, b2.body], ['GET', 'http://localhost/p?q=1&q=2', '']);
+
+  // Without http, the event arrives as a JSON POST.
+  const res3 = decodeHttp(await s.invoke({ n: 5 }));
+  const b3 = JSON.parse(res3.body) as { method: string; body: string; ct: string };
+  assert.deepEqual([b3.method, JSON.parse(b3.body), b3.ct], ['POST', { n: 5 }, 'application/json']);
+  await s.close();
+});
+
+test('a plain function may return a Response or a Lambda-proxy-style object', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'index.mjs': `
+      export const web = async (event, context) =>
+        new Response(new Uint8Array([0, 1, 2, 255]), { status: 404, headers: [['set-cookie', 'a=1'], ['set-cookie', 'b=2']] });
+      export const proxy = async (event) => ({ statusCode: 302, headers: { Location: '/there' }, body: 'moved' });
+      export const proxyB64 = async () => ({ statusCode: 200, body: Buffer.from('bin').toString('base64'), isBase64Encoded: true });
+      export const notProxy = async () => ({ statusCode: 200, other: 1 });
+      export const usesRequest = async (event, context) => (await context.request.text()) + ' ' + context.request.method;`,
+  });
+  assert.equal((await s.load(dir, 'index.mjs', { handler: 'web' })).type, 'loaded');
+  const web = await s.invoke(null);
+  assert.ok('http' in web);
+  assert.equal(web.http.status, 404);
+  assert.deepEqual([...Buffer.from(web.http.body, 'base64')], [0, 1, 2, 255]);
+  assert.equal(web.http.headers['set-cookie'], 'a=1, b=2');
+
+  assert.equal((await s.load(dir, 'index.mjs', { handler: 'proxy' })).type, 'loaded');
+  assert.deepEqual(decodeHttp(await s.invoke(null)), { status: 302, headers: { location: '/there' }, body: 'moved' });
+  assert.equal((await s.load(dir, 'index.mjs', { handler: 'proxyB64' })).type, 'loaded');
+  assert.deepEqual(decodeHttp(await s.invoke(null)), { status: 200, headers: {}, body: 'bin' });
+  // Extra keys: it is the function's data, not an HTTP response.
+  assert.equal((await s.load(dir, 'index.mjs', { handler: 'notProxy' })).type, 'loaded');
+  assert.deepEqual((await s.invoke(null)) as unknown, { type: 'result', id: 'inv-4', ok: true, value: { statusCode: 200, other: 1 } });
+  assert.equal((await s.load(dir, 'index.mjs', { handler: 'usesRequest' })).type, 'loaded');
+  const http = { method: 'POST', url: '/', headers: {}, body: Buffer.from('raw').toString('base64') };
+  assert.equal(((await s.invoke(null, { http })) as { value: unknown }).value, 'raw POST');
+  await s.close();
+});
+
+test('a thrown error fails the invocation with name, message and stack; the runtime keeps serving', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'index.mjs': `
+      export default async (event) => {
+        if (event.kind === 'throw') throw new RangeError('too far: ' + event.n);
+        if (event.kind === 'string') throw 'just a string';
+        if (event.kind === 'bigint') return { n: 1n };
+        return 'fine';
+      };`,
+  });
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  const r = await s.invoke({ kind: 'throw', n: 3 });
+  assert.equal(r.ok, false);
+  assert.ok('error' in r);
+  assert.equal(r.error.name, 'RangeError');
+  assert.equal(r.error.message, 'too far: 3');
+  assert.match(r.error.stack ?? '', /index\.mjs:\d+/);
+  const str = await s.invoke({ kind: 'string' });
+  assert.deepEqual(str.ok === false && str.error, { name: 'Error', message: 'just a string' });
+  const big = await s.invoke({ kind: 'bigint' });
+  assert.ok(big.ok === false && big.error.name === 'TypeError' && /JSON/.test(big.error.message), JSON.stringify(big));
+  assert.equal(((await s.invoke({})) as { value: unknown }).value, 'fine');
+  await s.close();
+});
+
+test('an unhandled rejection or uncaught exception fails only the invocation it happened in', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'index.mjs': `
+      export default async (event) => {
+        if (event === 'reject') {
+          Promise.reject(new Error('dropped promise'));
+          await new Promise((r) => setTimeout(r, 200));
+          return 'should not win';
+        }
+        if (event === 'reject-and-return') {
+          Promise.reject(new Error('dropped on the way out'));
+          return 'should not win either';
+        }
+        if (event === 'timer-throw') {
+          setTimeout(() => { throw new TypeError('from a timer'); }, 5);
+          return new Promise(() => {});
+        }
+        return 'ok';
+      };`,
+  });
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  const r1 = await s.invoke('reject');
+  assert.ok(r1.ok === false && r1.error.message === 'dropped promise', JSON.stringify(r1));
+  const r2 = await s.invoke('reject-and-return');
+  assert.ok(r2.ok === false && r2.error.message === 'dropped on the way out', JSON.stringify(r2));
+  const r3 = await s.invoke('timer-throw');
+  assert.ok(r3.ok === false && r3.error.name === 'TypeError' && r3.error.message === 'from a timer', JSON.stringify(r3));
+  // The first invocation's handler settles late ("should not win"); it must not leak into this one.
+  await new Promise((r) => setTimeout(r, 250));
+  assert.deepEqual((await s.invoke('fine')) as unknown, { type: 'result', id: 'inv-4', ok: true, value: 'ok' });
+  assert.equal(s.child.exitCode, null);
+  await s.close();
+});
+
+test('end markers follow the function output on both stdout and stderr, and survive a patched stdout.write', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'index.mjs': `
+      export default async (event) => {
+        console.log('out for', event.n);
+        console.error('err for', event.n);
+        process.stdout.write = () => true; // a function that swallows stdout must not swallow the marker
+        return event.n;
+      };`,
+  });
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  await s.invoke({ n: 1 }, { id: 'a' });
+  assert.equal(await s.until('stdout', 'a'), 'out for 1\n');
+  assert.equal(await s.until('stderr', 'a'), 'err for 1\n');
+  // stdout.write was replaced by the first invocation: the function's output is gone, the marker is not.
+  await s.invoke({ n: 2 }, { id: 'b' });
+  assert.equal(await s.until('stdout', 'b'), '');
+  assert.equal(await s.until('stderr', 'b'), 'err for 2\n');
+  await s.close();
+});
+
+test('end marker follows a write too large for the pipe, still queued when the handler returns', async () => {
+  const s = await booted();
+  const dir = codeDir({ 'index.mjs': `export default async (n) => { process.stdout.write('y'.repeat(n) + 'END\\n'); return n; };` });
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  await s.invoke(2 << 20, { id: 'big' });
+  const out = await s.until('stdout', 'big');
+  assert.equal(out.length, (2 << 20) + 4);
+  assert.ok(out.endsWith('END\n'));
+  await s.close();
+});
+
+test('load errors: a missing entry, a missing export, a module that throws', async () => {
+  const s = await booted();
+  const missing = await s.load(codeDir({ 'other.mjs': 'export default () => 1;' }), 'index.mjs');
+  assert.equal(missing.type, 'load-error');
+  assert.ok(missing.type === 'load-error' && missing.error.code === 'ERR_MODULE_NOT_FOUND', JSON.stringify(missing));
+
+  const noExport = await s.load(codeDir({ 'index.mjs': 'export const a = 1; export const b = () => 2;' }), 'index.mjs', { handler: 'main' });
+  assert.ok(noExport.type === 'load-error' && noExport.error.name === 'HandlerNotFoundError', JSON.stringify(noExport));
+  assert.match(noExport.type === 'load-error' ? noExport.error.message : '', /"main".*exports: a, b/);
+
+  const throws = await s.load(codeDir({ 'index.mjs': 'throw new SyntaxError("bad top level");' }), 'index.mjs');
+  assert.ok(throws.type === 'load-error' && throws.error.message === 'bad top level', JSON.stringify(throws));
+
+  // Still alive, and an invoke before any successful load says so.
+  const r = await s.invoke({});
+  assert.ok(r.ok === false && r.error.name === 'NotLoadedError', JSON.stringify(r));
+  await s.close();
+});

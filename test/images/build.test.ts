@@ -1,0 +1,156 @@
+/**
+ * Builds the real images from this machine's files and checks them from the inside
+ * (chroot: a test's shortcut, not how the engine runs them).
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { buildImage, type BuiltImage } from '../../images/build.js';
+import { sharedLibraries } from '../../images/recipe.js';
+import { digestTree } from '../../images/digest.js';
+import { main as imageCli } from '../../images/cli.js';
+import { RUNTIME_COMMAND, endMarker, type RuntimeMessage } from '../../images/protocol.js';
+import { ImageBuildError } from '../../images/errors.js';
+
+/** Absolute: the commands below run with an empty environment, so no PATH. */
+const CHROOT = '/usr/sbin/chroot';
+const work = mkdtempSync(path.join(tmpdir(), 'faasbox-image-test-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+
+let node: BuiltImage;
+let busybox: BuiltImage;
+
+test('builds nodejs20: node, every library ldd lists, the loader, the shim, the skeleton', async () => {
+  const phases = new Set<string>();
+  node = await buildImage('nodejs20', path.join(work, 'a'), { onProgress: (p) => phases.add(p.phase) });
+  assert.equal(node.built, true);
+  assert.deepEqual([...phases], ['plan', 'copy', 'digest', 'done']);
+  const r = node.dir;
+  assert.equal(statSync(r).mode & 0o777, 0o755, 'containers run as nobody: the root must be traversable');
+  assert.equal(statSync(path.join(r, 'usr/bin/node')).size, statSync('/usr/bin/node').size);
+  const libs = sharedLibraries('/usr/bin/node');
+  assert.ok(libs.some((l) => l.includes('ld-linux')), `the loader is among ${libs.join(', ')}`);
+  for (const lib of libs) assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} in the layer`);
+  for (const f of ['runtime.mjs', 'handler.mjs', 'http.mjs']) assert.ok(existsSync(path.join(r, 'opt/faasbox/runtime', f)), f);
+  assert.deepEqual(
+    readdirSync(path.join(r, 'opt/faasbox/runtime')).filter((f) => !f.endsWith('.mjs')),
+    [],
+    'tests and TypeScript stay out of the image',
+  );
+  assert.equal(statSync(path.join(r, 'tmp')).mode & 0o7777, 0o1777);
+  for (const d of ['var/task', 'dev', 'proc']) assert.ok(statSync(path.join(r, d)).isDirectory(), d);
+  assert.match(readFileSync(path.join(r, 'etc/passwd'), 'utf8'), /^nobody:x:65534:65534:/m);
+  assert.match(readFileSync(path.join(r, 'etc/group'), 'utf8'), /^nogroup:x:65534:/m);
+  assert.equal(readFileSync(path.join(r, 'etc/resolv.conf'), 'utf8'), '');
+  assert.equal(readlinkSync(path.join(r, 'bin/sh')), '/bin/busybox');
+  const manifest = JSON.parse(readFileSync(node.manifestPath, 'utf8')) as { digest: string; name: string };
+  assert.equal(manifest.digest, node.digest);
+  assert.equal(manifest.name, 'nodejs20');
+  assert.equal(readlinkSync(path.join(work, 'a', 'nodejs20')), path.basename(path.dirname(node.dir)));
+  assert.equal(readdirSync(path.join(work, 'a')).filter((n) => n.includes('.tmp-')).length, 0, 'no temp dirs left');
+});
+
+test('node in the layer runs with only the layer (its own loader and libraries)', () => {
+  const out = execFileSync(CHROOT, [node.dir, '/usr/bin/node', '-p', 'process.version + " " + require("os").userInfo().username'], { env: {}, encoding: 'utf8' });
+  assert.equal(out.trim(), `${process.version} root`);
+  const asNobody = execFileSync(CHROOT, ['--userspec=65534:65534', node.dir, '/usr/bin/node', '-p', 'require("os").userInfo().username'], { env: {}, encoding: 'utf8' });
+  assert.equal(asNobody.trim(), 'nobody');
+});
+
+test('the shim in the layer boots, loads code from /var/task and answers an invocation', async () => {
+  // A hard-linked clone: the layer itself must stay untouched, only the clone gets code.
+  const clone = path.join(work, 'clone');
+  execFileSync('cp', ['-al', node.dir, clone]);
+  writeFileSync(path.join(clone, 'var/task/index.mjs'), 'export default async (e) => { console.log("inside"); return { got: e, cwd: process.cwd() }; };');
+  const child = spawn(CHROOT, [clone, ...RUNTIME_COMMAND.nodejs20], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+  try {
+    let stdout = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    const replies = child.stdio[4] as Readable;
+    replies.setEncoding('utf8');
+    const lines: RuntimeMessage[] = [];
+    let buf = '';
+    replies.on('data', (d: string) => {
+      buf += d;
+      for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) lines.push(JSON.parse(buf.slice(0, nl)) as RuntimeMessage);
+    });
+    const nextReply = async (): Promise<RuntimeMessage> => {
+      for (let i = 0; i < 1000 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const m = lines.shift();
+      assert.ok(m, 'a reply within 10 s');
+      return m;
+    };
+    const requests = child.stdio[3] as Writable;
+    assert.equal((await nextReply()).type, 'ready');
+    requests.write(`${JSON.stringify({ type: 'load', codeDir: '/var/task', entry: 'index.mjs', handler: 'default', env: {} })}\n`);
+    assert.equal((await nextReply()).type, 'loaded');
+    requests.write(`${JSON.stringify({ type: 'invoke', id: 'c1', event: 42, context: { invocationId: 'c1', functionName: 'f', functionVersion: '1', memoryLimitMb: 64, deadline: Date.now() + 10_000 } })}\n`);
+    assert.deepEqual(await nextReply(), { type: 'result', id: 'c1', ok: true, value: { got: 42, cwd: '/var/task' } });
+    assert.ok(stdout.startsWith(`inside\n${endMarker('c1')}`), JSON.stringify(stdout));
+    requests.end();
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0);
+    assert.ok(!existsSync(path.join(node.dir, 'var/task/index.mjs')), 'the layer was not written through the clone');
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(clone, { recursive: true, force: true });
+  }
+});
+
+test('builds busybox: a shell and applets that run', async () => {
+  busybox = await buildImage('busybox', path.join(work, 'a'));
+  assert.equal(busybox.built, true);
+  assert.equal(lstatSync(path.join(busybox.dir, 'bin/busybox')).isFile(), true);
+  assert.equal(readlinkSync(path.join(busybox.dir, 'bin/sh')), '/bin/busybox');
+  const out = execFileSync(CHROOT, ['--userspec=65534:65534', busybox.dir, '/bin/sh', '-c', 'echo hello; id -un; ls /'], { env: {}, encoding: 'utf8' });
+  const [hello, nobody] = out.split('\n');
+  assert.equal(hello, 'hello');
+  assert.equal(nobody, 'nobody');
+});
+
+test('the digest is stable across builds, and a second build of the same recipe does nothing', async () => {
+  const before = statSync(node.dir);
+  const again = await buildImage('nodejs20', path.join(work, 'a'));
+  assert.equal(again.built, false);
+  assert.equal(again.dir, node.dir);
+  assert.equal(again.digest, node.digest);
+  const after_ = statSync(node.dir);
+  assert.equal(after_.ino, before.ino);
+  assert.equal(after_.mtimeMs, before.mtimeMs);
+
+  // A build from scratch elsewhere (different day, different inode numbers) hashes the same.
+  const elsewhere = await buildImage('nodejs20', path.join(work, 'b'));
+  assert.equal(elsewhere.built, true);
+  assert.equal(elsewhere.digest, node.digest);
+  assert.equal(digestTree(node.dir).digest, node.digest, 'the recorded digest is the digest of what is on disk');
+  const bb2 = await buildImage('busybox', path.join(work, 'b'));
+  assert.equal(bb2.digest, busybox.digest);
+  assert.notEqual(bb2.digest, node.digest);
+
+  // And the digest does see content: one changed byte in a copy changes it.
+  const copy = path.join(work, 'bb-copy');
+  cpSync(busybox.dir, copy, { recursive: true, verbatimSymlinks: true });
+  writeFileSync(path.join(copy, 'etc/hosts'), '127.0.0.2 localhost\n');
+  assert.notEqual(digestTree(copy).digest, busybox.digest);
+});
+
+test('CLI: build --json, --help, and typed errors for bad input', async () => {
+  const logs: string[] = [];
+  const orig = console.log;
+  console.log = (...a: unknown[]) => void logs.push(a.join(' '));
+  try {
+    assert.equal(await imageCli(['build', 'busybox', '--out', path.join(work, 'a'), '--json']), 0);
+    assert.equal(await imageCli(['--help']), 0);
+  } finally {
+    console.log = orig;
+  }
+  const res = JSON.parse(logs[0]!) as { dir: string; digest: string; built: boolean };
+  assert.deepEqual([res.dir, res.digest, res.built], [busybox.dir, busybox.digest, false]);
+  assert.match(logs[1]!, /faasbox image build <name>/);
+  await assert.rejects(imageCli(['build', 'python3', '--out', work]), (e: unknown) => e instanceof ImageBuildError && e.code === 'UNKNOWN_IMAGE');
+  await assert.rejects(imageCli(['build']), (e: unknown) => e instanceof ImageBuildError && e.code === 'USAGE');
+});
