@@ -4,6 +4,8 @@
  */
 const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<void> }>> = {
   engine: () => import('./engine.js'),
+  invoke: () => import('./invoke.js'),
+  coldstart: () => import('./coldstart.js'),
 };
 
 const [name, ...rest] = process.argv.slice(2);

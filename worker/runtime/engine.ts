@@ -64,7 +64,7 @@ export class Engine implements EngineParts {
   }
 
   /** Prepares a container and parks its process before exec. */
-  create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
+  async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
     const config = 'paths' in spec ? spec : this.config(spec);
     return Container.create(config, this, io);
   }

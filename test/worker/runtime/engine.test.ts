@@ -33,7 +33,7 @@ async function probe(args: string[], extra: Partial<ContainerSpec> = {}): Promis
   const spec: ContainerSpec = {
     ...extra,
     rootfs: { layers: te.layers, ...extra.rootfs },
-    process: { args: ['/probe', ...args], ...extra.process },
+    process: { ...extra.process, args: ['/probe', ...args] },
   };
   const c = await te.engine.create(spec, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';

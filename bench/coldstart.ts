@@ -1,0 +1,158 @@
+/**
+ * Cold starts, side by side in one run, end to end through HTTP:
+ *   warm         an invocation that finds a warm container of its function
+ *   specialized  the first invocation of a newly deployed function: a stem cell takes it
+ *   cold         the first invocation with pools disabled: a container booted from nothing
+ *   floor        `node -e 0` with a clean environment: starting the runtime alone
+ * plus the refill rate (pooled containers created per second) and the idle memory per
+ * pooled container beyond the runtime's own RSS.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { startRedisServer } from '../cli/redis.js';
+import { startWorker, runtimeImages, type RunningWorker } from '../worker/main.js';
+import { startGateway } from '../gateway/main.js';
+import { RuntimeInstance } from '../worker/function/instance.js';
+import { median, round } from './stats.js';
+
+function nodeFloor(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const p = spawn(process.execPath, ['-e', '0'], { env: {}, stdio: 'ignore' });
+    p.on('error', reject);
+    p.on('exit', () => resolve(performance.now() - t));
+  });
+}
+
+function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting for the pool');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { n: { type: 'string', default: '15' } } });
+  const n = Number(values.n);
+  const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-coldstart-'));
+  const cleanup: (() => Promise<unknown>)[] = [];
+  const stop = (w: RunningWorker) => async () => {
+    await w.close();
+    await w.engine.gc({ all: true });
+    w.engine.cgroups.removeRoot();
+  };
+  try {
+    const redis = await startRedisServer({ dir: path.join(work, 'redis') });
+    cleanup.push(() => redis.stop(false));
+    const apiKey = 'bench-key-0123456789abcdef';
+    const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
+    process.stderr.write('bench coldstart: starting two stacks (pools on, pools off)...\n');
+    const pooled = await startWorker({ redisUrl: redis.url, prefix: 'pooled', stateDir: path.join(work, 'pooled'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-p-${process.pid}` });
+    cleanup.push(stop(pooled));
+    const bare = await startWorker({ redisUrl: redis.url, prefix: 'bare', stateDir: path.join(work, 'bare'), budgetMb: 4096, pools: false, cgroupRoot: `/faasbox-bench-b-${process.pid}` });
+    cleanup.push(stop(bare));
+    const gwPooled = await startGateway({ apiKey, redisUrl: redis.url, prefix: 'pooled', port: 0 });
+    cleanup.push(() => gwPooled.close());
+    const gwBare = await startGateway({ apiKey, redisUrl: redis.url, prefix: 'bare', port: 0 });
+    cleanup.push(() => gwBare.close());
+
+    const deploy = async (url: string, name: string, i: number) => {
+      const r = await fetch(`${url}/v1/functions/${name}`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: `export default async () => ({ i: ${i} })`, memoryMb: 128 }) });
+      if (!r.ok) throw new Error(`deploy: ${r.status} ${await r.text()}`);
+    };
+    const invoke = async (url: string, name: string, want: string): Promise<number> => {
+      const t = performance.now();
+      const r = await fetch(`${url}/v1/functions/${name}/invoke`, { method: 'POST', headers, body: '{}' });
+      await r.arrayBuffer();
+      const ms = performance.now() - t;
+      if (r.status !== 200) throw new Error(`invoke ${name}: ${r.status}`);
+      const kind = r.headers.get('x-cold-start');
+      if (kind !== want) throw new Error(`invoke ${name}: expected a ${want} start, got ${kind}`);
+      return ms;
+    };
+    const idleStems = () => pooled.pool.slots().filter((s) => s.kind === 'stem' && s.state === 'idle').length;
+
+    await waitFor(() => idleStems() >= 1);
+    const warm: number[] = [];
+    const specialized: number[] = [];
+    const cold: number[] = [];
+    const floor: number[] = [];
+    await deploy(gwPooled.url, 'w', 0);
+    await invoke(gwPooled.url, 'w', 'specialized');
+    await waitFor(() => idleStems() >= 1);
+    process.stderr.write(`bench coldstart: ${n} rounds...\n`);
+    for (let i = 0; i < n; i++) {
+      for (let k = 0; k < 5; k++) warm.push(await invoke(gwPooled.url, 'w', 'warm'));
+      await deploy(gwPooled.url, `s${i}`, i);
+      await waitFor(() => idleStems() >= 1);
+      specialized.push(await invoke(gwPooled.url, `s${i}`, 'specialized'));
+      await deploy(gwBare.url, `c${i}`, i);
+      cold.push(await invoke(gwBare.url, `c${i}`, 'cold'));
+      floor.push(await nodeFloor());
+    }
+
+    // Refill: booting stem cells from nothing, 2 at a time (this machine has 2 cores).
+    const images = await runtimeImages(path.join(work, 'pooled'));
+    const k = 8;
+    const t = performance.now();
+    const booted: RuntimeInstance[] = [];
+    for (let i = 0; i < k; i += 2) {
+      booted.push(...(await Promise.all([0, 1].map(() => RuntimeInstance.boot(pooled.engine, { image: images.nodejs20!, memoryMb: 128, cpus: 1 })))));
+    }
+    const refillPerS = k / ((performance.now() - t) / 1000);
+    // Idle overhead: what a pooled container holds beyond the runtime process itself:
+    // the monitor and init processes, and the writable layer's tmpfs.
+    await new Promise((r) => setTimeout(r, 300));
+    const overheads = booted.map((inst) => {
+      const init = inst.container.pid;
+      const monitor = Number(/PPid:\s+(\d+)/.exec(readFileSync(`/proc/${init}/status`, 'utf8'))![1]);
+      const runtime = childrenOf(init)[0]!;
+      const cgroupBytes = inst.container.stats().memoryCurrentBytes;
+      return { extraKb: rssKb(monitor) + rssKb(init), runtimeKb: rssKb(runtime), cgroupBytes };
+    });
+    await Promise.all(booted.map((b) => b.destroy()));
+    const overheadMb = median(overheads.map((o) => o.extraKb / 1024));
+    const runtimeMb = median(overheads.map((o) => o.runtimeKb / 1024));
+
+    const out = {
+      bench: 'coldstart',
+      warm_p50_ms: round(median(warm)),
+      specialized_p50_ms: round(median(specialized)),
+      cold_p50_ms: round(median(cold)),
+      runtime_floor_ms: round(median(floor)),
+      refill_per_s: round(refillPerS),
+      pool_overhead_mb: round(overheadMb),
+    };
+    console.log(`warm         p50 ${out.warm_p50_ms} ms`);
+    console.log(`specialized  p50 ${out.specialized_p50_ms} ms   (${(out.specialized_p50_ms / out.runtime_floor_ms).toFixed(2)}x the runtime floor; target <= 0.2x)`);
+    console.log(`cold         p50 ${out.cold_p50_ms} ms   (floor + ${(out.cold_p50_ms - out.runtime_floor_ms).toFixed(1)} ms; target <= floor + 25 ms)`);
+    console.log(`floor        p50 ${out.runtime_floor_ms} ms   (node -e 0, clean environment)`);
+    console.log(`refill       ${out.refill_per_s} containers/s`);
+    console.log(`pool overhead ${out.pool_overhead_mb} MB per idle container beyond the runtime's RSS of ${runtimeMb.toFixed(1)} MB (target < 2 MB)`);
+    console.log(JSON.stringify(out));
+  } finally {
+    for (const c of cleanup.reverse()) await c().catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));
+    rmSync(work, { recursive: true, force: true });
+  }
+}
