@@ -37,6 +37,7 @@ export class InitProcess {
   private initStatus: number | undefined;
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private readySeen = false;
+  private onExitReport: () => void = () => {};
   readonly exited: Promise<InitExit>;
 
   constructor(opts: SpawnOptions) {
@@ -55,12 +56,20 @@ export class InitProcess {
     this.sync.on('data', (chunk: string) => this.onData(chunk));
     this.sync.on('error', () => {});
     this.exited = new Promise<InitExit>((resolve) => {
+      // Settled by the first of: the init's "exit" report (the user process ended; the
+      // namespace dies with init right after), or the monitor's end (init itself died).
+      // Piped stdout/stderr must also have ended, so that readers have all the output.
+      const streams = [this.child.stdout, this.child.stderr].filter((s): s is Readable => s !== null);
+      const drained = Promise.all(streams.map((s) => new Promise<void>((r) => (s.readableEnded || s.destroyed ? r() : s.once('close', () => r())))));
       let syncEnded = false;
       let monitorCode: number | null | undefined;
       const finish = () => {
-        if (!syncEnded || monitorCode === undefined) return;
-        resolve(this.outcome(monitorCode));
+        if (this.userStatus !== undefined || (syncEnded && monitorCode !== undefined)) {
+          const out = this.outcome(monitorCode ?? null);
+          void drained.then(() => resolve(out));
+        }
       };
+      this.onExitReport = finish;
       this.sync.on('close', () => {
         syncEnded = true;
         finish();
@@ -137,6 +146,7 @@ export class InitProcess {
         break;
       case 'exit':
         this.userStatus = msg.status;
+        this.onExitReport();
         break;
       case 'init-exit':
         this.initStatus = msg.status;
