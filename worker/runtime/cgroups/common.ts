@@ -1,15 +1,27 @@
+/** What v1 and v2 share: parsing, process listing, kill-and-wait, removal with retries. */
 import type { Cgroup, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFs } from './fs.js';
-import { CgroupError } from './errors.js';
+import { CgroupError, errnoOf } from './errors.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** "key value" lines (cpu.stat, memory.events, memory.oom_control) -> numbers. */
+/** How long kill() waits for SIGKILLed tasks to leave before it gives up. */
+const KILL_TIMEOUT_MS = 10_000;
+/** How long destroy() retries rmdir while the last task detaches (EBUSY). */
+const RMDIR_TIMEOUT_MS = 2_000;
+
+const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
+
+export function checkName(name: string, where: string): void {
+  if (!NAME_PATTERN.test(name)) throw new CgroupError('CGROUP_INVALID_NAME', `${where}/${name}`, `invalid cgroup name "${name}"`);
+}
+
+/** "key value" lines (cpu.stat, cpuacct.stat, memory.events, memory.oom_control) -> numbers. */
 export function parseKeyed(text: string): Record<string, number> {
   const out: Record<string, number> = {};
   for (const line of text.split('\n')) {
     const [k, v] = line.trim().split(/\s+/);
-    if (k && v !== undefined && v !== '') out[k] = Number(v);
+    if (k && v !== undefined && v !== '' && !Number.isNaN(Number(v))) out[k] = Number(v);
   }
   return out;
 }
@@ -21,102 +33,24 @@ export function parsePids(text: string): number[] {
     .map(Number);
 }
 
-/** What v1 and v2 share: process listing, the kill-and-wait loop, removal with retries. */
-export abstract class BaseCgroup implements Cgroup {
-  constructor(
-    protected readonly fs: CgroupFs,
-    readonly name: string,
-    /** Every directory of this cgroup (one per v1 hierarchy; one for v2). */
-    protected readonly dirs: string[],
-  ) {}
-
-  get procsFiles(): string[] {
-    return this.dirs.map((d) => `${d}/cgroup.procs`);
+/**
+ * A limit as cgroupfs spells it: a whole number, or (negative or infinite) the
+ * flavour's word for "no limit"; unlimited undefined means the file has no such word.
+ */
+export function limitValue(n: number, path: string, unlimited?: string): string {
+  if (Number.isNaN(n) || (Number.isFinite(n) && !Number.isInteger(n)) || ((!Number.isFinite(n) || n < 0) && unlimited === undefined)) {
+    throw new CgroupError('CGROUP_INVALID_LIMIT', path, `invalid limit ${n}`);
   }
-
-  abstract setLimits(l: CgroupLimits): void;
-  abstract stats(): CgroupStats;
-  abstract resetPeak(): void;
-  /** Signals every member once, with forks frozen out of the race. */
-  protected abstract killAll(): Promise<void>;
-  /** The directory whose cgroup.procs lists the members. */
-  protected abstract get primary(): string;
-
-  pids(): number[] {
-    try {
-      return parsePids(this.fs.read(`${this.primary}/cgroup.procs`));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-      throw new CgroupError('CGROUP_IO', this.primary, 'cannot list processes', { cause: err });
-    }
-  }
-
-  async kill(): Promise<void> {
-    if (this.pids().length === 0) return;
-    await this.killAll();
-    // SIGKILLed processes leave the cgroup only once the kernel has torn them down.
-    for (let i = 0; this.pids().length > 0; i++) {
-      if (i > 0 && i % 100 === 0) await this.killAll();
-      if (i > 2000) throw new CgroupError('CGROUP_BUSY', this.primary, 'processes survived SIGKILL for 10 s', { hint: 'a process may be stuck in uninterruptible sleep (D state)' });
-      await sleep(5);
-    }
-  }
-
-  async destroy(): Promise<void> {
-    await this.kill();
-    for (const dir of this.dirs) {
-      for (let i = 0; ; i++) {
-        try {
-          this.fs.rmdir(dir);
-          break;
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code;
-          if (code === 'ENOENT') break;
-          // EBUSY: the last exiting task may still be detaching from the cgroup.
-          if (code === 'EBUSY' && i < 200) {
-            await sleep(5);
-            continue;
-          }
-          throw new CgroupError('CGROUP_BUSY', dir, 'cannot remove cgroup', { cause: err, hint: 'processes may still be in it' });
-        }
-      }
-    }
-  }
-
-  protected writeFile(path: string, value: string, optional = false): void {
-    try {
-      this.fs.write(path, value);
-    } catch (err) {
-      if (optional && (err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw new CgroupError('CGROUP_IO', path, `cannot write "${value}"`, { cause: err });
-    }
-  }
-
-  protected readNumber(path: string, fallback = 0): number {
-    try {
-      const v = this.fs.read(path).trim();
-      return v === 'max' ? Infinity : Number(v);
-    } catch {
-      return fallback;
-    }
-  }
-
-  protected readKeyed(path: string): Record<string, number> {
-    try {
-      return parseKeyed(this.fs.read(path));
-    } catch {
-      return {};
-    }
-  }
+  return !Number.isFinite(n) || n < 0 ? unlimited! : String(n);
 }
 
-/** Kills each pid; a pid that already exited is fine. */
+/** Kills each pid; one that already exited is fine. */
 export function sigkillAll(pids: number[]): void {
   for (const pid of pids) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      if (errnoOf(err) !== 'ESRCH') throw err;
     }
   }
 }
@@ -128,4 +62,137 @@ export async function waitUntil(check: () => boolean, ms: number): Promise<boole
     await sleep(1);
   }
   return true;
+}
+
+export abstract class BaseCgroup implements Cgroup {
+  constructor(
+    protected readonly fs: CgroupFs,
+    readonly name: string,
+    /** Every directory of this cgroup: one per distinct v1 hierarchy, one for v2. */
+    protected readonly dirs: string[],
+  ) {}
+
+  get procsFiles(): string[] {
+    return this.dirs.map((d) => `${d}/cgroup.procs`);
+  }
+
+  abstract setLimits(l: CgroupLimits): void;
+  abstract stats(): CgroupStats;
+  abstract resetPeak(): void;
+  /** Signals every member once, with forks shut out of the race. */
+  protected abstract killAll(): Promise<void>;
+
+  /**
+   * Members of any of the directories. On v1 the union matters: an init that died
+   * halfway through joining its hierarchies is in some of them only.
+   */
+  pids(): number[] {
+    const all = new Set<number>();
+    for (const dir of this.dirs) {
+      try {
+        for (const pid of parsePids(this.fs.read(`${dir}/cgroup.procs`))) all.add(pid);
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT') continue;
+        throw new CgroupError('CGROUP_IO', `${dir}/cgroup.procs`, 'cannot list processes', { cause: err });
+      }
+    }
+    return [...all];
+  }
+
+  async kill(): Promise<void> {
+    if (this.pids().length === 0) return;
+    await this.killAll();
+    // SIGKILLed tasks leave the cgroup only once the kernel has torn them down; a
+    // second round catches any task a frozen-state timeout let slip through.
+    const end = Date.now() + KILL_TIMEOUT_MS;
+    let nextRound = Date.now() + 500;
+    while (this.pids().length > 0) {
+      if (Date.now() > end) throw new CgroupError('CGROUP_BUSY', this.dirs[0]!, `processes ${this.pids().join(', ')} survived SIGKILL for ${KILL_TIMEOUT_MS / 1000} s`);
+      if (Date.now() > nextRound) {
+        await this.killAll();
+        nextRound = Date.now() + 500;
+      }
+      await sleep(2);
+    }
+  }
+
+  /** kill(), then rmdir in every hierarchy. Idempotent: missing directories are fine. */
+  async destroy(): Promise<void> {
+    await this.kill();
+    for (const dir of this.dirs) {
+      const end = Date.now() + RMDIR_TIMEOUT_MS;
+      for (;;) {
+        try {
+          this.fs.rmdir(dir);
+          break;
+        } catch (err) {
+          const code = errnoOf(err);
+          if (code === 'ENOENT') break;
+          // EBUSY: the last exiting task may still be detaching from the cgroup.
+          if (code === 'EBUSY' && Date.now() < end) {
+            await sleep(5);
+            continue;
+          }
+          throw new CgroupError(code === 'EBUSY' ? 'CGROUP_BUSY' : 'CGROUP_IO', dir, `cannot remove cgroup ${this.name}`, { cause: err });
+        }
+      }
+    }
+  }
+
+  /** optional: the file may be absent in this kernel's configuration; then nothing is written. */
+  protected writeFile(path: string, value: string, opts: { optional?: boolean } = {}): void {
+    if (opts.optional && !this.fs.exists(path)) return;
+    try {
+      this.fs.write(path, value);
+    } catch (err) {
+      throw writeError(err, path, value);
+    }
+  }
+
+  /** A number from a one-value file; "max" is Infinity; a file this kernel lacks gives fallback. */
+  protected readNumber(path: string, fallback = 0): number {
+    const text = this.readOptional(path);
+    if (text === undefined) return fallback;
+    const v = text.trim();
+    return v === 'max' ? Infinity : Number(v);
+  }
+
+  protected readKeyed(path: string): Record<string, number> {
+    const text = this.readOptional(path);
+    return text === undefined ? {} : parseKeyed(text);
+  }
+
+  private readOptional(path: string): string | undefined {
+    try {
+      return this.fs.read(path);
+    } catch (err) {
+      if (errnoOf(err) === 'ENOENT') return undefined;
+      throw new CgroupError('CGROUP_IO', path, 'cannot read', { cause: err });
+    }
+  }
+}
+
+export function writeError(err: unknown, path: string, value: string): CgroupError {
+  switch (errnoOf(err)) {
+    case 'ENOENT':
+      return new CgroupError('CGROUP_NOT_FOUND', path, `cannot write "${value}"`, { cause: err });
+    case 'EBUSY':
+      return new CgroupError('CGROUP_BUSY', path, `cannot write "${value}"`, {
+        cause: err,
+        hint: 'the kernel could not reclaim enough memory to go below the new limit, or the cgroup holds processes',
+      });
+    default:
+      return new CgroupError('CGROUP_IO', path, `cannot write "${value}"`, { cause: err });
+  }
+}
+
+export function removeIfEmpty(fs: CgroupFs, dir: string): void {
+  try {
+    fs.rmdir(dir);
+  } catch (err) {
+    const code = errnoOf(err);
+    // Still holding cgroups (of this or another worker sharing the root), or gone already.
+    if (code === 'ENOENT' || code === 'EBUSY' || code === 'ENOTEMPTY') return;
+    throw new CgroupError('CGROUP_IO', dir, 'cannot remove the faasbox cgroup root', { cause: err });
+  }
 }

@@ -1,19 +1,27 @@
 /**
- * cgroup v1 and v2 behind one small interface, chosen once per process by the magic
- * number of /sys/fs/cgroup (as youki's libcgroups does). Both flavours share every
- * piece of logic that does not depend on the file layout; the layout lives in v1.ts
- * and v2.ts. File access goes through CgroupFs so unit tests can run the same code
- * against fabricated cgroupfs trees.
+ * cgroup v1 and v2 behind one small interface, chosen once per process by the
+ * filesystem magic of /sys/fs/cgroup (as youki's libcgroups does). The layout of each
+ * flavour lives in v1.ts and v2.ts; what they share (listing, kill-and-wait, removal)
+ * in common.ts. Every file access goes through CgroupFs, so unit tests run the very
+ * same driver logic against fabricated cgroupfs trees of both flavours.
  */
 import { statfsSync, readFileSync } from 'node:fs';
 import { CgroupV1 } from './v1.js';
 import { CgroupV2 } from './v2.js';
 import { realFs, type CgroupFs } from './fs.js';
+import { v1ControllerMounts } from './mountinfo.js';
+import { CgroupError } from './errors.js';
 
 export { CgroupError, type CgroupErrorCode } from './errors.js';
-export { realFs, type CgroupFs } from './fs.js';
+export { realFs, type CgroupFs, type CgroupFile } from './fs.js';
+export { v1ControllerMounts } from './mountinfo.js';
+export { parseKeyed, parsePids } from './common.js';
+export { CgroupV1, CgroupV1Group, V1_CONTROLLERS } from './v1.js';
+export { CgroupV2, CgroupV2Group, V2_CONTROLLERS } from './v2.js';
 
+/** A negative or infinite value means "no limit" (memory, quota, pids); undefined leaves the value alone. */
 export interface CgroupLimits {
+  /** Memory, with swap disabled. */
   memoryBytes?: number;
   cpuQuotaUs?: number;
   cpuPeriodUs?: number;
@@ -22,8 +30,12 @@ export interface CgroupLimits {
 
 export interface CgroupStats {
   cpuUsageUsec: number;
+  userUsec?: number;
+  systemUsec?: number;
   memoryCurrentBytes: number;
+  /** Since creation or the last resetPeak() (v2 before Linux 6.12: since creation). */
   memoryPeakBytes: number;
+  /** Processes the kernel's OOM killer killed in this cgroup. */
   oomKills: number;
   pidsCurrent: number;
   throttledPeriods: number;
@@ -37,7 +49,7 @@ export interface Cgroup {
   readonly procsFiles: string[];
   setLimits(l: CgroupLimits): void;
   stats(): CgroupStats;
-  /** Starts a new peak-memory measurement. */
+  /** Starts a new peak-memory measurement (per invocation, for reused containers). */
   resetPeak(): void;
   pids(): number[];
   /** Every process, forks racing included; resolves when the cgroup is empty. */
@@ -50,54 +62,58 @@ export interface CgroupDriver {
   readonly version: 1 | 2;
   /** The path under which every cgroup faasbox makes lives, e.g. "/faasbox". */
   readonly root: string;
+  /** Fails with CGROUP_EXISTS if the cgroup exists (in any v1 hierarchy). */
   create(name: string, limits: CgroupLimits): Cgroup;
+  /** The cgroup if it exists, even partly (a crash between two v1 mkdirs). */
   open(name: string): Cgroup | undefined;
+  /** Names under the root, for garbage collection. */
   list(): string[];
-  /** Removes the root itself once it is empty (tests and benchmarks use private roots). */
+  /** Removes the root itself if it is empty (tests and benchmarks use private roots). */
   removeRoot(): void;
 }
 
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 export interface DetectOptions {
+  /** Default: $FAASBOX_CGROUP_ROOT, else "/faasbox". */
   root?: string;
-  /** Where the cgroup filesystems are mounted. */
+  /** Where the cgroup filesystems are mounted. Default: /sys/fs/cgroup. */
   mountRoot?: string;
   /** /proc/self/mountinfo contents (tests). */
   mountinfo?: string;
-  /** Force a flavour (tests). */
+  /** Skip the statfs probe (tests on fabricated trees, which are not cgroupfs). */
   version?: 1 | 2;
   fs?: CgroupFs;
 }
 
 export function detectCgroupDriver(opts: DetectOptions = {}): CgroupDriver {
   const root = normalizeRoot(opts.root ?? process.env.FAASBOX_CGROUP_ROOT ?? '/faasbox');
-  const mountRoot = opts.mountRoot ?? '/sys/fs/cgroup';
+  const mountRoot = (opts.mountRoot ?? '/sys/fs/cgroup').replace(/\/+$/, '');
   const fs = opts.fs ?? realFs;
-  const version = opts.version ?? (statfsSync(mountRoot).type === CGROUP2_SUPER_MAGIC ? 2 : 1);
+  const version = opts.version ?? cgroupVersionAt(mountRoot);
   if (version === 2) return new CgroupV2(fs, mountRoot, root);
   const mountinfo = opts.mountinfo ?? readFileSync('/proc/self/mountinfo', 'utf8');
-  return new CgroupV1(fs, v1Mounts(mountinfo), root);
+  return new CgroupV1(fs, v1ControllerMounts(mountinfo), root);
 }
 
-function normalizeRoot(root: string): string {
-  const r = `/${root.replace(/^\/+|\/+$/g, '')}`;
-  if (r === '/' || r.includes('..')) throw new Error(`cgroup root must be a named path below the hierarchy root, got "${root}"`);
-  return r;
-}
-
-/** Controller -> mount point, from mountinfo lines of type cgroup (v1). */
-export function v1Mounts(mountinfo: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of mountinfo.split('\n')) {
-    const sep = line.indexOf(' - ');
-    if (sep < 0) continue;
-    const [fstype, , superOpts] = line.slice(sep + 3).split(' ');
-    if (fstype !== 'cgroup') continue;
-    const mountPoint = line.split(' ')[4]!;
-    for (const opt of (superOpts ?? '').split(',')) {
-      if (['memory', 'cpu', 'cpuacct', 'pids', 'freezer'].includes(opt) && !out.has(opt)) out.set(opt, mountPoint);
-    }
+/** 2 when path is a cgroup2 mount (pure v2 host); anything else (tmpfs of v1 mounts) is v1. */
+export function cgroupVersionAt(path: string): 1 | 2 {
+  let type: number;
+  try {
+    type = statfsSync(path).type;
+  } catch (err) {
+    throw new CgroupError('CGROUP_UNSUPPORTED', path, 'cannot inspect the cgroup mount', { cause: err, hint: 'mount the cgroup filesystems (cgroup2 at /sys/fs/cgroup, or the v1 controllers below it)' });
   }
-  return out;
+  return type === CGROUP2_SUPER_MAGIC ? 2 : 1;
+}
+
+/** "faasbox", "/faasbox/" -> "/faasbox"; refuses the hierarchy root itself and "..". */
+export function normalizeRoot(root: string): string {
+  const parts = root.split('/').filter(Boolean);
+  if (parts.length === 0 || parts.some((p) => p === '.' || p === '..')) {
+    throw new CgroupError('CGROUP_INVALID_NAME', root, `cgroup root must be a path below the hierarchy root, got "${root}"`, {
+      hint: 'set FAASBOX_CGROUP_ROOT to something like /faasbox',
+    });
+  }
+  return `/${parts.join('/')}`;
 }

@@ -1,92 +1,107 @@
 /**
- * cgroup v1: one directory per controller hierarchy (memory, cpu, cpuacct, pids,
- * freezer), the same relative path in each. Co-mounted controllers share a directory.
+ * cgroup v1: one hierarchy per controller (or per group of co-mounted controllers, such
+ * as "cpu,cpuacct"), and the same relative path made in each. A container's init joins
+ * every one of them, so procsFiles has one entry per distinct hierarchy.
  */
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFs } from './fs.js';
-import { CgroupError } from './errors.js';
-import { BaseCgroup, sigkillAll, waitUntil } from './common.js';
+import { CgroupError, errnoOf } from './errors.js';
+import { BaseCgroup, checkName, limitValue, removeIfEmpty, sigkillAll, waitUntil, writeError } from './common.js';
 
-const CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'] as const;
-type Controller = (typeof CONTROLLERS)[number];
+export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'] as const;
+export type V1Controller = (typeof V1_CONTROLLERS)[number];
+
+/**
+ * cpuacct.stat counts in USER_HZ ticks, which the kernel fixes at 100 for userspace on
+ * every architecture faasbox runs on (x86-64, arm64), whatever CONFIG_HZ is.
+ */
+const USER_HZ = 100;
 
 export class CgroupV1 implements CgroupDriver {
   readonly version = 1 as const;
+  private readonly hierarchies: string[];
 
   constructor(
     private readonly fs: CgroupFs,
-    private readonly mounts: Map<string, string>,
+    /** Controller -> mount point of its hierarchy (co-mounted controllers share one). */
+    private readonly mounts: ReadonlyMap<string, string>,
     readonly root: string,
   ) {
-    const missing = CONTROLLERS.filter((c) => !mounts.has(c));
+    const missing = V1_CONTROLLERS.filter((c) => !mounts.has(c));
     if (missing.length) {
-      throw new CgroupError('CGROUP_UNSUPPORTED', '/proc/self/mountinfo', `cgroup v1 controllers not mounted: ${missing.join(', ')}`, {
-        hint: 'faasbox needs memory, cpu, cpuacct, pids and freezer',
-      });
+      throw new CgroupError('CGROUP_UNSUPPORTED', '/proc/self/mountinfo', `cgroup v1 controllers not mounted: ${missing.join(', ')}`);
     }
+    this.hierarchies = [...new Set(V1_CONTROLLERS.map((c) => mounts.get(c)!))];
   }
 
-  private dirsOf(name: string): Record<Controller, string> {
-    return Object.fromEntries(CONTROLLERS.map((c) => [c, `${this.mounts.get(c)}${this.root}/${name}`])) as Record<Controller, string>;
+  private dirsOf(name: string): Record<V1Controller, string> {
+    return Object.fromEntries(V1_CONTROLLERS.map((c) => [c, `${this.mounts.get(c)}${this.root}/${name}`])) as Record<V1Controller, string>;
   }
 
+  /** The root path in every hierarchy, each component made if missing (v1 needs no delegation). */
   private ensureRoot(): void {
-    for (const mount of new Set(this.mounts.values())) {
-      const dir = `${mount}${this.root}`;
-      if (!this.fs.exists(dir)) {
+    const parts = this.root.split('/').filter(Boolean);
+    for (const mount of this.hierarchies) {
+      let dir = mount;
+      for (const part of parts) {
+        dir = `${dir}/${part}`;
         try {
           this.fs.mkdir(dir);
         } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CgroupError('CGROUP_IO', dir, 'cannot create the faasbox cgroup root', { cause: err });
+          if (errnoOf(err) !== 'EEXIST') throw new CgroupError('CGROUP_IO', dir, 'cannot create the faasbox cgroup root', { cause: err });
         }
       }
     }
   }
 
   create(name: string, limits: CgroupLimits): CgroupV1Group {
+    checkName(name, this.root);
     this.ensureRoot();
-    const dirs = this.dirsOf(name);
+    const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
     const made: string[] = [];
-    for (const dir of new Set(Object.values(dirs))) {
+    const undo = () => {
+      for (const d of made.reverse()) {
+        try {
+          this.fs.rmdir(d);
+        } catch {
+          // The original error matters more; gc removes what is left.
+        }
+      }
+    };
+    for (const dir of group.directories) {
       try {
         this.fs.mkdir(dir);
         made.push(dir);
       } catch (err) {
-        for (const d of made.reverse()) this.fs.rmdir(d);
-        if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
-        throw new CgroupError('CGROUP_IO', dir, 'cannot create cgroup', { cause: err });
+        undo();
+        if (errnoOf(err) === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
+        throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
       }
     }
-    const cg = new CgroupV1Group(this.fs, name, dirs);
     try {
-      cg.setLimits(limits);
+      group.setLimits(limits);
     } catch (err) {
-      for (const d of made.reverse()) this.fs.rmdir(d);
+      undo();
       throw err;
     }
-    return cg;
+    return group;
   }
 
   open(name: string): CgroupV1Group | undefined {
-    const dirs = this.dirsOf(name);
-    if (!Object.values(dirs).some((d) => this.fs.exists(d))) return undefined;
-    return new CgroupV1Group(this.fs, name, dirs);
+    checkName(name, this.root);
+    const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
+    // A crash between two mkdirs leaves a cgroup in some hierarchies only: still ours to remove.
+    return group.directories.some((d) => this.fs.exists(d)) ? group : undefined;
   }
 
   list(): string[] {
     const names = new Set<string>();
-    for (const mount of new Set(this.mounts.values())) for (const n of this.fs.dirs(`${mount}${this.root}`)) names.add(n);
-    return [...names];
+    for (const mount of this.hierarchies) for (const n of this.fs.dirs(`${mount}${this.root}`)) names.add(n);
+    return [...names].sort();
   }
 
   removeRoot(): void {
-    for (const mount of new Set(this.mounts.values())) {
-      try {
-        this.fs.rmdir(`${mount}${this.root}`);
-      } catch {
-        // not empty or already gone
-      }
-    }
+    for (const mount of this.hierarchies) removeIfEmpty(this.fs, `${mount}${this.root}`);
   }
 }
 
@@ -94,48 +109,76 @@ export class CgroupV1Group extends BaseCgroup {
   constructor(
     fs: CgroupFs,
     name: string,
-    private readonly by: Record<Controller, string>,
+    private readonly by: Record<V1Controller, string>,
   ) {
     super(fs, name, [...new Set(Object.values(by))]);
   }
 
-  protected get primary(): string {
-    return this.by.pids;
+  get directories(): string[] {
+    return this.dirs;
   }
 
   setLimits(l: CgroupLimits): void {
-    if (l.memoryBytes !== undefined) {
-      const limit = `${this.by.memory}/memory.limit_in_bytes`;
-      const memsw = `${this.by.memory}/memory.memsw.limit_in_bytes`;
-      const v = String(l.memoryBytes);
-      // memsw (memory+swap) may never be below the memory limit: raise it first when
-      // growing, lower it last when shrinking. Equal values mean no swap at all.
-      const hasMemsw = this.fs.exists(memsw);
-      try {
-        this.fs.write(limit, v);
-        if (hasMemsw) this.fs.write(memsw, v);
-      } catch {
-        if (hasMemsw) this.writeFile(memsw, v);
-        this.writeFile(limit, v);
-      }
+    const { memory, cpu, pids } = this.by;
+    if (l.memoryBytes !== undefined) this.setMemory(limitValue(l.memoryBytes, `${memory}/memory.limit_in_bytes`, '-1'));
+    // Period first, so that the kernel validates the quota against the period it will run with.
+    if (l.cpuPeriodUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_period_us`, limitValue(l.cpuPeriodUs, `${cpu}/cpu.cfs_period_us`));
+    if (l.cpuQuotaUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_quota_us`, limitValue(l.cpuQuotaUs, `${cpu}/cpu.cfs_quota_us`, '-1'));
+    if (l.pids !== undefined) this.writeFile(`${pids}/pids.max`, limitValue(l.pids, `${pids}/pids.max`, 'max'));
+  }
+
+  /**
+   * Memory with no swap. memory.memsw.limit_in_bytes bounds memory+swap and the kernel
+   * refuses to let it fall below memory.limit_in_bytes (EINVAL), so the order of the two
+   * writes depends on the direction: raising, memsw goes first; lowering, it goes last.
+   * Equal values leave no room for swap. Without swap accounting (no memsw file, e.g.
+   * swapaccount=0) swappiness 0 is the remaining way to keep the cgroup out of swap.
+   */
+  private setMemory(v: string): void {
+    const limit = `${this.by.memory}/memory.limit_in_bytes`;
+    const memsw = `${this.by.memory}/memory.memsw.limit_in_bytes`;
+    if (this.fs.exists(memsw)) {
+      const raising = v === '-1' || Number(v) > this.readNumber(limit, Infinity);
+      for (const path of raising ? [memsw, limit] : [limit, memsw]) this.writeFile(path, v);
+    } else {
+      this.writeFile(limit, v);
     }
-    if (l.cpuPeriodUs !== undefined) this.writeFile(`${this.by.cpu}/cpu.cfs_period_us`, String(l.cpuPeriodUs));
-    if (l.cpuQuotaUs !== undefined) this.writeFile(`${this.by.cpu}/cpu.cfs_quota_us`, String(l.cpuQuotaUs));
-    if (l.pids !== undefined) this.writeFile(`${this.by.pids}/pids.max`, String(l.pids));
+    const swappiness = `${this.by.memory}/memory.swappiness`;
+    if (!this.fs.exists(swappiness)) return;
+    try {
+      this.fs.write(swappiness, '0');
+    } catch (err) {
+      // Some kernels (before 4.x, with use_hierarchy) refuse a per-cgroup swappiness
+      // with EINVAL; memsw still bounds swap there. Any other failure is real.
+      if (errnoOf(err) !== 'EINVAL') throw writeError(err, swappiness, '0');
+    }
   }
 
   stats(): CgroupStats {
-    const cpu = this.readKeyed(`${this.by.cpu}/cpu.stat`);
-    const oom = this.readKeyed(`${this.by.memory}/memory.oom_control`);
+    const { cpu, cpuacct, memory, pids } = this.by;
+    const throttle = this.readKeyed(`${cpu}/cpu.stat`);
+    const oom = this.readKeyed(`${memory}/memory.oom_control`);
     return {
-      cpuUsageUsec: Math.round(this.readNumber(`${this.by.cpuacct}/cpuacct.usage`) / 1000),
-      memoryCurrentBytes: this.readNumber(`${this.by.memory}/memory.usage_in_bytes`),
-      memoryPeakBytes: this.readNumber(`${this.by.memory}/memory.max_usage_in_bytes`),
+      cpuUsageUsec: Math.round(this.readNumber(`${cpuacct}/cpuacct.usage`) / 1000),
+      ...this.userSystem(),
+      memoryCurrentBytes: this.readNumber(`${memory}/memory.usage_in_bytes`),
+      memoryPeakBytes: this.readNumber(`${memory}/memory.max_usage_in_bytes`),
+      // oom_kill appeared in Linux 4.13; older kernels report none.
       oomKills: oom.oom_kill ?? 0,
-      pidsCurrent: this.readNumber(`${this.by.pids}/pids.current`),
-      throttledPeriods: cpu.nr_throttled ?? 0,
-      throttledUsec: Math.round((cpu.throttled_time ?? 0) / 1000),
+      pidsCurrent: this.readNumber(`${pids}/pids.current`),
+      throttledPeriods: throttle.nr_throttled ?? 0,
+      throttledUsec: Math.round((throttle.throttled_time ?? 0) / 1000),
     };
+  }
+
+  /** Nanoseconds from cpuacct.usage_user/_sys where the kernel has them (4.6+), else ticks from cpuacct.stat. */
+  private userSystem(): { userUsec: number; systemUsec: number } {
+    const dir = this.by.cpuacct;
+    const user = this.readNumber(`${dir}/cpuacct.usage_user`, NaN);
+    const sys = this.readNumber(`${dir}/cpuacct.usage_sys`, NaN);
+    if (!Number.isNaN(user) && !Number.isNaN(sys)) return { userUsec: Math.round(user / 1000), systemUsec: Math.round(sys / 1000) };
+    const ticks = this.readKeyed(`${dir}/cpuacct.stat`);
+    return { userUsec: ((ticks.user ?? 0) * 1_000_000) / USER_HZ, systemUsec: ((ticks.system ?? 0) * 1_000_000) / USER_HZ };
   }
 
   resetPeak(): void {
@@ -143,11 +186,17 @@ export class CgroupV1Group extends BaseCgroup {
   }
 
   protected async killAll(): Promise<void> {
-    // Frozen tasks cannot fork, so the list read below is complete when the signal lands.
+    // A frozen task cannot fork, so the member list read while frozen is complete; the
+    // SIGKILLs stay pending and take effect the moment the cgroup thaws.
     const state = `${this.by.freezer}/freezer.state`;
     this.writeFile(state, 'FROZEN');
-    await waitUntil(() => this.fs.read(state).trim() === 'FROZEN', 1000);
-    sigkillAll(this.pids());
-    this.writeFile(state, 'THAWED');
+    try {
+      // FREEZING lasts until every task has stopped; a task in uninterruptible sleep can
+      // hold it there, so after a second we kill anyway and kill() comes back for more.
+      await waitUntil(() => this.fs.read(state).trim() === 'FROZEN', 1000);
+      sigkillAll(this.pids());
+    } finally {
+      this.writeFile(state, 'THAWED');
+    }
   }
 }

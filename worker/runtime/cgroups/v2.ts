@@ -1,16 +1,15 @@
 /**
- * cgroup v2: one unified directory per cgroup. Controllers must be enabled in the
- * parents' cgroup.subtree_control; faasbox enables memory, cpu and pids in its own root
- * and in the hierarchy root (the one cgroup it touches that it did not create, and
- * only to delegate those controllers).
+ * cgroup v2: one unified directory per cgroup. A controller's files appear in a cgroup
+ * only when its parent lists the controller in cgroup.subtree_control, so memory, cpu
+ * and pids must be enabled on every level from the hierarchy root down to faasbox's
+ * root, the parent of every container cgroup.
  */
-import { openSync, writeSync, readSync, closeSync } from 'node:fs';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
-import type { CgroupFs } from './fs.js';
-import { CgroupError } from './errors.js';
-import { BaseCgroup, sigkillAll, waitUntil } from './common.js';
+import type { CgroupFile, CgroupFs } from './fs.js';
+import { CgroupError, errnoOf } from './errors.js';
+import { BaseCgroup, checkName, limitValue, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
-const NEEDED = ['memory', 'cpu', 'pids'];
+export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
 
 export class CgroupV2 implements CgroupDriver {
   readonly version = 2 as const;
@@ -25,78 +24,127 @@ export class CgroupV2 implements CgroupDriver {
     return `${this.mountRoot}${this.root}`;
   }
 
-  private enable(dir: string): void {
-    const available = this.fs.read(`${dir}/cgroup.controllers`).trim().split(/\s+/);
-    const missing = NEEDED.filter((c) => !available.includes(c));
-    if (missing.length) {
-      throw new CgroupError('CGROUP_UNSUPPORTED', dir, `cgroup v2 controllers not available: ${missing.join(', ')}`, { hint: 'enable them in the parent cgroup (delegation)' });
-    }
-    const enabled = this.fs.read(`${dir}/cgroup.subtree_control`).trim().split(/\s+/);
-    const todo = NEEDED.filter((c) => !enabled.includes(c));
-    if (todo.length) {
-      try {
-        this.fs.write(`${dir}/cgroup.subtree_control`, todo.map((c) => `+${c}`).join(' '));
-      } catch (err) {
-        throw new CgroupError('CGROUP_IO', `${dir}/cgroup.subtree_control`, 'cannot enable controllers', {
-          cause: err,
-          hint: 'the cgroup may hold processes itself (the no-internal-processes rule); run faasbox in a leaf of its own',
-        });
-      }
+  private words(path: string): string[] {
+    try {
+      return this.fs.read(path).trim().split(/\s+/).filter(Boolean);
+    } catch (err) {
+      throw new CgroupError('CGROUP_IO', path, 'cannot read', { cause: err });
     }
   }
 
+  /** Adds the controllers faasbox needs to dir's cgroup.subtree_control. */
+  private enable(dir: string): void {
+    const available = this.words(`${dir}/cgroup.controllers`);
+    const missing = V2_CONTROLLERS.filter((c) => !available.includes(c));
+    if (missing.length) {
+      throw new CgroupError('CGROUP_UNSUPPORTED', `${dir}/cgroup.controllers`, `cgroup v2 controllers not available: ${missing.join(', ')}`, {
+        hint: `enable them in the parent's cgroup.subtree_control, or delegate a subtree to faasbox and point FAASBOX_CGROUP_ROOT at it`,
+      });
+    }
+    const control = `${dir}/cgroup.subtree_control`;
+    const todo = V2_CONTROLLERS.filter((c) => !this.words(control).includes(c));
+    if (!todo.length) return;
+    const value = todo.map((c) => `+${c}`).join(' ');
+    try {
+      this.fs.write(control, value);
+    } catch (err) {
+      throw new CgroupError('CGROUP_IO', control, `cannot write "${value}"`, {
+        cause: err,
+        // EBUSY: the no-internal-processes rule (a non-root cgroup with members cannot
+        // hand controllers to children).
+        hint: 'a cgroup that holds processes cannot enable controllers for children; give faasbox a root cgroup of its own',
+      });
+    }
+  }
+
+  /**
+   * Makes faasbox's root cgroup and enables the controllers down to it. Which cgroups
+   * are written: the hierarchy root, whose subtree_control is the only way controllers
+   * can reach any cgroup on a host where nothing has delegated them (the root cgroup is
+   * exempt from the no-internal-processes rule, and enabling a controller sets no
+   * limit, so existing cgroups keep their behaviour); every level of the root path that
+   * faasbox creates now; and the root itself, which is faasbox's by contract. A level
+   * that already exists and is not the root belongs to someone else (a systemd slice,
+   * say): it is checked, never written.
+   */
   private ensureRoot(): void {
-    if (!this.fs.exists(this.rootDir)) {
-      this.enable(this.mountRoot);
+    const parts = this.root.split('/').filter(Boolean);
+    let parent = this.mountRoot;
+    let parentIsOurs = true; // the mount root: see above
+    for (let i = 0; i < parts.length; i++) {
+      if (parentIsOurs) this.enable(parent);
+      else this.requireEnabled(parent);
+      const dir = `${parent}/${parts[i]}`;
+      let created = false;
       try {
-        this.fs.mkdir(this.rootDir);
+        this.fs.mkdir(dir);
+        created = true;
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new CgroupError('CGROUP_IO', this.rootDir, 'cannot create the faasbox cgroup root', { cause: err });
+        if (errnoOf(err) !== 'EEXIST') throw new CgroupError('CGROUP_IO', dir, 'cannot create the faasbox cgroup root', { cause: err });
       }
+      parent = dir;
+      parentIsOurs = created || i === parts.length - 1;
     }
     this.enable(this.rootDir);
   }
 
+  private requireEnabled(dir: string): void {
+    const enabled = this.words(`${dir}/cgroup.subtree_control`);
+    const missing = V2_CONTROLLERS.filter((c) => !enabled.includes(c));
+    if (missing.length) {
+      throw new CgroupError('CGROUP_UNSUPPORTED', `${dir}/cgroup.subtree_control`, `controllers ${missing.join(', ')} are not enabled for children of a cgroup faasbox did not create`, {
+        hint: `enable them there (echo "+memory +cpu +pids" > ${dir}/cgroup.subtree_control) or choose a FAASBOX_CGROUP_ROOT directly below the hierarchy root`,
+      });
+    }
+  }
+
   create(name: string, limits: CgroupLimits): CgroupV2Group {
+    checkName(name, this.root);
     this.ensureRoot();
     const dir = `${this.rootDir}/${name}`;
     try {
       this.fs.mkdir(dir);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
-      throw new CgroupError('CGROUP_IO', dir, 'cannot create cgroup', { cause: err });
+      if (errnoOf(err) === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
+      throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
     }
-    const cg = new CgroupV2Group(this.fs, name, dir);
+    const group = new CgroupV2Group(this.fs, name, dir);
     try {
-      cg.setLimits(limits);
+      group.setLimits(limits);
     } catch (err) {
-      this.fs.rmdir(dir);
+      try {
+        this.fs.rmdir(dir);
+      } catch {
+        // The original error matters more; gc removes what is left.
+      }
       throw err;
     }
-    return cg;
+    return group;
   }
 
   open(name: string): CgroupV2Group | undefined {
+    checkName(name, this.root);
     const dir = `${this.rootDir}/${name}`;
     return this.fs.exists(dir) ? new CgroupV2Group(this.fs, name, dir) : undefined;
   }
 
   list(): string[] {
-    return this.fs.dirs(this.rootDir);
+    return this.fs.dirs(this.rootDir).sort();
   }
 
+  /** Removes the root only: parents it created stay (harmless empty cgroups). */
   removeRoot(): void {
-    try {
-      this.fs.rmdir(this.rootDir);
-    } catch {
-      // not empty or already gone
-    }
+    removeIfEmpty(this.fs, this.rootDir);
   }
 }
 
 export class CgroupV2Group extends BaseCgroup {
-  /** memory.peak resets per open file (kernel 6.12+): the fd that reset it must read it. */
-  private peakFd: number | undefined;
+  /**
+   * memory.peak is reset per open file (Linux 6.12+): after "reset" is written through
+   * a file descriptor, reads through that same descriptor report the peak since then.
+   * So the descriptor that reset it is kept and read from until destroy().
+   */
+  private peakFile: CgroupFile | undefined;
 
   constructor(
     fs: CgroupFs,
@@ -106,73 +154,94 @@ export class CgroupV2Group extends BaseCgroup {
     super(fs, name, [dir]);
   }
 
-  protected get primary(): string {
-    return this.dir;
-  }
-
   setLimits(l: CgroupLimits): void {
+    const d = this.dir;
     if (l.memoryBytes !== undefined) {
-      this.writeFile(`${this.dir}/memory.max`, String(l.memoryBytes));
-      this.writeFile(`${this.dir}/memory.swap.max`, '0', true);
+      this.writeFile(`${d}/memory.max`, limitValue(l.memoryBytes, `${d}/memory.max`, 'max'));
+      // Absent when the kernel has no swap support (CONFIG_SWAP off): nothing to turn off then.
+      this.writeFile(`${d}/memory.swap.max`, '0', { optional: true });
     }
     if (l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined) {
-      const [q, p] = this.fs.read(`${this.dir}/cpu.max`).trim().split(/\s+/);
-      this.writeFile(`${this.dir}/cpu.max`, `${l.cpuQuotaUs ?? q} ${l.cpuPeriodUs ?? p}`);
+      // cpu.max holds "$QUOTA $PERIOD"; a half given keeps the other half in force.
+      const [quota, period] = (this.fs.exists(`${d}/cpu.max`) ? this.fs.read(`${d}/cpu.max`) : 'max 100000').trim().split(/\s+/);
+      const q = l.cpuQuotaUs !== undefined ? limitValue(l.cpuQuotaUs, `${d}/cpu.max`, 'max') : quota;
+      const p = l.cpuPeriodUs !== undefined ? limitValue(l.cpuPeriodUs, `${d}/cpu.max`) : period;
+      this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
     }
-    if (l.pids !== undefined) this.writeFile(`${this.dir}/pids.max`, String(l.pids));
+    if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
   }
 
   stats(): CgroupStats {
-    const cpu = this.readKeyed(`${this.dir}/cpu.stat`);
-    const events = this.readKeyed(`${this.dir}/memory.events`);
-    const current = this.readNumber(`${this.dir}/memory.current`);
+    const d = this.dir;
+    const cpu = this.readKeyed(`${d}/cpu.stat`);
+    const events = this.readKeyed(`${d}/memory.events`);
+    const current = this.readNumber(`${d}/memory.current`);
     return {
       cpuUsageUsec: cpu.usage_usec ?? 0,
+      userUsec: cpu.user_usec ?? 0,
+      systemUsec: cpu.system_usec ?? 0,
       memoryCurrentBytes: current,
+      // Before Linux 5.19 there is no memory.peak: the current usage is the best there is.
       memoryPeakBytes: this.readPeak() ?? current,
       oomKills: events.oom_kill ?? 0,
-      pidsCurrent: this.readNumber(`${this.dir}/pids.current`),
+      pidsCurrent: this.readNumber(`${d}/pids.current`),
       throttledPeriods: cpu.nr_throttled ?? 0,
       throttledUsec: cpu.throttled_usec ?? 0,
     };
   }
 
   private readPeak(): number | undefined {
-    if (this.peakFd !== undefined) {
-      const buf = Buffer.alloc(32);
-      const n = readSync(this.peakFd, buf, 0, 32, 0);
-      return Number(buf.subarray(0, n).toString().trim());
-    }
-    const v = this.readNumber(`${this.dir}/memory.peak`, NaN);
-    return Number.isNaN(v) ? undefined : v;
+    const text = this.peakFile ? this.peakFile.read() : this.fs.exists(`${this.dir}/memory.peak`) ? this.fs.read(`${this.dir}/memory.peak`) : undefined;
+    const v = Number(text?.trim());
+    return text === undefined || Number.isNaN(v) ? undefined : v;
   }
 
+  /**
+   * Where memory.peak cannot be reset (read-only before Linux 6.12, absent before 5.19)
+   * this does nothing, and memoryPeakBytes stays the peak since the cgroup was made: an
+   * upper bound of the invocation's peak, never an underestimate.
+   */
   resetPeak(): void {
+    const path = `${this.dir}/memory.peak`;
     try {
-      this.peakFd ??= openSync(`${this.dir}/memory.peak`, 'r+');
-      writeSync(this.peakFd, 'reset\n');
-    } catch {
-      // Kernels before 6.12 cannot reset the peak: it stays the peak since creation.
-      if (this.peakFd !== undefined) closeSync(this.peakFd);
-      this.peakFd = undefined;
+      this.peakFile ??= this.fs.open(path);
+      this.peakFile.write('reset\n');
+    } catch (err) {
+      this.closePeak();
+      if (errnoOf(err) !== 'ENOENT' && errnoOf(err) !== 'EACCES' && errnoOf(err) !== 'EINVAL') {
+        throw new CgroupError('CGROUP_IO', path, 'cannot reset the memory peak', { cause: err });
+      }
+    }
+  }
+
+  private closePeak(): void {
+    try {
+      this.peakFile?.close();
+    } finally {
+      this.peakFile = undefined;
     }
   }
 
   protected async killAll(): Promise<void> {
-    if (this.fs.exists(`${this.dir}/cgroup.kill`)) {
-      // Kernel 5.14+: kills every member atomically, forks included.
-      this.writeFile(`${this.dir}/cgroup.kill`, '1');
+    const kill = `${this.dir}/cgroup.kill`;
+    if (this.fs.exists(kill)) {
+      // Linux 5.14+: the kernel kills every member, forks in flight included.
+      this.writeFile(kill, '1');
       return;
     }
-    this.writeFile(`${this.dir}/cgroup.freeze`, '1');
-    await waitUntil(() => /frozen 1/.test(this.fs.read(`${this.dir}/cgroup.events`)), 1000);
-    sigkillAll(this.pids());
-    this.writeFile(`${this.dir}/cgroup.freeze`, '0');
+    // Older kernels: freeze (no forks while frozen), kill the listed members, thaw.
+    const freeze = `${this.dir}/cgroup.freeze`;
+    this.writeFile(freeze, '1');
+    try {
+      await waitUntil(() => /^frozen 1$/m.test(this.fs.read(`${this.dir}/cgroup.events`)), 1000);
+      sigkillAll(this.pids());
+    } finally {
+      this.writeFile(freeze, '0');
+    }
   }
 
   override async destroy(): Promise<void> {
-    if (this.peakFd !== undefined) closeSync(this.peakFd);
-    this.peakFd = undefined;
+    this.closePeak();
     await super.destroy();
   }
 }

@@ -1,0 +1,220 @@
+/**
+ * The v2 driver, exercised ONLY against fabricated cgroup2 trees: this machine's kernel
+ * offers its controllers through v1, and its cgroup2 mount (/sys/fs/cgroup/unified) has
+ * no memory, cpu or pids controller. The real-kernel test (test/worker/runtime/
+ * cgroups.test.ts) covers the v2 kill/freeze paths on that empty hierarchy.
+ */
+import { test, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { detectCgroupDriver, cgroupVersionAt, CgroupError, type CgroupDriver } from './index.js';
+import { FabricatedCgroupfs, type FabricatedOptions } from './fabricated.js';
+
+const trees: FabricatedCgroupfs[] = [];
+const children: ChildProcess[] = [];
+afterEach(() => {
+  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  for (const t of trees.splice(0)) t.cleanup();
+});
+
+function setup(opts: FabricatedOptions = {}, root = '/faasbox'): { tree: FabricatedCgroupfs; driver: CgroupDriver } {
+  const tree = FabricatedCgroupfs.v2(opts);
+  trees.push(tree);
+  return { tree, driver: detectCgroupDriver({ root, mountRoot: tree.mountRoot, version: 2, fs: tree.fs }) };
+}
+
+function sleeper(): ChildProcess {
+  const c = spawn('sleep', ['30'], { stdio: 'ignore' });
+  children.push(c);
+  return c;
+}
+
+const MB = 1024 * 1024;
+
+test('a fabricated tree is not cgroup2 by statfs magic (so tests must force the version)', () => {
+  const tree = FabricatedCgroupfs.v2();
+  trees.push(tree);
+  assert.equal(cgroupVersionAt(tree.mountRoot), 1);
+  assert.throws(() => cgroupVersionAt(`${tree.mountRoot}/missing`), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED');
+});
+
+test('create enables memory, cpu, pids at the mount root and in faasbox root, then writes the limits', () => {
+  const { tree, driver } = setup();
+  assert.equal(driver.version, 2);
+  const cg = driver.create('c1', { memoryBytes: 32 * MB, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 64 });
+  assert.deepEqual(cg.procsFiles.map((p) => tree.rel(p)), ['faasbox/c1/cgroup.procs']);
+  assert.deepEqual(tree.writes, [
+    { path: 'cgroup.subtree_control', value: '+memory +cpu +pids' },
+    { path: 'faasbox/cgroup.subtree_control', value: '+memory +cpu +pids' },
+    { path: 'faasbox/c1/memory.max', value: String(32 * MB) },
+    { path: 'faasbox/c1/memory.swap.max', value: '0' },
+    { path: 'faasbox/c1/cpu.max', value: '50000 100000' },
+    { path: 'faasbox/c1/pids.max', value: '64' },
+  ]);
+  // Already enabled: the second container writes no subtree_control.
+  tree.writes.length = 0;
+  driver.create('c2', {});
+  assert.deepEqual(tree.writes, []);
+});
+
+test('only the missing controllers are enabled, and none are removed', () => {
+  const { tree, driver } = setup();
+  tree.set('cgroup.subtree_control', 'cpuset io memory\n');
+  driver.create('c1', {});
+  assert.deepEqual(tree.writesTo('cgroup.subtree_control'), ['+cpu +pids', '+memory +cpu +pids']);
+  assert.equal(tree.read('cgroup.subtree_control').trim(), 'cpuset io memory cpu pids');
+});
+
+test('a controller the hierarchy lacks is CGROUP_UNSUPPORTED, with a hint', () => {
+  const { tree, driver } = setup();
+  tree.set('cgroup.controllers', 'cpu io memory\n');
+  assert.throws(
+    () => driver.create('c1', {}),
+    (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED' && /pids/.test(e.message) && /hint: .*delegate/.test(e.message),
+  );
+});
+
+test('enabling fails when the cgroup holds processes (EBUSY): CGROUP_IO explaining the no-internal-processes rule', () => {
+  const { tree, driver } = setup();
+  tree.failWrites.set('faasbox/cgroup.subtree_control', 'EBUSY');
+  assert.throws(() => driver.create('c1', {}), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_IO' && /holds processes/.test(e.message));
+});
+
+test('a nested root: levels faasbox creates get controllers; an existing level it did not create is only checked', () => {
+  const { tree, driver } = setup({}, '/system.slice/faasbox');
+  // Someone else's cgroup, without the controllers delegated to its children.
+  mkdirSync(tree.abs('system.slice'));
+  writeFileSync(tree.abs('system.slice/cgroup.controllers'), 'memory cpu pids\n');
+  writeFileSync(tree.abs('system.slice/cgroup.subtree_control'), 'memory\n');
+  assert.throws(() => driver.create('c1', {}), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED' && e.path.endsWith('system.slice/cgroup.subtree_control'));
+  assert.deepEqual(tree.writesTo('system.slice/cgroup.subtree_control'), [], 'never written');
+  writeFileSync(tree.abs('system.slice/cgroup.subtree_control'), 'memory cpu pids\n');
+  driver.create('c1', { pids: 10 });
+  assert.deepEqual(tree.writesTo('system.slice/cgroup.subtree_control'), []);
+  assert.deepEqual(tree.writesTo('system.slice/faasbox/cgroup.subtree_control'), ['+memory +cpu +pids']);
+
+  const fresh = setup({}, '/a/b');
+  fresh.driver.create('c1', {});
+  assert.deepEqual(
+    fresh.tree.writes.filter((w) => w.path.endsWith('subtree_control')).map((w) => w.path),
+    ['cgroup.subtree_control', 'a/cgroup.subtree_control', 'a/b/cgroup.subtree_control'],
+  );
+});
+
+test('cpu.max keeps the half that is not given; unlimited is "max"', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', { cpuQuotaUs: 20_000, cpuPeriodUs: 50_000 });
+  cg.setLimits({ cpuQuotaUs: 30_000 });
+  cg.setLimits({ cpuPeriodUs: 100_000 });
+  cg.setLimits({ cpuQuotaUs: Infinity, memoryBytes: -1, pids: Infinity });
+  assert.deepEqual(tree.writesTo('cpu.max'), ['20000 50000', '30000 50000', '30000 100000', 'max 100000']);
+  assert.deepEqual(tree.writesTo('memory.max'), ['max']);
+  assert.deepEqual(tree.writesTo('pids.max'), ['max']);
+});
+
+test('without swap support there is no memory.swap.max to write', () => {
+  const { tree, driver } = setup({ swap: false });
+  driver.create('c1', { memoryBytes: 32 * MB });
+  assert.deepEqual(tree.writesTo('memory.swap.max'), []);
+  assert.deepEqual(tree.writesTo('memory.max'), [String(32 * MB)]);
+});
+
+test('a failing limit removes the new cgroup again', () => {
+  const { tree, driver } = setup();
+  tree.failWrites.set('pids.max', 'EINVAL');
+  assert.throws(() => driver.create('c1', { pids: 5 }), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_IO' && e.path.endsWith('c1/pids.max'));
+  assert.deepEqual(driver.list(), []);
+  tree.failWrites.clear();
+  driver.create('c1', {});
+  assert.throws(() => driver.create('c1', {}), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_EXISTS');
+});
+
+test('stats parse cpu.stat, memory.events, memory.peak', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  tree.set('faasbox/c1/cpu.stat', 'usage_usec 5000\nuser_usec 3000\nsystem_usec 2000\nnr_periods 9\nnr_throttled 4\nthrottled_usec 700\n');
+  tree.set('faasbox/c1/memory.current', '1000\n');
+  tree.set('faasbox/c1/memory.peak', '9000\n');
+  tree.set('faasbox/c1/memory.events', 'low 0\nhigh 0\nmax 12\noom 1\noom_kill 1\noom_group_kill 0\n');
+  tree.set('faasbox/c1/pids.current', '2\n');
+  assert.deepEqual(cg.stats(), {
+    cpuUsageUsec: 5000,
+    userUsec: 3000,
+    systemUsec: 2000,
+    memoryCurrentBytes: 1000,
+    memoryPeakBytes: 9000,
+    oomKills: 1,
+    pidsCurrent: 2,
+    throttledPeriods: 4,
+    throttledUsec: 700,
+  });
+});
+
+test('resetPeak resets memory.peak through one open file and reads the peak back through it', async () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  tree.set('faasbox/c1/memory.peak', '9000\n');
+  tree.set('faasbox/c1/memory.current', '1000\n');
+  cg.resetPeak();
+  assert.equal(cg.stats().memoryPeakBytes, 1000);
+  tree.set('faasbox/c1/memory.current', '3000\n');
+  assert.equal(cg.stats().memoryPeakBytes, 3000);
+  tree.set('faasbox/c1/memory.current', '2000\n');
+  cg.resetPeak();
+  assert.equal(cg.stats().memoryPeakBytes, 2000);
+  assert.equal(tree.peakResets.get('faasbox/c1/memory.peak'), 2);
+  await cg.destroy();
+});
+
+test('where memory.peak is read-only (before 6.12) resetPeak does nothing and the peak is the lifetime one', () => {
+  const { tree, driver } = setup({ peakWritable: false });
+  const cg = driver.create('c1', {});
+  tree.set('faasbox/c1/memory.peak', '9000\n');
+  tree.set('faasbox/c1/memory.current', '1000\n');
+  cg.resetPeak();
+  assert.equal(cg.stats().memoryPeakBytes, 9000);
+});
+
+test('kill writes cgroup.kill and resolves when the members are gone', async () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  const kid = sleeper();
+  tree.set('faasbox/c1/cgroup.procs', `${kid.pid}\n`);
+  assert.deepEqual(cg.pids(), [kid.pid]);
+  const exit = once(kid, 'exit');
+  await cg.kill();
+  assert.deepEqual(await exit, [null, 'SIGKILL']);
+  assert.deepEqual(cg.pids(), []);
+  assert.deepEqual(tree.writesTo('cgroup.kill'), ['1']);
+  assert.deepEqual(tree.writesTo('cgroup.freeze'), []);
+});
+
+test('without cgroup.kill (before 5.14) kill freezes, SIGKILLs, thaws', async () => {
+  const { tree, driver } = setup({ cgroupKill: false });
+  const cg = driver.create('c1', {});
+  const kids = [sleeper(), sleeper()];
+  tree.set('faasbox/c1/cgroup.procs', kids.map((k) => `${k.pid}\n`).join(''));
+  const exits = kids.map((k) => once(k, 'exit'));
+  await cg.kill();
+  for (const e of await Promise.all(exits)) assert.deepEqual(e, [null, 'SIGKILL']);
+  assert.deepEqual(tree.writesTo('cgroup.freeze'), ['1', '0']);
+});
+
+test('list, open, destroy (idempotent), removeRoot', async () => {
+  const { tree, driver } = setup();
+  driver.create('b', {});
+  driver.create('a', {});
+  assert.deepEqual(driver.list(), ['a', 'b']);
+  assert.equal(driver.open('zzz'), undefined);
+  const kid = sleeper();
+  tree.set('faasbox/a/cgroup.procs', `${kid.pid}\n`);
+  for (const n of driver.list()) await driver.open(n)!.destroy();
+  assert.notEqual(kid.exitCode ?? kid.signalCode, null, 'destroy killed the member first');
+  await driver.open('zzz')?.destroy();
+  assert.deepEqual(driver.list(), []);
+  driver.removeRoot();
+  driver.removeRoot();
+  assert.equal(tree.fs.exists(tree.abs('faasbox')), false);
+});
