@@ -12,8 +12,13 @@ const RMDIR_TIMEOUT_MS = 2_000;
 
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
 
-export function checkName(name: string, where: string): void {
-  if (!NAME_PATTERN.test(name)) throw new CgroupError('CGROUP_INVALID_NAME', `${where}/${name}`, `invalid cgroup name "${name}"`);
+/**
+ * create() takes plain names only; open() takes anything that stays one directory below
+ * the root, so that garbage collection can remove whatever list() finds there.
+ */
+export function checkName(name: string, where: string, forOpen = false): void {
+  const ok = forOpen ? name !== '' && name !== '.' && name !== '..' && !/[/\0]/.test(name) : NAME_PATTERN.test(name);
+  if (!ok) throw new CgroupError('CGROUP_INVALID_NAME', `${where}/${name}`, `invalid cgroup name "${name}"`);
 }
 
 /** "key value" lines (cpu.stat, cpuacct.stat, memory.events, memory.oom_control) -> numbers. */

@@ -52,7 +52,10 @@ export interface Cgroup {
   /** Starts a new peak-memory measurement (per invocation, for reused containers). */
   resetPeak(): void;
   pids(): number[];
-  /** Every process, forks racing included; resolves when the cgroup is empty. */
+  /**
+   * Every process, forks racing included; resolves when cgroup.procs is empty (exited
+   * tasks that their parent has yet to reap may still count in pidsCurrent).
+   */
   kill(): Promise<void>;
   /** kill(), then remove the directories. Idempotent. */
   destroy(): Promise<void>;

@@ -174,8 +174,10 @@ test('list is the union over hierarchies; open finds partial leftovers; destroy 
   driver.create('a', {});
   driver.create('b', {});
   tree.fs.mkdir(tree.abs('freezer/faasbox/partial'));
-  assert.deepEqual(driver.list(), ['a', 'b', 'partial']);
+  tree.fs.mkdir(tree.abs('pids/faasbox/odd name'));
+  assert.deepEqual(driver.list(), ['a', 'b', 'odd name', 'partial']);
   assert.equal(driver.open('nope'), undefined);
+  assert.throws(() => driver.open('..'), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_INVALID_NAME');
   for (const name of driver.list()) await driver.open(name)!.destroy();
   assert.deepEqual(driver.list(), []);
   await driver.create('a', {}).destroy();

@@ -88,7 +88,7 @@ export class CgroupV1 implements CgroupDriver {
   }
 
   open(name: string): CgroupV1Group | undefined {
-    checkName(name, this.root);
+    checkName(name, this.root, true);
     const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
     // A crash between two mkdirs leaves a cgroup in some hierarchies only: still ours to remove.
     return group.directories.some((d) => this.fs.exists(d)) ? group : undefined;

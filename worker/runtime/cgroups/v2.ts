@@ -123,7 +123,7 @@ export class CgroupV2 implements CgroupDriver {
   }
 
   open(name: string): CgroupV2Group | undefined {
-    checkName(name, this.root);
+    checkName(name, this.root, true);
     const dir = `${this.rootDir}/${name}`;
     return this.fs.exists(dir) ? new CgroupV2Group(this.fs, name, dir) : undefined;
   }
