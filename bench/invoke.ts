@@ -67,16 +67,21 @@ export async function main(argv: string[]): Promise<void> {
     const gw = await startGateway({ apiKey, redisUrl: redis.url, prefix, port: 0 });
     cleanup.push(() => gw.close());
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
-    const dep = await fetch(`${gw.url}/v1/functions/noop`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: 'export default async (e) => ({ ok: true, n: e.n })', memoryMb: 128 }) });
+    const dep = await fetch(`${gw.url}/v1/functions/noop`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: 'export default async (e) => ({ ok: true, n: e.n })', memoryMb: 128, cpu: 1000 }) });
     if (!dep.ok) throw new Error(`deploy failed: ${dep.status} ${await dep.text()}`);
     const invoke = async () => {
       const r = await fetch(`${gw.url}/v1/functions/noop/invoke`, { method: 'POST', headers, body: '{"n":1}' });
-      await r.arrayBuffer();
-      if (r.status !== 200) throw new Error(`invoke answered ${r.status}`);
+      const body = await r.text();
+      if (r.status !== 200) throw new Error(`invoke answered ${r.status}: ${body}`);
     };
 
     // Floor: bare BullMQ on the same Redis, same process.
-    const conn = () => new Redis(redis.url, { maxRetriesPerRequest: null });
+    const conns: Redis[] = [];
+    const conn = () => {
+      const c = new Redis(redis.url, { maxRetriesPerRequest: null });
+      conns.push(c);
+      return c;
+    };
     const q = new Queue('floor', { connection: conn(), prefix: 'floor' });
     const qe = new QueueEvents('floor', { connection: conn(), prefix: 'floor' });
     const w = new Worker('floor', async () => ({ ok: true }), { connection: conn(), prefix: 'floor', concurrency: 16 });
@@ -84,6 +89,7 @@ export async function main(argv: string[]): Promise<void> {
       await w.close();
       await qe.close();
       await q.close();
+      for (const c of conns) c.disconnect();
     });
     await qe.waitUntilReady();
     const waiters = new Map<string, () => void>();
@@ -98,7 +104,7 @@ export async function main(argv: string[]): Promise<void> {
     };
 
     process.stderr.write('bench invoke: warming up...\n');
-    await timed(50, 4, invoke);
+    await timed(400, 32, invoke); // boots the containers concurrency 32 needs
     await timed(50, 1, floor);
 
     process.stderr.write(`bench invoke: ${n} sequential invocations each...\n`);

@@ -182,8 +182,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
 
   // Concurrency bounded by the memory budget: at most one invocation per smallest container.
   const concurrency = Math.max(1, Math.floor(cfg.budgetMb / 64));
+  const workerConnection = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   const worker = new Worker<InvocationJob, InvocationResult>(INVOCATION_QUEUE, runInvocation, {
-    connection: new Redis(cfg.redisUrl, { maxRetriesPerRequest: null }),
+    connection: workerConnection,
     prefix: cfg.prefix,
     concurrency,
   });
@@ -198,6 +199,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       await sub.quit().catch(() => {});
       await pool.close();
       await redis.quit().catch(() => {});
+      await workerConnection.quit().catch(() => {});
     },
   };
 }

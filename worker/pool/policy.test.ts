@@ -89,4 +89,5 @@ test('reclaim removes idle excess containers of one function, oldest first', () 
   assert.deepEqual(reclaim([a, b, c, other], 'f@1', 1), [a, b]);
   assert.deepEqual(reclaim([a, b, c, other], 'f@1', 3), []);
   assert.deepEqual(reclaim([a, b, c], 'f@1', 0), [a, b], 'busy ones are left to finish');
+  assert.deepEqual(reclaim([a, b, c, other], 'f@1', 1, 10, 7), [a], 'only those idle for the scale-down delay');
 });

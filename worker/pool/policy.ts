@@ -78,6 +78,12 @@ export interface SizingConfig {
   maxWarm: number;
   /** Idle time after which a function's warm containers are reclaimed down to minWarm. */
   idleTtlMs: number;
+  /**
+   * A container above the desired count is reclaimed only after sitting idle this long
+   * (Knative's scale-down delay): bursts come back, and rebooting costs far more than
+   * keeping a container a little longer.
+   */
+  scaleDownDelayMs: number;
   /** Window over which concurrency is averaged (Knative's stable window). */
   windowMs: number;
   /** Stem cells per runtime shape: floor, ceiling. */
@@ -89,6 +95,7 @@ export const DEFAULT_SIZING: SizingConfig = {
   minWarm: 0,
   maxWarm: 32,
   idleTtlMs: 10 * 60_000,
+  scaleDownDelayMs: 30_000,
   windowMs: 60_000,
   minStems: 1,
   maxStems: 16,
@@ -131,13 +138,16 @@ export function desiredStems(specializationTimes: readonly number[], now: number
   return clamp(burst, cfg.minStems, cfg.maxStems);
 }
 
-/** Function slots to reclaim: idle ones beyond the desired count, oldest use first. */
-export function reclaim(slots: readonly Slot[], fn: string, desired: number): Slot[] {
+/**
+ * Function slots to reclaim: idle ones beyond the desired count that have been idle
+ * for at least minIdleMs, oldest use first.
+ */
+export function reclaim(slots: readonly Slot[], fn: string, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
   const mine = slots.filter((s) => s.kind === 'function' && s.fn === fn && s.state !== 'removing');
   const excess = mine.length - desired;
   if (excess <= 0) return [];
   return mine
-    .filter((s) => s.state === 'idle')
+    .filter((s) => s.state === 'idle' && now - s.lastUsedAt >= minIdleMs)
     .sort((a, b) => a.lastUsedAt - b.lastUsedAt)
     .slice(0, excess);
 }

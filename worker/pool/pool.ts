@@ -119,18 +119,43 @@ export class Pool {
     return this.slots().filter((s) => s.state !== 'removing').reduce((n, s) => n + s.memoryMb, 0);
   }
 
-  /** A container for one invocation of target: warm, else a specialised stem cell, else cold. */
-  async acquire(target: FunctionTarget): Promise<Lease> {
+  /**
+   * A container for one invocation of target: warm, else a specialised stem cell, else
+   * cold. When every container is busy and the budget is spent, waits (up to waitMs)
+   * for one to be released instead of failing at once.
+   */
+  async acquire(target: FunctionTarget, waitMs = 10_000): Promise<Lease> {
     const d = this.demandFor(target);
     d.inflight++;
     d.lastInvokedAt = Date.now();
     this.sample(d);
+    const giveUp = Date.now() + waitMs;
     try {
-      return await this.acquireInner(target);
+      for (;;) {
+        try {
+          return await this.acquireInner(target);
+        } catch (err) {
+          if (!(err instanceof NoCapacityError) || Date.now() >= giveUp) throw err;
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, Math.max(1, giveUp - Date.now()));
+            this.released.push(() => {
+              clearTimeout(t);
+              resolve();
+            });
+          });
+        }
+      }
     } catch (err) {
       d.inflight--;
       throw err;
     }
+  }
+
+  /** Callers waiting for capacity; woken one at a time as containers are released or removed. */
+  private released: (() => void)[] = [];
+
+  private wakeOne(): void {
+    this.released.shift()?.();
   }
 
   private async acquireInner(target: FunctionTarget): Promise<Lease> {
@@ -206,6 +231,7 @@ export class Pool {
       return;
     }
     slot.state = 'idle';
+    this.wakeOne();
   }
 
   /** Removes every container of a function (it was deleted or updated). */
@@ -251,9 +277,12 @@ export class Pool {
     }
   }
 
+  /** Claims the slot synchronously (state 'removing'), then destroys its container. */
   private async remove(id: string, reason: Extract<PoolEvent, { type: 'evicted' }>['reason']): Promise<void> {
     const e = this.entries.get(id);
     if (!e || e.slot.state === 'removing') return;
+    // Idle-driven removals must never take a container an invocation took meanwhile.
+    if ((reason === 'idle' || reason === 'budget') && e.slot.state !== 'idle') return;
     e.slot.state = 'removing';
     this.counters.evictions++;
     this.opts.onEvent?.({ type: 'evicted', reason });
@@ -261,6 +290,7 @@ export class Pool {
       await e.instance?.destroy();
     } finally {
       this.entries.delete(id);
+      this.wakeOne();
     }
   }
 
@@ -302,7 +332,11 @@ export class Pool {
       // Reclaim idle function containers beyond what demand justifies (scale to zero after the TTL).
       for (const [key, d] of this.demand) {
         const want = desiredWarm(d.samples, d.lastInvokedAt, now, this.sizing);
-        for (const s of reclaim(this.slots(), key, Math.max(want, d.inflight))) await this.remove(s.id, 'idle');
+        // After the idle TTL everything above minWarm goes at once (scale to zero); before
+        // it, only containers that sat idle for the scale-down delay.
+        const idleFor = now - d.lastInvokedAt >= this.sizing.idleTtlMs ? 0 : this.sizing.scaleDownDelayMs;
+        // remove() claims each victim synchronously, before any await lets an invocation take it.
+        await Promise.all(reclaim(this.slots(), key, Math.max(want, d.inflight), now, idleFor).map((s) => this.remove(s.id, 'idle')));
       }
       // Refill stem cells shape by shape, several at once so a burst is replaced quickly.
       const boots: Promise<unknown>[] = [];

@@ -248,8 +248,15 @@ export class Container {
     resetRootfs(this.parts.sys, this.rootfsPlan());
   }
 
+  private deleting: Promise<void> | undefined;
+
   /** Kills what still runs, then removes the cgroup, the mounts and the state dir. Idempotent. */
-  async delete(): Promise<void> {
+  delete(): Promise<void> {
+    this.deleting ??= this.deleteOnce();
+    return this.deleting;
+  }
+
+  private async deleteOnce(): Promise<void> {
     if (this.status === 'deleted') return;
     if (this.status !== 'stopped') {
       await this.kill('SIGKILL');
