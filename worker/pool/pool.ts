@@ -248,8 +248,12 @@ export class Pool {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
+    // Boots in flight finish first: each then finds the pool closed and destroys its container.
+    while (this.booting.size) await Promise.allSettled([...this.booting]);
     await Promise.all([...this.entries.keys()].map((id) => this.remove(id, 'deleted')));
   }
+
+  private readonly booting = new Set<Promise<unknown>>();
 
   private async specialize(instance: RuntimeInstance, target: FunctionTarget): Promise<void> {
     // The function's own limits, before any of its code runs.
@@ -262,7 +266,9 @@ export class Pool {
     if (!image) throw new Error(`no image for runtime ${runtime}`);
     const t = performance.now();
     try {
-      const inst = await RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1 });
+      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1 });
+      this.booting.add(booting);
+      const inst = await booting.finally(() => this.booting.delete(booting));
       this.counters.created++;
       this.opts.onEvent?.({ type: 'created', runtime, ms: performance.now() - t });
       // A runtime that dies while pooled is replaced: the entry goes, the refill makes another.
@@ -347,8 +353,7 @@ export class Pool {
           if (this.usedMb() + shape.memoryMb > this.opts.budgetMb) break;
           const slot: Slot = { id: `pending-${++seq}`, kind: 'stem', runtime: shape.runtime, memoryMb: shape.memoryMb, state: 'starting', uses: 0, lastUsedAt: now };
           this.entries.set(slot.id, { slot });
-          boots.push(
-            this.boot(shape.runtime, shape.memoryMb).then(
+          const booted = this.boot(shape.runtime, shape.memoryMb).then(
               (inst) => {
                 this.entries.delete(slot.id);
                 if (this.closed) return inst.destroy();
@@ -357,8 +362,11 @@ export class Pool {
                 this.entries.set(slot.id, { slot, instance: inst });
               },
               () => this.entries.delete(slot.id),
-            ),
-          );
+            );
+          // close() waits for the whole step, the destroy of a late boot included.
+          this.booting.add(booted);
+          void booted.finally(() => this.booting.delete(booted));
+          boots.push(booted);
           if (boots.length >= 4) break;
         }
       }

@@ -1,0 +1,102 @@
+/**
+ * A whole faasbox for one test file: a private redis-server, a worker with its own state
+ * dir and cgroup root (real containers), and a gateway on a free port. close() proves
+ * that nothing the stack made is left: no containers, cgroups or mounts.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startRedis, type TestRedis } from './redis.js';
+import { startWorker, type RunningWorker } from '../../worker/main.js';
+import { startGateway, type RunningGateway } from '../../gateway/main.js';
+import { mountsUnder } from '../../worker/runtime/mounts.js';
+import type { SizingConfig } from '../../worker/pool/policy.js';
+
+export const STACK_KEY = 'stack-test-key-0123456789abcdef';
+
+export interface InvokeReply {
+  status: number;
+  headers: Headers;
+  text: string;
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+}
+
+export interface TestStack {
+  url: string;
+  redis: TestRedis;
+  worker: RunningWorker;
+  gateway: RunningGateway;
+  deploy(name: string, body: Record<string, unknown>): Promise<InvokeReply>;
+  invoke(name: string, event?: unknown, opts?: { key?: string | null; query?: string; headers?: Record<string, string> }): Promise<InvokeReply>;
+  get(pathname: string): Promise<InvokeReply>;
+  del(pathname: string): Promise<InvokeReply>;
+  close(): Promise<void>;
+}
+
+async function reply(r: Response): Promise<InvokeReply> {
+  const text = await r.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: r.status, headers: r.headers, text, json };
+}
+
+export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig> } = {}): Promise<TestStack> {
+  const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
+  const redis = await startRedis();
+  const prefix = `t${process.pid}`;
+  const worker = await startWorker({
+    redisUrl: redis.url,
+    prefix,
+    stateDir: path.join(work, 'state'),
+    budgetMb: opts.budgetMb ?? 2048,
+    pools: opts.pools ?? true,
+    cgroupRoot: `/faasbox-test-${name}-${process.pid}`,
+    ...(opts.sizing ? { sizing: opts.sizing } : {}),
+  });
+  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 });
+  const auth = { authorization: `Bearer ${STACK_KEY}` };
+  return {
+    url: gateway.url,
+    redis,
+    worker,
+    gateway,
+    async deploy(fn, body) {
+      return reply(await fetch(`${gateway.url}/v1/functions/${fn}`, { method: 'PUT', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) }));
+    },
+    async invoke(fn, event = {}, o = {}) {
+      const headers: Record<string, string> = { 'content-type': 'application/json', ...(o.headers ?? {}) };
+      if (o.key !== null) headers.authorization = `Bearer ${o.key ?? STACK_KEY}`;
+      return reply(await fetch(`${gateway.url}/v1/functions/${fn}/invoke${o.query ?? ''}`, { method: 'POST', headers, body: JSON.stringify(event) }));
+    },
+    async get(p) {
+      return reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
+    },
+    async del(p) {
+      return reply(await fetch(`${gateway.url}${p}`, { method: 'DELETE', headers: auth }));
+    },
+    async close() {
+      await gateway.close();
+      await worker.close();
+      const report = await worker.engine.gc({ all: true });
+      worker.engine.cgroups.removeRoot();
+      const left = mountsUnder(work);
+      await redis.stop();
+      rmSync(work, { recursive: true, force: true });
+      if (report.containers.length) throw new Error(`the worker left containers behind: ${report.containers.join(', ')}`);
+      if (left.length) throw new Error(`mounts left behind: ${left.join(', ')}`);
+    },
+  };
+}
+
+/** Polls until cond holds (or throws after ms). */
+export async function eventually(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
