@@ -1,0 +1,99 @@
+/**
+ * Warm pools end to end: stem cells take bursts, the second burst is warm, idle
+ * containers drain after the TTL, 'fresh' never shares a container, the memory budget
+ * holds, and a pooled runtime killed from outside is replaced without losing work.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { startStack, eventually, type TestStack } from '../support/stack.js';
+
+const BURST = 4;
+let s: TestStack;
+before(async () => {
+  s = await startStack('pools', {
+    budgetMb: 1024,
+    sizing: { minStems: BURST, maxStems: BURST, idleTtlMs: 1500, scaleDownDelayMs: 500, windowMs: 3000 },
+  });
+  await eventually(() => idleStems() >= BURST, 30_000, `${BURST} stem cells`);
+});
+after(async () => {
+  await s.close();
+});
+
+const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state === 'idle').length;
+const fnSlots = (name: string) => s.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`));
+
+test('a burst of a new function fans out over stem cells; the next burst is all warm', async () => {
+  await s.deploy('burst', { runtime: 'nodejs20', code: 'export default async () => { await new Promise((r) => setTimeout(r, 50)); return process.pid; }' });
+  const first = await Promise.all(Array.from({ length: BURST }, () => s.invoke('burst')));
+  assert.deepEqual(first.map((r) => r.status), Array(BURST).fill(200));
+  assert.deepEqual(first.map((r) => r.headers.get('x-cold-start')), Array(BURST).fill('specialized'), 'every call of the burst took its own stem cell');
+  assert.equal(new Set(first.map((r) => r.headers.get('x-invocation-id'))).size, BURST);
+  const second = await Promise.all(Array.from({ length: BURST }, () => s.invoke('burst')));
+  assert.deepEqual(second.map((r) => r.headers.get('x-cold-start')), Array(BURST).fill('warm'));
+  // The pool refills its stem cells in the background.
+  await eventually(() => idleStems() >= BURST, 30_000, 'stem cells to be refilled');
+});
+
+test('after the idle TTL a function\'s warm containers drain to the minimum (zero)', async () => {
+  await s.deploy('drain', { runtime: 'nodejs20', code: 'export default async () => 1' });
+  await Promise.all([s.invoke('drain'), s.invoke('drain')]);
+  assert.ok(fnSlots('drain').length >= 1);
+  await eventually(() => fnSlots('drain').length === 0, 10_000, 'the pool to drain');
+});
+
+test("'fresh' never hands a container to two invocations; 'reuse' does", async () => {
+  const code = `let calls = 0;
+import { existsSync, writeFileSync } from 'node:fs';
+export default async () => { calls++; const sawFile = existsSync('/tmp/marker'); writeFileSync('/tmp/marker', 'x'); return { calls, sawFile }; }`;
+  await s.deploy('fresh-fn', { runtime: 'nodejs20', isolation: 'fresh', code });
+  await s.deploy('reuse-fn', { runtime: 'nodejs20', isolation: 'reuse', code });
+  for (let i = 0; i < 3; i++) {
+    const r = await s.invoke('fresh-fn');
+    assert.deepEqual(r.json, { calls: 1, sawFile: false }, `fresh call ${i}: ${r.text}`);
+    assert.notEqual(r.headers.get('x-cold-start'), 'warm');
+  }
+  const a = await s.invoke('reuse-fn');
+  const b = await s.invoke('reuse-fn');
+  assert.deepEqual(a.json, { calls: 1, sawFile: false });
+  assert.deepEqual(b.json, { calls: 2, sawFile: true });
+  assert.equal(b.headers.get('x-cold-start'), 'warm');
+});
+
+test('pool memory never exceeds the budget, and every invocation still completes', async () => {
+  await s.deploy('heavy', { runtime: 'nodejs20', memoryMb: 256, code: 'export default async () => { await new Promise((r) => setTimeout(r, 100)); return "done"; }' });
+  let maxUsed = 0;
+  const sampler = setInterval(() => (maxUsed = Math.max(maxUsed, s.worker.pool.usedMb())), 2);
+  try {
+    const rs = await Promise.all(Array.from({ length: 8 }, () => s.invoke('heavy')));
+    assert.deepEqual(rs.map((r) => r.status), Array(8).fill(200), rs.map((r) => r.text).join('\n'));
+  } finally {
+    clearInterval(sampler);
+  }
+  assert.ok(maxUsed <= 1024, `pool used ${maxUsed} MB of a 1024 MB budget`);
+  assert.ok(maxUsed > 0);
+});
+
+test('a pooled runtime killed from outside is replaced; no invocation is lost or hangs', async () => {
+  await eventually(() => idleStems() >= 1, 30_000, 'a stem cell');
+  const stem = s.worker.pool.slots().find((x) => x.kind === 'stem' && x.state === 'idle')!;
+  // The runtime is the init's only child; kill it as a hostile outsider would.
+  const initPid = s.worker.engine.state(stem.id)!.pid!;
+  const runtimePid = Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim().split(/\s+/)[0]);
+  process.kill(runtimePid, 'SIGKILL');
+  await eventually(() => !s.worker.pool.slots().some((x) => x.id === stem.id), 5000, 'the dead stem cell to leave the pool');
+
+  await s.deploy('survivor', { runtime: 'nodejs20', code: 'export default async () => "alive"' });
+  const first = await s.invoke('survivor');
+  assert.equal(first.json, 'alive', first.text);
+  // Now kill a warm function container while it is idle; the next call must still succeed.
+  const warm = fnSlots('survivor')[0]!;
+  const pid = s.worker.engine.state(warm.id)!.pid!;
+  process.kill(Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()), 'SIGKILL');
+  await eventually(() => !s.worker.pool.slots().some((x) => x.id === warm.id), 5000, 'the dead warm container to leave');
+  const second = await s.invoke('survivor');
+  assert.equal(second.status, 200, second.text);
+  assert.equal(second.json, 'alive');
+  await eventually(() => idleStems() >= 1, 30_000, 'the pool to refill');
+});
