@@ -20,6 +20,8 @@ export interface FaasboxConfig {
   workerMemoryMb: number;
   /** Warm pools (FAASBOX_POOLS=0 disables them: every invocation is cold). */
   pools: boolean;
+  /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
+  workerMetricsPort: number;
 }
 
 const DEFAULTS: FaasboxConfig = {
@@ -29,6 +31,7 @@ const DEFAULTS: FaasboxConfig = {
   prefix: 'faasbox',
   workerMemoryMb: 4096,
   pools: true,
+  workerMetricsPort: 9464,
 };
 
 function num(name: string, v: string): number {
@@ -62,6 +65,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = num('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
+  if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = num('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   cfg.stateDir = path.resolve(cfg.stateDir);
   return cfg;

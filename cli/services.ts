@@ -75,11 +75,15 @@ export async function up(argv: string[]): Promise<number> {
       writeFileSync(path.join(cfg.stateDir, 'api-key'), `${apiKey}\n`, { mode: 0o600 });
     }
     const { startWorker } = await import('../worker/main.js');
+    const { Registry, collectDefaultMetrics } = await import('prom-client');
+    // One process, one /metrics: the gateway serves the worker's metrics too.
+    const metrics = new Registry();
+    collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, metrics });
     cleanup.push(() => worker.close());
     const { startGateway } = await import('../gateway/main.js');
-    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host });
+    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
     const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redisUrl, stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
@@ -126,8 +130,21 @@ export async function service(which: 'gateway' | 'worker', argv: string[]): Prom
   } else {
     const { startWorker } = await import('../worker/main.js');
     const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools });
-    log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB)`);
-    close = w.close;
+    const { createServer } = await import('node:http');
+    // The worker has no API; it serves only its metrics, for Prometheus to scrape.
+    const srv = createServer((req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"ROUTE_NOT_FOUND","message":"only /metrics here"}}');
+        return;
+      }
+      void w.metrics.metrics().then((body) => res.writeHead(200, { 'content-type': w.metrics.contentType }).end(body));
+    });
+    await new Promise<void>((r) => srv.listen(cfg.workerMetricsPort, cfg.host, r));
+    log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);
+    close = async () => {
+      srv.close();
+      await w.close();
+    };
   }
   const sig = await untilSignal();
   log(`${sig}: stopping`);

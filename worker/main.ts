@@ -18,6 +18,8 @@ import { InvocationStore } from '../common/invocations.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { WorkerMetrics } from './metrics.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -32,12 +34,15 @@ export interface WorkerConfig {
   sizing?: Partial<SizingConfig>;
   cgroupRoot?: string;
   onPoolEvent?: (e: PoolEvent) => void;
+  /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
+  metrics?: Registry;
 }
 
 export interface RunningWorker {
   id: string;
   pool: Pool;
   engine: Engine;
+  metrics: Registry;
   close(): Promise<void>;
 }
 
@@ -54,6 +59,10 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
   const code = new CodeStore(cfg.stateDir);
+  const registry_ = cfg.metrics ?? new Registry();
+  if (!cfg.metrics) collectDefaultMetrics({ register: registry_ });
+  let poolRef: Pool | undefined;
+  const metrics = new WorkerMetrics(registry_, () => poolRef);
   const pool = new Pool({
     engine,
     images,
@@ -61,8 +70,12 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     enabled: cfg.pools,
     stemShapes: cfg.pools ? [{ runtime: 'nodejs20', memoryMb: 128 }] : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
-    ...(cfg.onPoolEvent ? { onEvent: cfg.onPoolEvent } : {}),
+    onEvent: (e) => {
+      metrics.onPoolEvent(e);
+      cfg.onPoolEvent?.(e);
+    },
   });
+  poolRef = pool;
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
@@ -160,6 +173,17 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       },
     });
     await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    metrics.observe({
+      fn: t.name,
+      runtime: t.runtime,
+      startKind: lease.startKind,
+      ok: outcome.ok,
+      ...(outcome.error ? { errorCode: outcome.error.code } : {}),
+      initMs: lease.initMs,
+      execMs: outcome.execMs,
+      cpuMs: outcome.cpuMs,
+      memoryPeakBytes: outcome.memoryPeakBytes,
+    });
     const writes: Promise<unknown>[] = [];
     if (outcome.stdout) writes.push(invocations.appendOutput(data.invocationId, 'stdout', outcome.stdout));
     if (outcome.stderr) writes.push(invocations.appendOutput(data.invocationId, 'stderr', outcome.stderr));
@@ -194,6 +218,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     id,
     pool,
     engine,
+    metrics: registry_,
     async close() {
       await worker.close();
       await sub.quit().catch(() => {});

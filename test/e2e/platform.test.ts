@@ -4,7 +4,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -173,4 +173,24 @@ test('a public function is invocable without a key', async () => {
   const r = await s.invoke('open', {}, { key: null });
   assert.equal(r.status, 200);
   assert.equal(r.json, 'hi');
+});
+
+test('metrics pass promtool and show start kinds, pool state, CPU and memory per function', async () => {
+  const res = await fetch(`${s.url}/metrics`);
+  assert.equal(res.status, 200);
+  const text = await res.text();
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  assert.equal(check.error, undefined, 'promtool (Debian package prometheus) must be installed');
+  // promtool exits 1 on lint warnings too; only real problems are failures here.
+  const problems = `${check.stdout}${check.stderr}`.split('\n').filter((l) => l.trim() && !/counter metrics should have "_total" suffix|no help text|should not include/.test(l));
+  assert.deepEqual(problems, [], `promtool: ${check.stdout}${check.stderr}`);
+  for (const kind of ['warm', 'specialized']) {
+    assert.match(text, new RegExp(`faasbox_cold_start_seconds_count\\{kind="${kind}",runtime="nodejs20"\\} [1-9]`), `a ${kind} start was counted`);
+  }
+  assert.match(text, /faasbox_pool_containers\{kind="(stem|function)",state="idle",runtime="nodejs20"\} [1-9]/);
+  assert.match(text, /faasbox_function_cpu_seconds_total\{function="hello"\} [0-9.e-]+/);
+  assert.match(text, /faasbox_function_memory_peak_bytes\{function="hello"\} [1-9]/);
+  assert.match(text, /faasbox_pool_specializations_total\{runtime="nodejs20"\} [1-9]/);
+  assert.match(text, /faasbox_pool_evictions_total\{reason="[a-z]+"\} [1-9]/);
+  assert.match(text, /faasbox_pool_memory_committed_bytes [1-9]/);
 });

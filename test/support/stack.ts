@@ -11,6 +11,7 @@ import { startWorker, type RunningWorker } from '../../worker/main.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
+import { Registry } from 'prom-client';
 
 export const STACK_KEY = 'stack-test-key-0123456789abcdef';
 
@@ -48,7 +49,10 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
+  // One registry, as `faasbox up` has it: the gateway's /metrics shows the worker's too.
+  const metrics = new Registry();
   const worker = await startWorker({
+    metrics,
     redisUrl: redis.url,
     prefix,
     stateDir: path.join(work, 'state'),
@@ -57,7 +61,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     cgroupRoot: `/faasbox-test-${name}-${process.pid}`,
     ...(opts.sizing ? { sizing: opts.sizing } : {}),
   });
-  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 });
+  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics });
   const auth = { authorization: `Bearer ${STACK_KEY}` };
   return {
     url: gateway.url,
