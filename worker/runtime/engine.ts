@@ -5,6 +5,7 @@
  */
 import { readdirSync, rmSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
 import { detectCgroupDriver, type CgroupDriver } from './cgroups/index.js';
 import { compileSeccomp, defaultProfile } from './seccomp/index.js';
@@ -20,7 +21,7 @@ export { mountsUnder };
 export interface EngineOptions {
   /** Default: $FAASBOX_STATE_DIR or /var/lib/faasbox. */
   stateDir?: string;
-  /** cgroup path under which every container's cgroup is made. Default: $FAASBOX_CGROUP_ROOT or /faasbox. */
+  /** cgroup path under which every container's cgroup is made. Default: $FAASBOX_CGROUP_ROOT or /faasbox/<hash of the state dir>. */
   cgroupRoot?: string;
   sys?: Sys;
   cgroups?: CgroupDriver;
@@ -49,7 +50,10 @@ export class Engine implements EngineParts {
     const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
     mkdirSync(path.join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
     const sys = opts.sys ?? (await linuxSys());
-    const cgroups = opts.cgroups ?? detectCgroupDriver(opts.cgroupRoot ? { root: opts.cgroupRoot } : {});
+    // Each state dir owns its own cgroup subtree, so that several engines (workers) on one
+    // machine never garbage-collect each other's cgroups.
+    const root = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
+    const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     return new Engine(stateDir, sys, cgroups);
   }
 
