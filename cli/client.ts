@@ -45,6 +45,11 @@ async function json(res: Response): Promise<unknown> {
   return data;
 }
 
+/** "sha256:abcdef..." -> "abcdef012345": enough to tell versions apart. */
+function shortVersion(v: string): string {
+  return v.replace(/^sha256:/, '').slice(0, 12);
+}
+
 const HELP: Record<string, string> = {
   deploy: `Usage: faasbox deploy NAME (--code SRC | --file FILE | --dir DIR --entry FILE) [options]
 
@@ -129,7 +134,7 @@ export async function deploy(argv: string[]): Promise<number> {
   }
   const data = (await json(await call('PUT', `/v1/functions/${encodeURIComponent(name)}`, body))) as Record<string, unknown>;
   if (values.json) console.log(JSON.stringify(data));
-  else console.log(`deployed ${name} version ${String((data.function as Record<string, unknown> | undefined)?.version ?? data.version ?? '?').slice(0, 12)}`);
+  else console.log(`deployed ${name} version ${shortVersion(String((data.function as Record<string, unknown> | undefined)?.version ?? data.version ?? '?'))}`);
   return 0;
 }
 
@@ -201,7 +206,7 @@ export async function ls(argv: string[]): Promise<number> {
   console.log(`${'NAME'.padEnd(24)} ${'RUNTIME'.padEnd(10)} ${'MEMORY'.padEnd(7)} VERSION`);
   for (const f of list) {
     const spec = (f.spec ?? f) as Record<string, unknown>;
-    console.log(`${String(f.name).padEnd(24)} ${String(spec.runtime).padEnd(10)} ${String(spec.memoryMb).padEnd(7)} ${String(f.version).slice(0, 12)}`);
+    console.log(`${String(f.name).padEnd(24)} ${String(spec.runtime).padEnd(10)} ${String(spec.memoryMb).padEnd(7)} ${shortVersion(String(f.version))}`);
   }
   return 0;
 }
