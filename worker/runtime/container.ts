@@ -263,8 +263,8 @@ export class Container {
       await this.wait();
     }
     await this.cgroup.destroy();
+    if (this.config.slots.length) unmountAll(this.parts.sys, this.config.paths.slots);
     unmountRootfs(this.parts.sys, this.config.paths);
-    unmountAll(this.parts.sys, this.config.paths.dir);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     this.transition('deleted');
   }

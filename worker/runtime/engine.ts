@@ -3,7 +3,7 @@
  * flavour and compiles the seccomp filter once, creates containers from specs, lists
  * them from their state dirs, and garbage-collects what a crashed owner left behind.
  */
-import { readdirSync, rmSync, mkdirSync } from 'node:fs';
+import { readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
@@ -110,7 +110,8 @@ export class Engine implements EngineParts {
     const live = new Set<string>();
     for (const id of opts.only ? [opts.only] : safeReaddir(dir)) {
       const s = readState(path.join(dir, id, 'state.json'));
-      if (s && !opts.all && isAlive(s.owner)) {
+      if (!opts.all && ((s && isAlive(s.owner)) || (!s && youngerThan(path.join(dir, id), UNKNOWN_GRACE_MS)))) {
+        // Alive, or being created (no readable state yet) by an engine on this state dir.
         live.add(id);
         continue;
       }
@@ -139,6 +140,17 @@ export class Engine implements EngineParts {
       if (!report.mounts.includes(m)) report.mounts.push(m);
     }
     return report;
+  }
+}
+
+/** A container dir without readable state younger than this is left alone by gc. */
+const UNKNOWN_GRACE_MS = 60_000;
+
+function youngerThan(p: string, ms: number): boolean {
+  try {
+    return Date.now() - statSync(p).mtimeMs < ms;
+  } catch {
+    return false;
   }
 }
 
