@@ -18,6 +18,7 @@
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from './queue.js';
+import { place, workersKey, type PlacementWant, type WorkerReport } from '../scheduler/placement.js';
 
 export type SyncOutcome =
   /** The worker returned; `returnvalue` is its InvocationResult as it came off the wire. */
@@ -37,28 +38,46 @@ export interface InvocationClientOptions {
   /** Key prefix of the deployment (BullMQ `prefix`). */
   prefix: string;
   queueName?: string;
+  /** false: every job goes to the shared queue (no placement). */
+  placement?: boolean;
+}
+
+/** One queue and its event reader: the shared queue, or one worker's own queue. */
+interface Lane {
+  queue: Queue;
+  events: QueueEvents;
+  eventsConnection: Redis;
 }
 
 export class InvocationClient {
   private readonly waiters = new Map<string, (reply: Reply) => void>();
   private closed = false;
+  private readonly lanes = new Map<string, Promise<Lane>>();
+  private reports: WorkerReport[] = [];
+  private reportTimer: NodeJS.Timeout | undefined;
 
   private constructor(
-    readonly queue: Queue,
-    private readonly events: QueueEvents,
-    private readonly eventsConnection: Redis,
+    private readonly options: InvocationClientOptions,
+    private readonly shared: Lane,
   ) {
-    events.on('completed', ({ jobId, returnvalue }) => this.settle(jobId, { kind: 'completed', returnvalue }));
-    events.on('failed', ({ jobId, failedReason }) => this.settle(jobId, { kind: 'failed', reason: failedReason }));
+    this.listen(shared);
+  }
+
+  get queue(): Queue {
+    return this.shared.queue;
+  }
+
+  private listen(lane: Lane): void {
+    lane.events.on('completed', ({ jobId, returnvalue }) => this.settle(jobId, { kind: 'completed', returnvalue }));
+    lane.events.on('failed', ({ jobId, failedReason }) => this.settle(jobId, { kind: 'failed', reason: failedReason }));
     // QueueEvents re-emits connection errors; ioredis reconnects by itself and the reader
     // resumes from its last id, so an error here is logged, not fatal.
-    events.on('error', (err) => {
+    lane.events.on('error', (err) => {
       if (!this.closed) console.error(`[faasbox] invocation events reader: ${err.message}`);
     });
   }
 
-  static async open(options: InvocationClientOptions): Promise<InvocationClient> {
-    const name = options.queueName ?? INVOCATION_QUEUE;
+  private static async openLane(options: InvocationClientOptions, name: string): Promise<Lane> {
     const queue = new Queue(name, { connection: options.connection, prefix: options.prefix });
     await queue.waitUntilReady();
     const last = await options.connection.xrevrange(queue.keys.events as string, '+', '-', 'COUNT', 1);
@@ -68,7 +87,41 @@ export class InvocationClient {
     const eventsConnection = options.connection.duplicate({ maxRetriesPerRequest: null });
     const events = new QueueEvents(name, { connection: eventsConnection, prefix: options.prefix, lastEventId });
     await events.waitUntilReady();
-    return new InvocationClient(queue, events, eventsConnection);
+    return { queue, events, eventsConnection };
+  }
+
+  static async open(options: InvocationClientOptions): Promise<InvocationClient> {
+    const client = new InvocationClient(options, await InvocationClient.openLane(options, options.queueName ?? INVOCATION_QUEUE));
+    if (options.placement !== false) client.watchWorkers();
+    return client;
+  }
+
+  /** Keeps the workers' reports (worker/report.ts) fresh for placement, off the request path. */
+  private watchWorkers(): void {
+    const refresh = async () => {
+      try {
+        const all = await this.options.connection.hgetall(workersKey(this.options.prefix));
+        this.reports = Object.values(all).map((v) => JSON.parse(v) as WorkerReport);
+      } catch {
+        this.reports = [];
+      }
+    };
+    void refresh();
+    this.reportTimer = setInterval(() => void refresh(), 200);
+    this.reportTimer.unref();
+  }
+
+  /** The worker queue placement chooses for this function, or the shared queue. */
+  private async laneFor(want: PlacementWant | undefined): Promise<Lane> {
+    const name = want ? place(this.reports, want, Date.now()) : undefined;
+    if (!name) return this.shared;
+    let lane = this.lanes.get(name);
+    if (!lane) {
+      lane = InvocationClient.openLane(this.options, name);
+      lane.then((l) => this.listen(l), () => this.lanes.delete(name));
+      this.lanes.set(name, lane);
+    }
+    return lane;
   }
 
   get pending(): number {
@@ -83,26 +136,30 @@ export class InvocationClient {
     }
   }
 
-  /** Add an async job: once this resolves the invocation is durable in Redis. */
+  /**
+   * Add an async job: once this resolves the invocation is durable in Redis. Async jobs
+   * always go to the shared queue: a 202 must survive the crash of any one worker.
+   */
   async enqueue(job: InvocationJob): Promise<void> {
-    await this.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+    await this.shared.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
   }
 
   /**
    * Add a sync job and wait for its reply. If no worker has started it by job.deadline it is
    * withdrawn ('no-capacity'); once started, the reply may take execBudgetMs more.
    */
-  async invokeSync(job: InvocationJob, execBudgetMs: number): Promise<SyncOutcome> {
+  async invokeSync(job: InvocationJob, execBudgetMs: number, want?: PlacementWant): Promise<SyncOutcome> {
     if (this.closed) throw new Error('invocation client is closed');
     const id = job.invocationId;
     let deliver!: (reply: Reply) => void;
     const reply = new Promise<Reply>((resolve) => (deliver = resolve));
     this.waiters.set(id, deliver);
     try {
-      await this.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+      const lane = await this.laneFor(want);
+      await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
       const early = await raceTimer(reply, job.deadline - Date.now());
       if (early) return early;
-      if (await this.withdraw(id)) {
+      if (await this.withdraw(id, lane.queue)) {
         // A job that failed right at the deadline is still removable; its reply wins.
         return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
       }
@@ -113,9 +170,9 @@ export class InvocationClient {
   }
 
   /** Remove a job that no worker has taken yet; false if it is running or finished. */
-  async withdraw(jobId: string): Promise<boolean> {
+  async withdraw(jobId: string, queue: Queue = this.shared.queue): Promise<boolean> {
     // Queue.remove refuses a job locked by a worker, which is exactly "already started".
-    return (await this.queue.remove(jobId)) === 1;
+    return (await queue.remove(jobId)) === 1;
   }
 
   async close(): Promise<void> {
@@ -124,9 +181,13 @@ export class InvocationClient {
     // Callers still waiting would otherwise hang until their timers; their jobs may still
     // run, and the records will show the outcome.
     for (const id of [...this.waiters.keys()]) this.settle(id, { kind: 'failed', reason: 'gateway is shutting down' });
-    await this.events.close();
-    await this.queue.close();
-    this.eventsConnection.disconnect();
+    if (this.reportTimer) clearInterval(this.reportTimer);
+    const lanes = [this.shared, ...(await Promise.allSettled([...this.lanes.values()])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
+    for (const lane of lanes) {
+      await lane.events.close();
+      await lane.queue.close();
+      lane.eventsConnection.disconnect();
+    }
   }
 }
 

@@ -20,6 +20,8 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
+import { Reporter, reportOf } from './report.js';
+import { workerQueueName } from '../scheduler/placement.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -43,6 +45,8 @@ export interface RunningWorker {
   pool: Pool;
   engine: Engine;
   metrics: Registry;
+  /** The BullMQ consumers: of the shared queue and of this worker's own queue. */
+  consumers: { shared: Worker<InvocationJob, InvocationResult>; own: Worker<InvocationJob, InvocationResult> };
   close(): Promise<void>;
 }
 
@@ -206,25 +210,42 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
 
   // Concurrency bounded by the memory budget: at most one invocation per smallest container.
   const concurrency = Math.max(1, Math.floor(cfg.budgetMb / 64));
-  const workerConnection = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
-  const worker = new Worker<InvocationJob, InvocationResult>(INVOCATION_QUEUE, runInvocation, {
-    connection: workerConnection,
-    prefix: cfg.prefix,
-    concurrency,
+  let inflight = 0;
+  const counted = async (job: Job<InvocationJob>) => {
+    inflight++;
+    try {
+      return await runInvocation(job);
+    } finally {
+      inflight--;
+    }
+  };
+  // Two consumers: the shared queue every worker drains, and this worker's own queue, to
+  // which the gateway sends invocations that can find a warm container or stem cell here.
+  const ownQueue = workerQueueName(INVOCATION_QUEUE, id);
+  const connections: Redis[] = [];
+  const consumers = [INVOCATION_QUEUE, ownQueue].map((name) => {
+    const connection = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+    connections.push(connection);
+    const w = new Worker<InvocationJob, InvocationResult>(name, counted, { connection, prefix: cfg.prefix, concurrency });
+    w.on('error', (err) => console.error(`worker ${id} (${name}): ${err.message}`));
+    return w;
   });
-  worker.on('error', (err) => console.error(`worker ${id}: ${err.message}`));
+  const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, inflight));
+  reporter.start();
 
   return {
     id,
     pool,
     engine,
     metrics: registry_,
+    consumers: { shared: consumers[0]!, own: consumers[1]! },
     async close() {
-      await worker.close();
+      await reporter.stop(id);
+      await Promise.all(consumers.map((w) => w.close()));
       await sub.quit().catch(() => {});
       await pool.close();
       await redis.quit().catch(() => {});
-      await workerConnection.quit().catch(() => {});
+      for (const c of connections) await c.quit().catch(() => {});
     },
   };
 }

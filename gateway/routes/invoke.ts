@@ -107,7 +107,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       }
 
       const budgetMs = fn.spec.timeoutMs + config.syncGraceMs;
-      const result = await resultOf(await queue.invokeSync(job, budgetMs), id, budgetMs);
+      const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
+      const result = await resultOf(await queue.invokeSync(job, budgetMs, want), id, budgetMs);
       const seconds = (Date.now() - enqueuedAt) / 1000;
       metrics.invocationDuration.observe(
         { function: name, mode, outcome: result.ok ? 'ok' : (result.error?.code ?? 'INTERNAL'), start_kind: result.startKind },

@@ -57,3 +57,25 @@ test('two workers on one machine both serve one queue, and gc on one spares the 
   const after = await fetch(`${gw.url}/v1/functions/shared/invoke`, { method: 'POST', headers, body: '{}' });
   assert.equal(after.status, 200);
 });
+
+test('placement sends an invocation to the worker that holds a warm container of its function', async () => {
+  const headers = { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' };
+  await fetch(`${gw.url}/v1/functions/placed`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: 'export default async () => "here"' }) });
+  const first = await fetch(`${gw.url}/v1/functions/placed/invoke`, { method: 'POST', headers, body: '{}' });
+  assert.equal(first.status, 200);
+  const holders = workers.filter((w) => w.pool.slots().some((s) => s.fn?.startsWith('placed@')));
+  assert.equal(holders.length, 1, 'one worker holds the warm container');
+  // The holder stops draining the shared queue: only placement (its own queue) can reach it.
+  await holders[0]!.consumers.shared.pause();
+  // Reports are refreshed every 200 ms; after that every call must find the warm container.
+  await new Promise((r) => setTimeout(r, 600));
+  const kinds: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    const r = await fetch(`${gw.url}/v1/functions/placed/invoke`, { method: 'POST', headers, body: '{}' });
+    assert.equal(r.status, 200);
+    kinds.push(r.headers.get('x-cold-start')!);
+  }
+  assert.deepEqual(kinds, Array(10).fill('warm'), 'no call went to the worker without a warm container');
+  const others = workers.filter((w) => w !== holders[0]);
+  assert.ok(others.every((w) => !w.pool.slots().some((s) => s.fn?.startsWith('placed@'))), 'the other worker never specialised it');
+});
