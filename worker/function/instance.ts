@@ -213,7 +213,7 @@ export class RuntimeInstance {
   /** Runs one invocation under the function's timeout; on timeout the whole cgroup is killed. */
   async invoke(req: InvokeRequest): Promise<InvokeOutcome> {
     this.container.resetPeak();
-    const before = this.container.stats();
+    const before = this.container.usage();
     const marker = `${END_MARKER}${req.id}\n`;
     const outDone = this.stdout.until(marker);
     const errDone = this.stderr.until(marker);
@@ -258,8 +258,8 @@ export class RuntimeInstance {
     }
   }
 
-  private usageSince(before: CgroupStats): { cpuMs: number; memoryPeakBytes: number } {
-    const now = this.container.stats();
+  private usageSince(before: Pick<CgroupStats, 'cpuUsageUsec'>): { cpuMs: number; memoryPeakBytes: number } {
+    const now = this.container.usage();
     return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
   }
 

@@ -83,6 +83,7 @@ export abstract class BaseCgroup implements Cgroup {
 
   abstract setLimits(l: CgroupLimits): void;
   abstract stats(): CgroupStats;
+  abstract usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;
   abstract resetPeak(): void;
   /** Signals every member once, with forks shut out of the race. */
   protected abstract killAll(): Promise<void>;

@@ -49,6 +49,8 @@ export interface Cgroup {
   readonly procsFiles: string[];
   setLimits(l: CgroupLimits): void;
   stats(): CgroupStats;
+  /** Just CPU time and peak memory: two reads, for the per-invocation hot path. */
+  usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;
   /** Starts a new peak-memory measurement (per invocation, for reused containers). */
   resetPeak(): void;
   pids(): number[];

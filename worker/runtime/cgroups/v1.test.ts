@@ -160,6 +160,7 @@ test('stats parse what the v1 kernel files say', () => {
   const s = cg.stats();
   assert.equal(s.userUsec, 1_000_000);
   assert.equal(s.systemUsec, 234_568);
+  assert.deepEqual(cg.usage(), { cpuUsageUsec: 1234568, memoryPeakBytes: 4194304 }, 'the cheap per-invocation read agrees');
 });
 
 test('resetPeak writes 0 to memory.max_usage_in_bytes', () => {

@@ -171,6 +171,13 @@ export class CgroupV1Group extends BaseCgroup {
     };
   }
 
+  usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
+    return {
+      cpuUsageUsec: Math.round(this.readNumber(`${this.by.cpuacct}/cpuacct.usage`) / 1000),
+      memoryPeakBytes: this.readNumber(`${this.by.memory}/memory.max_usage_in_bytes`),
+    };
+  }
+
   /** Nanoseconds from cpuacct.usage_user/_sys where the kernel has them (4.6+), else ticks from cpuacct.stat. */
   private userSystem(): { userUsec: number; systemUsec: number } {
     const dir = this.by.cpuacct;

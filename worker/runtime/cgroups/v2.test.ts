@@ -150,6 +150,7 @@ test('stats parse cpu.stat, memory.events, memory.peak', () => {
     throttledPeriods: 4,
     throttledUsec: 700,
   });
+  assert.deepEqual(cg.usage(), { cpuUsageUsec: 5000, memoryPeakBytes: 9000 }, 'the cheap per-invocation read agrees');
 });
 
 test('resetPeak resets memory.peak through one open file and reads the peak back through it', async () => {

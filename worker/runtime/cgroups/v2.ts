@@ -190,6 +190,11 @@ export class CgroupV2Group extends BaseCgroup {
     };
   }
 
+  usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
+    const cpu = this.readKeyed(`${this.dir}/cpu.stat`);
+    return { cpuUsageUsec: cpu.usage_usec ?? 0, memoryPeakBytes: this.readPeak() ?? this.readNumber(`${this.dir}/memory.current`) };
+  }
+
   private readPeak(): number | undefined {
     const text = this.peakFile ? this.peakFile.read() : this.fs.exists(`${this.dir}/memory.peak`) ? this.fs.read(`${this.dir}/memory.peak`) : undefined;
     const v = Number(text?.trim());
