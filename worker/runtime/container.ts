@@ -202,6 +202,11 @@ export class Container {
     });
   }
 
+  /** CPU time and peak memory only (cheap; per invocation). */
+  usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
+    return this.cgroup.usage();
+  }
+
   /** Starts a new peak-memory measurement (per invocation, for containers that serve many). */
   resetPeak(): void {
     this.cgroup.resetPeak();
