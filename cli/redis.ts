@@ -65,37 +65,51 @@ export function ping(port: number): Promise<boolean> {
   });
 }
 
-export async function startRedisServer(opts: { dir: string; port?: number }): Promise<RedisServer> {
-  mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-  const port = opts.port ?? (await freePort());
-  const child = spawn(
+/** Spawns redis-server on a loopback port with its data (AOF on) in dir. */
+export function launchRedis(port: number, dir: string): ChildProcess {
+  return spawn(
     redisServerBinary(),
-    ['--port', String(port), '--bind', '127.0.0.1', '--dir', opts.dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(opts.dir, 'redis.log')],
+    ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: 'ignore' },
   );
-  let exited: number | null | undefined;
+}
+
+/** Resolves when the server answers PING; throws (and kills it) if it exits or stays silent for 10 s. */
+export async function waitForRedis(child: ChildProcess, port: number, dir: string): Promise<void> {
+  let exited: number | null | undefined = child.exitCode ?? undefined;
   child.once('exit', (code) => (exited = code));
   const start = Date.now();
   while (!(await ping(port))) {
-    if (exited !== undefined) throw new Error(`redis-server exited with ${exited}; see ${path.join(opts.dir, 'redis.log')}`);
+    if (exited !== undefined) throw new Error(`redis-server exited with ${exited}; see ${path.join(dir, 'redis.log')}`);
     if (Date.now() - start > 10_000) {
       child.kill('SIGKILL');
       throw new Error(`redis-server did not answer on port ${port} within 10 s`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** Signals exactly this child (never by name) and resolves when it has exited. */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill(signal);
+  });
+}
+
+export async function startRedisServer(opts: { dir: string; port?: number }): Promise<RedisServer> {
+  mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
+  const port = opts.port ?? (await freePort());
+  const child = launchRedis(port, opts.dir);
+  await waitForRedis(child, port, opts.dir);
   return {
     url: `redis://127.0.0.1:${port}`,
     port,
     dir: opts.dir,
     pid: child.pid!,
     child,
-    stop(graceful = true) {
-      if (exited !== undefined) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.kill(graceful ? 'SIGTERM' : 'SIGKILL');
-      });
-    },
+    // SIGTERM lets redis flush its append-only file.
+    stop: (graceful = true) => stopChild(child, graceful ? 'SIGTERM' : 'SIGKILL'),
   };
 }
