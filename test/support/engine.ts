@@ -31,11 +31,9 @@ export interface TestEngine {
   cleanup(): Promise<void>;
 }
 
-let imageCache: string | undefined;
-
 export async function testEngine(name: string): Promise<TestEngine> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-test-${name}-`));
-  imageCache ??= (await buildImage('busybox', path.join(tmpdir(), 'faasbox-test-images'))).dir;
+  const image = (await buildImage('busybox', path.join(work, 'images'))).dir;
   const probeLayer = path.join(work, 'probe-layer');
   mkdirSync(probeLayer);
   copyFileSync(probeBinary(), path.join(probeLayer, 'probe'));
@@ -44,7 +42,7 @@ export async function testEngine(name: string): Promise<TestEngine> {
   const engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot });
   return {
     engine,
-    layers: [imageCache, probeLayer],
+    layers: [image, probeLayer],
     work,
     async cleanup() {
       await engine.gc({ all: true });
