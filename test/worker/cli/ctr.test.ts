@@ -1,0 +1,97 @@
+/**
+ * `faasbox ctr` as a script would use it: exit codes, stdio passthrough, OOM on stderr,
+ * JSON output, usage errors.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildImage } from '../../../images/build.js';
+import { probeBinary } from '../../support/engine.js';
+import { mountsUnder } from '../../../worker/runtime/mounts.js';
+import { detectCgroupDriver } from '../../../worker/runtime/cgroups/index.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const bin = path.join(repo, 'bin/faasbox.js');
+let work: string;
+let rootfs: string;
+let probeLayer: string;
+const cgroupRoot = `/faasbox-test-ctr-${process.pid}`;
+
+function faasbox(args: string[], input?: string) {
+  const r = spawnSync(process.execPath, [bin, ...args], {
+    input,
+    encoding: 'utf8',
+    env: { ...process.env, FAASBOX_STATE_DIR: path.join(work, 'state'), FAASBOX_CGROUP_ROOT: cgroupRoot },
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  work = mkdtempSync(path.join(tmpdir(), 'faasbox-ctr-cli-'));
+  rootfs = (await buildImage('busybox', path.join(work, 'images'))).dir;
+  probeLayer = path.join(work, 'probe');
+  mkdirSync(probeLayer);
+  copyFileSync(probeBinary(), path.join(probeLayer, 'probe'));
+  chmodSync(path.join(probeLayer, 'probe'), 0o755);
+});
+
+after(() => {
+  const gc = faasbox(['ctr', 'gc', '--all', '--json']);
+  assert.equal(gc.code, 0, gc.stderr);
+  detectCgroupDriver({ root: cgroupRoot }).removeRoot();
+  assert.deepEqual(mountsUnder(work), []);
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('ctr run passes stdio through and exits with the command\'s code', () => {
+  const r = faasbox(['ctr', 'run', '--rootfs', rootfs, '--hostname', 'cli-box', '--', 'sh', '-c', 'read x; echo "got $x on $(hostname)"; echo oops >&2; exit 7'], 'hello\n');
+  assert.equal(r.code, 7);
+  assert.equal(r.stdout, 'got hello on cli-box\n');
+  assert.equal(r.stderr, 'oops\n');
+});
+
+test('ctr run says OOM on stderr and exits 137 when the memory limit kills the command', () => {
+  const r = faasbox(['ctr', 'run', '--rootfs', rootfs, '--layer', probeLayer, '--memory', '16m', '--', '/probe', 'memhog', '200']);
+  assert.equal(r.code, 137);
+  assert.match(r.stderr, /^OOM$/m);
+});
+
+test('ctr run --json reports the exit and the usage read from the cgroup', () => {
+  const r = faasbox(['ctr', 'run', '--json', '--rootfs', rootfs, '--cpus', '0.5', '--pids', '32', '--', 'true']);
+  assert.equal(r.code, 0, r.stderr);
+  const result = JSON.parse(r.stderr.trim().split('\n').pop()!);
+  assert.equal(result.exitCode, 0);
+  assert.equal(result.oomKilled, false);
+  assert.equal(typeof result.usage.cpuUsageUsec, 'number');
+});
+
+test('a missing command is reported with exit 127; usage errors exit 2 with a message', () => {
+  const missing = faasbox(['ctr', 'run', '--rootfs', rootfs, '--', '/nope']);
+  assert.equal(missing.code, 127);
+  assert.match(missing.stderr, /exec: \/nope: No such file or directory/);
+  const noRootfs = faasbox(['ctr', 'run', '--', 'true']);
+  assert.equal(noRootfs.code, 2);
+  assert.match(noRootfs.stderr, /needs --rootfs/);
+  const badMem = faasbox(['ctr', 'run', '--rootfs', rootfs, '--memory', 'lots', '--', 'true']);
+  assert.equal(badMem.code, 2);
+  assert.match(badMem.stderr, /--memory must be a size/);
+  const badSpec = faasbox(['ctr', 'run', '--rootfs', 'relative', '--', 'true']);
+  assert.equal(badSpec.code, 1);
+  assert.match(badSpec.stderr, /INVALID_SPEC/);
+});
+
+test('ctr --help, list --json and gc --json answer', () => {
+  const help = faasbox(['ctr', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /Usage: faasbox ctr/);
+  const list = faasbox(['ctr', 'list', '--json']);
+  assert.equal(list.code, 0);
+  assert.deepEqual(JSON.parse(list.stdout), []);
+  const gc = faasbox(['ctr', 'gc', '--json']);
+  assert.equal(gc.code, 0);
+  assert.deepEqual(JSON.parse(gc.stdout), { containers: [], cgroups: [], mounts: [] });
+});
