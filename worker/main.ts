@@ -63,10 +63,10 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
   const code = new CodeStore(cfg.stateDir);
-  const registry_ = cfg.metrics ?? new Registry();
-  if (!cfg.metrics) collectDefaultMetrics({ register: registry_ });
+  const metricsRegistry = cfg.metrics ?? new Registry();
+  if (!cfg.metrics) collectDefaultMetrics({ register: metricsRegistry });
   let poolRef: Pool | undefined;
-  const metrics = new WorkerMetrics(registry_, () => poolRef);
+  const metrics = new WorkerMetrics(metricsRegistry, () => poolRef);
   const pool = new Pool({
     engine,
     images,
@@ -237,7 +237,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     id,
     pool,
     engine,
-    metrics: registry_,
+    metrics: metricsRegistry,
     consumers: { shared: consumers[0]!, own: consumers[1]! },
     async close() {
       await reporter.stop(id);

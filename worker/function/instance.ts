@@ -77,7 +77,8 @@ export class InstanceError extends Error {
 /** Collects a stream's output for the current invocation and finds the end marker in it. */
 class LogCollector {
   private buf = '';
-  private size = 0;
+  /** What came before the latest marker: the finished invocation's output. */
+  private done = '';
   truncated = false;
   private waiter: { marker: string; resolve: () => void } | undefined;
 
@@ -101,13 +102,10 @@ class LogCollector {
     }
     // Bound memory while waiting: keep the head and enough tail to find the marker.
     if (this.buf.length > LOG_LIMIT * 2) {
-      this.size += this.buf.length - LOG_LIMIT;
       this.truncated = true;
       this.buf = this.buf.slice(0, LOG_LIMIT) + this.buf.slice(-256);
     }
   }
-
-  done = '';
 
   /** Resolves when the marker for this invocation has arrived; take() then returns what came before it. */
   until(marker: string): Promise<void> {
