@@ -144,6 +144,7 @@ export class FunctionRegistry {
 
   /** Deploy: store the code and the version (if new) and point the function at it. */
   async put(spec: FunctionSpec, code: Buffer): Promise<PutResult> {
+    this.invalidate(spec.name);
     const version = versionOf(spec);
     const now = new Date();
     const record: FunctionVersion = { name: spec.name, version, spec, createdAt: now.toISOString() };
@@ -168,9 +169,33 @@ export class FunctionRegistry {
     };
   }
 
+  /** find() answers from memory for this long (0: no cache). See cacheFinds(). */
+  private cacheTtlMs = 0;
+  private readonly cache = new Map<string, { record: FunctionRecord | undefined; at: number }>();
+
+  /**
+   * Lets find() answer from memory for ttlMs: the invoke path then costs no Redis round
+   * trip for the function record. This registry's own put/delete invalidate at once;
+   * another process's deploys arrive through the events channel (invalidate(), wired by
+   * the caller), with the TTL as the bound if a message is missed.
+   */
+  cacheFinds(ttlMs: number): void {
+    this.cacheTtlMs = ttlMs;
+  }
+
+  invalidate(name: string): void {
+    this.cache.delete(name);
+  }
+
   async find(name: string): Promise<FunctionRecord | undefined> {
+    if (this.cacheTtlMs > 0) {
+      const hit = this.cache.get(name);
+      if (hit && Date.now() - hit.at < this.cacheTtlMs) return hit.record;
+    }
     const h = await this.redis.hgetall(this.fnKey(name));
-    return h.version ? toRecord(name, h) : undefined;
+    const record = h.version ? toRecord(name, h) : undefined;
+    if (this.cacheTtlMs > 0) this.cache.set(name, { record, at: Date.now() });
+    return record;
   }
 
   async get(name: string): Promise<FunctionRecord> {
@@ -221,6 +246,7 @@ export class FunctionRegistry {
 
   /** Delete a function, all its versions and any code no other function uses; announce it. */
   async delete(name: string): Promise<{ versions: string[] }> {
+    this.invalidate(name);
     const reply = await deleteScript.run(
       this.redis,
       [this.fnKey(name), this.versionsKey(name), this.functionsKey],

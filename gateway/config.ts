@@ -24,6 +24,8 @@ export interface GatewayConfig {
   /** An async invocation not started within this age is dropped by the worker (NO_CAPACITY). */
   asyncMaxAgeMs: number;
   recordTtlSeconds: number;
+  /** How long the invoke path may use a function record from memory (0: always ask Redis). */
+  functionCacheMs: number;
 }
 
 export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
@@ -38,6 +40,7 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
   syncGraceMs: 10_000,
   asyncMaxAgeMs: 6 * 3600 * 1000,
   recordTtlSeconds: DEFAULT_RECORD_TTL_S,
+  functionCacheMs: 2000,
 };
 
 export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: string }): GatewayConfig {

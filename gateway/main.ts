@@ -42,10 +42,25 @@ export async function startGateway(
       metrics = new Registry();
       collectDefaultMetrics({ register: metrics });
     }
+    const registry = new FunctionRegistry(redis, config.prefix);
+    registry.cacheFinds(config.functionCacheMs);
+    if (config.functionCacheMs > 0) {
+      // Deploys and deletes through other gateways invalidate this one's cache.
+      const sub = redis.duplicate();
+      release.push(() => sub.disconnect());
+      await sub.subscribe(registry.eventsChannel);
+      sub.on('message', (_channel: string, message: string) => {
+        try {
+          registry.invalidate((JSON.parse(message) as { name: string }).name);
+        } catch {
+          // not an event of ours
+        }
+      });
+    }
     const app = createApp({
       config,
       redis,
-      registry: new FunctionRegistry(redis, config.prefix),
+      registry,
       invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds),
       queue,
       metrics,
