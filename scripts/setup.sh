@@ -10,7 +10,11 @@ have() { command -v "$1" >/dev/null 2>&1; }
 have redis-server || need+=(redis-server)
 have busybox || need+=(busybox-static)
 have runc || need+=(runc)
-have cc || need+=(gcc libc6-dev)
+have cc || need+=(gcc)
+# libc.a: the C stage and the tests' probe program are linked statically.
+dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
+have python3 || need+=(python3)
+have tar || need+=(tar)
 have make || need+=(make)
 have ip || need+=(iproute2)
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
