@@ -12,6 +12,7 @@ import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
 import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
+import type { ZygoteLauncher } from './zygote.js';
 import { mountRootfs, resetRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
 
@@ -35,6 +36,8 @@ export interface EngineParts {
   sys: Sys;
   cgroups: CgroupDriver;
   seccomp: (mode: ContainerConfig['seccomp']) => Buffer | null;
+  /** Launches monitors without forking the worker (see zygote.ts); absent: spawn each. */
+  zygote?: ZygoteLauncher | undefined;
 }
 
 export class Container {
@@ -121,6 +124,7 @@ export class Container {
         config: encodeInitConfig(config, { cgroupProcs: c.cgroup.procsFiles, seccomp: parts.seccomp(config.seccomp), extraFds: extraFds.length }),
         stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
         extraFds,
+        zygote: parts.zygote,
       });
       undo.push(async () => {
         c.init.signal('SIGKILL');

@@ -15,6 +15,7 @@ import type { ContainerSpec } from './spec.js';
 import { isAlive, readState, type PersistedState } from './state.js';
 import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
+import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 
 export { mountsUnder };
 
@@ -39,6 +40,8 @@ export function defaultStateDir(): string {
 
 export class Engine implements EngineParts {
   private seccompProgram: Buffer | undefined;
+  /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
+  readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
 
   private constructor(
     readonly stateDir: string,
@@ -83,6 +86,14 @@ export class Engine implements EngineParts {
     } finally {
       await c.delete();
     }
+  }
+
+  /**
+   * Stops the zygote (not needed on the way out: it dies with this process). It exits
+   * once the containers it launched have ended; later creates spawn faasbox-init.
+   */
+  async close(): Promise<void> {
+    await this.zygote?.close();
   }
 
   list(): PersistedState[] {

@@ -1,12 +1,16 @@
 /**
- * The worker's end of one faasbox-init: spawns it, feeds it the config, and turns the
- * sync socket's messages into promises (ready, exit). See native/protocol.h.
+ * The worker's end of one faasbox-init: launches it (through the engine's zygote, or by
+ * spawning it), feeds it the config, and turns the sync socket's messages into promises
+ * (ready, exit). See native/protocol.h.
  */
 import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
+import net from 'node:net';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import { EngineError } from './errors.js';
-import { decodeWaitStatus, initBinaryPath, parseSyncLine, type SyncMessage } from './native/protocol.js';
+import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, type SyncMessage } from './native/protocol.js';
+import { socketpair } from './sys/fdpass.js';
+import type { ZygoteLauncher } from './zygote.js';
 
 export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 
@@ -24,12 +28,24 @@ export interface SpawnOptions {
   stdio: [StdioSpec, StdioSpec, StdioSpec];
   /** Host fds handed to the user process as 3, 4, ... */
   extraFds: (number | 'pipe')[];
+  /** Launch through this zygote when the request fits it; else spawn faasbox-init. */
+  zygote?: ZygoteLauncher | undefined;
+}
+
+interface Ends {
+  sync: Duplex;
+  stdin: Writable | null;
+  stdout: Readable | null;
+  stderr: Readable | null;
+  extra: (Duplex | null)[];
 }
 
 export class InitProcess {
-  readonly child: ChildProcess;
+  /** The spawned monitor; undefined when the zygote launched it. */
+  readonly child: ChildProcess | undefined;
   /** Host pid of the container's init (pid 1 inside). */
   pid = 0;
+  private readonly ends: Ends;
   private readonly sync: Duplex;
   private buffered = '';
   private errors: string[] = [];
@@ -41,25 +57,31 @@ export class InitProcess {
   readonly exited: Promise<InitExit>;
 
   constructor(opts: SpawnOptions) {
-    const bin = initBinaryPath();
-    if (!existsSync(bin)) {
-      throw new EngineError('INIT_BINARY_MISSING', `faasbox-init not found at ${bin}; run \`npm install\` (it builds the C stage with make)`);
+    if (opts.zygote?.accepts(opts.config, opts.extraFds.length)) {
+      this.child = undefined;
+      this.ends = launchByZygote(opts.zygote, opts);
+    } else {
+      this.child = spawnMonitor(opts);
+      const st = this.child.stdio;
+      this.ends = {
+        sync: st[4] as Duplex,
+        stdin: this.child.stdin,
+        stdout: this.child.stdout,
+        stderr: this.child.stderr,
+        extra: opts.extraFds.map((_, i) => (st[5 + i] as Duplex | null) ?? null),
+      };
     }
-    const stdio: StdioOptions = [...opts.stdio, 'pipe', 'pipe', ...opts.extraFds];
-    // An empty environment: nothing of the worker's reaches the container.
-    this.child = spawn(bin, [], { stdio, env: {}, argv0: 'faasbox-init' });
-    const configStream = this.child.stdio[3] as Writable;
-    this.sync = this.child.stdio[4] as Duplex;
-    configStream.on('error', () => {}); // reported through the sync socket or the exit
-    configStream.end(opts.config);
+    this.sync = this.ends.sync;
     this.sync.setEncoding('utf8');
     this.sync.on('data', (chunk: string) => this.onData(chunk));
     this.sync.on('error', () => {});
     this.exited = new Promise<InitExit>((resolve) => {
       // Settled by the first of: the init's "exit" report (the user process ended; the
       // namespace dies with init right after), or the monitor's end (init itself died).
+      // A spawned monitor's end is its exit; a zygote's monitor is seen only through the
+      // sync socket ("init-exit", then EOF once the monitor and init have both gone).
       // Piped stdout/stderr must also have ended, so that readers have all the output.
-      const streams = [this.child.stdout, this.child.stderr].filter((s): s is Readable => s !== null);
+      const streams = [this.ends.stdout, this.ends.stderr].filter((s): s is Readable => s !== null);
       const drained = Promise.all(streams.map((s) => new Promise<void>((r) => (s.readableEnded || s.destroyed ? r() : s.once('close', () => r())))));
       let syncEnded = false;
       let monitorCode: number | null | undefined;
@@ -72,9 +94,11 @@ export class InitProcess {
       this.onExitReport = finish;
       this.sync.on('close', () => {
         syncEnded = true;
+        // A monitor that reported nothing but an error ended through bail().
+        if (!this.child) monitorCode = this.errors.length ? EXIT_BAIL : null;
         finish();
       });
-      this.child.on('exit', (code) => {
+      this.child?.on('exit', (code) => {
         monitorCode = code;
         finish();
       });
@@ -89,17 +113,17 @@ export class InitProcess {
   }
 
   get stdin(): Writable | null {
-    return this.child.stdin;
+    return this.ends.stdin;
   }
   get stdout(): Readable | null {
-    return this.child.stdout;
+    return this.ends.stdout;
   }
   get stderr(): Readable | null {
-    return this.child.stderr;
+    return this.ends.stderr;
   }
   /** The worker's ends of the 'pipe' extra fds, in order. */
   extraStream(i: number): Duplex {
-    return this.child.stdio[5 + i] as Duplex;
+    return this.ends.extra[i] as Duplex;
   }
 
   ready(): Promise<void> {
@@ -169,6 +193,81 @@ export class InitProcess {
       return { ...st, initKilled: st.signal !== null, ...(error ? { error } : {}) };
     }
     return { exitCode: monitorCode, signal: null, error: error ?? `faasbox-init exited with ${monitorCode} before reporting` };
+  }
+}
+
+function checkBinary(): string {
+  const bin = initBinaryPath();
+  if (!existsSync(bin)) {
+    throw new EngineError('INIT_BINARY_MISSING', `faasbox-init not found at ${bin}; run \`npm install\` (it builds the C stage with make)`);
+  }
+  return bin;
+}
+
+/** The spawn path: one fork of the worker per container (FAASBOX_ZYGOTE=0, or a request too big for the zygote). */
+function spawnMonitor(opts: SpawnOptions): ChildProcess {
+  const bin = checkBinary();
+  const stdio: StdioOptions = [...opts.stdio, 'pipe', 'pipe', ...opts.extraFds];
+  // An empty environment: nothing of the worker's reaches the container.
+  const child = spawn(bin, [], { stdio, env: {}, argv0: 'faasbox-init' });
+  const configStream = child.stdio[3] as Writable;
+  configStream.on('error', () => {}); // reported through the sync socket or the exit
+  configStream.end(opts.config);
+  return child;
+}
+
+/**
+ * The zygote path: the same fds the spawn path would set up (socketpairs for 'pipe',
+ * /dev/null for 'ignore'), handed over in one message; the worker keeps its ends.
+ */
+function launchByZygote(zygote: ZygoteLauncher, opts: SpawnOptions): Ends {
+  const theirs: number[] = []; // fds opened only to be handed over: closed here in any case
+  const mine: number[] = []; // the worker's ends: closed here only on failure
+  const pair = (): [number, number] => {
+    const [a, b] = socketpair();
+    mine.push(a);
+    theirs.push(b);
+    return [a, b];
+  };
+  try {
+    const myStdio: (number | undefined)[] = [];
+    const fds = opts.stdio.map((spec, i) => {
+      if (spec === 'inherit') return i;
+      if (typeof spec === 'number') return spec;
+      if (spec === 'ignore') {
+        const fd = openSync('/dev/null', 'r+');
+        theirs.push(fd);
+        return fd;
+      }
+      const [a, b] = pair();
+      myStdio[i] = a;
+      return b;
+    });
+    const [mySync, theirSync] = pair();
+    fds.push(theirSync);
+    const myExtra = opts.extraFds.map((spec) => {
+      if (spec !== 'pipe') {
+        fds.push(spec);
+        return undefined;
+      }
+      const [a, b] = pair();
+      fds.push(b);
+      return a;
+    });
+    zygote.launch(opts.config, fds);
+    const wrap = (fd: number | undefined, readable: boolean) => (fd === undefined ? null : new net.Socket({ fd, readable, writable: true }));
+    return {
+      sync: wrap(mySync, true)!,
+      stdin: wrap(myStdio[0], false),
+      stdout: wrap(myStdio[1], true),
+      stderr: wrap(myStdio[2], true),
+      extra: myExtra.map((fd) => wrap(fd, true)),
+    };
+  } catch (err) {
+    for (const fd of mine) closeSync(fd);
+    throw err;
+  } finally {
+    for (const fd of theirs) closeSync(fd);
   }
 }
 

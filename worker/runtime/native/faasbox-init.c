@@ -10,7 +10,8 @@
  * syscall filter, and sends them as data (protocol.h); this program carries them out in
  * a fixed order and dies through bail() on the first failure, reporting on the sync fd.
  *
- * Three processes:
+ * Three processes (and, in zygote mode, a long-lived fourth that forks the monitors;
+ * see protocol.h):
  *   monitor  in the host's namespaces; clones init, reports its pid, waits for it, and
  *            reports how it ended (so the worker learns of a SIGKILLed init too).
  *   init     pid 1 of the new pid namespace: joins the cgroup, builds the root, parks
@@ -256,7 +257,7 @@ static void parse_config(char *buf, size_t len) {
     bail("no command");
   if (!cfg.rootfs)
     bail("no rootfs");
-  if (cfg.extra_fds < 0 || cfg.extra_fds > 64)
+  if (cfg.extra_fds < 0 || cfg.extra_fds > ZYGOTE_MAX_EXTRA_FDS)
     bail("extra fd count %d out of range", cfg.extra_fds);
 }
 
@@ -655,17 +656,8 @@ static void __attribute__((noreturn)) init_main(void) {
 
 /* --------------------------------------------------------------- monitor --- */
 
-int main(void) {
-  size_t len;
-  char *buf = read_all(FD_CONFIG, &len);
-  close(FD_CONFIG);
-  parse_config(buf, len);
-
-  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-    bail("set parent death signal");
-  if (getppid() == 1)
-    bail("worker exited before the container started");
-
+/* Runs with the config parsed, the parent death signal set and the fds in place. */
+static int __attribute__((noreturn)) monitor(void) {
   unsigned long flags = cfg.clone_flags & ~(unsigned long)CLONE_NEWCGROUP;
   /* clone with a NULL stack behaves like fork: the child runs on a copy of this stack. */
   pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
@@ -690,5 +682,133 @@ int main(void) {
       bail("waitpid init");
   }
   dprintf(sync_fd, "init-exit %d\n", status);
-  return 0;
+  _exit(0);
+}
+
+/* ---------------------------------------------------------------- zygote --- */
+
+static pid_t zygote_pid;
+
+/*
+ * The forked child of the zygote becomes a monitor: the received fds go where a spawned
+ * monitor would have found them (0, 1, 2, FD_SYNC, FD_EXTRA_BASE..).
+ */
+static void __attribute__((noreturn)) monitor_from_request(char *buf, size_t len, const int *fds, int nfds) {
+  sync_fd = fds[3];
+  /* The zygote's dispositions are inherited; the monitor must be able to waitpid its
+   * init, and init relies on SIGCHLD being queued (SIG_IGN would discard it). */
+  signal(SIGCHLD, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    bail("set parent death signal");
+  if (getppid() != zygote_pid)
+    bail("zygote exited before the container started");
+  /* Everything above the targets first: a received fd may sit on another one's target. */
+  int high[ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS];
+  for (int i = 0; i < nfds; i++)
+    if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, FD_EXTRA_BASE + ZYGOTE_MAX_EXTRA_FDS)) < 0)
+      bail("dup received fd %d", i);
+  sync_fd = high[3];
+  for (int i = 0; i < nfds; i++) {
+    int target = i < 3 ? i : i == 3 ? FD_SYNC : FD_EXTRA_BASE + (i - ZYGOTE_FDS_FIXED);
+    if (dup2(high[i], target) < 0)
+      bail("dup2 received fd %d to %d", i, target);
+  }
+  sync_fd = FD_SYNC;
+  /* The control socket, the zygote's copies and the high copies: none may reach init. */
+  close(ZYGOTE_FD_CONTROL);
+  if (syscall(SYS_close_range, FD_EXTRA_BASE + (nfds - ZYGOTE_FDS_FIXED), ~0U, 0) < 0)
+    bail("close_range");
+  parse_config(buf, len);
+  if (cfg.extra_fds != nfds - ZYGOTE_FDS_FIXED)
+    bail("config names %d extra fds, the request carried %d", cfg.extra_fds, nfds - ZYGOTE_FDS_FIXED);
+  monitor();
+}
+
+/*
+ * Serves launch requests until the worker closes the control socket. Nothing a request
+ * carries is interpreted here (the monitor parses the config), so a bad request can only
+ * fail its own monitor; what the zygote itself cannot do is reported on the request's
+ * sync fd.
+ */
+static void __attribute__((noreturn)) zygote_main(void) {
+  static char buf[ZYGOTE_MAX_CONFIG + 1];
+  static union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(int) * (ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS))];
+  } control;
+  stage = "zygote";
+  sync_fd = 2; /* its own setup failures go to the worker's stderr */
+  zygote_pid = getpid();
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    bail("set parent death signal");
+  if (getppid() == 1)
+    bail("worker exited before the zygote started");
+  /* Monitors are reaped by the kernel; an error reply to a vanished worker must not kill us. */
+  struct sigaction sa = {.sa_handler = SIG_DFL, .sa_flags = SA_NOCLDWAIT};
+  if (sigaction(SIGCHLD, &sa, NULL) < 0)
+    bail("sigaction SIGCHLD");
+  signal(SIGPIPE, SIG_IGN);
+
+  for (;;) {
+    struct iovec iov = {.iov_base = buf, .iov_len = sizeof buf};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+    ssize_t n = recvmsg(ZYGOTE_FD_CONTROL, &msg, MSG_CMSG_CLOEXEC);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      bail("recvmsg on the control socket");
+    int fds[ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS], nfds = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+        continue;
+      int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+      for (int i = 0; i < count && nfds < (int)(sizeof fds / sizeof fds[0]); i++)
+        memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+    }
+    if (n == 0 && nfds == 0)
+      break; /* EOF: the engine closed its launcher */
+
+    const char *why = NULL;
+    char detail[128];
+    if (msg.msg_flags & MSG_TRUNC)
+      why = "config larger than ZYGOTE_MAX_CONFIG";
+    else if (msg.msg_flags & MSG_CTRUNC)
+      why = "more fds than ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS";
+    else if (nfds < ZYGOTE_FDS_FIXED)
+      why = "fewer fds than ZYGOTE_FDS_FIXED";
+    if (!why) {
+      pid_t pid = fork();
+      if (pid == 0)
+        monitor_from_request(buf, (size_t)n, fds, nfds);
+      if (pid < 0) {
+        snprintf(detail, sizeof detail, "fork: %s", strerror(errno));
+        why = detail;
+      }
+    }
+    if (why && nfds >= ZYGOTE_FDS_FIXED)
+      dprintf(fds[3], "error zygote: %s\n", why);
+    for (int i = 0; i < nfds; i++)
+      close(fds[i]);
+  }
+  /* With SA_NOCLDWAIT, wait() returns ECHILD once every monitor has ended. */
+  while (wait(NULL) >= 0 || errno == EINTR)
+    ;
+  _exit(0);
+}
+
+int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "--zygote") == 0)
+    zygote_main();
+
+  size_t len;
+  char *buf = read_all(FD_CONFIG, &len);
+  close(FD_CONFIG);
+  parse_config(buf, len);
+
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    bail("set parent death signal");
+  if (getppid() == 1)
+    bail("worker exited before the container started");
+  monitor();
 }

@@ -28,6 +28,29 @@
  *       stage that fails writes "error <what>: <detail>" and exits with EXIT_BAIL.
  * fd 5 .. 5+n-1: handed to the user process as fds 3 .. 3+n-1 (REC_EXTRA_FDS = n).
  * fds 0-2: the user process's stdio; the monitor and init close their copies.
+ *
+ * Zygote mode (`faasbox-init --zygote`): one long-lived process per engine launches the
+ * monitors, so that the worker (a ~60 MB multi-threaded Node process) forks only once.
+ *
+ *   worker (node)                          zygote                         monitor (as above)
+ *   -------------                          ------                         ------------------
+ *   spawn --zygote, fd 3 = control ──────▶ PDEATHSIG, SIGCHLD reaped
+ *   socketpairs; one control message:      by the kernel (SA_NOCLDWAIT)
+ *     data = config records (as on fd 3)
+ *     SCM_RIGHTS = stdin, stdout, stderr,
+ *                  sync, extra 0..n-1 ───▶ recvmsg, fork ─────────────────▶ SIGCHLD/SIGPIPE default,
+ *   close its copies of those fds          close its copies, loop            PDEATHSIG, fds to 0,1,2,4,5..,
+ *        ◀──────────────────────────────────────────────────────────────── parse config from memory,
+ *                                                                           "pid ..." ... "init-exit ..." , EOF
+ *   close control (or die) ──────────────▶ EOF: exit once every monitor has ended
+ *                                          (worker died: PDEATHSIG kills the zygote, then
+ *                                           each monitor and init by their own PDEATHSIG)
+ *
+ * fd ZYGOTE_FD_CONTROL: a SOCK_SEQPACKET socket: one message per container, so a bad
+ *       request can never desynchronise the next one. The data is at most
+ *       ZYGOTE_MAX_CONFIG bytes; ZYGOTE_FDS_FIXED + n fds ride along (n <= the extra fd
+ *       limit, and must equal REC_EXTRA_FDS). A request the zygote cannot serve is
+ *       answered "error zygote: <why>" on its sync fd; the zygote carries on.
  */
 #ifndef FAASBOX_PROTOCOL_H
 #define FAASBOX_PROTOCOL_H
@@ -37,6 +60,12 @@
 #define FD_EXTRA_BASE 5
 
 #define EXIT_BAIL 125
+
+/* zygote mode */
+#define ZYGOTE_FD_CONTROL 3
+#define ZYGOTE_FDS_FIXED 4      /* stdin, stdout, stderr, sync; then the extra fds */
+#define ZYGOTE_MAX_EXTRA_FDS 64 /* also the limit on REC_EXTRA_FDS */
+#define ZYGOTE_MAX_CONFIG 196608 /* below the default unix socket send buffer (wmem_default) */
 
 /* config record types */
 #define REC_ARG 1           /* one argv element, repeated in order */

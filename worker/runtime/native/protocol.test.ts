@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { Rec, FD_CONFIG, FD_SYNC, FD_EXTRA_BASE, EXIT_BAIL, ConfigWriter, parseSyncLine, decodeWaitStatus } from './protocol.js';
+import { Rec, FD_CONFIG, FD_SYNC, FD_EXTRA_BASE, EXIT_BAIL, ZYGOTE_FD_CONTROL, ZYGOTE_FDS_FIXED, ZYGOTE_MAX_EXTRA_FDS, ZYGOTE_MAX_CONFIG, ConfigWriter, parseSyncLine, decodeWaitStatus } from './protocol.js';
 
 const srcDir = path.dirname(fileURLToPath(import.meta.url)).replace(`${path.sep}dist${path.sep}`, path.sep);
 const header = readFileSync(path.join(srcDir, 'protocol.h'), 'utf8');
@@ -23,6 +23,15 @@ test('fd numbers and exit code equal those in protocol.h', () => {
   assert.equal(defines.get('FD_SYNC'), FD_SYNC);
   assert.equal(defines.get('FD_EXTRA_BASE'), FD_EXTRA_BASE);
   assert.equal(defines.get('EXIT_BAIL'), EXIT_BAIL);
+});
+
+test('zygote constants equal those in protocol.h', () => {
+  const cZygote = [...defines].filter(([k]) => k.startsWith('ZYGOTE_'));
+  const ts: Record<string, number> = { ZYGOTE_FD_CONTROL, ZYGOTE_FDS_FIXED, ZYGOTE_MAX_EXTRA_FDS, ZYGOTE_MAX_CONFIG };
+  assert.deepEqual(Object.fromEntries(cZygote), ts);
+  // The sync fd and the extra fds land where a spawned monitor finds them.
+  assert.equal(FD_EXTRA_BASE, FD_SYNC + 1);
+  assert.equal(ZYGOTE_FDS_FIXED, 4);
 });
 
 test('config records are type, length, NUL-separated payload', () => {

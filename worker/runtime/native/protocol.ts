@@ -10,6 +10,13 @@ export const FD_SYNC = 4;
 export const FD_EXTRA_BASE = 5;
 export const EXIT_BAIL = 125;
 
+/** Zygote mode: the control socket's fd in the zygote and the limits of one request. */
+export const ZYGOTE_FD_CONTROL = 3;
+/** stdin, stdout, stderr, sync; the extra fds follow. */
+export const ZYGOTE_FDS_FIXED = 4;
+export const ZYGOTE_MAX_EXTRA_FDS = 64;
+export const ZYGOTE_MAX_CONFIG = 196608;
+
 export const Rec = {
   ARG: 1,
   ENV: 2,
