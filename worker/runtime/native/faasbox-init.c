@@ -694,6 +694,7 @@ static pid_t zygote_pid;
  * monitor would have found them (0, 1, 2, FD_SYNC, FD_EXTRA_BASE..).
  */
 static void __attribute__((noreturn)) monitor_from_request(char *buf, size_t len, const int *fds, int nfds) {
+  stage = "monitor";
   sync_fd = fds[3];
   /* The zygote's dispositions are inherited; the monitor must be able to waitpid its
    * init, and init relies on SIGCHLD being queued (SIG_IGN would discard it). */
