@@ -244,6 +244,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       await Promise.all(consumers.map((w) => w.close()));
       await sub.quit().catch(() => {});
       await pool.close();
+      // Every container is gone with the pool, so the engine's fork server exits now too.
+      await engine.close();
       await redis.quit().catch(() => {});
       for (const c of connections) await c.quit().catch(() => {});
     },
