@@ -6,13 +6,13 @@
 const HELP = `Usage: faasbox <command> [options]
 
 Commands:
-  up             start the all-in-one stack (redis, gateway, worker) on this machine
+  up             start the all-in-one stack (redis, gateway, worker, scheduler) on this machine
   deploy NAME    deploy or update a function
   invoke NAME    invoke a function
   logs ID        an invocation's record: status, result, stdout/stderr
   ls | get NAME | rm NAME
                  list, show, delete functions
-  gateway | worker
+  gateway | worker | scheduler
                  run one service in the foreground (configuration by env or --config FILE)
   ctr ...        the container engine (run, list, state, kill, delete, gc)
   image ...      build runtime images (nodejs20, busybox)
@@ -25,6 +25,7 @@ const COMMANDS: Record<string, () => Promise<Main>> = {
   up: async () => (await import('./services.js')).up,
   gateway: async () => (argv) => import('./services.js').then((m) => m.service('gateway', argv)),
   worker: async () => (argv) => import('./services.js').then((m) => m.service('worker', argv)),
+  scheduler: async () => (argv) => import('./services.js').then((m) => m.service('scheduler', argv)),
   deploy: async () => (await import('./client.js')).deploy,
   invoke: async () => (await import('./client.js')).invoke,
   logs: async () => (await import('./client.js')).logs,

@@ -12,7 +12,7 @@ const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
 
 Starts the all-in-one stack on this machine: its own redis-server (installed from the
 distribution's packages if missing; data and append-only log under the state dir), the
-gateway and a worker. Prints where to reach them; Ctrl-C stops everything.
+gateway, a worker and the scheduler. Prints where to reach them; Ctrl-C stops everything.
 
 Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_PORT               gateway port (default 8080)
@@ -22,7 +22,7 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)`;
 
-const SERVICE_HELP = `Usage: faasbox gateway|worker [--config FILE]
+const SERVICE_HELP = `Usage: faasbox gateway|worker|scheduler [--config FILE]
 
 Runs one service in the foreground. Needs FAASBOX_REDIS_URL (or redisUrl in the file);
 the gateway needs FAASBOX_API_KEY. See faasbox up --help for the settings.`;
@@ -82,6 +82,9 @@ export async function up(argv: string[]): Promise<number> {
     log('starting the worker (first start builds the runtime images)...');
     const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, metrics });
     cleanup.push(() => worker.close());
+    const { startScheduler } = await import('../scheduler/main.js');
+    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix });
+    cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
     const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
     cleanup.push(() => gateway.close());
@@ -111,7 +114,7 @@ Try:
   }
 }
 
-export async function service(which: 'gateway' | 'worker', argv: string[]): Promise<number> {
+export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
   if (values.help) {
     console.log(SERVICE_HELP);
@@ -120,7 +123,12 @@ export async function service(which: 'gateway' | 'worker', argv: string[]): Prom
   const cfg = loadConfig(values.config);
   if (!cfg.redisUrl) throw new Error(`${which}: set FAASBOX_REDIS_URL (or redisUrl in the config file)`);
   let close: () => Promise<void>;
-  if (which === 'gateway') {
+  if (which === 'scheduler') {
+    const { startScheduler } = await import('../scheduler/main.js');
+    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, onRescue: (e) => log(`worker ${e.worker} went silent; moved ${e.moved} waiting invocations to the shared queue`) });
+    log('scheduler watching worker reports');
+    close = sch.close;
+  } else if (which === 'gateway') {
     const apiKey = apiKeyFor(cfg);
     if (!apiKey) throw new Error('gateway: set FAASBOX_API_KEY');
     const { startGateway } = await import('../gateway/main.js');
