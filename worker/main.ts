@@ -90,8 +90,16 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   await sub.subscribe(registry.eventsChannel);
   sub.on('message', (_channel: string, message: string) => {
-    const ev = JSON.parse(message) as FunctionEvent;
-    // A deleted or replaced function's warm containers go; its versions stay cached (immutable).
+    let ev: FunctionEvent;
+    try {
+      ev = JSON.parse(message) as FunctionEvent;
+    } catch {
+      return; // not an event of ours
+    }
+    // A deleted or replaced function's warm containers go. Versions are immutable, so a
+    // replaced function's stay cached; a deleted function's are forgotten, so that jobs
+    // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
+    if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
     if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous)) void pool.dropFunction(ev.name);
   });
 
