@@ -100,7 +100,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // replaced function's stay cached; a deleted function's are forgotten, so that jobs
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
     if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
-    if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous)) void pool.dropFunction(ev.name);
+    if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version)) void pool.dropFunction(ev.name);
   });
 
   async function target(job: InvocationJob): Promise<FunctionTarget> {
