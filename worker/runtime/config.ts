@@ -239,7 +239,7 @@ function defaultRootOps(diskBytes: number): RootOp[] {
 /** The records faasbox-init reads on fd 3. */
 export function encodeInitConfig(
   config: ContainerConfig,
-  opts: { cgroupProcs: string[]; seccomp: Buffer | null; extraFds: number },
+  opts: { cgroupProcs: string[]; cgroupDir?: string; seccomp: Buffer | null; extraFds: number },
 ): Buffer {
   const w = new ConfigWriter();
   for (const a of config.args) w.text(Rec.ARG, a);
@@ -252,6 +252,7 @@ export function encodeInitConfig(
   for (const g of config.groups) w.text(Rec.GROUP, g);
   w.text(Rec.CLONE_FLAGS, config.cloneFlags);
   for (const p of opts.cgroupProcs) w.text(Rec.CGROUP_PROCS, p);
+  if (opts.cgroupDir) w.text(Rec.CGROUP_DIR, opts.cgroupDir);
   // Slave propagation (not private) so that a bind declared 'slave' still receives mounts from the host.
   const anySlave = config.binds.some((b) => b.flags & MS_SLAVE);
   w.text(Rec.PROPAGATION, MS_REC | (anySlave ? MS_SLAVE : MS_PRIVATE));

@@ -121,7 +121,12 @@ export class Container {
 
       const extraFds = io.extraFds ?? [];
       c.init = new InitProcess({
-        config: encodeInitConfig(config, { cgroupProcs: c.cgroup.procsFiles, seccomp: parts.seccomp(config.seccomp), extraFds: extraFds.length }),
+        config: encodeInitConfig(config, {
+          cgroupProcs: c.cgroup.procsFiles,
+          ...(c.cgroup.cloneInto ? { cgroupDir: c.cgroup.cloneInto } : {}),
+          seccomp: parts.seccomp(config.seccomp),
+          extraFds: extraFds.length,
+        }),
         stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
         extraFds,
         zygote: parts.zygote,

@@ -47,6 +47,8 @@ export interface Cgroup {
   readonly name: string;
   /** Every cgroup.procs the container's init must join: one per v1 hierarchy, one for v2. */
   readonly procsFiles: string[];
+  /** cgroup v2: the directory a process can be cloned straight into (CLONE_INTO_CGROUP). */
+  readonly cloneInto?: string;
   setLimits(l: CgroupLimits): void;
   stats(): CgroupStats;
   /** Just CPU time and peak memory: two reads, for the per-invocation hot path. */

@@ -146,6 +146,10 @@ export class CgroupV2Group extends BaseCgroup {
    */
   private peakFile: CgroupFile | undefined;
 
+  get cloneInto(): string {
+    return this.dir;
+  }
+
   constructor(
     fs: CgroupFs,
     name: string,

@@ -28,6 +28,7 @@
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/openat2.h>
+#include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <net/if.h>
 #include <sched.h>
@@ -72,6 +73,8 @@ struct config {
   int ngroups;
   unsigned long clone_flags, propagation;
   const char *cgroup_procs[16];
+  const char *cgroup_dir; /* cgroup v2: clone init straight into it */
+  int joined_by_clone;
   int ncgroups;
   struct op binds[64];
   int nbinds;
@@ -248,6 +251,7 @@ static void parse_config(char *buf, size_t len) {
       cfg.has_umask = 1;
       break;
     case REC_SETSID: cfg.setsid = 1; break;
+    case REC_CGROUP_DIR: cfg.cgroup_dir = p; break;
     default: bail("unknown config record type %u", type);
     }
   }
@@ -596,7 +600,8 @@ static void __attribute__((noreturn)) init_main(void) {
   stage = "init";
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
     bail("set parent death signal");
-  for (int i = 0; i < cfg.ncgroups; i++)
+  /* Born in its cgroup (CLONE_INTO_CGROUP): no migration, so no cgroup.procs write. */
+  for (int i = 0; !cfg.joined_by_clone && i < cfg.ncgroups; i++)
     write_file(cfg.cgroup_procs[i], "0");
   /* After joining, so that the namespace's root is the container's own cgroup. */
   if ((cfg.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
@@ -659,8 +664,28 @@ static void __attribute__((noreturn)) init_main(void) {
 /* Runs with the config parsed, the parent death signal set and the fds in place. */
 static int __attribute__((noreturn)) monitor(void) {
   unsigned long flags = cfg.clone_flags & ~(unsigned long)CLONE_NEWCGROUP;
+  pid_t pid = -1;
+  if (cfg.cgroup_dir) {
+    /* cgroup v2 (Linux 5.7+): create init inside its cgroup. Joining by a cgroup.procs
+     * write is a migration, which takes cgroup_threadgroup_rwsem for writing and may wait
+     * for an RCU grace period (milliseconds) on the container start path. */
+    int cgfd = open(cfg.cgroup_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (cgfd < 0)
+      bail("open cgroup %s", cfg.cgroup_dir);
+    struct clone_args args = {.flags = flags | CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cgfd};
+    pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+    if (pid == 0) {
+      cfg.joined_by_clone = 1;
+      init_main();
+    }
+    close(cgfd);
+    /* Kernels without clone3 or CLONE_INTO_CGROUP: fall back to clone and a join by write. */
+    if (pid < 0 && errno != ENOSYS && errno != E2BIG && errno != EINVAL)
+      bail("clone3 into cgroup %s with flags 0x%lx", cfg.cgroup_dir, flags);
+  }
   /* clone with a NULL stack behaves like fork: the child runs on a copy of this stack. */
-  pid_t pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
+  if (pid < 0)
+    pid = (pid_t)syscall(SYS_clone, flags | SIGCHLD, NULL, NULL, NULL, NULL);
   if (pid < 0)
     bail("clone with flags 0x%lx", flags);
   if (pid == 0)

@@ -95,5 +95,6 @@
 #define REC_PROPAGATION 25  /* mount flags for "/" in the new mount ns (MS_REC|MS_PRIVATE or MS_REC|MS_SLAVE) */
 #define REC_UMASK 26        /* octal */
 #define REC_SETSID 27       /* "1": the user process starts a new session */
+#define REC_CGROUP_DIR 28   /* cgroup v2 dir: init is cloned into it (CLONE_INTO_CGROUP) and skips REC_CGROUP_PROCS; those stay as the fallback */
 
 #endif

@@ -45,6 +45,7 @@ export const Rec = {
   PROPAGATION: 25,
   UMASK: 26,
   SETSID: 27,
+  CGROUP_DIR: 28,
 } as const;
 export type RecType = (typeof Rec)[keyof typeof Rec];
 
