@@ -17,7 +17,6 @@ have python3 || need+=(python3)
 have tar || need+=(tar)
 have make || need+=(make)
 have ip || need+=(iproute2)
-[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 have promtool || need+=(prometheus)
 have unshare || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
@@ -27,7 +26,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # Debian starts these as system services on install; faasbox runs its own instances.
-  for svc in redis-server docker-registry prometheus; do
+  for svc in redis-server prometheus; do
     if [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   done
 fi
