@@ -13,7 +13,7 @@ import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
-import { mountRootfs, resetRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
+import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
 
 export interface ContainerIO {
@@ -243,23 +243,10 @@ export class Container {
     sys.mount(null, slot.hostPath, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
   }
 
-  /** Unmounts what fillSlot put there (inside the container too). */
-  emptySlot(name: string): void {
-    const slot = this.slot(name);
-    // Only the filling: the shared bind beneath stays, ready for the next fill.
-    if (mountsUnder(slot.hostPath).length > 1) this.parts.sys.umount(slot.hostPath, MNT_DETACH);
-  }
-
   private slot(name: string): ContainerConfig['slots'][number] {
     const slot = this.config.slots.find((s) => s.name === name);
     if (!slot) throw new EngineError('INVALID_SPEC', `container ${this.id} has no slot "${name}"`);
     return slot;
-  }
-
-  /** Back to the pristine snapshot (stopped containers only): the writes are discarded. */
-  resetRootfs(): void {
-    if (this.status !== 'stopped') throw new EngineError('INVALID_STATE', `container ${this.id} is ${this.status}; only a stopped container's rootfs can be reset`);
-    resetRootfs(this.parts.sys, this.rootfsPlan());
   }
 
   private deleting: Promise<void> | undefined;

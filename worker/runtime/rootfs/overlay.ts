@@ -1,8 +1,9 @@
 /**
  * A container's root: the image layers as read-only overlayfs lower dirs (shared by
  * every container), and a per-container upper/work dir on a tmpfs whose size is the
- * container's disk quota (cgroups cannot bound disk). Discarding the tmpfs returns the
- * container to the pristine snapshot. Mounts go through the Sys interface (syscalls).
+ * container's disk quota (cgroups cannot bound disk). Discarding the tmpfs is all it
+ * takes to be back at the pristine snapshot: the next container over the same layers
+ * sees none of it. Mounts go through the Sys interface (syscalls).
  */
 import { mkdirSync, rmSync } from 'node:fs';
 import { MNT_DETACH, MS_NODEV, MS_NOSUID, type Sys } from '../sys/index.js';
@@ -37,16 +38,6 @@ function mountOverlay(sys: Sys, plan: RootfsPlan): void {
   // A single lower dir is allowed; overlayfs needs lowerdir to be non-empty.
   const data = `lowerdir=${plan.lowerDirs.join(':')},upperdir=${paths.upper},workdir=${paths.work}`;
   sys.mount(plan.tag, paths.rootfs, 'overlay', MS_NOSUID | MS_NODEV, data);
-}
-
-/**
- * Back to the snapshot: drop the overlay and everything the container wrote, then
- * mount a fresh one. The container's processes must be gone.
- */
-export function resetRootfs(sys: Sys, plan: RootfsPlan): void {
-  sys.umount(plan.paths.rootfs, MNT_DETACH);
-  sys.umount(plan.paths.disk, MNT_DETACH);
-  mountRootfs(sys, plan);
 }
 
 /** Idempotent: unmounts whatever is still mounted and removes the directories. */
