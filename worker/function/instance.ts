@@ -11,6 +11,7 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Engine } from '../runtime/engine.js';
 import type { Container, ExitResult } from '../runtime/container.js';
 import type { CgroupStats } from '../runtime/cgroups/index.js';
+import { readLines } from '../runtime/lines.js';
 import { END_MARKER } from '../../images/protocol.js';
 
 export const CODE_DIR = '/var/task';
@@ -138,7 +139,6 @@ export class RuntimeInstance {
   private readonly stdout: LogCollector;
   private readonly stderr: LogCollector;
   private pending: { type: string; resolve: (r: Reply) => void; reject: (e: Error) => void } | undefined;
-  private lineBuf = '';
   private exitInfo: ExitResult | undefined;
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
@@ -151,8 +151,7 @@ export class RuntimeInstance {
     this.requests = container.extraStream(0);
     this.replies = container.extraStream(1);
     this.requests.on('error', () => {});
-    this.replies.setEncoding('utf8');
-    this.replies.on('data', (chunk: string) => this.onData(chunk));
+    readLines(this.replies, (line) => this.onReply(line));
     this.replies.on('error', () => {});
     this.stdout = new LogCollector(container.stdout!);
     this.stderr = new LogCollector(container.stderr!);
@@ -285,23 +284,17 @@ export class RuntimeInstance {
     });
   }
 
-  private onData(chunk: string): void {
-    this.lineBuf += chunk;
-    let nl: number;
-    while ((nl = this.lineBuf.indexOf('\n')) >= 0) {
-      const line = this.lineBuf.slice(0, nl);
-      this.lineBuf = this.lineBuf.slice(nl + 1);
-      let msg: Reply;
-      try {
-        msg = JSON.parse(line) as Reply;
-      } catch {
-        continue; // not ours: the runtime only writes JSON lines on fd 4
-      }
-      const p = this.pending;
-      if (p) {
-        this.pending = undefined;
-        p.resolve(msg);
-      }
+  private onReply(line: string): void {
+    let msg: Reply;
+    try {
+      msg = JSON.parse(line) as Reply;
+    } catch {
+      return; // not ours: the runtime only writes JSON lines on fd 4
+    }
+    const p = this.pending;
+    if (p) {
+      this.pending = undefined;
+      p.resolve(msg);
     }
   }
 

@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import { EngineError } from './errors.js';
+import { readLines } from './lines.js';
 import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, type SyncMessage } from './native/protocol.js';
 import { socketpair } from './sys/fdpass.js';
 import type { ZygoteLauncher } from './zygote.js';
@@ -47,7 +48,6 @@ export class InitProcess {
   pid = 0;
   private readonly ends: Ends;
   private readonly sync: Duplex;
-  private buffered = '';
   private errors: string[] = [];
   private userStatus: number | undefined;
   private initStatus: number | undefined;
@@ -72,8 +72,7 @@ export class InitProcess {
       };
     }
     this.sync = this.ends.sync;
-    this.sync.setEncoding('utf8');
-    this.sync.on('data', (chunk: string) => this.onData(chunk));
+    readLines(this.sync, (line) => this.onMessage(parseSyncLine(line)));
     this.sync.on('error', () => {});
     this.exited = new Promise<InitExit>((resolve) => {
       // Settled by the first of: the init's "exit" report (the user process ended; the
@@ -145,16 +144,6 @@ export class InitProcess {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
       }
-    }
-  }
-
-  private onData(chunk: string): void {
-    this.buffered += chunk;
-    let nl: number;
-    while ((nl = this.buffered.indexOf('\n')) >= 0) {
-      const line = this.buffered.slice(0, nl);
-      this.buffered = this.buffered.slice(nl + 1);
-      this.onMessage(parseSyncLine(line));
     }
   }
 
