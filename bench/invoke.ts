@@ -4,7 +4,8 @@
  * round trip on the same Redis. Throughput at concurrency 32 against a bare BullMQ
  * worker draining no-op jobs.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -14,6 +15,27 @@ import { startRedisServer } from '../cli/redis.js';
 import { startWorker } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
 import { median, percentile, round } from './stats.js';
+import { closeIdle, post } from './http.js';
+
+/** CPU time of a whole cgroup subtree (all containers of a worker), in ns. */
+function subtreeCpuNs(version: 1 | 2, root: string): number | undefined {
+  try {
+    if (version === 2) {
+      const usec = /usage_usec (\d+)/.exec(readFileSync(`/sys/fs/cgroup${root}/cpu.stat`, 'utf8'))?.[1];
+      return usec === undefined ? undefined : Number(usec) * 1000;
+    }
+    for (const mount of ['cpuacct', 'cpu,cpuacct', 'cpuacct,cpu']) {
+      try {
+        return Number(readFileSync(`/sys/fs/cgroup/${mount}${root}/cpuacct.usage`, 'utf8'));
+      } catch {
+        // try the next name the hierarchy may be mounted under
+      }
+    }
+  } catch {
+    // no CPU accounting for this subtree
+  }
+  return undefined;
+}
 
 async function timed(n: number, concurrency: number, fn: () => Promise<void>): Promise<number[]> {
   const samples: number[] = [];
@@ -69,10 +91,24 @@ export async function main(argv: string[]): Promise<void> {
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     const dep = await fetch(`${gw.url}/v1/functions/noop`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: 'export default async (e) => ({ ok: true, n: e.n })', memoryMb: 128, cpu: 1000 }) });
     if (!dep.ok) throw new Error(`deploy failed: ${dep.status} ${await dep.text()}`);
+    const invokeUrl = `${gw.url}/v1/functions/noop/invoke`;
     const invoke = async () => {
-      const r = await fetch(`${gw.url}/v1/functions/noop/invoke`, { method: 'POST', headers, body: '{"n":1}' });
-      const body = await r.text();
-      if (r.status !== 200) throw new Error(`invoke answered ${r.status}: ${body}`);
+      const r = await post(invokeUrl, headers, '{"n":1}');
+      if (r.status !== 200) throw new Error(`invoke answered ${r.status}: ${r.body}`);
+    };
+
+    // Second floor: a bare node:http round trip with the same client in the same process,
+    // which any HTTP front end pays on top of the queue.
+    const bare = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}'));
+    });
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise((resolve) => bare.close(resolve)));
+    const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}/`;
+    const http = async () => {
+      const r = await post(bareUrl, headers, '{"n":1}');
+      if (r.status !== 200) throw new Error(`bare server answered ${r.status}`);
     };
 
     // Floor: bare BullMQ on the same Redis, same process.
@@ -106,13 +142,32 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write('bench invoke: warming up...\n');
     await timed(400, 32, invoke); // boots the containers concurrency 32 needs
     await timed(50, 1, floor);
+    await timed(50, 1, http);
 
     process.stderr.write(`bench invoke: ${n} sequential invocations each...\n`);
     const c1 = await timed(n, 1, invoke);
     const f1 = await timed(n, 1, floor);
+    const h1 = await timed(n, 1, http);
     const c16 = await timed(n, 16, invoke);
     process.stderr.write(`bench invoke: throughput for ${seconds} s each...\n`);
+    // Where the CPU goes under load: this process (client, gateway, worker), Redis, and the
+    // containers (their cgroup subtree), per invocation.
+    const cpu = () => ({
+      main: process.cpuUsage(),
+      redis: readFileSync(`/proc/${redis.pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).map(Number),
+      containers: subtreeCpuNs(worker.engine.cgroups.version, worker.engine.cgroups.root),
+    });
+    const cpu0 = cpu();
+    const tp0 = performance.now();
     const rps = await throughput(seconds, 32, invoke);
+    const cpu1 = cpu();
+    const calls = (rps * (performance.now() - tp0)) / 1000;
+    const ticksMs = 1000 / 100; // USER_HZ
+    const cpuMs = {
+      main: (cpu1.main.user + cpu1.main.system - cpu0.main.user - cpu0.main.system) / 1000 / calls,
+      redis: ((cpu1.redis[0]! + cpu1.redis[1]! - cpu0.redis[0]! - cpu0.redis[1]!) * ticksMs) / calls,
+      containers: cpu1.containers === undefined || cpu0.containers === undefined ? NaN : (cpu1.containers - cpu0.containers) / 1e6 / calls,
+    };
     const drainN = 20000;
     await q.addBulk(Array.from({ length: 500 }, (_, i) => ({ name: 'noop', data: { i }, opts: { removeOnComplete: true } })));
     await new Promise((r) => setTimeout(r, 500));
@@ -135,15 +190,20 @@ export async function main(argv: string[]): Promise<void> {
       p99_ms: round(percentile(c1, 99)),
       c16_p50_ms: round(median(c16)),
       floor_p50_ms: round(median(f1)),
+      http_floor_p50_ms: round(median(h1)),
       rps: Math.round(rps),
       floor_rps: Math.round(floorRps),
+      cpu_ms_per_invoke: { process: round(cpuMs.main), redis: round(cpuMs.redis), containers: round(cpuMs.containers) },
     };
     console.log(`warm invoke c=1   p50 ${out.p50_ms} ms  p99 ${out.p99_ms} ms   (floor BullMQ add+wait p50 ${out.floor_p50_ms} ms; ratio ${(out.p50_ms / out.floor_p50_ms).toFixed(2)}, target <= 1.5; p99 target <= 10 ms)`);
+    console.log(`bare HTTP c=1     p50 ${out.http_floor_p50_ms} ms   (same client, node:http server; BullMQ floor + HTTP floor = ${round(out.floor_p50_ms + out.http_floor_p50_ms)} ms)`);
     console.log(`warm invoke c=16  p50 ${out.c16_p50_ms} ms`);
     console.log(`throughput c=32   ${out.rps} invocations/s   (floor bare BullMQ drain ${out.floor_rps} jobs/s; ratio ${(out.rps / out.floor_rps).toFixed(2)}, target >= 0.3)`);
+    console.log(`CPU per invocation at c=32: ${out.cpu_ms_per_invoke.process} ms this process (client + gateway + worker), ${out.cpu_ms_per_invoke.redis} ms Redis, ${out.cpu_ms_per_invoke.containers} ms containers`);
     console.log(JSON.stringify(out));
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));
+    closeIdle();
     rmSync(work, { recursive: true, force: true });
   }
 }

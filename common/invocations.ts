@@ -1,7 +1,10 @@
 /**
  * Invocation records: what GET /v1/invocations/:id shows, for sync and async invocations
- * alike. The gateway creates the record (queued) before it enqueues the job; the worker
- * moves it to running, streams output into it and completes it. Records expire (TTL).
+ * alike. For an async invocation the gateway creates the record (queued) before it
+ * enqueues the job, so the id it answers with can be looked up at once. A sync caller
+ * waits for the reply itself, so the gateway writes nothing: the worker makes the record
+ * when it takes the job (start(), for both modes), streams output into it and completes
+ * it. Records expire (TTL).
  *
  * Keys, under the deployment prefix:
  *   {p}:inv:{id}          HASH    one field per attribute (JSON-encoded where structured),
@@ -66,6 +69,16 @@ return 1
 `,
 );
 
+// KEYS: 1 record hash. ARGV: 1 ttl seconds, then field/value pairs. Creates or updates.
+const upsertScript = new RedisScript(
+  'invocation-upsert',
+  `
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+`,
+);
+
 // KEYS: 1 output string, 2 record hash. ARGV: 1 chunk, 2 cap bytes, 3 ttl seconds,
 // 4 name of the truncated flag field.
 // Returns the bytes kept from the chunk, -1 when the record does not exist.
@@ -99,20 +112,7 @@ export class InvocationStore {
   }
 
   async create(inv: NewInvocation): Promise<void> {
-    const key = this.key(inv.id);
-    await this.redis
-      .multi()
-      .hset(key, {
-        id: inv.id,
-        function: inv.function,
-        version: inv.version,
-        mode: inv.mode,
-        status: 'queued',
-        createdAt: (inv.createdAt ?? new Date()).toISOString(),
-        attempts: '0',
-      })
-      .expire(key, this.ttlSeconds)
-      .exec();
+    await this.upsert(inv, { status: 'queued', attempts: 0 });
   }
 
   async get(id: string): Promise<InvocationRecord | undefined> {
@@ -155,8 +155,14 @@ export class InvocationStore {
     return (await updateScript.run(this.redis, [this.key(id)], [this.ttlSeconds, ...flat])) === 1;
   }
 
-  async markRunning(id: string, attempt = 1, startedAt = new Date()): Promise<boolean> {
-    return this.update(id, { status: 'running', startedAt: startedAt.toISOString(), attempts: attempt });
+  private async upsert(inv: NewInvocation, fields: Record<string, string | number>): Promise<void> {
+    const all = { ...identity(inv), ...fields };
+    await upsertScript.run(this.redis, [this.key(inv.id)], [this.ttlSeconds, ...Object.entries(all).flatMap(([k, v]) => [k, String(v)])]);
+  }
+
+  /** A worker took the job: the record is running, made now if the gateway made none (sync). */
+  async start(inv: NewInvocation, attempt = 1, startedAt = new Date()): Promise<void> {
+    await this.upsert(inv, { status: 'running', startedAt: startedAt.toISOString(), attempts: attempt });
   }
 
   /** Record the final outcome, exactly as the worker returns it to the queue. */
@@ -173,9 +179,9 @@ export class InvocationStore {
     return this.update(id, fields);
   }
 
-  /** Mark failed without a worker result (e.g. the gateway withdrew the job: NO_CAPACITY). */
-  async fail(id: string, error: ErrorInfo, finishedAt = new Date()): Promise<boolean> {
-    return this.update(id, { status: 'failed', finishedAt: finishedAt.toISOString(), error: JSON.stringify(error) });
+  /** Failed without a worker result (the gateway withdrew the job: NO_CAPACITY); made if missing. */
+  async fail(inv: NewInvocation, error: ErrorInfo, finishedAt = new Date()): Promise<void> {
+    await this.upsert(inv, { status: 'failed', finishedAt: finishedAt.toISOString(), error: JSON.stringify(error) });
   }
 
   /** Append function output, keeping at most OUTPUT_LIMIT_BYTES per stream. Returns bytes kept. */
@@ -183,4 +189,8 @@ export class InvocationStore {
     const key = this.key(id);
     return (await appendScript.run(this.redis, [`${key}:${stream}`, key], [chunk, limitBytes, this.ttlSeconds, `${stream}Truncated`])) as number;
   }
+}
+
+function identity(inv: NewInvocation): Record<string, string> {
+  return { id: inv.id, function: inv.function, version: inv.version, mode: inv.mode, createdAt: (inv.createdAt ?? new Date()).toISOString() };
 }

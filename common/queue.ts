@@ -4,15 +4,19 @@
  * jobId is the invocation id.
  *
  * The worker's side of the contract:
- *   1. On pickup, if Date.now() > job.data.deadline, do not run it: write the record as failed
- *      with NO_CAPACITY and return that result (a sync caller has been answered 503 by then).
- *   2. Otherwise mark the record running, resolve the version with
+ *   1. On pickup, start the record (InvocationStore.start: it makes the record of a sync
+ *      invocation, which the gateway does not write). If Date.now() > job.data.deadline, do
+ *      not run it: complete the record as failed with NO_CAPACITY and return that result (a
+ *      sync caller has been answered 503 by then).
+ *   2. Otherwise resolve the version with
  *      registry.getVersion(function, version) (immutable: cache it) and the code with
  *      registry.getCode(spec.code.digest); a missing version means the function was deleted:
  *      return FUNCTION_NOT_FOUND.
  *   3. Stream stdout/stderr into the record (InvocationStore.appendOutput).
  *   4. Write the final record (InvocationStore.complete) and only then return the
  *      InvocationResult from the processor, so a client that polls after the reply sees it.
+ *      (A sync invocation's reply is the result itself: its record write may be sent and
+ *      not awaited: it is on the wire before the job completes.)
  *   5. Outcomes of the function (its error, timeout, OOM, crash) are results with ok:false,
  *      never thrown: a thrown error means the infrastructure failed and BullMQ may retry.
  */

@@ -1,7 +1,5 @@
 /** Management of functions: deploy, list, get, versions, delete. All need the management key. */
 import { Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
-import { PayloadTooLargeError } from '../../common/errors.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -22,15 +20,9 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   app.put(
     '/:name',
     keys.middleware(),
-    bodyLimit({
-      maxSize: config.maxDeployBytes,
-      onError: () => {
-        throw new PayloadTooLargeError(config.maxDeployBytes);
-      },
-    }),
     async (c) => {
       const fnName = name(c.req.param('name'));
-      const { value } = await readJson(c);
+      const { value } = await readJson(c, { maxBytes: config.maxDeployBytes });
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
       const put = await registry.put(spec, code);
       return c.json(

@@ -4,7 +4,6 @@
  */
 import { randomUUID } from 'node:crypto';
 import { Hono, type Context } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import {
@@ -12,12 +11,12 @@ import {
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
-  PayloadTooLargeError,
   TimeoutError,
   type ErrorInfo,
 } from '../../common/errors.js';
 import { functionNameSchema } from '../../common/function-spec.js';
 import type { SyncOutcome } from '../../common/invocation-client.js';
+import type { NewInvocation } from '../../common/invocations.js';
 import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -67,19 +66,13 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
 
   app.post(
     '/:name/invoke',
-    bodyLimit({
-      maxSize: config.maxInvokeBytes,
-      onError: () => {
-        throw new PayloadTooLargeError(config.maxInvokeBytes);
-      },
-    }),
     async (c) => {
       const name = parseWith(functionNameSchema, c.req.param('name'), 'function name');
       const fn = await registry.find(name);
       keys.requireInvoke(c, fn?.spec);
       if (!fn) throw new FunctionNotFoundError(name);
       const mode = invokeMode(c);
-      const { value: event, raw } = await readJson(c, { allowEmpty: true, emptyValue: null });
+      const { value: event, raw } = await readJson(c, { maxBytes: config.maxInvokeBytes, allowEmpty: true, emptyValue: null });
 
       const id = randomUUID();
       const enqueuedAt = Date.now();
@@ -93,15 +86,15 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         enqueuedAt,
         deadline: enqueuedAt + (mode === 'sync' ? config.syncQueueTimeoutMs : config.asyncMaxAgeMs),
       };
-      // The record is written before the job on the same Redis connection (ioredis keeps
-      // the order), so a worker never finds a job without its record; not awaiting it
-      // first saves a round trip on every invocation.
-      const created = invocations.create({ id, function: name, version: fn.version, mode, createdAt: new Date(enqueuedAt) });
+      const record = { id, function: name, version: fn.version, mode, createdAt: new Date(enqueuedAt) };
       c.header('X-Invocation-Id', id);
       c.header('X-Function-Version', fn.version);
 
       if (mode === 'async') {
-        await Promise.all([created, queue.enqueue(job)]);
+        // The record goes before the job on the same Redis connection (ioredis keeps the
+        // order), so the id answered here can be looked up at once; not awaiting it first
+        // saves a round trip. (A sync invocation's record is made by the worker that takes it.)
+        await Promise.all([invocations.create(record), queue.enqueue(job)]);
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
         return c.json({ invocationId: id, status: 'queued' }, 202);
@@ -109,8 +102,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
 
       const budgetMs = fn.spec.timeoutMs + config.syncGraceMs;
       const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
-      const [outcome] = await Promise.all([queue.invokeSync(job, budgetMs, want), created]);
-      const result = await resultOf(outcome, id, budgetMs);
+      const outcome = await queue.invokeSync(job, budgetMs, want);
+      const result = await resultOf(outcome, record, budgetMs);
       const seconds = (Date.now() - enqueuedAt) / 1000;
       metrics.invocationDuration.observe(
         { function: name, mode, outcome: result.ok ? 'ok' : (result.error?.code ?? 'INTERNAL'), start_kind: result.startKind },
@@ -133,7 +126,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
   );
 
   /** Everything that is not a well-formed reply becomes a thrown FaasboxError here. */
-  async function resultOf(outcome: SyncOutcome, id: string, budgetMs: number): Promise<InvocationResult> {
+  async function resultOf(outcome: SyncOutcome, record: NewInvocation, budgetMs: number): Promise<InvocationResult> {
+    const id = record.id;
     switch (outcome.kind) {
       case 'completed': {
         const parsed = invocationResultSchema.safeParse(outcome.returnvalue);
@@ -144,7 +138,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         throw new InternalError(`invocation ${id} failed outside the function: ${outcome.reason}`);
       case 'no-capacity': {
         const err = new NoCapacityError(`no worker started the invocation within ${config.syncQueueTimeoutMs} ms`);
-        await invocations.fail(id, err.toInfo());
+        await invocations.fail(record, err.toInfo());
         throw err;
       }
       case 'timeout':

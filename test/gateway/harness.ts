@@ -112,7 +112,7 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
     await deps.invocations.complete(data.invocationId, result);
     return result;
   }
-  await deps.invocations.markRunning(data.invocationId, job.attemptsMade + 1);
+  await deps.invocations.start({ id: data.invocationId, function: data.function, version: data.version, mode: data.mode, createdAt: new Date(data.enqueuedAt) }, job.attemptsMade + 1);
   const version = await deps.registry.getVersion(data.function, data.version);
   const event = (data.event ?? {}) as { behave?: string; stdoutBytes?: number; sleepMs?: number; [k: string]: unknown };
   const behave = event.behave ?? 'ok';

@@ -107,7 +107,7 @@ describe('invocation store', () => {
     const store = new InvocationStore(redis, 'test-store', 60);
     await store.create({ id: 'a', function: 'f', version: 'v', mode: 'async' });
     assert.equal((await store.get('a'))?.status, 'queued');
-    assert.ok(await store.markRunning('a', 2));
+    await store.start({ id: 'a', function: 'f', version: 'v', mode: 'async' }, 2);
     await store.appendOutput('a', 'stdout', 'hello ');
     await store.appendOutput('a', 'stdout', Buffer.from('world'));
     assert.ok(
@@ -137,9 +137,24 @@ describe('invocation store', () => {
     assert.equal(rec?.stdoutTruncated, false);
   });
 
+  test('a sync record is made by the worker that starts it, with its identity', async () => {
+    const store = new InvocationStore(redis, 'test-store', 60);
+    const createdAt = new Date('2026-01-02T03:04:05.000Z');
+    await store.start({ id: 's', function: 'f', version: 'v1', mode: 'sync', createdAt }, 1);
+    const rec = await store.get('s');
+    assert.equal(rec?.status, 'running');
+    assert.equal(rec?.mode, 'sync');
+    assert.equal(rec?.function, 'f');
+    assert.equal(rec?.version, 'v1');
+    assert.equal(rec?.createdAt, createdAt.toISOString());
+    assert.ok(rec?.startedAt);
+    const ttl = await redis.ttl('test-store:inv:s');
+    assert.ok(ttl > 0 && ttl <= 60, `ttl ${ttl}`);
+  });
+
   test('a late worker cannot resurrect a record that does not exist', async () => {
     const store = new InvocationStore(redis, 'test-store');
-    assert.equal(await store.markRunning('ghost'), false);
+    assert.equal(await store.complete('ghost', { ok: true, value: 1, startKind: 'warm', timings: { queueMs: 0, initMs: 0, execMs: 0, totalMs: 0 } }), false);
     assert.equal(await store.appendOutput('ghost', 'stdout', 'x'), -1);
     assert.equal(await store.get('ghost'), undefined);
     assert.equal(await redis.exists('test-store:inv:ghost', 'test-store:inv:ghost:stdout'), 0);

@@ -34,6 +34,8 @@ export class CodeUnpackError extends Error {
 export class CodeStore {
   private readonly root: string;
   private readonly pending = new Map<string, Promise<string>>();
+  /** Digests seen unpacked: layers are immutable and never removed while the worker runs. */
+  private readonly present = new Set<string>();
 
   constructor(stateDir: string) {
     this.root = path.join(stateDir, 'layers', 'code');
@@ -57,8 +59,12 @@ export class CodeStore {
     return p;
   }
 
+  /** Asked on every invocation, so a layer found once is remembered (no stat per call). */
   has(digest: string): boolean {
-    return existsSync(this.dirFor(digest));
+    if (this.present.has(digest)) return true;
+    if (!existsSync(this.dirFor(digest))) return false;
+    this.present.add(digest);
+    return true;
   }
 
   private async unpack(src: CodeSource, dir: string): Promise<string> {
