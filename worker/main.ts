@@ -14,7 +14,7 @@ import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
-import { InvocationStore } from '../common/invocations.js';
+import { InvocationStore, type NewInvocation } from '../common/invocations.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
@@ -138,7 +138,13 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const picked = Date.now();
     const queueMs = Math.max(0, picked - data.enqueuedAt);
     const finish = async (result: InvocationResult): Promise<InvocationResult> => {
-      await invocations.complete(data.invocationId, result);
+      const written = invocations.complete(data.invocationId, result);
+      // An async caller learns the outcome from the record, so it must be written before
+      // the job counts as done. A sync caller gets the result itself from the job's
+      // completion event; its record write is already on the wire and need not hold the
+      // reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
+      if (data.mode === 'async') await written;
+      else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
       return result;
     };
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
@@ -148,10 +154,11 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       timings: { queueMs, initMs, execMs: 0, totalMs: Date.now() - data.enqueuedAt },
       workerId: id,
     });
+    // Not awaited: later writes to the record follow on the same connection, in order.
+    invocations.start(recordOf(data), job.attemptsMade + 1).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
     if (picked > data.deadline) {
       return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
     }
-    void invocations.markRunning(data.invocationId, job.attemptsMade + 1);
     let t: FunctionTarget;
     try {
       t = await target(data);
@@ -258,4 +265,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       for (const c of connections) await c.quit().catch(() => {});
     },
   };
+}
+
+/** The invocation record's identity, from the job (the record may not exist yet: sync). */
+function recordOf(job: InvocationJob): NewInvocation {
+  return { id: job.invocationId, function: job.function, version: job.version, mode: job.mode, createdAt: new Date(job.enqueuedAt) };
 }
