@@ -1,15 +1,40 @@
 /**
- * The scheduler service. Today it keeps placement honest: workers report several times a
- * second (worker/report.ts); a worker whose report went stale is presumed dead, its
- * report is dropped so the gateway stops sending it work, and the invocations still
- * waiting in its own queue are moved to the shared queue, where any live worker takes
- * them. Without this, a sync invocation routed to a worker that died would wait until its
- * deadline, and an async one would wait forever.
+ * The scheduler service. Each tick it does two things from what workers report several
+ * times a second (worker/report.ts):
+ *
+ * - Keeps placement honest: a worker whose report went stale is presumed dead, its
+ *   report is dropped so the gateway stops sending it work, and the invocations still
+ *   waiting in its own queue are moved to the shared queue, where any live worker takes
+ *   them. Without this, a sync invocation routed to a worker that died would wait until
+ *   its deadline, and an async one would wait forever.
+ * - Sizes every live worker's pools (scheduler/sizing.ts): from the worker's demand
+ *   report plus the invocations queued for it, the warm containers per function version
+ *   and stem cells per shape it should keep, written to `<prefix>:pool-targets`. Queued
+ *   means waiting in BullMQ, not yet taken by a worker: per function, counted over the
+ *   first QUEUED_SCAN waiting jobs of the worker's own queue, plus an even share of those
+ *   waiting in the shared queue (any live worker may take them). Invocations a worker
+ *   took but that still wait for pool capacity are in its in-flight count already.
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from '../common/queue.js';
 import { workersKey, type WorkerReport } from './placement.js';
+import {
+  DEFAULT_SIZING,
+  decide,
+  demandKey,
+  emptyHistory,
+  observe,
+  poolTargetsKey,
+  validateSizing,
+  type DemandReport,
+  type PoolTargets,
+  type SizingConfig,
+  type WorkerHistory,
+} from './sizing.js';
+
+/** Waiting jobs looked at per queue and tick to count queued invocations per function. */
+const QUEUED_SCAN = 500;
 
 export interface SchedulerConfig {
   redisUrl: string;
@@ -19,6 +44,9 @@ export interface SchedulerConfig {
   /** A report older than this means the worker is gone. */
   staleMs?: number;
   onRescue?: (e: { worker: string; moved: number }) => void;
+  /** How workers' pools are sized (defaults: DEFAULT_SIZING). */
+  sizing?: Partial<SizingConfig>;
+  onTargets?: (worker: string, targets: PoolTargets) => void;
 }
 
 export interface RunningScheduler {
@@ -31,7 +59,12 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
   const staleMs = cfg.staleMs ?? 5000;
+  const sizing = validateSizing({ ...DEFAULT_SIZING, ...cfg.sizing });
   let running: Promise<void> | undefined;
+  let closed = false;
+  const histories = new Map<string, WorkerHistory>();
+  /** Open handles on workers' own queues, for counting what waits there. */
+  const ownQueues = new Map<string, Queue<InvocationJob>>();
 
   async function rescue(report: WorkerReport): Promise<number> {
     const q = new Queue<InvocationJob>(report.queue, { connection: redis, prefix: cfg.prefix });
@@ -50,9 +83,62 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
     return moved;
   }
 
+  /** name@version -> invocations waiting in a queue (over its first QUEUED_SCAN). */
+  async function queuedByFunction(q: Queue<InvocationJob>): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const job of await q.getWaiting(0, QUEUED_SCAN - 1)) {
+      if (!job?.data) continue;
+      const key = `${job.data.function}@${job.data.version}`;
+      out[key] = (out[key] ?? 0) + 1;
+    }
+    return out;
+  }
+
+  async function size(live: WorkerReport[]): Promise<void> {
+    const demands = await redis.hgetall(demandKey(cfg.prefix));
+    const liveIds = new Set(live.map((r) => r.id));
+    // Demand of workers that are gone (their report was dropped) is dropped too.
+    const gone = Object.keys(demands).filter((id) => !liveIds.has(id));
+    if (gone.length) await redis.hdel(demandKey(cfg.prefix), ...gone);
+    const reporting: { report: WorkerReport; demand: DemandReport }[] = [];
+    for (const report of live) {
+      const raw = demands[report.id];
+      if (!raw) continue; // a worker that reports no demand sizes itself
+      try {
+        reporting.push({ report, demand: JSON.parse(raw) as DemandReport });
+      } catch {
+        await redis.hdel(demandKey(cfg.prefix), report.id);
+      }
+    }
+    const sharedQueued = reporting.length ? await queuedByFunction(shared) : {};
+    const targets: Record<string, string> = {};
+    for (const { report, demand } of reporting) {
+      let own = ownQueues.get(report.id);
+      if (!own) ownQueues.set(report.id, (own = new Queue<InvocationJob>(report.queue, { connection: redis, prefix: cfg.prefix })));
+      const queued = await queuedByFunction(own);
+      for (const [key, n] of Object.entries(sharedQueued)) queued[key] = (queued[key] ?? 0) + n / reporting.length;
+      const history = observe(histories.get(report.id) ?? emptyHistory(), demand, queued, sizing);
+      histories.set(report.id, history);
+      const decision = decide(history, demand.at, sizing);
+      targets[report.id] = JSON.stringify(decision);
+      cfg.onTargets?.(report.id, decision);
+    }
+    const sized = new Set(Object.keys(targets));
+    for (const [id, q] of ownQueues) {
+      if (sized.has(id)) continue;
+      ownQueues.delete(id);
+      histories.delete(id);
+      await q.close();
+    }
+    const outdated = (await redis.hkeys(poolTargetsKey(cfg.prefix))).filter((id) => !sized.has(id));
+    if (outdated.length) await redis.hdel(poolTargetsKey(cfg.prefix), ...outdated);
+    if (sized.size) await redis.hset(poolTargetsKey(cfg.prefix), targets);
+  }
+
   async function tick(): Promise<void> {
     const all = await redis.hgetall(workersKey(cfg.prefix));
     const now = Date.now();
+    const live: WorkerReport[] = [];
     for (const [id, raw] of Object.entries(all)) {
       let report: WorkerReport;
       try {
@@ -61,14 +147,19 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
         await redis.hdel(workersKey(cfg.prefix), id);
         continue;
       }
-      if (now - report.at < staleMs) continue;
+      if (now - report.at < staleMs) {
+        live.push(report);
+        continue;
+      }
       await redis.hdel(workersKey(cfg.prefix), id);
       const moved = await rescue(report);
       cfg.onRescue?.({ worker: id, moved });
     }
+    await size(live);
   }
 
   const timer = setInterval(() => {
+    if (closed) return;
     running ??= tick()
       .catch((err: Error) => console.error(`[faasbox] scheduler: ${err.message}`))
       .finally(() => (running = undefined));
@@ -78,8 +169,11 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
   return {
     tick,
     async close() {
+      if (closed) return;
+      closed = true;
       clearInterval(timer);
       await running;
+      for (const q of ownQueues.values()) await q.close();
       await shared.close();
       await redis.quit().catch(() => {});
     },

@@ -20,7 +20,7 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
-import { Reporter, reportOf } from './report.js';
+import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
 
 export interface WorkerConfig {
@@ -67,6 +67,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   if (!cfg.metrics) collectDefaultMetrics({ register: metricsRegistry });
   let poolRef: Pool | undefined;
   const metrics = new WorkerMetrics(metricsRegistry, () => poolRef);
+  // The scheduler's pool sizes for this worker; polled once the Reporter has a connection.
+  const targets = new TargetsFeed(cfg.prefix, id);
   const pool = new Pool({
     engine,
     images,
@@ -74,6 +76,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     enabled: cfg.pools,
     stemShapes: cfg.pools ? [{ runtime: 'nodejs20', memoryMb: 128 }] : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
+    targets: () => targets.current(),
+    log: (line) => console.error(`worker ${id}: ${line}`),
     onEvent: (e) => {
       metrics.onPoolEvent(e);
       cfg.onPoolEvent?.(e);
@@ -245,7 +249,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     w.on('error', (err) => console.error(`worker ${id} (${name}): ${err.message}`));
     return w;
   });
-  const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, inflight));
+  const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, inflight), { demand: () => pool.demandReport(), targets });
   reporter.start();
 
   return {

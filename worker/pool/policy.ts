@@ -1,7 +1,8 @@
 /**
  * Pool policy as pure functions (OpenWhisk's ContainerPool habit): which container an
  * invocation takes, what to evict to make room, how many containers to keep warm.
- * The pool (pool.ts) holds the state and acts; everything it decides comes from here.
+ * The pool (pool.ts) holds the state and acts; everything it decides comes from here,
+ * except how many containers to keep, which the scheduler decides (scheduler/sizing.ts).
  */
 
 export type Isolation = 'reuse' | 'fresh';
@@ -72,71 +73,9 @@ export function evict(slots: readonly Slot[], needMb: number, budgetMb: number):
   return undefined;
 }
 
-export interface SizingConfig {
-  /** Warm containers kept per function even when idle (scale to zero when 0). */
-  minWarm: number;
-  maxWarm: number;
-  /** Idle time after which a function's warm containers are reclaimed down to minWarm. */
-  idleTtlMs: number;
-  /**
-   * A container above the desired count is reclaimed only after sitting idle this long
-   * (Knative's scale-down delay): bursts come back, and rebooting costs far more than
-   * keeping a container a little longer.
-   */
-  scaleDownDelayMs: number;
-  /** Window over which concurrency is averaged (Knative's stable window). */
-  windowMs: number;
-  /** Stem cells per runtime shape: floor, ceiling. */
-  minStems: number;
-  maxStems: number;
-}
-
-export const DEFAULT_SIZING: SizingConfig = {
-  minWarm: 0,
-  maxWarm: 32,
-  idleTtlMs: 10 * 60_000,
-  scaleDownDelayMs: 30_000,
-  windowMs: 60_000,
-  minStems: 1,
-  maxStems: 16,
-};
-
-/** One sample of demand: in-flight plus queued invocations at an instant. */
-export interface DemandSample {
-  at: number;
-  concurrency: number;
-}
-
-/**
- * Desired warm containers for one function: the average concurrency over the window,
- * rounded up (Knative's concurrency-based target), never above the peak observed,
- * within [minWarm, maxWarm]; minWarm once the function has been idle for idleTtlMs.
- */
-export function desiredWarm(samples: readonly DemandSample[], lastInvokedAt: number, now: number, cfg: SizingConfig): number {
-  if (now - lastInvokedAt >= cfg.idleTtlMs) return cfg.minWarm;
-  const recent = samples.filter((s) => now - s.at <= cfg.windowMs);
-  if (recent.length === 0) return Math.max(cfg.minWarm, Math.min(1, cfg.maxWarm));
-  const avg = recent.reduce((sum, s) => sum + s.concurrency, 0) / recent.length;
-  const peak = Math.max(...recent.map((s) => s.concurrency));
-  const target = Math.min(Math.ceil(avg), peak);
-  return clamp(Math.max(target, 1), cfg.minWarm, cfg.maxWarm);
-}
-
-/**
- * Desired stem cells for one runtime shape: as many as the largest burst of
- * specialisations seen in the window (so the next burst of that size fans out over
- * ready stems instead of queueing behind one; fission#2452), within [minStems,
- * maxStems]. Reactive, as OpenWhisk's prewarm count after PR #4871.
- */
-export function desiredStems(specializationTimes: readonly number[], now: number, cfg: SizingConfig, burstMs = 1000): number {
-  const recent = specializationTimes.filter((t) => now - t <= cfg.windowMs).sort((a, b) => a - b);
-  let burst = 0;
-  for (let i = 0, j = 0; j < recent.length; j++) {
-    while (recent[j]! - recent[i]! > burstMs) i++;
-    burst = Math.max(burst, j - i + 1);
-  }
-  return clamp(burst, cfg.minStems, cfg.maxStems);
-}
+// Sizing moved to the scheduler, which decides it (issue 4); the worker keeps using the
+// same functions when no scheduler decision is fresh.
+export { DEFAULT_SIZING, desiredStems, desiredWarm, clamp, type DemandSample, type SizingConfig } from '../../scheduler/sizing.js';
 
 /**
  * Function slots to reclaim: idle ones beyond the desired count that have been idle
@@ -152,6 +91,17 @@ export function reclaim(slots: readonly Slot[], fn: string, desired: number, now
     .slice(0, excess);
 }
 
-export function clamp(n: number, lo: number, hi: number): number {
-  return Math.max(lo, Math.min(hi, n));
+/**
+ * Stem cells of one shape to reclaim: idle ones beyond the desired count that have sat
+ * unused for at least minIdleMs, oldest first. Starting ones count towards the desired
+ * number but are never taken.
+ */
+export function reclaimStems(slots: readonly Slot[], runtime: string, memoryMb: number, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
+  const mine = slots.filter((s) => s.kind === 'stem' && s.runtime === runtime && s.memoryMb === memoryMb && s.state !== 'removing');
+  const excess = mine.length - desired;
+  if (excess <= 0) return [];
+  return mine
+    .filter((s) => s.state === 'idle' && now - s.lastUsedAt >= minIdleMs)
+    .sort((a, b) => a.lastUsedAt - b.lastUsedAt)
+    .slice(0, excess);
 }

@@ -3,6 +3,11 @@
  * function) per runtime shape, and function containers (specialised, warm). The
  * choices come from policy.ts; this class holds the state and does the work, keeping
  * creation off the request path (refills run in the background).
+ *
+ * How many containers to keep is the scheduler's decision (scheduler/sizing.ts), read
+ * through opts.targets; when none is fresh the pool decides by the same rules over its
+ * own samples. Either way the pool keeps the safety: never reclaim below what is in
+ * flight, only after the scale-down delay, never beyond the memory budget.
  */
 import type { Engine } from '../runtime/engine.js';
 import { RuntimeInstance, type RuntimeImage } from '../function/instance.js';
@@ -12,6 +17,7 @@ import {
   desiredWarm,
   evict,
   reclaim,
+  reclaimStems,
   select,
   type DemandSample,
   type Isolation,
@@ -19,6 +25,7 @@ import {
   type Slot,
   type StartKind,
 } from './policy.js';
+import type { DemandReport, PoolTargets } from '../../scheduler/sizing.js';
 
 export interface PoolOptions {
   engine: Engine;
@@ -33,7 +40,21 @@ export interface PoolOptions {
   /** CPU (cores) given to a container while it boots as a stem cell, before it is specialised. */
   bootCpus?: number;
   onEvent?: (e: PoolEvent) => void;
+  /**
+   * The latest sizing decision the scheduler made for this pool (polled off the request
+   * path, e.g. worker/report.ts's TargetsFeed). Unset: the pool always sizes itself.
+   */
+  targets?: () => PoolTargets | undefined;
+  /** Targets older than this are ignored (the scheduler is gone) and the pool sizes itself. */
+  targetsMaxAgeMs?: number;
+  /** Where the pool says which sizing it follows (default: stderr). */
+  log?: (line: string) => void;
 }
+
+/** How far back a demand report lists specialisation times; the scheduler keeps its own window. */
+const STEM_REPORT_HORIZON_MS = 10_000;
+/** At most this many times per shape in a report: more in the horizon than any sane maxStems. */
+const STEM_REPORT_MAX_TIMES = 256;
 
 export type PoolEvent =
   | { type: 'created'; runtime: string; ms: number }
@@ -81,6 +102,9 @@ interface FnDemand {
   inflight: number;
   samples: DemandSample[];
   lastInvokedAt: number;
+  /** Integral of inflight over time up to changedAt (see FunctionDemand.concurrencyMs). */
+  concurrencyMs: number;
+  changedAt: number;
   target: FunctionTarget;
 }
 
@@ -96,6 +120,8 @@ export class Pool {
   private timer: NodeJS.Timeout | undefined;
   private refilling = false;
   private closed = false;
+  /** Which sizing the last reconcile followed, to log only the changes. */
+  private sizingSource: 'scheduler' | 'local' | undefined;
   readonly counters = { specializations: 0, evictions: 0, created: 0 };
 
   constructor(private readonly opts: PoolOptions) {
@@ -126,7 +152,7 @@ export class Pool {
    */
   async acquire(target: FunctionTarget, waitMs = 10_000): Promise<Lease> {
     const d = this.demandFor(target);
-    d.inflight++;
+    this.changeInflight(d, +1);
     d.lastInvokedAt = Date.now();
     this.sample(d);
     const giveUp = Date.now() + waitMs;
@@ -146,7 +172,7 @@ export class Pool {
         }
       }
     } catch (err) {
-      d.inflight--;
+      this.changeInflight(d, -1);
       throw err;
     }
   }
@@ -216,7 +242,7 @@ export class Pool {
   async release(lease: Lease, healthy: boolean): Promise<void> {
     const d = this.demand.get(lease.target.key);
     if (d) {
-      d.inflight--;
+      this.changeInflight(d, -1);
       this.sample(d);
     }
     const { slot } = lease;
@@ -303,11 +329,55 @@ export class Pool {
   private demandFor(target: FunctionTarget): FnDemand {
     let d = this.demand.get(target.key);
     if (!d) {
-      d = { inflight: 0, samples: [], lastInvokedAt: Date.now(), target };
+      d = { inflight: 0, samples: [], lastInvokedAt: Date.now(), concurrencyMs: 0, changedAt: Date.now(), target };
       this.demand.set(target.key, d);
     }
     d.target = target;
     return d;
+  }
+
+  private changeInflight(d: FnDemand, by: number): void {
+    const now = Date.now();
+    d.concurrencyMs += d.inflight * (now - d.changedAt);
+    d.changedAt = now;
+    d.inflight += by;
+  }
+
+  /** This pool's demand, for the scheduler to size it (scheduler/sizing.ts). */
+  demandReport(now = Date.now()): DemandReport {
+    const functions: DemandReport['functions'] = {};
+    for (const [key, d] of this.demand) {
+      functions[key] = { inflight: d.inflight, lastInvokedAt: d.lastInvokedAt, concurrencyMs: d.concurrencyMs + d.inflight * (now - d.changedAt) };
+    }
+    const stems: DemandReport['stems'] = {};
+    for (const key of this.shapes.keys()) {
+      stems[key] = (this.stemDemand.get(key) ?? []).filter((t) => now - t <= STEM_REPORT_HORIZON_MS).slice(-STEM_REPORT_MAX_TIMES);
+    }
+    return { at: now, functions, stems };
+  }
+
+  /** The scheduler's targets if fresh, else undefined; logs when the source changes. */
+  private currentTargets(now: number): PoolTargets | undefined {
+    if (!this.opts.targets) return undefined;
+    let t: PoolTargets | undefined;
+    try {
+      t = this.opts.targets();
+    } catch {
+      t = undefined;
+    }
+    const maxAge = this.opts.targetsMaxAgeMs ?? 5000;
+    const fresh = t && now - t.at <= maxAge ? t : undefined;
+    const source = fresh ? 'scheduler' : 'local';
+    if (source !== this.sizingSource) {
+      const log = this.opts.log ?? ((line: string) => console.error(line));
+      log(
+        fresh
+          ? 'pool sizing: following the scheduler\'s targets'
+          : `pool sizing: no scheduler targets fresher than ${maxAge} ms; sizing locally until the scheduler's arrive`,
+      );
+      this.sizingSource = source;
+    }
+    return fresh;
   }
 
   private sample(d: FnDemand): void {
@@ -335,19 +405,28 @@ export class Pool {
     this.refilling = true;
     try {
       const now = Date.now();
+      const targets = this.currentTargets(now);
+      const idleTtlMs = targets?.idleTtlMs ?? this.sizing.idleTtlMs;
+      const scaleDownDelayMs = targets?.scaleDownDelayMs ?? this.sizing.scaleDownDelayMs;
       // Reclaim idle function containers beyond what demand justifies (scale to zero after the TTL).
-      for (const [key, d] of this.demand) {
-        const want = desiredWarm(d.samples, d.lastInvokedAt, now, this.sizing);
-        // After the idle TTL everything above minWarm goes at once (scale to zero); before
-        // it, only containers that sat idle for the scale-down delay.
-        const idleFor = now - d.lastInvokedAt >= this.sizing.idleTtlMs ? 0 : this.sizing.scaleDownDelayMs;
+      for (const [key, d] of [...this.demand]) {
+        // A function the scheduler has not seen yet (invoked since its last tick) is sized locally.
+        const want = targets?.functions[key] ?? desiredWarm(d.samples, d.lastInvokedAt, now, this.sizing);
+        const expired = now - d.lastInvokedAt >= idleTtlMs;
+        // After the idle TTL everything above the target goes at once (scale to zero);
+        // before it, only containers that sat idle for the scale-down delay.
+        const idleFor = expired ? 0 : scaleDownDelayMs;
         // remove() claims each victim synchronously, before any await lets an invocation take it.
         await Promise.all(reclaim(this.slots(), key, Math.max(want, d.inflight), now, idleFor).map((s) => this.remove(s.id, 'idle')));
+        // A function long idle with nothing left of it is forgotten, so reports stay small.
+        if (expired && d.inflight === 0 && !this.slots().some((s) => s.fn === key)) this.demand.delete(key);
       }
       // Refill stem cells shape by shape, several at once so a burst is replaced quickly.
       const boots: Promise<unknown>[] = [];
       for (const [key, shape] of this.shapes) {
-        const want = desiredStems(this.stemDemand.get(key) ?? [], now, this.sizing);
+        const want = targets?.stems[key] ?? desiredStems(this.stemDemand.get(key) ?? [], now, this.sizing);
+        // Stems beyond the target (a burst has passed) go once they sat unused for the scale-down delay.
+        for (const s of reclaimStems(this.slots(), shape.runtime, shape.memoryMb, want, now, scaleDownDelayMs)) void this.remove(s.id, 'idle');
         const have = this.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
         for (let i = have; i < want; i++) {
           if (this.usedMb() + shape.memoryMb > this.opts.budgetMb) break;
