@@ -1,0 +1,105 @@
+/**
+ * The README's newcomer path, as a newcomer runs it: `faasbox up` in one process, then
+ * `faasbox deploy`, `invoke`, `logs`, `ls`, `rm` as separate CLI processes that find the
+ * gateway and the generated API key through the state dir. SIGTERM ends the stack, and
+ * everything it started goes with it: its redis-server, containers, cgroups and mounts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { mountsUnder } from '../../worker/runtime/mounts.js';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const bin = path.join(repo, 'bin/faasbox.js');
+
+/** Processes whose command line mentions dir (read from /proc; nothing is signalled). */
+function processesMentioning(dir: string): number[] {
+  const out: number[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)) out.push(Number(pid));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return out;
+}
+
+test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTERM leaves nothing', { timeout: 180_000 }, async () => {
+  const state = mkdtempSync(path.join(tmpdir(), 'faasbox-up-'));
+  const cgroupRoot = `/faasbox-test-up-${process.pid}`;
+  // As a newcomer's shell has it: no key, no Redis, no gateway URL of its own.
+  const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_PORT: '0', FAASBOX_CGROUP_ROOT: cgroupRoot };
+  for (const name of ['FAASBOX_API_KEY', 'FAASBOX_REDIS_URL', 'FAASBOX_URL', 'FAASBOX_CONFIG']) delete env[name];
+  const up = spawn(process.execPath, [bin, 'up', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  up.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<number | null>((resolve) => up.once('exit', (code) => resolve(code)));
+  try {
+    const info = await new Promise<{ gateway: string; redis: string; apiKey: string }>((resolve, reject) => {
+      let out = '';
+      up.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        const line = out.split('\n').find((l) => l.startsWith('{'));
+        if (line) resolve(JSON.parse(line));
+      });
+      void exited.then((code) => reject(new Error(`faasbox up exited with ${code}: ${stderr}`)));
+    });
+    assert.match(info.gateway, /^http:\/\/127\.0\.0\.1:\d+$/);
+    // Its own Redis, reached over a Unix socket in the state dir; the key was generated.
+    assert.equal(info.redis, path.join(state, 'redis', 'redis.sock'));
+    assert.match(info.apiKey, /^fbx_[A-Za-z0-9_-]{20,}$/);
+
+    const cli = (...args: string[]) => {
+      const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+      return { code: r.status, out: r.stdout, err: r.stderr };
+    };
+    const deployed = cli('deploy', 'hello', '--code', 'export default async (event) => { console.log("hi from", event.name); return { hello: event.name ?? "world" }; }');
+    assert.equal(deployed.code, 0, deployed.err);
+
+    const invoked = cli('invoke', 'hello', '--data', '{"name":"faasbox"}', '--json');
+    assert.equal(invoked.code, 0, invoked.err);
+    const answer = JSON.parse(invoked.out) as { status: number; invocationId: string; startKind: string; body: string };
+    assert.equal(answer.status, 200);
+    assert.deepEqual(JSON.parse(answer.body), { hello: 'faasbox' });
+    assert.ok(['warm', 'specialized', 'cold'].includes(answer.startKind), answer.startKind);
+
+    const logs = cli('logs', answer.invocationId, '--json');
+    assert.equal(logs.code, 0, logs.err);
+    const record = JSON.parse(logs.out) as { status: string; stdout: string };
+    assert.equal(record.status, 'succeeded');
+    assert.equal(record.stdout, 'hi from faasbox\n');
+
+    const listed = cli('ls');
+    assert.equal(listed.code, 0, listed.err);
+    assert.match(listed.out, /hello/);
+
+    const removed = cli('rm', 'hello');
+    assert.equal(removed.code, 0, removed.err);
+    const gone = cli('invoke', 'hello');
+    assert.notEqual(gone.code, 0);
+    assert.match(gone.err, /FUNCTION_NOT_FOUND|not found/i);
+  } finally {
+    if (up.exitCode === null) up.kill('SIGTERM');
+    const code = await exited;
+    assert.equal(code, 0, `faasbox up exited with ${code}: ${stderr}`);
+    // Nothing of the stack is left running, mounted or grouped.
+    assert.deepEqual(processesMentioning(state), []);
+    assert.deepEqual(mountsUnder(state), []);
+    for (const controller of ['memory', 'pids', 'cpu', 'unified']) {
+      const dir = `/sys/fs/cgroup/${controller}${cgroupRoot}`;
+      if (!existsSync(dir)) continue;
+      assert.deepEqual(
+        readdirSync(dir, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name),
+        [],
+        `${dir} still has cgroups`,
+      );
+      rmdirSync(dir);
+    }
+    rmSync(state, { recursive: true, force: true });
+  }
+});
