@@ -6,6 +6,7 @@ import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { CliError } from '../worker/cli/args.js';
+import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 
 export interface FaasboxConfig {
   stateDir: string;
@@ -22,6 +23,17 @@ export interface FaasboxConfig {
   pools: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
+  /**
+   * Pool sizing (FAASBOX_POOL_*): the scheduler decides with these; a worker uses them
+   * itself only while no scheduler decision is fresh. See sizingOf().
+   */
+  poolMinWarm: number;
+  poolMaxWarm: number;
+  poolIdleTtlMs: number;
+  poolScaleDownDelayMs: number;
+  poolWindowMs: number;
+  poolMinStems: number;
+  poolMaxStems: number;
 }
 
 const DEFAULTS: FaasboxConfig = {
@@ -32,7 +44,42 @@ const DEFAULTS: FaasboxConfig = {
   workerMemoryMb: 4096,
   pools: true,
   workerMetricsPort: 9464,
+  poolMinWarm: DEFAULT_SIZING.minWarm,
+  poolMaxWarm: DEFAULT_SIZING.maxWarm,
+  poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
+  poolScaleDownDelayMs: DEFAULT_SIZING.scaleDownDelayMs,
+  poolWindowMs: DEFAULT_SIZING.windowMs,
+  poolMinStems: DEFAULT_SIZING.minStems,
+  poolMaxStems: DEFAULT_SIZING.maxStems,
 };
+
+/** Environment variable -> sizing setting. */
+const POOL_ENV = {
+  FAASBOX_POOL_MIN_WARM: 'poolMinWarm',
+  FAASBOX_POOL_MAX_WARM: 'poolMaxWarm',
+  FAASBOX_POOL_IDLE_TTL_MS: 'poolIdleTtlMs',
+  FAASBOX_POOL_SCALE_DOWN_DELAY_MS: 'poolScaleDownDelayMs',
+  FAASBOX_POOL_WINDOW_MS: 'poolWindowMs',
+  FAASBOX_POOL_MIN_STEMS: 'poolMinStems',
+  FAASBOX_POOL_MAX_STEMS: 'poolMaxStems',
+} as const;
+
+/** The pool sizing the settings describe, checked (a floor above its ceiling is refused). */
+export function sizingOf(cfg: FaasboxConfig): SizingConfig {
+  try {
+    return validateSizing({
+      minWarm: cfg.poolMinWarm,
+      maxWarm: cfg.poolMaxWarm,
+      idleTtlMs: cfg.poolIdleTtlMs,
+      scaleDownDelayMs: cfg.poolScaleDownDelayMs,
+      windowMs: cfg.poolWindowMs,
+      minStems: cfg.poolMinStems,
+      maxStems: cfg.poolMaxStems,
+    });
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
 
 function num(name: string, v: string): number {
   const n = Number(v);
@@ -67,6 +114,11 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = num('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
   if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = num('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
+  for (const [name, key] of Object.entries(POOL_ENV)) {
+    const v = env[name];
+    if (v) cfg[key] = num(name, v);
+  }
+  sizingOf(cfg);
   cfg.stateDir = path.resolve(cfg.stateDir);
   return cfg;
 }

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, generateApiKey, writeClientInfo, type FaasboxConfig } from './config.js';
+import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
 
 const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
@@ -20,7 +20,18 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_STATE_DIR          state directory (default /var/lib/faasbox)
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
-  FAASBOX_POOLS              0 disables warm pools (every invocation cold)`;
+  FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+
+Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
+fresh decision from a scheduler):
+  FAASBOX_POOL_MIN_WARM      warm containers kept per function when idle (default 0: scale to zero)
+  FAASBOX_POOL_MAX_WARM      warm containers per function at most (default 32)
+  FAASBOX_POOL_IDLE_TTL_MS   idle time after which a function drops to the minimum (default 600000)
+  FAASBOX_POOL_SCALE_DOWN_DELAY_MS
+                             idle time before a container above the target goes (default 30000)
+  FAASBOX_POOL_WINDOW_MS     window over which demand is averaged (default 60000)
+  FAASBOX_POOL_MIN_STEMS     stem cells per runtime shape at least (default 1)
+  FAASBOX_POOL_MAX_STEMS     stem cells per runtime shape at most (default 16)`;
 
 const SERVICE_HELP = `Usage: faasbox gateway|worker|scheduler [--config FILE]
 
@@ -80,10 +91,10 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, metrics });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), metrics });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
-    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix });
+    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
     const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
@@ -125,8 +136,9 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
   let close: () => Promise<void>;
   if (which === 'scheduler') {
     const { startScheduler } = await import('../scheduler/main.js');
-    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, onRescue: (e) => log(`worker ${e.worker} went silent; moved ${e.moved} waiting invocations to the shared queue`) });
-    log('scheduler watching worker reports');
+    const sizing = sizingOf(cfg);
+    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, sizing, onRescue: (e) => log(`worker ${e.worker} went silent; moved ${e.moved} waiting invocations to the shared queue`) });
+    log(`scheduler watching worker reports; sizing pools: warm ${sizing.minWarm}..${sizing.maxWarm} per function (idle TTL ${sizing.idleTtlMs} ms), stems ${sizing.minStems}..${sizing.maxStems} per shape`);
     close = sch.close;
   } else if (which === 'gateway') {
     const apiKey = apiKeyFor(cfg);
@@ -137,7 +149,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     close = g.close;
   } else {
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg) });
     const { createServer } = await import('node:http');
     // The worker has no API; it serves only its metrics, for Prometheus to scrape.
     const srv = createServer((req, res) => {

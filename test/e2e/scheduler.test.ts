@@ -1,6 +1,9 @@
 /**
  * The scheduler rescues work stranded in the queue of a worker that stopped reporting:
- * the job moves to the shared queue and a live worker runs it.
+ * the job moves to the shared queue and a live worker runs it. And it sizes the worker's
+ * pools: the worker keeps the stem cells and warm containers the scheduler decided, not
+ * what its own (deliberately different) sizing would give, and sizes itself again once
+ * the scheduler is gone.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,16 +14,23 @@ import { startScheduler, type RunningScheduler } from '../../scheduler/main.js';
 import { workerQueueName, workersKey, type WorkerReport } from '../../scheduler/placement.js';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from '../../common/queue.js';
 import { InvocationStore } from '../../common/invocations.js';
+import { parseTargets, poolTargetsKey, type SizingConfig } from '../../scheduler/sizing.js';
 
 let s: TestStack;
 let sched: RunningScheduler;
 let redis: Redis;
 const prefix = `t${process.pid}`;
 
+// The worker alone would keep 1 stem cell and, for a function just used by 3 at once,
+// 2 warm containers for a minute; the scheduler says 3 stem cells, and 1 warm container
+// once the function has been idle for a second.
+const WORKER_SIZING: Partial<SizingConfig> = { minStems: 1, maxStems: 1, minWarm: 0, idleTtlMs: 60_000, scaleDownDelayMs: 200 };
+const SCHEDULER_SIZING: Partial<SizingConfig> = { minStems: 3, maxStems: 3, minWarm: 1, idleTtlMs: 1000, scaleDownDelayMs: 300 };
+
 before(async () => {
-  s = await startStack('scheduler');
+  s = await startStack('scheduler', { sizing: WORKER_SIZING });
   redis = new Redis(s.redis.url, { maxRetriesPerRequest: null });
-  sched = await startScheduler({ redisUrl: s.redis.url, prefix, intervalMs: 100, staleMs: 1000 });
+  sched = await startScheduler({ redisUrl: s.redis.url, prefix, intervalMs: 100, staleMs: 1000, sizing: SCHEDULER_SIZING });
 });
 after(async () => {
   await sched.close();
@@ -50,4 +60,43 @@ test('an invocation waiting in a silent worker\'s queue is moved to the shared q
   assert.equal(rec.result, 'ran');
   assert.equal(await redis.hexists(workersKey(prefix), 'ghost'), 0, 'the silent worker\'s report is dropped');
   assert.equal(await redis.hexists(workersKey(prefix), s.worker.id), 1, 'a live worker\'s report stays');
+});
+
+const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state === 'idle').length;
+const stems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state !== 'removing').length;
+const fnSlots = (name: string) => s.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`) && x.state !== 'removing');
+const targets = async () => parseTargets(await redis.hget(poolTargetsKey(prefix), s.worker.id));
+
+test("the worker keeps the scheduler's number of stem cells and drains to the scheduler's minimum after its idle TTL", async () => {
+  await eventually(async () => (await targets())?.stems['nodejs20/128'] === 3, 10_000, 'the scheduler to decide 3 stem cells');
+  await eventually(() => idleStems() === 3, 30_000, 'the worker to hold 3 stem cells');
+
+  const d = await s.deploy('sized', { runtime: 'nodejs20', code: 'export default async () => { await new Promise((r) => setTimeout(r, 300)); return 1; }' });
+  assert.equal(d.status, 201, d.text);
+  const key = `sized@${d.json.version}`;
+  const calls = await Promise.all([1, 2, 3].map(() => s.invoke('sized')));
+  assert.deepEqual(calls.map((r) => r.status), [200, 200, 200], calls.map((r) => r.text).join('\n'));
+  assert.equal(fnSlots('sized').length, 3, 'three calls at once, three containers');
+  // The scheduler saw the demand: a target for this version exists while it is hot.
+  await eventually(async () => ((await targets())?.functions[key] ?? 0) >= 1, 5000, 'a target for the function');
+
+  // Its idle TTL is a second: the pool drains to its minWarm of 1 and stays there.
+  await eventually(() => fnSlots('sized').length === 1, 8000, 'the pool to drain to the scheduler\'s minimum');
+  assert.equal((await targets())?.functions[key], 1);
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.equal(fnSlots('sized').length, 1, 'minWarm keeps one, no scale to zero');
+  // The burst took the 3 stem cells; they are replaced up to the scheduler's 3, not the worker's 1.
+  await eventually(() => idleStems() === 3, 30_000, '3 stem cells again');
+});
+
+test('without a scheduler the worker sizes its pools itself once the last targets are stale', async () => {
+  await eventually(() => idleStems() === 3, 30_000, '3 stem cells');
+  await sched.close();
+  // Targets stay in Redis but age: after the worker's 5 s limit its own sizing (1 stem
+  // cell, scale-down delay 200 ms) applies and the extra stem cells go.
+  await eventually(() => stems() === 1, 15_000, 'the worker to fall back to its own stem count');
+  assert.ok(await redis.hexists(poolTargetsKey(prefix), s.worker.id), 'the stale targets were still there: the worker ignored them');
+  const r = await s.invoke('sized');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.headers.get('x-cold-start'), 'warm', 'the kept container still serves');
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { select, evict, desiredWarm, desiredStems, reclaim, DEFAULT_SIZING, type Slot, type Want } from './policy.js';
+import { select, evict, reclaim, reclaimStems, type Slot, type Want } from './policy.js';
 
 let n = 0;
 const slot = (over: Partial<Slot> = {}): Slot => ({
@@ -59,28 +59,6 @@ test('evict frees idle memory least recently used first, stems before functions,
   assert.equal(evict(all, 1024, 640), undefined, 'busy memory cannot be reclaimed');
 });
 
-test('desiredWarm follows average concurrency, capped by the peak, down to min after the idle TTL', () => {
-  const now = 100_000;
-  const cfg = { ...DEFAULT_SIZING, minWarm: 0, maxWarm: 8, idleTtlMs: 30_000, windowMs: 10_000 };
-  const samples = [3, 4, 5, 4].map((c, i) => ({ at: now - 1000 * i, concurrency: c }));
-  assert.equal(desiredWarm(samples, now - 100, now, cfg), 4);
-  assert.equal(desiredWarm([{ at: now, concurrency: 50 }], now, now, cfg), 8, 'capped at max');
-  assert.equal(desiredWarm(samples, now - 30_000, now, cfg), 0, 'scaled to zero when idle');
-  assert.equal(desiredWarm(samples, now - 30_000, now, { ...cfg, minWarm: 2 }), 2);
-  const old = [{ at: now - 20_000, concurrency: 9 }];
-  assert.equal(desiredWarm(old, now - 100, now, cfg), 1, 'samples outside the window do not count');
-});
-
-test('desiredStems follows the largest recent burst of specialisations', () => {
-  const now = 1_000_000;
-  const cfg = { ...DEFAULT_SIZING, minStems: 1, maxStems: 10, windowMs: 60_000 };
-  assert.equal(desiredStems([], now, cfg), 1);
-  const burst = Array.from({ length: 6 }, (_, i) => now - 5000 + i * 10);
-  assert.equal(desiredStems([...burst, now - 30_000], now, cfg), 6);
-  assert.equal(desiredStems(Array.from({ length: 40 }, () => now), now, cfg), 10);
-  assert.equal(desiredStems(burst, now + 120_000, cfg), 1, 'decays after the window');
-});
-
 test('reclaim removes idle excess containers of one function, oldest first', () => {
   const a = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 1 });
   const b = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 5 });
@@ -90,4 +68,16 @@ test('reclaim removes idle excess containers of one function, oldest first', () 
   assert.deepEqual(reclaim([a, b, c, other], 'f@1', 3), []);
   assert.deepEqual(reclaim([a, b, c], 'f@1', 0), [a, b], 'busy ones are left to finish');
   assert.deepEqual(reclaim([a, b, c, other], 'f@1', 1, 10, 7), [a], 'only those idle for the scale-down delay');
+});
+
+test('reclaimStems removes idle stems of one shape beyond the target once unused long enough', () => {
+  const a = slot({ lastUsedAt: 1 });
+  const b = slot({ lastUsedAt: 5 });
+  const starting = slot({ state: 'starting', lastUsedAt: 0 });
+  const other = slot({ memoryMb: 256, lastUsedAt: 0 });
+  const fn = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 0 });
+  assert.deepEqual(reclaimStems([a, b, starting, other, fn], 'nodejs20', 128, 1), [a, b], 'starting ones count but are not taken');
+  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 1), [a]);
+  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 2), []);
+  assert.deepEqual(reclaimStems([a, b], 'nodejs20', 128, 0, 10, 7), [a], 'only those unused for the scale-down delay');
 });
