@@ -63,6 +63,29 @@ test('async invoke: 202 with a Location, then the record has status, result, tim
   assert.equal(pref.status, 202);
 });
 
+test('a running invocation shows its output so far: output is streamed into the record', async () => {
+  await s.deploy('slowlog', {
+    runtime: 'nodejs20',
+    code: 'export default async () => { console.log("step 1"); await new Promise((r) => setTimeout(r, 1500)); console.log("step 2"); return "done"; }',
+    timeoutMs: 10_000,
+  });
+  const r = await s.invoke('slowlog', {}, { query: '?async=true' });
+  assert.equal(r.status, 202);
+  const loc = r.headers.get('location')!;
+  let mid: { status: string; stdout: string } | undefined;
+  await eventually(async () => {
+    mid = (await s.get(loc)).json;
+    return mid?.stdout === 'step 1\n';
+  }, 10_000, 'the first line in the record');
+  assert.equal(mid?.status, 'running');
+  let end: { status: string; stdout: string } | undefined;
+  await eventually(async () => {
+    end = (await s.get(loc)).json;
+    return end?.status === 'succeeded';
+  }, 15_000, 'the end of the invocation');
+  assert.equal(end?.stdout, 'step 1\nstep 2\n');
+});
+
 test('env and limits are honoured inside the container', async () => {
   await s.deploy('envy', {
     runtime: 'nodejs20',

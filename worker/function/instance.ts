@@ -45,7 +45,14 @@ export interface InvokeRequest {
   context: Record<string, unknown>;
   http?: unknown;
   timeoutMs: number;
+  /**
+   * The function's output as it arrives, before the invocation ends; the outcome's
+   * stdout/stderr then hold only what was not handed out here.
+   */
+  onOutput?: (stream: OutputStream, chunk: string) => void;
 }
+
+export type OutputStream = 'stdout' | 'stderr';
 
 export type InvokeFailure = 'FUNCTION_ERROR' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED';
 
@@ -75,13 +82,21 @@ export class InstanceError extends Error {
   }
 }
 
+/** Length of the longest end of text that is a proper start of marker. */
+export function markerPrefixAtEnd(text: string, marker: string): number {
+  for (let k = Math.min(marker.length - 1, text.length); k > 0; k--) {
+    if (text.endsWith(marker.slice(0, k))) return k;
+  }
+  return 0;
+}
+
 /** Collects a stream's output for the current invocation and finds the end marker in it. */
 class LogCollector {
   private buf = '';
   /** What came before the latest marker: the finished invocation's output. */
   private done = '';
   truncated = false;
-  private waiter: { marker: string; resolve: () => void } | undefined;
+  private waiter: { marker: string; resolve: () => void; onChunk: ((chunk: string) => void) | undefined } | undefined;
 
   constructor(stream: Readable) {
     stream.setEncoding('utf8');
@@ -90,14 +105,24 @@ class LogCollector {
 
   private push(chunk: string): void {
     this.buf += chunk;
-    if (this.waiter) {
-      const at = this.buf.indexOf(this.waiter.marker);
+    const w = this.waiter;
+    if (w) {
+      const at = this.buf.indexOf(w.marker);
       if (at >= 0) {
-        const w = this.waiter;
         this.waiter = undefined;
         this.done = this.buf.slice(0, at);
         this.buf = this.buf.slice(at + w.marker.length);
         w.resolve();
+        return;
+      }
+      if (w.onChunk) {
+        // Hand out all but a tail that could be the start of the marker.
+        const keep = markerPrefixAtEnd(this.buf, w.marker);
+        if (this.buf.length > keep) {
+          const out = this.buf.slice(0, this.buf.length - keep);
+          this.buf = this.buf.slice(this.buf.length - keep);
+          w.onChunk(out);
+        }
         return;
       }
     }
@@ -108,10 +133,13 @@ class LogCollector {
     }
   }
 
-  /** Resolves when the marker for this invocation has arrived; take() then returns what came before it. */
-  until(marker: string): Promise<void> {
+  /**
+   * Resolves when the marker for this invocation has arrived; take() then returns what
+   * came before it and was not handed to onChunk.
+   */
+  until(marker: string, onChunk?: (chunk: string) => void): Promise<void> {
     return new Promise((resolve) => {
-      this.waiter = { marker, resolve };
+      this.waiter = { marker, resolve, onChunk };
       this.push('');
     });
   }
@@ -125,6 +153,7 @@ class LogCollector {
 
   /** Whatever arrived without a marker (the runtime died mid-invocation). */
   drain(): string {
+    this.waiter = undefined;
     const out = this.buf.slice(0, LOG_LIMIT);
     if (this.buf.length > LOG_LIMIT) this.truncated = true;
     this.buf = '';
@@ -212,8 +241,9 @@ export class RuntimeInstance {
     this.container.resetPeak();
     const before = this.container.usage();
     const marker = `${END_MARKER}${req.id}\n`;
-    const outDone = this.stdout.until(marker);
-    const errDone = this.stderr.until(marker);
+    const onOutput = req.onOutput;
+    const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
+    const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
     const t = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
