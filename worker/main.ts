@@ -14,7 +14,8 @@ import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
-import { InvocationStore, type NewInvocation } from '../common/invocations.js';
+import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
+import { OutputBatcher } from './function/output.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
@@ -182,7 +183,13 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       return finish(failure({ code: 'RUNTIME_CRASHED', message: e.message }));
     }
     const spec = versions.get(t.key)!.spec;
+    const output = new OutputBatcher(
+      (stream, chunk) =>
+        invocations.appendOutput(data.invocationId, stream, chunk).catch((err: Error) => console.error(`worker ${id}: output of ${data.invocationId}: ${err.message}`)),
+      OUTPUT_LIMIT_BYTES,
+    );
     const outcome = await lease.instance.invoke({
+      onOutput: (stream, chunk) => output.push(stream, chunk),
       id: data.invocationId,
       event: data.event,
       http: data.http,
@@ -207,10 +214,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       cpuMs: outcome.cpuMs,
       memoryPeakBytes: outcome.memoryPeakBytes,
     });
-    const writes: Promise<unknown>[] = [];
-    if (outcome.stdout) writes.push(invocations.appendOutput(data.invocationId, 'stdout', outcome.stdout));
-    if (outcome.stderr) writes.push(invocations.appendOutput(data.invocationId, 'stderr', outcome.stderr));
-    await Promise.all(writes);
+    output.push('stdout', outcome.stdout);
+    output.push('stderr', outcome.stderr);
+    await output.flush();
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
