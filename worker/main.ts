@@ -39,7 +39,16 @@ export interface WorkerConfig {
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
+  /**
+   * How long a job stays locked to this worker without a renewal (renewed every half of
+   * it while the job runs). When the worker dies, another one takes the job back after
+   * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
+   */
+  lockMs?: number;
 }
+
+/** A crashed worker's async invocations resume elsewhere within about 15 s. */
+export const DEFAULT_LOCK_MS = 10_000;
 
 export interface RunningWorker {
   id: string;
@@ -160,7 +169,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       workerId: id,
     });
     // Not awaited: later writes to the record follow on the same connection, in order.
-    invocations.start(recordOf(data), job.attemptsMade + 1).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade.
+    invocations.start(recordOf(data), Math.max(job.attemptsStarted, job.attemptsMade + 1)).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
     if (picked > data.deadline) {
       return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
     }
@@ -251,7 +261,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const consumers = [INVOCATION_QUEUE, ownQueue].map((name) => {
     const connection = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
     connections.push(connection);
-    const w = new Worker<InvocationJob, InvocationResult>(name, counted, { connection, prefix: cfg.prefix, concurrency });
+    const lockDuration = cfg.lockMs ?? DEFAULT_LOCK_MS;
+    const w = new Worker<InvocationJob, InvocationResult>(name, counted, { connection, prefix: cfg.prefix, concurrency, lockDuration, stalledInterval: lockDuration / 2 });
     w.on('error', (err) => console.error(`worker ${id} (${name}): ${err.message}`));
     return w;
   });
