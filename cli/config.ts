@@ -147,8 +147,8 @@ export function clientInfo(env: NodeJS.ProcessEnv = process.env): ClientInfo {
   } catch {
     // no stack running from this state dir
   }
-  const url = env.FAASBOX_URL ?? stored.url ?? `http://127.0.0.1:${env.FAASBOX_PORT ?? DEFAULTS.port}`;
-  const apiKey = env.FAASBOX_API_KEY ?? stored.apiKey;
+  const url = env.FAASBOX_URL || stored.url || `http://127.0.0.1:${env.FAASBOX_PORT ?? DEFAULTS.port}`;
+  const apiKey = env.FAASBOX_API_KEY || stored.apiKey;
   if (!apiKey) throw new CliError('no API key: set FAASBOX_API_KEY, or run `faasbox up` (it stores one for the CLI)');
   return { url, apiKey };
 }
