@@ -175,6 +175,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
     }
     let t: FunctionTarget;
+    // Init counts the version's code coming to this worker too (fetched and unpacked on
+    // its first invocation here), not only the container's part.
+    const initStart = performance.now();
     try {
       t = await target(data);
     } catch (err) {
@@ -182,6 +185,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       if (isErrorCode(code)) return finish(failure({ code, message: (err as Error).message }));
       throw err;
     }
+    const fetchMs = performance.now() - initStart;
     let lease;
     try {
       lease = await pool.acquire(t);
@@ -219,7 +223,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       startKind: lease.startKind,
       ok: outcome.ok,
       ...(outcome.error ? { errorCode: outcome.error.code } : {}),
-      initMs: lease.initMs,
+      initMs: fetchMs + lease.initMs,
       execMs: outcome.execMs,
       cpuMs: outcome.cpuMs,
       memoryPeakBytes: outcome.memoryPeakBytes,
@@ -230,7 +234,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
-      timings: { queueMs, initMs: lease.initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      timings: { queueMs, initMs: fetchMs + lease.initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
       usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
       workerId: id,
     };
