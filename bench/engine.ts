@@ -82,6 +82,7 @@ export async function main(argv: string[]): Promise<void> {
     console.log(JSON.stringify({ bench: 'engine', faasbox_ms: round(m.faasbox!), faasbox_delete_ms: round(median(deletes)), runc_ms: m.runc ? round(m.runc) : null, floor_ms: round(m.floor!) }));
   } finally {
     if (engine) {
+      await engine.close(); // its parked seeds and its zygote first
       await engine.gc({ all: true });
       engine.cgroups.removeRoot?.();
     }

@@ -13,6 +13,7 @@ import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
+import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
 
@@ -38,6 +39,8 @@ export interface EngineParts {
   seccomp: (mode: ContainerConfig['seccomp']) => Buffer | null;
   /** Launches monitors without forking the worker (see zygote.ts); absent: spawn each. */
   zygote?: ZygoteLauncher | undefined;
+  /** Parked container inits (cgroup v1; see seeds.ts); absent: every init is made on demand. */
+  seeds?: SeedPool | undefined;
 }
 
 export class Container {
@@ -113,8 +116,18 @@ export class Container {
         }
       }
 
-      c.cgroup = parts.cgroups.create(config.id, config.cgroup);
+      const seed = c.takeSeed();
+      if (seed) {
+        undo.push(() => {
+          seed.closeControl();
+          seed.sync.destroy();
+        });
+      } else {
+        c.cgroup = parts.cgroups.create(config.id, config.cgroup);
+      }
       undo.push(() => c.cgroup.destroy());
+      // Limits are in place before the container's code runs: the seed is parked until the config arrives.
+      if (seed) c.cgroup.setLimits(limitsDiff(seed.limits, config.cgroup));
 
       mountRootfs(parts.sys, c.rootfsPlan());
       undo.push(() => unmountRootfs(parts.sys, config.paths));
@@ -130,6 +143,7 @@ export class Container {
         stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
         extraFds,
         zygote: parts.zygote,
+        seed,
       });
       undo.push(async () => {
         c.init.signal('SIGKILL');
@@ -150,6 +164,22 @@ export class Container {
       }
       c.status = 'deleted';
       throw err;
+    }
+  }
+
+  /** A parked seed whose cgroup now carries this container's name, or undefined. */
+  private takeSeed(): Seed | undefined {
+    const { seeds, cgroups } = this.parts;
+    const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
+    if (!seed || !cgroups.rename) return undefined;
+    try {
+      this.cgroup = cgroups.rename(seed.name, this.config.id);
+      return seed;
+    } catch {
+      seed.closeControl();
+      seed.sync.destroy();
+      void seed.cgroup.destroy().catch(() => {});
+      return undefined;
     }
   }
 

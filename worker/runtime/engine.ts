@@ -16,6 +16,7 @@ import { isAlive, readState, type PersistedState } from './state.js';
 import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
 import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
+import { isLiveSeed, SeedPool } from './seeds.js';
 
 export { mountsUnder };
 
@@ -26,6 +27,11 @@ export interface EngineOptions {
   cgroupRoot?: string;
   sys?: Sys;
   cgroups?: CgroupDriver;
+  /**
+   * Container inits kept parked in their cgroups and namespaces (cgroup v1, with the
+   * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
+   */
+  seeds?: number;
 }
 
 export interface GcReport {
@@ -42,12 +48,17 @@ export class Engine implements EngineParts {
   private seccompProgram: Buffer | undefined;
   /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
+  readonly seeds: SeedPool | undefined;
 
   private constructor(
     readonly stateDir: string,
     readonly sys: Sys,
     readonly cgroups: CgroupDriver,
-  ) {}
+    seeds: number,
+  ) {
+    // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
+    if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
+  }
 
   static async open(opts: EngineOptions = {}): Promise<Engine> {
     const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
@@ -57,7 +68,8 @@ export class Engine implements EngineParts {
     // machine never garbage-collect each other's cgroups.
     const root = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
-    return new Engine(stateDir, sys, cgroups);
+    const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
+    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -93,6 +105,7 @@ export class Engine implements EngineParts {
    * once the containers it launched have ended; later creates spawn faasbox-init.
    */
   async close(): Promise<void> {
+    await this.seeds?.drain({ close: true });
     await this.zygote?.close();
   }
 
@@ -117,6 +130,8 @@ export class Engine implements EngineParts {
    */
   async gc(opts: { all?: boolean; only?: string } = {}): Promise<GcReport> {
     const report: GcReport = { containers: [], cgroups: [], mounts: [] };
+    // Everything means this engine's parked seeds too (a later create makes new ones).
+    if (opts.all && !opts.only) await this.seeds?.drain();
     const dir = path.join(this.stateDir, 'containers');
     const live = new Set<string>();
     for (const id of opts.only ? [opts.only] : safeReaddir(dir)) {
@@ -140,6 +155,7 @@ export class Engine implements EngineParts {
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {
       if (live.has(name) || report.cgroups.includes(name)) continue;
+      if (!opts.all && isLiveSeed(name)) continue;
       await this.cgroups.open(name)?.destroy();
       report.cgroups.push(name);
     }

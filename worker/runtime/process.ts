@@ -9,9 +9,10 @@ import net from 'node:net';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import { EngineError } from './errors.js';
 import { readLines } from './lines.js';
-import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, type SyncMessage } from './native/protocol.js';
-import { socketpair } from './sys/fdpass.js';
+import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, ZYGOTE_MAX_CONFIG, ZYGOTE_MAX_EXTRA_FDS, type SyncMessage } from './native/protocol.js';
+import { sendFds, socketpair } from './sys/fdpass.js';
 import type { ZygoteLauncher } from './zygote.js';
+import type { Seed } from './seeds.js';
 
 export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 
@@ -31,6 +32,8 @@ export interface SpawnOptions {
   extraFds: (number | 'pipe')[];
   /** Launch through this zygote when the request fits it; else spawn faasbox-init. */
   zygote?: ZygoteLauncher | undefined;
+  /** A parked seed to hand the container to (native/protocol.h); its cgroup is already the container's. */
+  seed?: Seed | undefined;
 }
 
 interface Ends {
@@ -57,7 +60,11 @@ export class InitProcess {
   readonly exited: Promise<InitExit>;
 
   constructor(opts: SpawnOptions) {
-    if (opts.zygote?.accepts(opts.config, opts.extraFds.length)) {
+    const seeded = opts.seed && launchBySeed(opts.seed, opts);
+    if (seeded) {
+      this.child = undefined;
+      this.ends = seeded;
+    } else if (opts.zygote?.accepts(opts.config, opts.extraFds.length)) {
       this.child = undefined;
       this.ends = launchByZygote(opts.zygote, opts);
     } else {
@@ -72,7 +79,12 @@ export class InitProcess {
       };
     }
     this.sync = this.ends.sync;
-    readLines(this.sync, (line) => this.onMessage(parseSyncLine(line)));
+    if (seeded) {
+      opts.seed!.sync.ref();
+      opts.seed!.adopt((m) => this.onMessage(m));
+    } else {
+      readLines(this.sync, (line) => this.onMessage(parseSyncLine(line)));
+    }
     this.sync.on('error', () => {});
     this.exited = new Promise<InitExit>((resolve) => {
       // Settled by the first of: the init's "exit" report (the user process ended; the
@@ -206,10 +218,40 @@ function spawnMonitor(opts: SpawnOptions): ChildProcess {
 }
 
 /**
+ * The seed path: the container's stdio and extra fds (no sync socket: the seed's becomes
+ * the container's) and its config, in one message on the seed's control socket.
+ * undefined if the seed is gone: the caller launches through the zygote instead, and
+ * that init joins the (renamed) cgroup itself.
+ */
+function launchBySeed(seed: Seed, opts: SpawnOptions): (Ends & { sync: net.Socket }) | undefined {
+  if (seed.dead || seed.control < 0 || opts.config.length > ZYGOTE_MAX_CONFIG || opts.extraFds.length > ZYGOTE_MAX_EXTRA_FDS) {
+    seed.closeControl();
+    seed.sync.destroy();
+    return undefined;
+  }
+  try {
+    const ends = handOver(opts, false, (fds) => sendFds(seed.control, opts.config, fds));
+    return { ...ends, sync: seed.sync };
+  } catch {
+    seed.sync.destroy();
+    return undefined;
+  } finally {
+    // One container per seed: the seed has its message, or is dead.
+    seed.closeControl();
+  }
+}
+
+/**
  * The zygote path: the same fds the spawn path would set up (socketpairs for 'pipe',
  * /dev/null for 'ignore'), handed over in one message; the worker keeps its ends.
  */
 function launchByZygote(zygote: ZygoteLauncher, opts: SpawnOptions): Ends {
+  const ends = handOver(opts, true, (fds) => zygote.launch(opts.config, fds));
+  return { ...ends, sync: ends.sync! };
+}
+
+/** Makes the fds a launch hands over (stdio, the sync socket if withSync, extras), sends them, keeps the worker's ends. */
+function handOver(opts: SpawnOptions, withSync: boolean, send: (fds: number[]) => void): Omit<Ends, 'sync'> & { sync: Duplex | null } {
   const theirs: number[] = []; // fds opened only to be handed over: closed here in any case
   const mine: number[] = []; // the worker's ends: closed here only on failure
   const pair = (): [number, number] => {
@@ -232,8 +274,12 @@ function launchByZygote(zygote: ZygoteLauncher, opts: SpawnOptions): Ends {
       myStdio[i] = a;
       return b;
     });
-    const [mySync, theirSync] = pair();
-    fds.push(theirSync);
+    let mySync: number | undefined;
+    if (withSync) {
+      const [a, b] = pair();
+      mySync = a;
+      fds.push(b);
+    }
     const myExtra = opts.extraFds.map((spec) => {
       if (spec !== 'pipe') {
         fds.push(spec);
@@ -243,10 +289,10 @@ function launchByZygote(zygote: ZygoteLauncher, opts: SpawnOptions): Ends {
       fds.push(b);
       return a;
     });
-    zygote.launch(opts.config, fds);
+    send(fds);
     const wrap = (fd: number | undefined, readable: boolean) => (fd === undefined ? null : new net.Socket({ fd, readable, writable: true }));
     return {
-      sync: wrap(mySync, true)!,
+      sync: wrap(mySync, true),
       stdin: wrap(myStdio[0], false),
       stdout: wrap(myStdio[1], true),
       stderr: wrap(myStdio[2], true),

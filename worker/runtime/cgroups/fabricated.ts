@@ -272,6 +272,7 @@ export class FabricatedCgroupfs {
         if (entries.some((e) => e.isDirectory()) || this.livePids(p).length > 0) throw errno('EBUSY', p);
         rmSync(p, { recursive: true });
       },
+      rename: realFs.rename,
       exists: realFs.exists,
       dirs: realFs.dirs,
     };

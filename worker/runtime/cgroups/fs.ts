@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync, mkdirSync, rmdirSync, existsSync, readdirSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdirSync, rmdirSync, renameSync, existsSync, readdirSync, openSync, readSync, writeSync, closeSync } from 'node:fs';
 
 /** An open cgroup file, for the few files whose semantics are per open file (memory.peak). */
 export interface CgroupFile {
@@ -20,6 +20,8 @@ export interface CgroupFs {
   open(path: string): CgroupFile;
   mkdir(path: string): void;
   rmdir(path: string): void;
+  /** Within one parent (cgroup v1 renames nothing else; cgroup v2 refuses every rename). */
+  rename(from: string, to: string): void;
   exists(path: string): boolean;
   /** Names of the sub-directories; [] when path does not exist. */
   dirs(path: string): string[];
@@ -47,6 +49,7 @@ export const realFs: CgroupFs = {
   },
   mkdir: (p) => mkdirSync(p),
   rmdir: (p) => rmdirSync(p),
+  rename: (a, b) => renameSync(a, b),
   exists: (p) => existsSync(p),
   dirs: (p) => {
     try {

@@ -77,6 +77,11 @@ export interface CgroupDriver {
   list(): string[];
   /** Removes the root itself if it is empty (tests and benchmarks use private roots). */
   removeRoot(): void;
+  /**
+   * Renames a cgroup, processes and limits included (cgroup v1 only: v2 refuses renames).
+   * Seeds use it: a cgroup made and joined ahead of demand becomes the container's.
+   */
+  rename?(from: string, to: string): Cgroup;
 }
 
 export const CGROUP2_SUPER_MAGIC = 0x63677270;

@@ -103,6 +103,32 @@ export class CgroupV1 implements CgroupDriver {
   removeRoot(): void {
     for (const mount of this.hierarchies) removeIfEmpty(this.fs, `${mount}${this.root}`);
   }
+
+  rename(from: string, to: string): CgroupV1Group {
+    checkName(from, this.root, true);
+    checkName(to, this.root);
+    const src = new CgroupV1Group(this.fs, from, this.dirsOf(from)).directories;
+    const dst = new CgroupV1Group(this.fs, to, this.dirsOf(to));
+    const done: number[] = [];
+    for (let i = 0; i < src.length; i++) {
+      try {
+        this.fs.rename(src[i]!, dst.directories[i]!);
+        done.push(i);
+      } catch (err) {
+        // All or nothing, so that the cgroup keeps one name across the hierarchies.
+        for (const j of done.reverse()) {
+          try {
+            this.fs.rename(dst.directories[j]!, src[j]!);
+          } catch {
+            // gc removes a cgroup split between two names (both are under the root).
+          }
+        }
+        if (errnoOf(err) === 'EEXIST' || errnoOf(err) === 'ENOTEMPTY') throw new CgroupError('CGROUP_EXISTS', dst.directories[i]!, `cgroup ${to} already exists`);
+        throw new CgroupError('CGROUP_IO', src[i]!, `cannot rename cgroup ${from} to ${to}`, { cause: err });
+      }
+    }
+    return dst;
+  }
 }
 
 export class CgroupV1Group extends BaseCgroup {

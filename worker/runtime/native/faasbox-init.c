@@ -89,6 +89,7 @@ struct config {
   struct sock_filter *seccomp;
   size_t seccomp_len;
   int no_new_privs, loopback_up, extra_fds, setsid, has_umask;
+  int seed; /* this init is a seed: it waits for a container's config (protocol.h) */
   mode_t umask;
 };
 
@@ -252,11 +253,14 @@ static void parse_config(char *buf, size_t len) {
       break;
     case REC_SETSID: cfg.setsid = 1; break;
     case REC_CGROUP_DIR: cfg.cgroup_dir = p; break;
+    case REC_SEED: cfg.seed = 1; break;
     default: bail("unknown config record type %u", type);
     }
   }
   if (off != len)
     bail("trailing bytes in config");
+  if (cfg.seed)
+    return; /* a seed's command and rootfs arrive with its container */
   if (cfg.argc == 0)
     bail("no command");
   if (!cfg.rootfs)
@@ -569,6 +573,60 @@ static void __attribute__((noreturn)) user_main(const sigset_t *oldmask) {
   _exit(saved == ENOENT ? 127 : 126);
 }
 
+/*
+ * Puts received fds where a spawned monitor would find them: the first nfixed at 0, 1, 2
+ * (and FD_SYNC when nfixed is 4), the rest at FD_EXTRA_BASE... Everything is first
+ * copied above every target, since a received fd may sit on another one's target.
+ */
+static void place_fds(const int *fds, int nfds, int nfixed) {
+  int high[ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS];
+  for (int i = 0; i < nfds; i++) {
+    if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, FD_EXTRA_BASE + ZYGOTE_MAX_EXTRA_FDS)) < 0)
+      bail("dup received fd %d", i);
+    if (fds[i] == sync_fd)
+      sync_fd = high[i]; /* bail() keeps a way to report */
+    close(fds[i]);
+  }
+  for (int i = 0; i < nfds; i++) {
+    int target = i < 3 ? i : i < nfixed ? FD_SYNC : FD_EXTRA_BASE + (i - nfixed);
+    if (dup2(high[i], target) < 0)
+      bail("dup2 received fd %d to %d", i, target);
+    if (target == FD_SYNC)
+      sync_fd = FD_SYNC;
+  }
+  /* The high copies and anything else above the targets: none may reach the container. */
+  if (syscall(SYS_close_range, FD_EXTRA_BASE + (nfds - nfixed), ~0U, 0) < 0)
+    bail("close_range");
+}
+
+/* Receives one message with fds; returns its length, 0 on a bare EOF. */
+static ssize_t recv_request(int sock, char *buf, size_t cap, int *fds, int *nfds) {
+  static union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(int) * (ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS))];
+  } control;
+  struct iovec iov = {.iov_base = buf, .iov_len = cap};
+  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.space, .msg_controllen = sizeof control.space};
+  ssize_t n;
+  while ((n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR)
+    ;
+  if (n < 0)
+    bail("recvmsg on the control socket");
+  *nfds = 0;
+  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+      continue;
+    int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+    for (int i = 0; i < count && *nfds < ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS; i++)
+      memcpy(&fds[(*nfds)++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+  }
+  if (msg.msg_flags & MSG_TRUNC)
+    bail("request larger than ZYGOTE_MAX_CONFIG");
+  if (msg.msg_flags & MSG_CTRUNC)
+    bail("request with more than %d fds", ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS);
+  return n;
+}
+
 /* ------------------------------------------------------------------ init --- */
 
 static int read_line(int fd, char *buf, size_t cap) {
@@ -596,6 +654,37 @@ static void write_file(const char *path, const char *value) {
   close(fd);
 }
 
+/*
+ * A seed, already in its cgroups and namespaces, parks here until the worker hands it a
+ * container (or drops it: EOF). The container's config replaces the seed's; only the
+ * namespaces must agree, which the worker ensured and this checks.
+ */
+static void take_container(void) {
+  static char buf[ZYGOTE_MAX_CONFIG + 1];
+  stage = "seed";
+  unsigned long seed_flags = cfg.clone_flags;
+  dprintf(sync_fd, "seeded\n");
+  int fds[ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS], nfds;
+  ssize_t n = recv_request(FD_EXTRA_BASE, buf, sizeof buf, fds, &nfds);
+  if (n == 0 && nfds == 0)
+    _exit(0); /* dropped unused */
+  close(FD_EXTRA_BASE);
+  if (nfds < SEED_FDS_FIXED)
+    bail("a container request needs %d fds, got %d", SEED_FDS_FIXED, nfds);
+  place_fds(fds, nfds, SEED_FDS_FIXED);
+  memset(&cfg, 0, sizeof cfg);
+  parse_config(buf, (size_t)n);
+  if (cfg.extra_fds != nfds - SEED_FDS_FIXED)
+    bail("config names %d extra fds, the request carried %d", cfg.extra_fds, nfds - SEED_FDS_FIXED);
+  unsigned long want = cfg.clone_flags & ~(unsigned long)(CLONE_NEWNS | CLONE_NEWCGROUP);
+  if (want != seed_flags)
+    bail("the container wants namespaces 0x%lx, the seed has 0x%lx", want, seed_flags);
+  /* Copied now, not at clone: the host's mounts made since (the rootfs) must be in it. */
+  if ((cfg.clone_flags & CLONE_NEWNS) && unshare(CLONE_NEWNS) < 0)
+    bail("unshare mount namespace");
+  stage = "init";
+}
+
 static void __attribute__((noreturn)) init_main(void) {
   stage = "init";
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
@@ -603,6 +692,9 @@ static void __attribute__((noreturn)) init_main(void) {
   /* Born in its cgroup (CLONE_INTO_CGROUP): no migration, so no cgroup.procs write. */
   for (int i = 0; !cfg.joined_by_clone && i < cfg.ncgroups; i++)
     write_file(cfg.cgroup_procs[i], "0");
+  /* A seed's container lives in the cgroup the seed joined (renamed by the worker). */
+  if (cfg.seed)
+    take_container();
   /* After joining, so that the namespace's root is the container's own cgroup. */
   if ((cfg.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     bail("unshare cgroup namespace");
@@ -729,22 +821,9 @@ static void __attribute__((noreturn)) monitor_from_request(char *buf, size_t len
     bail("set parent death signal");
   if (getppid() != zygote_pid)
     bail("zygote exited before the container started");
-  /* Everything above the targets first: a received fd may sit on another one's target. */
-  int high[ZYGOTE_FDS_FIXED + ZYGOTE_MAX_EXTRA_FDS];
-  for (int i = 0; i < nfds; i++)
-    if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, FD_EXTRA_BASE + ZYGOTE_MAX_EXTRA_FDS)) < 0)
-      bail("dup received fd %d", i);
-  sync_fd = high[3];
-  for (int i = 0; i < nfds; i++) {
-    int target = i < 3 ? i : i == 3 ? FD_SYNC : FD_EXTRA_BASE + (i - ZYGOTE_FDS_FIXED);
-    if (dup2(high[i], target) < 0)
-      bail("dup2 received fd %d to %d", i, target);
-  }
-  sync_fd = FD_SYNC;
-  /* The control socket, the zygote's copies and the high copies: none may reach init. */
+  /* The zygote's control socket must not reach init. */
   close(ZYGOTE_FD_CONTROL);
-  if (syscall(SYS_close_range, FD_EXTRA_BASE + (nfds - ZYGOTE_FDS_FIXED), ~0U, 0) < 0)
-    bail("close_range");
+  place_fds(fds, nfds, ZYGOTE_FDS_FIXED);
   parse_config(buf, len);
   if (cfg.extra_fds != nfds - ZYGOTE_FDS_FIXED)
     bail("config names %d extra fds, the request carried %d", cfg.extra_fds, nfds - ZYGOTE_FDS_FIXED);

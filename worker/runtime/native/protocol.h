@@ -52,6 +52,32 @@
  *       limit, and must equal REC_EXTRA_FDS). A request the zygote cannot serve is
  *       answered "error zygote: <why>" on its sync fd; the zygote carries on.
  */
+/*
+ * Seeds (cgroup v1): a container init made ahead of demand, so that the slow parts of a
+ * start happen off the request path: joining a v1 cgroup is a migration, which waits for
+ * an RCU grace period (up to tens of ms) when none happened recently, and a new network
+ * namespace costs ~0.4 ms. A seed is an ordinary zygote request whose config holds
+ * REC_SEED, REC_CLONE_FLAGS (without CLONE_NEWNS: the mount namespace must be copied
+ * when the container's rootfs is already mounted) and REC_CGROUP_PROCS of a cgroup the
+ * worker made for it; its one extra fd is the seed's control socket (SOCK_SEQPACKET).
+ *
+ *   worker (node)                      monitor                    seed init (pid 1)
+ *   -------------                      -------                    -----------------
+ *   zygote request with REC_SEED ────▶ clone(flags) ────────────▶ join cgroups
+ *        ◀──────────────────────────── "pid <host pid>"
+ *        ◀───────────────────────────────────────────────────────── "seeded", recvmsg(control)
+ *   (create) rename the cgroup to the
+ *   container's, write its limits;
+ *   one message on control: config
+ *   records, SCM_RIGHTS = stdin, stdout,
+ *   stderr, extra 0..n-1 ─────────────────────────────────────────▶ fds to 0,1,2,5..; config
+ *                                                                   replaces the seed's; the
+ *                                                                   namespaces must match;
+ *                                                                   unshare(NEWNS); then as
+ *                                                                   any init ("ready", ...)
+ *
+ * The seed's sync socket becomes the container's. EOF on control: the seed exits unused.
+ */
 #ifndef FAASBOX_PROTOCOL_H
 #define FAASBOX_PROTOCOL_H
 
@@ -66,6 +92,9 @@
 #define ZYGOTE_FDS_FIXED 4      /* stdin, stdout, stderr, sync; then the extra fds */
 #define ZYGOTE_MAX_EXTRA_FDS 64 /* also the limit on REC_EXTRA_FDS */
 #define ZYGOTE_MAX_CONFIG 196608 /* below the default unix socket send buffer (wmem_default) */
+
+/* seeds */
+#define SEED_FDS_FIXED 3 /* stdin, stdout, stderr (the sync socket is the seed's); then the extra fds */
 
 /* config record types */
 #define REC_ARG 1           /* one argv element, repeated in order */
@@ -96,5 +125,6 @@
 #define REC_UMASK 26        /* octal */
 #define REC_SETSID 27       /* "1": the user process starts a new session */
 #define REC_CGROUP_DIR 28   /* cgroup v2 dir: init is cloned into it (CLONE_INTO_CGROUP) and skips REC_CGROUP_PROCS; those stay as the fallback */
+#define REC_SEED 29         /* "1": make a seed (below); the request carries only clone flags, cgroups and 1 extra fd */
 
 #endif

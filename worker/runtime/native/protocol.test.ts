@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { Rec, FD_CONFIG, FD_SYNC, FD_EXTRA_BASE, EXIT_BAIL, ZYGOTE_FD_CONTROL, ZYGOTE_FDS_FIXED, ZYGOTE_MAX_EXTRA_FDS, ZYGOTE_MAX_CONFIG, ConfigWriter, parseSyncLine, decodeWaitStatus } from './protocol.js';
+import { Rec, FD_CONFIG, FD_SYNC, FD_EXTRA_BASE, EXIT_BAIL, ZYGOTE_FD_CONTROL, ZYGOTE_FDS_FIXED, ZYGOTE_MAX_EXTRA_FDS, ZYGOTE_MAX_CONFIG, SEED_FDS_FIXED, ConfigWriter, parseSyncLine, decodeWaitStatus } from './protocol.js';
 
 const srcDir = path.dirname(fileURLToPath(import.meta.url)).replace(`${path.sep}dist${path.sep}`, path.sep);
 const header = readFileSync(path.join(srcDir, 'protocol.h'), 'utf8');
@@ -32,6 +32,11 @@ test('zygote constants equal those in protocol.h', () => {
   // The sync fd and the extra fds land where a spawned monitor finds them.
   assert.equal(FD_EXTRA_BASE, FD_SYNC + 1);
   assert.equal(ZYGOTE_FDS_FIXED, 4);
+});
+
+test('seed constants equal those in protocol.h', () => {
+  assert.equal(defines.get('SEED_FDS_FIXED'), SEED_FDS_FIXED);
+  assert.equal(parseSyncLine('seeded').kind, 'seeded');
 });
 
 test('config records are type, length, NUL-separated payload', () => {

@@ -17,6 +17,9 @@ export const ZYGOTE_FDS_FIXED = 4;
 export const ZYGOTE_MAX_EXTRA_FDS = 64;
 export const ZYGOTE_MAX_CONFIG = 196608;
 
+/** Seeds: a container request to a seed carries stdin, stdout, stderr, then the extra fds (the sync socket is the seed's). */
+export const SEED_FDS_FIXED = 3;
+
 export const Rec = {
   ARG: 1,
   ENV: 2,
@@ -46,6 +49,7 @@ export const Rec = {
   UMASK: 26,
   SETSID: 27,
   CGROUP_DIR: 28,
+  SEED: 29,
 } as const;
 export type RecType = (typeof Rec)[keyof typeof Rec];
 
@@ -85,6 +89,7 @@ export class ConfigWriter {
 export type SyncMessage =
   | { kind: 'pid'; pid: number }
   | { kind: 'ready' }
+  | { kind: 'seeded' }
   | { kind: 'exit'; status: number }
   | { kind: 'init-exit'; status: number }
   | { kind: 'error'; message: string };
@@ -98,6 +103,8 @@ export function parseSyncLine(line: string): SyncMessage {
       return { kind: 'pid', pid: Number(rest) };
     case 'ready':
       return { kind: 'ready' };
+    case 'seeded':
+      return { kind: 'seeded' };
     case 'exit':
       return { kind: 'exit', status: Number(rest) };
     case 'init-exit':
