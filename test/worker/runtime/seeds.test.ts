@@ -1,0 +1,177 @@
+/**
+ * Seeds (worker/runtime/seeds.ts) against the real kernel: a container made from a parked
+ * seed still gets its own limits and namespaces; gc and close leave nothing of them.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { testEngine, type TestEngine } from '../../support/engine.js';
+import type { ContainerSpec } from '../../../worker/runtime/spec.js';
+import { Engine } from '../../../worker/runtime/engine.js';
+import { limitsDiff, isLiveSeed } from '../../../worker/runtime/seeds.js';
+import type { Container, ExitResult } from '../../../worker/runtime/container.js';
+
+let te: TestEngine;
+before(async () => {
+  te = await testEngine('seeds');
+});
+after(async () => {
+  await te.cleanup();
+});
+
+const v1 = () => te.engine.cgroups.version === 1;
+
+async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function run(engine: Engine, args: string[], extra: Partial<ContainerSpec> = {}, inspect?: (c: Container) => void): Promise<{ result: ExitResult; out: Record<string, string>; stdout: string }> {
+  const c = await engine.create({ ...extra, rootfs: { layers: te.layers }, process: { args: ['/probe', ...args] } }, { stdio: ['ignore', 'pipe', 'pipe'] });
+  inspect?.(c);
+  let stdout = '';
+  c.stdout!.on('data', (d) => (stdout += d));
+  c.stderr!.resume();
+  c.start();
+  const result = await c.wait();
+  await c.delete();
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { result, out, stdout };
+}
+
+/** Two creates make the pool fill itself with seeds like the latest request; waits until they are parked. */
+async function primed(engine: Engine, extra: Partial<ContainerSpec> = {}): Promise<void> {
+  await run(engine, ['true'], extra);
+  await run(engine, ['true'], extra);
+  await waitFor('parked seeds', () => engine.seeds!.parked.length > 0 && engine.seeds!.parked.every((s) => s.ready));
+}
+
+/** Exited (reaped, or a zombie about to be). */
+function gone(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(' ')[2] === 'Z';
+  } catch {
+    return true;
+  }
+}
+
+/** Counts the seeds that creates take. */
+function countTakes(engine: Engine): { taken: number } {
+  const counter = { taken: 0 };
+  const pool = engine.seeds!;
+  const take = pool.take.bind(pool);
+  pool.take = (...a) => {
+    const s = take(...a);
+    if (s) counter.taken++;
+    return s;
+  };
+  return counter;
+}
+
+test('limitsDiff writes what differs and unsets what the container did not ask for', () => {
+  assert.deepEqual(limitsDiff({ pids: 64, memoryBytes: 1 << 26 }, { pids: 64, memoryBytes: 1 << 26 }), {});
+  assert.deepEqual(limitsDiff({ pids: 64 }, { pids: 16 }), { pids: 16 });
+  assert.deepEqual(limitsDiff({ pids: 64, memoryBytes: 1 << 26 }, {}), { pids: -1, memoryBytes: -1 });
+  assert.deepEqual(limitsDiff({}, { cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 }), { cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 });
+  // A new period is written with its quota, even an unchanged one (the kernel checks them together).
+  assert.deepEqual(limitsDiff({ cpuQuotaUs: 10_000, cpuPeriodUs: 100_000 }, { cpuQuotaUs: 10_000, cpuPeriodUs: 50_000 }), { cpuPeriodUs: 50_000, cpuQuotaUs: 10_000 });
+});
+
+test('a container from a seed gets its own, different limits, enforced', { skip: !existsSync('/sys/fs/cgroup/pids') && 'cgroup v1 only' }, async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  await primed(te.engine, { limits: { pids: 64, memoryBytes: 128 * 1024 * 1024 } });
+  const takes = countTakes(te.engine);
+  const seeded = te.engine.seeds!.parked[0]!;
+
+  let pidsMax = '';
+  let memLimit = '';
+  const fork = await run(te.engine, ['forkbomb', '200'], { limits: { pids: 16, memoryBytes: 32 * 1024 * 1024 } }, (c) => {
+    const root = te.engine.cgroups.root;
+    pidsMax = readFileSync(`/sys/fs/cgroup/pids${root}/${c.id}/pids.max`, 'utf8').trim();
+    memLimit = readFileSync(`/sys/fs/cgroup/memory${root}/${c.id}/memory.limit_in_bytes`, 'utf8').trim();
+    assert.equal(c.pid, seeded.pid, 'the container\'s init is the parked seed');
+  });
+  assert.equal(takes.taken, 1, 'the create took a seed');
+  assert.equal(pidsMax, '16');
+  assert.equal(memLimit, String(32 * 1024 * 1024));
+  assert.equal(fork.out.forkerr, 'EAGAIN');
+  assert.ok(Number(fork.out.forked) <= 14, `forked ${fork.out.forked}`);
+
+  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  const oom = await run(te.engine, ['memhog', '256'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
+  assert.equal(takes.taken, 2);
+  assert.equal(oom.result.oomKilled, true);
+});
+
+test('a container from a seed is alone in its namespaces', async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  await primed(te.engine);
+  const takes = countTakes(te.engine);
+  const ps = await run(te.engine, ['ps']);
+  assert.equal(ps.out.pid1, 'faasbox-init');
+  assert.equal(ps.out.self, '2');
+  assert.equal(ps.out.nprocs, '2');
+  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  const host = await run(te.engine, ['hostname'], { hostname: 'fn-seeded' });
+  assert.equal(host.out.hostname, 'fn-seeded');
+  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  const ifaces = await run(te.engine, ['ifaces']);
+  assert.deepEqual(ifaces.stdout.trim().split('\n'), ['iface=lo']);
+  assert.equal(takes.taken, 3);
+});
+
+test('a dead seed is passed over; a container killed while parked in a seed is reported', async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  await primed(te.engine);
+  for (const s of te.engine.seeds!.parked) process.kill(s.pid, 'SIGKILL');
+  await waitFor('dead seeds forgotten', () => te.engine.seeds!.parked.length === 0);
+  const r = await run(te.engine, ['exit', '3']);
+  assert.equal(r.result.exitCode, 3);
+
+  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'true'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  await c.kill();
+  assert.equal((await c.wait()).signal, 9);
+  await c.delete();
+});
+
+test('gc spares a live engine\'s seeds, removes a dead engine\'s, and close leaves nothing', async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  const engine = await Engine.open({ stateDir: te.engine.stateDir, cgroupRoot: `${te.engine.cgroups.root}-close` });
+  try {
+    await primed(engine);
+    const seeds = engine.seeds!.parked.map((s) => ({ name: s.name, pid: s.pid }));
+    assert.ok(seeds.every((s) => isLiveSeed(s.name)));
+    // What a crashed engine would have left: a seed cgroup whose owner is gone.
+    engine.cgroups.create('seed-999999999-1-0', {});
+    assert.equal(isLiveSeed('seed-999999999-1-0'), false);
+    const report = await engine.gc();
+    assert.deepEqual(report.cgroups, ['seed-999999999-1-0']);
+    assert.deepEqual(engine.cgroups.list().sort(), seeds.map((s) => s.name).sort());
+
+    await engine.close();
+    assert.deepEqual(engine.cgroups.list(), []);
+    for (const s of seeds) await waitFor(`seed ${s.pid} gone`, () => gone(s.pid));
+  } finally {
+    await engine.close();
+    await engine.gc({ all: true });
+    engine.cgroups.removeRoot();
+  }
+});
+
+test('gc of everything takes the engine\'s own seeds too', async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  await primed(te.engine);
+  const pids = te.engine.seeds!.parked.map((s) => s.pid);
+  await te.engine.gc({ all: true });
+  assert.equal(te.engine.seeds!.parked.length, 0);
+  assert.deepEqual(te.engine.cgroups.list(), []);
+  for (const pid of pids) await waitFor(`seed ${pid} gone`, () => gone(pid));
+});
