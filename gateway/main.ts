@@ -28,7 +28,10 @@ export async function startGateway(
   options: StartGatewayOptions = {},
 ): Promise<RunningGateway> {
   const config = gatewayConfig(input);
-  const redis = new Redis(config.redisUrl, { lazyConnect: true });
+  // Auto-pipelining: under load the invocations' job adds and record writes of one event
+  // loop turn go out in one write (the socket write was the largest single cost of the
+  // invoke path on the gateway's side; bench/invoke's throughput rose by a sixth).
+  const redis = new Redis(config.redisUrl, { lazyConnect: true, enableAutoPipelining: true });
   const release: (() => Promise<void> | void)[] = [() => redis.disconnect()];
   const closeAll = async () => {
     for (const r of release.reverse()) await r();
