@@ -137,7 +137,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
   if (which === 'scheduler') {
     const { startScheduler } = await import('../scheduler/main.js');
     const sizing = sizingOf(cfg);
-    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, sizing, onRescue: (e) => log(`worker ${e.worker} went silent; moved ${e.moved} waiting invocations to the shared queue`) });
+    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, sizing, onRescue: (e) => log(`moved ${e.moved} invocations from ${e.queue} (its worker went silent) to the shared queue`) });
     log(`scheduler watching worker reports; sizing pools: warm ${sizing.minWarm}..${sizing.maxWarm} per function (idle TTL ${sizing.idleTtlMs} ms), stems ${sizing.minStems}..${sizing.maxStems} per shape`);
     close = sch.close;
   } else if (which === 'gateway') {

@@ -7,7 +7,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { Queue } from 'bullmq';
+import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
 import { startScheduler, type RunningScheduler } from '../../scheduler/main.js';
@@ -60,6 +60,40 @@ test('an invocation waiting in a silent worker\'s queue is moved to the shared q
   assert.equal(rec.result, 'ran');
   assert.equal(await redis.hexists(workersKey(prefix), 'ghost'), 0, 'the silent worker\'s report is dropped');
   assert.equal(await redis.hexists(workersKey(prefix), s.worker.id), 1, 'a live worker\'s report stays');
+});
+
+test("an invocation a silent worker had started runs again elsewhere once its lock lapses; the dead queue is then removed", async () => {
+  const d = await s.deploy('restarted', { runtime: 'nodejs20', code: 'export default async () => "ran again"' });
+  assert.equal(d.status, 201, d.text);
+  const ghostQueue = workerQueueName(INVOCATION_QUEUE, 'ghost-started');
+  const id = '21111111-2222-4333-8444-555555555555';
+  const job: InvocationJob = { invocationId: id, function: 'restarted', version: d.json.version, event: {}, mode: 'async', enqueuedAt: Date.now(), deadline: Date.now() + 60_000 };
+  await new InvocationStore(redis, prefix).create({ id, function: 'restarted', version: d.json.version, mode: 'async' });
+  // A worker that takes the job and dies with it: it never finishes, and once it is gone
+  // nobody renews the lock.
+  const conn = new Redis(s.redis.url, { maxRetriesPerRequest: null });
+  let started!: () => void;
+  const took = new Promise<void>((r) => (started = r));
+  const doomed = new Worker(ghostQueue, () => { started(); return new Promise(() => {}); }, { connection: conn, prefix, lockDuration: 1500 });
+  const q = new Queue(ghostQueue, { connection: redis, prefix });
+  await q.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+  await took;
+  await doomed.close(true);
+  conn.disconnect();
+  const ghost: WorkerReport = { id: 'ghost-started', queue: ghostQueue, at: Date.now() - 60_000, freeMb: 1024, warm: {}, stems: {}, inflight: 1 };
+  await redis.hset(workersKey(prefix), 'ghost-started', JSON.stringify(ghost));
+  assert.equal(await q.getActiveCount(), 1, 'the job is still active, locked by the dead worker');
+
+  let rec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  await eventually(async () => {
+    rec = (await s.get(`/v1/invocations/${id}`)).json;
+    return rec?.status === 'succeeded' || rec?.status === 'failed';
+  }, 20_000, 'the started invocation to run again');
+  assert.equal(rec.status, 'succeeded', JSON.stringify(rec));
+  assert.equal(rec.result, 'ran again');
+  await eventually(async () => (await redis.smembers(`${prefix}:orphan-queues`)).length === 0, 5000, 'the orphan queue to be done with');
+  assert.equal(await redis.exists(`${prefix}:${ghostQueue}:meta`, `${prefix}:${ghostQueue}:events`, `${prefix}:${ghostQueue}:id`), 0, 'the dead queue\'s keys are gone');
+  await q.close();
 });
 
 const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state === 'idle').length;
