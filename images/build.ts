@@ -11,6 +11,7 @@
  * 100 MB, and a changed one (node upgraded) lands beside the old layer instead of over
  * it: containers may still have the old one mounted.
  */
+import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
@@ -24,6 +25,7 @@ import {
   symlinkSync,
   writeFileSync,
   readlinkSync,
+  readdirSync,
 } from 'node:fs';
 import path from 'node:path';
 import { ImageBuildError } from './errors.js';
@@ -36,7 +38,7 @@ const MANIFEST_VERSION = 1;
 const HASHED_INPUT_LIMIT = 1 << 20;
 
 export interface BuildProgress {
-  phase: 'plan' | 'copy' | 'digest' | 'done';
+  phase: 'plan' | 'copy' | 'compile' | 'digest' | 'done';
   files: number;
   totalFiles: number;
   bytes: number;
@@ -137,6 +139,11 @@ export function inputKeyOf(recipe: Recipe, plan: PlanEntry[]): string {
   for (const e of plan) {
     if (e.kind === 'dir') h.update(`d ${e.mode.toString(8)} ${e.path}\n`);
     else if (e.kind === 'symlink') h.update(`l ${e.path} -> ${e.target}\n`);
+    else if (e.kind === 'bytecode') {
+      // The interpreter decides the bytecode; its sources are already in the plan.
+      const st = statSync(e.python);
+      h.update(`b ${e.path} ${e.python} ${st.size}:${st.mtimeMs}:${st.ino}\n`);
+    }
     else if ('content' in e) h.update(`c ${e.mode.toString(8)} ${e.path} ${createHash('sha256').update(e.content).digest('hex')}\n`);
     else {
       const st = statSync(e.source);
@@ -180,8 +187,13 @@ function populate(recipe: Recipe, plan: PlanEntry[], inputKey: string, tmp: stri
         progress.files++;
         opts.onProgress?.({ ...progress });
         break;
+      case 'bytecode':
+        break;
     }
   }
+  const jobs = plan.filter((e) => e.kind === 'bytecode');
+  if (jobs.length > 0) opts.onProgress?.({ ...progress, phase: 'compile' });
+  for (const job of jobs) compileBytecode(rootfs, job.path, job.python);
   opts.onProgress?.({ ...progress, phase: 'digest' });
   const d = digestTree(rootfs);
   const manifest: ImageManifest = {
@@ -198,6 +210,38 @@ function populate(recipe: Recipe, plan: PlanEntry[], inputKey: string, tmp: stri
   writeFileSync(path.join(tmp, MANIFEST_FILE), `${JSON.stringify(manifest, null, 2)}\n`);
   opts.onProgress?.({ ...progress, phase: 'done' });
   return manifest;
+}
+
+/**
+ * Compiles the layer's .py files under `dir` with the host interpreter. The source paths
+ * recorded in the bytecode (tracebacks show them) are the in-image ones, not the build
+ * directory's, so two builds give identical bytes.
+ */
+function compileBytecode(rootfs: string, dir: string, python: string): void {
+  const target = path.join(rootfs, dir);
+  try {
+    execFileSync(
+      python,
+      ['-I', '-S', '-m', 'compileall', '-q', '--invalidation-mode', 'unchecked-hash', '-s', rootfs, '-p', '/', target],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: {}, encoding: 'utf8' },
+    );
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string };
+    throw new ImageBuildError('BUILD_FAILED', `compiling the Python bytecode under ${dir} with ${python} failed: ${`${e.stdout ?? ''}${e.stderr ?? ''}`.trim() || (err as Error).message}`, {
+      cause: err,
+    });
+  }
+  // compileall's modes follow the builder's umask; the layer's must not (nobody reads it, and the digest sees modes).
+  const fixModes = (d: string): void => {
+    for (const ent of readdirSync(d, { withFileTypes: true })) {
+      const p = path.join(d, ent.name);
+      if (ent.isDirectory()) {
+        if (ent.name === '__pycache__') chmodSync(p, 0o755);
+        fixModes(p);
+      } else if (ent.isFile() && ent.name.endsWith('.pyc')) chmodSync(p, 0o644);
+    }
+  };
+  fixModes(target);
 }
 
 /** outDir/<name> -> <name>-<key>, swapped atomically; purely a convenience, so failures are ignored. */

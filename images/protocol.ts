@@ -1,7 +1,8 @@
 /**
  * The worker <-> runtime protocol, as types. The prose version, with the reasons, is
- * images/PROTOCOL.md; the Node.js implementation of the runtime side is
- * images/nodejs/runtime/runtime.mjs (plain JavaScript: it runs inside the container).
+ * images/PROTOCOL.md; the runtime side is images/nodejs/runtime/runtime.mjs for Node.js
+ * (plain JavaScript) and images/python3/runtime/runtime.py for Python: both run inside
+ * the container.
  *
  *   worker                                   runtime (in the container)
  *     |                                          |  boots
@@ -38,9 +39,22 @@ export const NODE_BINARY = '/usr/bin/node';
 export const NODE_RUNTIME_ENTRY = '/opt/faasbox/runtime/runtime.mjs';
 export const CODE_DIR = '/var/task';
 
+/** In-container paths of the Python image. */
+export const PYTHON_BINARY = '/usr/bin/python3';
+export const PYTHON_RUNTIME_ENTRY = '/opt/faasbox/runtime/runtime.py';
+/**
+ * -I: isolated (no PYTHON* variables, no script or user dirs on sys.path); -S: no `site`
+ * import (its path scans are most of a bare start, and the image has no site-packages);
+ * -B: never write .pyc (the layers are read-only; the image ships the stdlib's);
+ * -u: unbuffered stdout/stderr, so output reaches the pipe before the end marker;
+ * -X utf8: UTF-8 stdio and files whatever the (absent) locale says.
+ */
+export const PYTHON_FLAGS = ['-I', '-S', '-B', '-u', '-X', 'utf8'] as const;
+
 /** The command that starts each runtime image's shim (flags: see PROTOCOL.md "Boot"). */
 export const RUNTIME_COMMAND = {
   nodejs20: [NODE_BINARY, NODE_RUNTIME_ENTRY],
+  python3: [PYTHON_BINARY, ...PYTHON_FLAGS, PYTHON_RUNTIME_ENTRY],
 } as const satisfies Record<string, readonly string[]>;
 
 export type RuntimeName = keyof typeof RUNTIME_COMMAND;
@@ -96,11 +110,11 @@ export interface LoadMessage {
   type: 'load';
   /** Absolute directory of the function's code inside the container (normally /var/task). */
   codeDir: string;
-  /** Module file relative to codeDir: .mjs, .cjs, or .js (package.json "type" decides). */
+  /** Module file relative to codeDir: .mjs, .cjs, or .js (package.json "type" decides); .py for Python. */
   entry: string;
-  /** Export name of the handler; "default" when omitted. */
+  /** Export name of the handler; "default" when omitted (Python: "handler", which "default" also means there). */
   handler?: string;
-  /** Merged into process.env before the module is imported. */
+  /** Merged into process.env (os.environ) before the module is imported. */
   env?: Record<string, string>;
 }
 

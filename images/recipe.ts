@@ -4,16 +4,17 @@
  * bytes come from. Planning reads the host (ldd, busybox --list-full) but writes nothing.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, lstatSync, readlinkSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { ImageBuildError } from './errors.js';
 import { imagesSourceDir } from './sources.js';
 
-export const IMAGE_NAMES = ['nodejs20', 'busybox'] as const;
+export const IMAGE_NAMES = ['nodejs20', 'python3', 'busybox'] as const;
 export type ImageName = (typeof IMAGE_NAMES)[number];
 
 const RECIPE_FILES: Record<ImageName, string> = {
   nodejs20: 'nodejs/recipe.json',
+  python3: 'python3/recipe.json',
   busybox: 'busybox/recipe.json',
 };
 
@@ -25,6 +26,20 @@ export type Step =
   | { busybox: string }
   /** Files under images/<tree> whose name matches `include`, to `to`. */
   | { tree: string; to: string; include?: string }
+  /**
+   * A host directory copied whole (files, subdirectories, symlinks verbatim) to `to`
+   * (default: the same path). `exclude` drops every entry whose name matches one of its
+   * patterns (`*` is the only wildcard), with everything below it. `libraries: true` also
+   * brings the shared libraries each `.so` in the tree links, as the binary step does.
+   */
+  | { hostTree: string; to?: string; exclude?: string[]; libraries?: boolean }
+  /**
+   * Python bytecode for every .py under `bytecode` (an in-image directory), compiled at
+   * build time by the host's `python`, which must be the image's interpreter. The .pyc files
+   * are hash-checked without checking (PEP 552 "unchecked-hash"): the layer is read-only,
+   * so its sources cannot change under them, and copied files' mtimes do not matter.
+   */
+  | { bytecode: string; python: string }
   | { dir: string; mode?: string }
   | { file: string; content: string; mode?: string }
   | { symlink: string; target: string };
@@ -39,7 +54,9 @@ export type PlanEntry =
   | { kind: 'dir'; path: string; mode: number }
   | { kind: 'file'; path: string; mode: number; source: string }
   | { kind: 'file'; path: string; mode: number; content: string }
-  | { kind: 'symlink'; path: string; target: string };
+  | { kind: 'symlink'; path: string; target: string }
+  /** Runs after every other entry is in place; always at the end of a plan. */
+  | { kind: 'bytecode'; path: string; python: string };
 
 export function isImageName(name: string): name is ImageName {
   return (IMAGE_NAMES as readonly string[]).includes(name);
@@ -104,6 +121,35 @@ export function sharedLibraries(binary: string): string[] {
   return libs;
 }
 
+/** A name pattern of an exclude list: `*` matches any run of characters, nothing else is special. */
+function namePattern(glob: string): RegExp {
+  return new RegExp(`^${glob.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+}
+
+/** Host files, directories and symlinks under `root`, parents first, minus excluded names and what is below them. */
+function walkHostTree(root: string, exclude: RegExp[]): { rel: string; kind: 'dir' | 'file' | 'symlink'; mode: number; abs: string }[] {
+  const out: { rel: string; kind: 'dir' | 'file' | 'symlink'; mode: number; abs: string }[] = [];
+  const walk = (rel: string): void => {
+    for (const name of readdirSync(path.join(root, rel)).sort()) {
+      if (exclude.some((re) => re.test(name))) continue;
+      const r = rel === '' ? name : `${rel}/${name}`;
+      const abs = path.join(root, r);
+      const st = lstatSync(abs);
+      if (st.isDirectory()) {
+        out.push({ rel: r, kind: 'dir', mode: st.mode & 0o777, abs });
+        walk(r);
+      } else if (st.isSymbolicLink()) {
+        out.push({ rel: r, kind: 'symlink', mode: 0o777, abs });
+      } else if (st.isFile()) {
+        out.push({ rel: r, kind: 'file', mode: st.mode & 0o777, abs });
+      }
+      // Sockets, fifos and devices have no place in an image layer.
+    }
+  };
+  walk('');
+  return out;
+}
+
 function busyboxApplets(busybox: string): string[] {
   const out = execFileSync(busybox, ['--list-full'], { encoding: 'utf8' });
   return out.split('\n').filter((l) => l !== '' && l !== 'bin/busybox');
@@ -112,6 +158,7 @@ function busyboxApplets(busybox: string): string[] {
 /** Expands a recipe into the layer's entries, parents before children, no duplicates. */
 export function planRecipe(recipe: Recipe): PlanEntry[] {
   const entries = new Map<string, PlanEntry>();
+  const jobs: PlanEntry[] = [];
   const put = (e: PlanEntry): void => {
     for (let dir = path.posix.dirname(e.path); dir !== '/'; dir = path.posix.dirname(dir)) {
       if (!entries.has(dir)) entries.set(dir, { kind: 'dir', path: dir, mode: 0o755 });
@@ -151,6 +198,26 @@ export function planRecipe(recipe: Recipe): PlanEntry[] {
         if (!include.test(name) || !statSync(src).isFile()) continue;
         put({ kind: 'file', path: path.posix.join(to, name), mode: 0o644, source: src });
       }
+    } else if ('hostTree' in step) {
+      const from = absolute(step.hostTree, where);
+      requireSource(from, 'host directory');
+      const to = absolute(step.to ?? from, where);
+      const exclude = (step.exclude ?? []).map(namePattern);
+      put({ kind: 'dir', path: to, mode: statSync(from).mode & 0o777 });
+      for (const e of walkHostTree(from, exclude)) {
+        const dest = path.posix.join(to, e.rel);
+        if (e.kind === 'dir') put({ kind: 'dir', path: dest, mode: e.mode });
+        else if (e.kind === 'symlink') put({ kind: 'symlink', path: dest, target: readlinkSync(e.abs) });
+        else {
+          put({ kind: 'file', path: dest, mode: e.mode, source: e.abs });
+          if (step.libraries && /\.so(\.|$)/.test(e.rel)) {
+            for (const lib of sharedLibraries(e.abs)) put({ kind: 'file', path: absolute(lib, where), mode: 0o755, source: lib });
+          }
+        }
+      }
+    } else if ('bytecode' in step) {
+      requireSource(step.python, 'python');
+      jobs.push({ kind: 'bytecode', path: absolute(step.bytecode, where), python: step.python });
     } else if ('dir' in step) {
       put({ kind: 'dir', path: absolute(step.dir, where), mode: parseMode(step.mode, 0o755, where) });
     } else if ('file' in step) {
@@ -161,5 +228,9 @@ export function planRecipe(recipe: Recipe): PlanEntry[] {
       throw new ImageBuildError('RECIPE_INVALID', `${where}: unknown step ${JSON.stringify(step)}`);
     }
   });
-  return [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  for (const job of jobs) {
+    if (!entries.has(job.path)) throw new ImageBuildError('RECIPE_INVALID', `${recipe.name}: bytecode for ${job.path}, which no step puts in the image`);
+  }
+  const sorted = [...entries.values()].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return [...sorted, ...jobs];
 }

@@ -63,7 +63,11 @@ export interface RunningWorker {
 /** Builds (or finds) the runtime images this worker serves. */
 export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
   const node = await buildImage('nodejs20', path.join(stateDir, 'images'));
-  return { nodejs20: { name: 'nodejs20', layers: [node.dir], args: [...RUNTIME_COMMAND.nodejs20] } };
+  const python = await buildImage('python3', path.join(stateDir, 'images'));
+  return {
+    nodejs20: { name: 'nodejs20', layers: [node.dir], args: [...RUNTIME_COMMAND.nodejs20] },
+    python3: { name: 'python3', layers: [python.dir], args: [...RUNTIME_COMMAND.python3] },
+  };
 }
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {

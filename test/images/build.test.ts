@@ -151,6 +151,6 @@ test('CLI: build --json, --help, and typed errors for bad input', async () => {
   const res = JSON.parse(logs[0]!) as { dir: string; digest: string; built: boolean };
   assert.deepEqual([res.dir, res.digest, res.built], [busybox.dir, busybox.digest, false]);
   assert.match(logs[1]!, /faasbox image build <name>/);
-  await assert.rejects(imageCli(['build', 'python3', '--out', work]), (e: unknown) => e instanceof ImageBuildError && e.code === 'UNKNOWN_IMAGE');
+  await assert.rejects(imageCli(['build', 'cobol85', '--out', work]), (e: unknown) => e instanceof ImageBuildError && e.code === 'UNKNOWN_IMAGE');
   await assert.rejects(imageCli(['build']), (e: unknown) => e instanceof ImageBuildError && e.code === 'USAGE');
 });

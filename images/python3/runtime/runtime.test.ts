@@ -1,0 +1,394 @@
+/**
+ * The Python shim's protocol, run on the host's Debian python3 (no container: the
+ * protocol logic does not depend on one). Each test spawns its own shim with fds 3/4 as
+ * the worker does, with the flags the image uses.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { imagesSourceDir } from '../../sources.js';
+import { endMarker, PYTHON_FLAGS, type ReadyMessage, type RuntimeMessage, type InvokeMessage, type LoadMessage } from '../../protocol.js';
+
+/** Debian's interpreter, the one the image is built from (never a PATH lookup). */
+const PYTHON = '/usr/bin/python3';
+const ENTRY = path.join(imagesSourceDir(), 'python3', 'runtime', 'runtime.py');
+
+const work = mkdtempSync(path.join(tmpdir(), 'faasbox-pyruntime-test-'));
+const running = new Set<ChildProcess>();
+after(() => {
+  for (const c of running) c.kill('SIGKILL');
+  rmSync(work, { recursive: true, force: true });
+});
+
+let fnCount = 0;
+function codeDir(files: Record<string, string>): string {
+  const dir = path.join(work, `fn${++fnCount}`);
+  mkdirSync(dir, { recursive: true });
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
+    writeFileSync(path.join(dir, name), text);
+  }
+  return dir;
+}
+
+type Result = RuntimeMessage & { type: 'result' };
+
+class Shim {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  private replies: RuntimeMessage[] = [];
+  private waiting: ((m: RuntimeMessage) => void) | undefined;
+  private buf = '';
+  private seq = 0;
+  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+
+  constructor() {
+    // -B as in the image: the shim's own dir must not get __pycache__ from a test run.
+    this.child = spawn(PYTHON, [...PYTHON_FLAGS, ENTRY], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+    running.add(this.child);
+    this.exit = new Promise((resolve) =>
+      this.child.once('exit', (code, signal) => {
+        running.delete(this.child);
+        resolve({ code, signal });
+      }),
+    );
+    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
+    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
+    const replies = this.child.stdio[4] as Readable;
+    replies.setEncoding('utf8');
+    replies.on('data', (d: string) => {
+      this.buf += d;
+      for (let nl; (nl = this.buf.indexOf('\n')) >= 0; ) {
+        const msg = JSON.parse(this.buf.slice(0, nl)) as RuntimeMessage;
+        this.buf = this.buf.slice(nl + 1);
+        if (this.waiting) {
+          const w = this.waiting;
+          this.waiting = undefined;
+          w(msg);
+        } else this.replies.push(msg);
+      }
+    });
+  }
+
+  get requests(): Writable {
+    return this.child.stdio[3] as Writable;
+  }
+
+  next(): Promise<RuntimeMessage> {
+    const m = this.replies.shift();
+    if (m) return Promise.resolve(m);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no reply within 10 s; stderr: ${this.stderr}`)), 10_000);
+      this.waiting = (msg) => {
+        clearTimeout(t);
+        resolve(msg);
+      };
+    });
+  }
+
+  send(msg: object): void {
+    this.requests.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  async load(dir: string, entry: string, extra: Partial<LoadMessage> = {}): Promise<RuntimeMessage> {
+    this.send({ type: 'load', codeDir: dir, entry, ...extra });
+    return this.next();
+  }
+
+  async invoke(event: unknown, extra: Partial<InvokeMessage> = {}): Promise<Result> {
+    const id = extra.id ?? `inv-${++this.seq}`;
+    const context = { invocationId: id, functionName: 'f', functionVersion: 'v1', memoryLimitMb: 128, deadline: Date.now() + 60_000 };
+    this.send({ type: 'invoke', id, event, context, ...extra });
+    const r = await this.next();
+    assert.equal(r.type, 'result', JSON.stringify(r));
+    return r as Result;
+  }
+
+  async until(stream: 'stdout' | 'stderr', id: string): Promise<string> {
+    const marker = endMarker(id);
+    for (let i = 0; i < 500 && !this[stream].includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
+    const at = this[stream].indexOf(marker);
+    assert.ok(at >= 0, `no end marker for ${id} on ${stream}: ${JSON.stringify(this[stream].slice(-200))}`);
+    const before = this[stream].slice(0, at);
+    this[stream] = this[stream].slice(at + marker.length);
+    return before;
+  }
+
+  async close(): Promise<void> {
+    this.requests.end();
+    const ex = await this.exit;
+    assert.deepEqual(ex, { code: 0, signal: null });
+  }
+}
+
+async function booted(): Promise<Shim> {
+  const s = new Shim();
+  const ready = await s.next();
+  assert.equal(ready.type, 'ready');
+  return s;
+}
+
+const valueOf = (r: Result): unknown => {
+  assert.ok(r.ok && 'value' in r, JSON.stringify(r));
+  return r.value;
+};
+const errorOf = (r: Result) => {
+  assert.ok(!r.ok, JSON.stringify(r));
+  return r.error;
+};
+
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', async () => {
+  const s = new Shim();
+  const ready = (await s.next()) as ReadyMessage;
+  assert.equal(ready.type, 'ready');
+  assert.equal(ready.runtime, 'python3');
+  assert.equal(ready.pid, s.child.pid);
+  assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
+  await s.close();
+});
+
+test('plain handler: result, env applied, cwd, Lambda context, sibling import, module state kept', async () => {
+  const dir = codeDir({
+    'helper.py': 'def shout(s):\n    return s.upper()\n',
+    'data.txt': 'beside the code',
+    'handler.py': `
+import os
+import helper
+
+count = 0
+
+def handler(event, context):
+    global count
+    count += 1
+    return {
+        'count': count, 'echo': event, 'greeting': os.environ.get('GREETING'), 'loud': helper.shout('hi'),
+        'file': open('data.txt').read(), 'id': context.invocation_id, 'aws': context.aws_request_id,
+        'fn': context.function_name, 'version': context.function_version, 'mb': context.memory_limit_in_mb,
+        'remaining': context.get_remaining_time_in_millis(), 'http': context.http,
+    }
+`,
+  });
+  const s = await booted();
+  const loaded = await s.load(dir, 'handler.py', { env: { GREETING: 'hello' } });
+  assert.equal(loaded.type, 'loaded', JSON.stringify(loaded));
+  assert.ok((loaded as { ms: number }).ms >= 0);
+  const r1 = await s.invoke({ a: [1, 'x'] }, { id: 'one' });
+  assert.equal(r1.id, 'one');
+  const v1 = valueOf(r1) as Record<string, unknown>;
+  assert.deepEqual(
+    { ...v1, remaining: undefined },
+    { count: 1, echo: { a: [1, 'x'] }, greeting: 'hello', loud: 'HI', file: 'beside the code', id: 'one', aws: 'one', fn: 'f', version: 'v1', mb: 128, remaining: undefined, http: null },
+  );
+  assert.ok((v1.remaining as number) > 50_000 && (v1.remaining as number) <= 60_000, String(v1.remaining));
+  assert.equal((valueOf(await s.invoke(null)) as { count: number }).count, 2);
+  await s.close();
+});
+
+test('the handler name: "default" means handler, a named one is used, None becomes null', async () => {
+  const s = await booted();
+  const dir = codeDir({ 'app.py': 'def handler(e, c):\n    return "h"\n\ndef main(e, c):\n    return None\n' });
+  assert.equal((await s.load(dir, 'app.py', { handler: 'default' })).type, 'loaded');
+  assert.equal(valueOf(await s.invoke({})), 'h');
+  assert.equal((await s.load(dir, 'app.py', { handler: 'main' })).type, 'loaded');
+  assert.deepEqual(await s.invoke({}), { type: 'result', id: 'inv-2', ok: true, value: null });
+  await s.close();
+});
+
+test('async def handlers run on one event loop that lives across invocations', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'handler.py': `
+import asyncio
+
+loop_ids = []
+
+async def handler(event, context):
+    await asyncio.sleep(0.01)
+    loop_ids.append(id(asyncio.get_running_loop()))
+    return {'n': event['n'] * 2, 'same_loop': len(set(loop_ids)) == 1, 'calls': len(loop_ids)}
+`,
+  });
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  assert.deepEqual(valueOf(await s.invoke({ n: 2 })), { n: 4, same_loop: true, calls: 1 });
+  assert.deepEqual(valueOf(await s.invoke({ n: 5 })), { n: 10, same_loop: true, calls: 2 });
+  await s.close();
+});
+
+function decodeHttp(r: Result): { status: number; headers: Record<string, string>; body: string } {
+  assert.ok(r.ok && 'http' in r, `expected an http result, got ${JSON.stringify(r)}`);
+  return { ...r.http, body: Buffer.from(r.http.body, 'base64').toString('utf8') };
+}
+
+test('Lambda-proxy results become HTTP replies shaped like the Node shim\'s; other dicts stay values', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'handler.py': `
+import base64
+
+def proxy(event, context):
+    return {'statusCode': 302, 'headers': {'Location': '/there', 'X-Flag': True}, 'body': 'moved'}
+
+def b64(event, context):
+    return {'statusCode': 200, 'body': base64.b64encode(b'\\x00\\x01\\xff').decode(), 'isBase64Encoded': True}
+
+def multi(event, context):
+    return {'statusCode': 201, 'multiValueHeaders': {'Set-Cookie': ['a=1', 'b=2']}, 'cookies': ['c=3'], 'body': {'made': event}}
+
+def sees_http(event, context):
+    h = context.http
+    return {'statusCode': 200, 'body': h['method'] + ' ' + h['url'] + ' ' + h['body'].decode() + ' ' + h['headers']['x-a']}
+
+def not_proxy(event, context):
+    return {'statusCode': 200, 'other': 1}
+`,
+  });
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'proxy' })).type, 'loaded');
+  assert.deepEqual(decodeHttp(await s.invoke(null)), { status: 302, headers: { location: '/there', 'x-flag': 'true' }, body: 'moved' });
+
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'b64' })).type, 'loaded');
+  const bin = await s.invoke(null);
+  assert.ok(bin.ok && 'http' in bin);
+  assert.deepEqual([...Buffer.from(bin.http.body, 'base64')], [0, 1, 255]);
+
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'multi' })).type, 'loaded');
+  assert.deepEqual(decodeHttp(await s.invoke({ k: 1 })), {
+    status: 201,
+    headers: { 'set-cookie': 'a=1, b=2, c=3', 'content-type': 'application/json' },
+    body: '{"made":{"k":1}}',
+  });
+
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'sees_http' })).type, 'loaded');
+  const http = { method: 'post', path: '/p', query: { q: ['1', '2'] }, headers: { 'x-a': 'A' }, body: Buffer.from('raw').toString('base64') };
+  assert.equal(decodeHttp(await s.invoke(null, { http })).body, 'POST /p?q=1&q=2 raw A');
+
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'not_proxy' })).type, 'loaded');
+  assert.deepEqual(valueOf(await s.invoke(null)), { statusCode: 200, other: 1 });
+  await s.close();
+});
+
+test('a raised exception fails the invocation with its class, message and the Python traceback; the runtime keeps serving', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'handler.py': `
+import sys
+
+class QuotaError(Exception):
+    code = 'QUOTA'
+
+def inner(n):
+    raise ValueError(f'too far: {n}')
+
+async def handler(event, context):
+    kind = event['kind']
+    if kind == 'raise':
+        inner(event['n'])
+    if kind == 'custom':
+        raise QuotaError('over')
+    if kind == 'set':
+        return {1, 2}
+    if kind == 'nan':
+        return float('nan')
+    if kind == 'exit':
+        sys.exit(3)
+    if kind == 'key':
+        return {}['missing']
+    return 'fine'
+`,
+  });
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  const e = errorOf(await s.invoke({ kind: 'raise', n: 3 }));
+  assert.equal(e.name, 'ValueError');
+  assert.equal(e.message, 'too far: 3');
+  const stack = e.stack ?? '';
+  assert.match(stack, /^Traceback \(most recent call last\):\n/);
+  assert.match(stack, /handler\.py", line 13, in handler\n/);
+  assert.match(stack, /handler\.py", line 8, in inner\n/);
+  assert.match(stack, /ValueError: too far: 3\n$/);
+  assert.doesNotMatch(stack, /_faasbox_handler|runtime\.py|asyncio/, 'the shim\'s and asyncio\'s frames are not the function\'s');
+
+  assert.deepEqual({ ...errorOf(await s.invoke({ kind: 'custom' })), stack: undefined }, { name: 'QuotaError', message: 'over', code: 'QUOTA', stack: undefined });
+  for (const kind of ['set', 'nan']) {
+    const bad = errorOf(await s.invoke({ kind }));
+    assert.ok(bad.name === 'TypeError' && /JSON-serialisable/.test(bad.message), JSON.stringify(bad));
+  }
+  const exit = errorOf(await s.invoke({ kind: 'exit' }));
+  assert.deepEqual([exit.name, exit.message], ['SystemExit', '3']);
+  assert.deepEqual([errorOf(await s.invoke({ kind: 'key' })).name, errorOf(await s.invoke({ kind: 'key' })).message], ['KeyError', "'missing'"]);
+  assert.equal(valueOf(await s.invoke({ kind: 'ok' })), 'fine');
+  assert.equal(s.child.exitCode, null);
+  await s.close();
+});
+
+test('end markers follow the function output on stdout and stderr, and survive a replaced sys.stdout', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'handler.py': `
+import io
+import sys
+
+def handler(event, context):
+    print('out for', event['n'])
+    print('err for', event['n'], file=sys.stderr)
+    sys.stdout.write('no newline')
+    if event['n'] == 1:
+        sys.stdout = io.StringIO()  # swallows the function's prints, must not swallow the marker
+    return event['n']
+`,
+  });
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  await s.invoke({ n: 1 }, { id: 'a' });
+  assert.equal(await s.until('stdout', 'a'), 'out for 1\nno newline');
+  assert.equal(await s.until('stderr', 'a'), 'err for 1\n');
+  await s.invoke({ n: 2 }, { id: 'b' });
+  assert.equal(await s.until('stdout', 'b'), '');
+  assert.equal(await s.until('stderr', 'b'), 'err for 2\n');
+  await s.close();
+});
+
+test('end marker follows a write too large for the pipe; a multi-megabyte event arrives whole', async () => {
+  const s = await booted();
+  const dir = codeDir({ 'handler.py': `import sys\n\ndef handler(event, context):\n    sys.stdout.write('y' * event['n'] + 'END\\n')\n    return len(event['pad'])\n` });
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  const r = await s.invoke({ n: 2 << 20, pad: 'p'.repeat(3 << 20) }, { id: 'big' });
+  assert.equal(valueOf(r), 3 << 20);
+  const out = await s.until('stdout', 'big');
+  assert.equal(out.length, (2 << 20) + 4);
+  assert.ok(out.endsWith('END\n'));
+  await s.close();
+});
+
+test('load errors: a missing entry, a missing handler, a syntax error, a module that raises; invoke before load', async () => {
+  const s = await booted();
+  const missing = await s.load(codeDir({ 'other.py': 'x = 1\n' }), 'handler.py');
+  assert.ok(missing.type === 'load-error' && missing.error.name === 'ModuleNotFoundError', JSON.stringify(missing));
+  assert.match(missing.type === 'load-error' ? missing.error.message : '', /handler\.py/);
+
+  const noHandler = await s.load(codeDir({ 'handler.py': 'a = 1\n\ndef b(e, c):\n    return 2\n' }), 'handler.py', { handler: 'main' });
+  assert.ok(noHandler.type === 'load-error' && noHandler.error.name === 'HandlerNotFoundError', JSON.stringify(noHandler));
+  assert.match(noHandler.type === 'load-error' ? noHandler.error.message : '', /"main".*names: a, b/);
+
+  const syntax = await s.load(codeDir({ 'handler.py': 'def handler(e, c):\n    return (\n' }), 'handler.py');
+  assert.ok(syntax.type === 'load-error' && syntax.error.name === 'SyntaxError', JSON.stringify(syntax));
+  assert.match(syntax.type === 'load-error' ? (syntax.error.stack ?? '') : '', /handler\.py", line 2/);
+
+  const raises = await s.load(codeDir({ 'handler.py': 'import helper_that_is_not_there\n' }), 'handler.py');
+  assert.ok(raises.type === 'load-error' && raises.error.name === 'ModuleNotFoundError', JSON.stringify(raises));
+  assert.match(raises.type === 'load-error' ? (raises.error.stack ?? '') : '', /handler\.py", line 1, in <module>/);
+
+  const r = await s.invoke({});
+  assert.equal(errorOf(r).name, 'NotLoadedError');
+  await s.close();
+});
+
+test('a request that is not JSON is reported on stderr and skipped', async () => {
+  const s = await booted();
+  s.requests.write('this is not json\n');
+  assert.equal(errorOf(await s.invoke({})).name, 'NotLoadedError');
+  assert.match(s.stderr, /faasbox-runtime: ignoring a request that is not JSON/);
+  await s.close();
+});
