@@ -150,11 +150,13 @@ export class Container {
         await c.init.exited;
       });
       await c.init.ready();
+      c.settle();
       c.transition('created');
       c.persisted.pid = c.init.pid;
       c.persist();
       return c;
     } catch (err) {
+      c.settle();
       for (const u of undo.reverse()) {
         try {
           await u();
@@ -167,9 +169,18 @@ export class Container {
     }
   }
 
+  private askedPool = false;
+
+  /** Tells the seed pool this create is no longer under way (once). */
+  private settle(): void {
+    if (this.askedPool) this.parts.seeds?.settled();
+    this.askedPool = false;
+  }
+
   /** A parked seed whose cgroup now carries this container's name, or undefined. */
   private takeSeed(): Seed | undefined {
     const { seeds, cgroups } = this.parts;
+    this.askedPool = !!seeds;
     const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
     if (!seed || !cgroups.rename) return undefined;
     try {

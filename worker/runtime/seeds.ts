@@ -104,6 +104,7 @@ export class SeedPool {
   private readonly seeds = new Set<Seed>();
   private template: { cloneFlags: number; limits: CgroupLimits } | undefined;
   private creates = 0;
+  private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
   private seq = 0;
   private closed = false;
@@ -135,14 +136,21 @@ export class SeedPool {
       }
     }
     if (found) this.seeds.delete(found);
-    if (++this.creates >= 2) this.schedule();
+    this.creates++;
+    this.inFlight++;
     return found;
+  }
+
+  /** The create that called take() is done (ready or failed): refill once none is under way. */
+  settled(): void {
+    this.inFlight = Math.max(0, this.inFlight - 1);
+    if (this.creates >= 2 && this.inFlight === 0) this.schedule();
   }
 
   private schedule(): void {
     if (this.timer || this.closed) return;
-    // After the current create's synchronous part: the refill's mkdirs and fork compete
-    // with nothing on the request path but the container's own exec.
+    // Only when no create is under way: the refill's mkdirs (synchronous, ~0.4 ms) and
+    // its fork and clone would otherwise sit on a start path.
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.fill();
