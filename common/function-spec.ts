@@ -40,6 +40,12 @@ export const DEFAULT_ENTRY: Record<Runtime, string> = {
   python3: 'handler.py',
 };
 
+/** Default handler name, per runtime: the module's default export, or Lambda's `handler` function. */
+export const DEFAULT_HANDLER: Record<Runtime, string> = {
+  nodejs20: 'default',
+  python3: 'handler',
+};
+
 /** Names the platform sets itself inside the container; a function may not override them. */
 const RESERVED_ENV_PREFIXES = ['FAASBOX_', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'PYTHONPATH', 'PYTHONHOME', 'LD_'];
 const ENV_KEY = /^[A-Za-z][A-Za-z0-9_]*$/;
@@ -74,7 +80,7 @@ export const deployRequestSchema = z
     code: z.string().min(1).optional(),
     package: z.base64('package must be base64 (of a tar.gz or zip archive)').min(1).optional(),
     entry: z.string().regex(ENTRY_PATH, 'entry must be a relative path inside the package, without ".." segments').optional(),
-    handler: z.string().regex(HANDLER, 'handler must be the name of an exported function').default('default'),
+    handler: z.string().regex(HANDLER, 'handler must be the name of an exported function').optional(),
     env: envSchema.default({}),
     memoryMb: int(LIMITS.memoryMb.min, LIMITS.memoryMb.max).default(LIMITS.memoryMb.default),
     cpu: int(LIMITS.cpuMillicores.min, LIMITS.cpuMillicores.max).optional(),
@@ -171,7 +177,7 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     name,
     runtime: req.runtime,
     code: ref,
-    handler: req.handler,
+    handler: req.handler ?? DEFAULT_HANDLER[req.runtime],
     env: req.env,
     memoryMb: req.memoryMb,
     cpu: req.cpu ?? cpuForMemory(req.memoryMb),
