@@ -53,6 +53,8 @@ export class InvocationClient {
   private readonly waiters = new Map<string, (reply: Reply) => void>();
   private closed = false;
   private readonly lanes = new Map<string, Promise<Lane>>();
+  /** Worker lane -> sync invocations using it right now. */
+  private readonly laneUsers = new Map<string, number>();
   private reports: WorkerReport[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
 
@@ -104,17 +106,46 @@ export class InvocationClient {
         this.reports = Object.values(all).map((v) => JSON.parse(v) as WorkerReport);
       } catch {
         this.reports = [];
+        return;
       }
+      await this.closeLanesOfGoneWorkers();
     };
     void refresh();
     this.reportTimer = setInterval(() => void refresh(), 200);
     this.reportTimer.unref();
   }
 
+  /**
+   * A worker whose report is gone (it stopped, or the scheduler found it dead) gets no more
+   * invocations: once nothing waits on its lane, the lane's connection is closed. Worker
+   * ids are per process, so without this a long-lived gateway would keep one connection
+   * per worker that ever lived.
+   */
+  private async closeLanesOfGoneWorkers(): Promise<void> {
+    const live = new Set(this.reports.map((r) => r.queue));
+    for (const [name, pending] of this.lanes) {
+      if (live.has(name)) continue;
+      const lane = await pending.catch(() => undefined);
+      if (!lane || (this.laneUsers.get(name) ?? 0) > 0 || this.lanes.get(name) !== pending) continue;
+      this.lanes.delete(name);
+      await this.closeLane(lane);
+    }
+  }
+
+  private async closeLane(lane: Lane): Promise<void> {
+    await lane.events.close();
+    await lane.queue.close();
+    lane.eventsConnection.disconnect();
+  }
+
+  /** How many worker lanes are open (tests). */
+  get openLanes(): number {
+    return this.lanes.size;
+  }
+
   /** The worker queue placement chooses for this function, or the shared queue. */
-  private async laneFor(want: PlacementWant | undefined): Promise<Lane> {
-    const name = want ? place(this.reports, want, Date.now()) : undefined;
-    if (!name) return this.shared;
+  private laneFor(name: string | undefined): Promise<Lane> {
+    if (!name) return Promise.resolve(this.shared);
     let lane = this.lanes.get(name);
     if (!lane) {
       lane = InvocationClient.openLane(this.options, name);
@@ -155,15 +186,26 @@ export class InvocationClient {
     const reply = new Promise<Reply>((resolve) => (deliver = resolve));
     this.waiters.set(id, deliver);
     try {
-      const lane = await this.laneFor(want);
-      await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
-      const early = await raceTimer(reply, job.deadline - Date.now());
-      if (early) return early;
-      if (await this.withdraw(id, lane.queue)) {
-        // A job that failed right at the deadline is still removable; its reply wins.
-        return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
+      const name = want ? place(this.reports, want, Date.now()) : undefined;
+      // Counted before the lane is awaited, so that it cannot be closed under this call.
+      if (name) this.laneUsers.set(name, (this.laneUsers.get(name) ?? 0) + 1);
+      try {
+        const lane = await this.laneFor(name);
+        await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+        const early = await raceTimer(reply, job.deadline - Date.now());
+        if (early) return early;
+        if (await this.withdraw(id, lane.queue)) {
+          // A job that failed right at the deadline is still removable; its reply wins.
+          return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
+        }
+        return (await raceTimer(reply, execBudgetMs)) ?? { kind: 'timeout' };
+      } finally {
+        if (name) {
+          const n = (this.laneUsers.get(name) ?? 1) - 1;
+          if (n > 0) this.laneUsers.set(name, n);
+          else this.laneUsers.delete(name);
+        }
       }
-      return (await raceTimer(reply, execBudgetMs)) ?? { kind: 'timeout' };
     } finally {
       this.waiters.delete(id);
     }
@@ -183,11 +225,7 @@ export class InvocationClient {
     for (const id of [...this.waiters.keys()]) this.settle(id, { kind: 'failed', reason: 'gateway is shutting down' });
     if (this.reportTimer) clearInterval(this.reportTimer);
     const lanes = [this.shared, ...(await Promise.allSettled([...this.lanes.values()])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
-    for (const lane of lanes) {
-      await lane.events.close();
-      await lane.queue.close();
-      lane.eventsConnection.disconnect();
-    }
+    for (const lane of lanes) await this.closeLane(lane);
   }
 }
 
