@@ -15,6 +15,7 @@ import { digestTree } from '../../images/digest.js';
 import { main as imageCli } from '../../images/cli.js';
 import { RUNTIME_COMMAND, endMarker, type RuntimeMessage } from '../../images/protocol.js';
 import { ImageBuildError } from '../../images/errors.js';
+import { testEngine, type TestEngine } from '../support/engine.js';
 
 /** Absolute: the commands below run with an empty environment, so no PATH. */
 const CHROOT = '/usr/sbin/chroot';
@@ -23,6 +24,7 @@ after(() => rmSync(work, { recursive: true, force: true }));
 
 let node: BuiltImage;
 let busybox: BuiltImage;
+let python: BuiltImage;
 
 test('builds nodejs20: node, every library ldd lists, the loader, the shim, the skeleton', async () => {
   const phases = new Set<string>();
@@ -153,4 +155,146 @@ test('CLI: build --json, --help, and typed errors for bad input', async () => {
   assert.match(logs[1]!, /faasbox image build <name>/);
   await assert.rejects(imageCli(['build', 'cobol85', '--out', work]), (e: unknown) => e instanceof ImageBuildError && e.code === 'UNKNOWN_IMAGE');
   await assert.rejects(imageCli(['build']), (e: unknown) => e instanceof ImageBuildError && e.code === 'USAGE');
+});
+
+/** A layer's files below `dir` (relative), recursively. */
+function filesUnder(dir: string, rel = ''): string[] {
+  const out: string[] = [];
+  for (const ent of readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+    const r = rel === '' ? ent.name : `${rel}/${ent.name}`;
+    if (ent.isDirectory()) out.push(...filesUnder(dir, r));
+    else out.push(r);
+  }
+  return out;
+}
+
+test('builds python3: the interpreter and its libraries, a lean stdlib with bytecode for every module, the shim', async () => {
+  const phases = new Set<string>();
+  python = await buildImage('python3', path.join(work, 'a'), { onProgress: (p) => phases.add(p.phase) });
+  assert.equal(python.built, true);
+  assert.deepEqual([...phases], ['plan', 'copy', 'compile', 'digest', 'done']);
+  const r = python.dir;
+  assert.equal(statSync(path.join(r, 'usr/bin/python3')).size, statSync('/usr/bin/python3').size);
+  for (const lib of sharedLibraries('/usr/bin/python3')) assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} in the layer`);
+  // Extension modules' own libraries come too (the `libraries` of the hostTree step).
+  for (const lib of sharedLibraries('/usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so')) {
+    assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} (for _ssl) in the layer`);
+  }
+  const stdlib = path.join(r, 'usr/lib/python3.11');
+  for (const f of ['os.py', 'json/__init__.py', 'asyncio/base_events.py', 'lib-dynload/_asyncio.cpython-311-x86_64-linux-gnu.so']) {
+    assert.ok(existsSync(path.join(stdlib, f)), f);
+  }
+  for (const gone of ['test', 'lib2to3', 'ensurepip', 'idlelib', 'tkinter', 'config-3.11-x86_64-linux-gnu', 'sitecustomize.py', 'unittest/test']) {
+    assert.ok(!existsSync(path.join(stdlib, gone)), `${gone} is left out`);
+  }
+  // Every .py has its bytecode, every .pyc has its source (nothing stale copied from the host).
+  const files = filesUnder(stdlib);
+  const sources = files.filter((f) => f.endsWith('.py'));
+  const compiled = files.filter((f) => f.endsWith('.pyc'));
+  assert.ok(sources.length > 300, `${sources.length} modules`);
+  assert.deepEqual(
+    compiled.map((f) => f.replace(/__pycache__\/([^/]+)\.cpython-311\.pyc$/, '$1.py')).sort(),
+    sources.sort(),
+  );
+  // PEP 552 flags word: 0b01 = hash-based, source not checked; so copied mtimes never invalidate it.
+  const header = readFileSync(path.join(stdlib, 'json/__pycache__/__init__.cpython-311.pyc')).subarray(4, 8);
+  assert.equal(header.readUInt32LE(0), 1);
+  const shim = path.join(r, 'opt/faasbox/runtime');
+  assert.deepEqual(readdirSync(shim).sort(), ['__pycache__', '_faasbox_handler.py', 'runtime.py'], 'tests and TypeScript stay out of the image');
+  assert.ok(existsSync(path.join(shim, '__pycache__/_faasbox_handler.cpython-311.pyc')));
+  for (const f of filesUnder(r)) {
+    const st = lstatSync(path.join(r, f));
+    if (!st.isSymbolicLink()) assert.ok((st.mode & 0o004) !== 0, `${f} is readable by nobody`);
+  }
+  assert.ok(python.manifest.bytes < 60e6, `the layer stays lean: ${(python.manifest.bytes / 1e6).toFixed(1)} MB`);
+  assert.equal(statSync(path.join(r, 'tmp')).mode & 0o7777, 0o1777);
+  assert.equal(readlinkSync(path.join(r, 'bin/sh')), '/bin/busybox');
+});
+
+test('python3 builds reproducibly: the same digest from scratch elsewhere, nothing done the second time', async () => {
+  const again = await buildImage('python3', path.join(work, 'a'));
+  assert.equal(again.built, false);
+  const elsewhere = await buildImage('python3', path.join(work, 'b'));
+  assert.equal(elsewhere.built, true);
+  assert.equal(elsewhere.digest, python.digest, 'bytecode compiled in another directory is byte-identical');
+  assert.equal(digestTree(python.dir).digest, python.digest);
+  rmSync(path.dirname(elsewhere.dir), { recursive: true, force: true });
+});
+
+test('python3 runs in a real container from the layer alone: imports json and asyncio, from the bytecode', async () => {
+  const te: TestEngine = await testEngine('pyimage');
+  try {
+    const script = [
+      'import json, asyncio, hashlib, sys, os',
+      'async def main(): return 6 * 7',
+      'print(json.dumps({"answer": asyncio.run(main()), "uid": os.getuid(), "utf8": sys.flags.utf8_mode,',
+      '  "sha": hashlib.sha256(b"x").hexdigest()[:8], "site": "site" in sys.modules}))',
+    ].join('\n');
+    const c = await te.engine.create({ rootfs: { layers: [python.dir] }, process: { args: [...RUNTIME_COMMAND.python3.slice(0, -1), '-v', '-c', script] } }, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.on('data', (d) => (stdout += d));
+    c.stderr!.on('data', (d) => (stderr += d));
+    c.start();
+    const result = await c.wait();
+    await c.delete();
+    assert.equal(result.exitCode, 0, stderr);
+    assert.deepEqual(JSON.parse(stdout), {
+      answer: 42,
+      uid: 65534,
+      utf8: 1,
+      sha: '2d711642',
+      site: false,
+    });
+    // -v names where each module's code object came from: the layer's bytecode, never a compile.
+    assert.match(stderr, /# code object from '\/usr\/lib\/python3\.11\/json\/__pycache__\/__init__\.cpython-311\.pyc'/);
+    assert.match(stderr, /# code object from '\/usr\/lib\/python3\.11\/asyncio\/__pycache__\/base_events\.cpython-311\.pyc'/);
+    assert.doesNotMatch(stderr, /# code object from '[^']*\.py'/, 'no module was compiled from source');
+  } finally {
+    await te.cleanup();
+  }
+});
+
+test('the python3 shim in the layer boots, loads /var/task/handler.py and answers an invocation', async () => {
+  const clone = path.join(work, 'pyclone');
+  execFileSync('cp', ['-al', python.dir, clone]);
+  writeFileSync(path.join(clone, 'var/task/handler.py'), 'import os\n\ndef handler(event, context):\n    print("inside")\n    return {"got": event, "cwd": os.getcwd()}\n');
+  const child = spawn(CHROOT, ['--userspec=65534:65534', clone, ...RUNTIME_COMMAND.python3], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+  try {
+    let stdout = '';
+    let stderr = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const replies = child.stdio[4] as Readable;
+    replies.setEncoding('utf8');
+    const lines: RuntimeMessage[] = [];
+    let buf = '';
+    replies.on('data', (d: string) => {
+      buf += d;
+      for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) lines.push(JSON.parse(buf.slice(0, nl)) as RuntimeMessage);
+    });
+    const nextReply = async (): Promise<RuntimeMessage> => {
+      for (let i = 0; i < 1000 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const m = lines.shift();
+      assert.ok(m, `a reply within 10 s; stderr: ${stderr}`);
+      return m;
+    };
+    const requests = child.stdio[3] as Writable;
+    const ready = await nextReply();
+    assert.equal(ready.type, 'ready');
+    assert.equal(ready.type === 'ready' && ready.runtime, 'python3');
+    requests.write(`${JSON.stringify({ type: 'load', codeDir: '/var/task', entry: 'handler.py', handler: 'handler', env: {} })}\n`);
+    assert.equal((await nextReply()).type, 'loaded');
+    requests.write(`${JSON.stringify({ type: 'invoke', id: 'p1', event: 42, context: { invocationId: 'p1', functionName: 'f', functionVersion: '1', memoryLimitMb: 64, deadline: Date.now() + 10_000 } })}\n`);
+    assert.deepEqual(await nextReply(), { type: 'result', id: 'p1', ok: true, value: { got: 42, cwd: '/var/task' } });
+    assert.ok(stdout.startsWith(`inside\n${endMarker('p1')}`), JSON.stringify(stdout));
+    requests.end();
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0);
+    assert.ok(!existsSync(path.join(python.dir, 'var/task/handler.py')), 'the layer was not written through the clone');
+    assert.ok(!existsSync(path.join(clone, 'var/task/__pycache__')), '-B: no bytecode written beside the function');
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(clone, { recursive: true, force: true });
+  }
 });
