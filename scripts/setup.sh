@@ -13,7 +13,9 @@ have runc || need+=(runc)
 have cc || need+=(gcc)
 # libc.a: the C stage and the tests' probe program are linked statically.
 dpkg -s libc6-dev >/dev/null 2>&1 || need+=(libc6-dev)
-have python3 || need+=(python3)
+# Debian's interpreter by path: the python3 image is built from it and its standard library
+# (libpython3-stdlib comes with the package), never from another python3 on PATH.
+[ -x /usr/bin/python3 ] && [ -d /usr/lib/python3.11 ] || need+=(python3)
 have tar || need+=(tar)
 have make || need+=(make)
 have ip || need+=(iproute2)

@@ -49,7 +49,7 @@ def handler(event, context):
   assert.equal(again.json.hello, 'again');
 });
 
-test('env is honoured and the function runs confined: nobody, its own pid namespace, no platform variables', async () => {
+test('env is honoured, the raw request is context.http, and the function runs confined: nobody, its own pid namespace, no platform variables', async () => {
   await s.deploy('py-env', {
     runtime: 'python3',
     env: { GREETING: 'hej' },
@@ -66,12 +66,22 @@ def handler(event, context):
         'cwd': os.getcwd(),
         'mb': context.memory_limit_in_mb,
         'remaining_ok': 0 < context.get_remaining_time_in_millis() <= 30000,
+        'request': [context.http['method'], context.http['url'], context.http['headers'].get('x-trace'), context.http['body'].decode()],
     }
 `,
   });
-  const r = await s.invoke('py-env');
+  const r = await s.invoke('py-env', { raw: 1 }, { query: '?q=1', headers: { 'x-trace': 'abc' } });
   assert.equal(r.status, 200, r.text);
-  assert.deepEqual(r.json, { greeting: 'hej', leaked: [], uid: 65534, pid1: 'faasbox-init', cwd: '/var/task', mb: 96, remaining_ok: true });
+  assert.deepEqual(r.json, {
+    greeting: 'hej',
+    leaked: [],
+    uid: 65534,
+    pid1: 'faasbox-init',
+    cwd: '/var/task',
+    mb: 96,
+    remaining_ok: true,
+    request: ['POST', '/v1/functions/py-env/invoke?q=1', 'abc', '{"raw":1}'],
+  });
 });
 
 test('a raised exception is a 502 FUNCTION_ERROR with the Python traceback; the container keeps serving', async () => {
