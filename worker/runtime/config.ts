@@ -143,6 +143,9 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   if (memoryBytes < 4 * 1024 * 1024) throw new InvalidSpecError('limits.memoryBytes', 'must be at least 4 MiB');
   const cpus = limits.cpus ?? DEFAULTS.cpus;
   if (!(cpus > 0 && cpus <= 1024)) throw new InvalidSpecError('limits.cpus', `must be in (0, 1024], got ${cpus}`);
+  const cpuBurst = limits.cpuBurst ?? 0;
+  // The kernel refuses a burst above the quota (EINVAL).
+  if (!(cpuBurst >= 0 && cpuBurst <= cpus)) throw new InvalidSpecError('limits.cpuBurst', `must be in [0, limits.cpus = ${cpus}], got ${cpuBurst}`);
   const pids = positiveInt('limits.pids', limits.pids, DEFAULTS.pids);
   const diskBytes = positiveInt('rootfs.diskBytes', spec.rootfs.diskBytes, DEFAULTS.diskBytes);
   const hostname = spec.hostname ?? id.slice(0, 12);
@@ -201,7 +204,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     umask: spec.process.umask ?? DEFAULTS.umask,
     hostname,
     cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,
-    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, pids },
+    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids },
     binds,
     slots,
     rootOps: defaultRootOps(diskBytes),

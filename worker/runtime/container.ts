@@ -10,7 +10,7 @@ import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
 import { encodeInitConfig, type ContainerConfig } from './config.js';
-import { EngineError } from './errors.js';
+import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
@@ -243,11 +243,15 @@ export class Container {
   }
 
   /** New limits for a running container (a pooled container takes its function's limits). */
-  updateLimits(limits: { memoryBytes?: number; cpus?: number; pids?: number }): void {
+  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number }): void {
     const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
+    if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
+      throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
+    }
     this.cgroup.setLimits({
       ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
       ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
+      ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
     });
   }

@@ -80,7 +80,7 @@ export class Seed {
 }
 
 /** Limit values that undo a seed's limit the container did not ask for. */
-const UNSET: Required<CgroupLimits> = { memoryBytes: -1, cpuQuotaUs: -1, cpuPeriodUs: 100_000, pids: -1 };
+const UNSET: Required<CgroupLimits> = { memoryBytes: -1, cpuQuotaUs: -1, cpuPeriodUs: 100_000, cpuBurstUs: 0, pids: -1 };
 
 /** The writes that turn a seed's limits into the container's. */
 export function limitsDiff(seed: CgroupLimits, want: CgroupLimits): CgroupLimits {
@@ -92,6 +92,8 @@ export function limitsDiff(seed: CgroupLimits, want: CgroupLimits): CgroupLimits
   }
   // The kernel checks a quota against the period: a new period goes with its quota.
   if (out.cpuPeriodUs !== undefined && out.cpuQuotaUs === undefined && want.cpuQuotaUs !== undefined) out.cpuQuotaUs = want.cpuQuotaUs;
+  // A new quota resets the burst first (burst <= quota): the wanted burst goes with it.
+  if ((out.cpuPeriodUs !== undefined || out.cpuQuotaUs !== undefined) && out.cpuBurstUs === undefined && want.cpuBurstUs) out.cpuBurstUs = want.cpuBurstUs;
   return out;
 }
 

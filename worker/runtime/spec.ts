@@ -33,6 +33,13 @@ export interface ResourceLimits {
   memoryBytes?: number;
   /** CPU quota in cores (0.5 = half of one core per period). */
   cpus?: number;
+  /**
+   * Unused quota that may be saved up for short bursts, in cores (Linux's CFS burst; at
+   * most cpus; 0 or absent: none). A function that is idle most of the time then runs a
+   * short invocation at full speed instead of being throttled mid-way, and its average
+   * stays within cpus. Ignored by kernels without CFS burst (before 5.14).
+   */
+  cpuBurst?: number;
   pids?: number;
 }
 

@@ -89,6 +89,16 @@ test(`the driver detected on this machine (cgroup v${driver.version}) creates wi
     // Raising goes through too (memsw first), and lowering again.
     cg.setLimits({ memoryBytes: 64 * MB });
     assert.equal(read(`${mem}/memory.limit_in_bytes`), String(64 * MB));
+    // CFS burst, where the kernel has it: set after the quota, and a lower quota under an
+    // existing burst goes through (the burst is zeroed first; the kernel refuses burst > quota).
+    const cpuDir = dirOf(cg, 'cpu.cfs_quota_us');
+    if (existsSync(`${cpuDir}/cpu.cfs_burst_us`)) {
+      cg.setLimits({ cpuQuotaUs: 50_000, cpuBurstUs: 50_000 });
+      assert.equal(read(`${cpuDir}/cpu.cfs_burst_us`), '50000');
+      cg.setLimits({ cpuQuotaUs: 20_000, cpuBurstUs: 10_000 });
+      assert.equal(read(`${cpuDir}/cpu.cfs_quota_us`), '20000');
+      assert.equal(read(`${cpuDir}/cpu.cfs_burst_us`), '10000');
+    }
     cg.setLimits({ memoryBytes: 48 * MB, cpuQuotaUs: -1 });
     assert.equal(read(`${mem}/memory.limit_in_bytes`), String(48 * MB));
     assert.equal(read(`${dirOf(cg, 'cpu.cfs_quota_us')}/cpu.cfs_quota_us`), '-1');

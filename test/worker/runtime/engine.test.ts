@@ -233,6 +233,8 @@ test('invalid specs are refused with a typed error naming the field', async () =
     [{ process: { args: [] } }, 'process.args'],
     [{ limits: { memoryBytes: -1 } }, 'limits.memoryBytes'],
     [{ limits: { cpus: 0 } }, 'limits.cpus'],
+    [{ limits: { cpus: 0.5, cpuBurst: 1 } }, 'limits.cpuBurst'],
+    [{ limits: { cpus: 0.5, cpuBurst: -0.1 } }, 'limits.cpuBurst'],
     [{ hostname: 'no spaces' }, 'hostname'],
     [{ process: { args: ['x'], env: ['NOEQUALS'] } }, 'process.env'],
   ];

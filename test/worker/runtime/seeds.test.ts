@@ -82,6 +82,9 @@ test('limitsDiff writes what differs and unsets what the container did not ask f
   assert.deepEqual(limitsDiff({}, { cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 }), { cpuQuotaUs: 50_000, cpuPeriodUs: 100_000 });
   // A new period is written with its quota, even an unchanged one (the kernel checks them together).
   assert.deepEqual(limitsDiff({ cpuQuotaUs: 10_000, cpuPeriodUs: 100_000 }, { cpuQuotaUs: 10_000, cpuPeriodUs: 50_000 }), { cpuPeriodUs: 50_000, cpuQuotaUs: 10_000 });
+  // A quota change zeroes the burst first (the kernel refuses burst > quota): the wanted burst goes along.
+  assert.deepEqual(limitsDiff({ cpuQuotaUs: 100_000 }, { cpuQuotaUs: 20_000, cpuBurstUs: 20_000 }), { cpuQuotaUs: 20_000, cpuBurstUs: 20_000 });
+  assert.deepEqual(limitsDiff({ cpuQuotaUs: 20_000, cpuBurstUs: 20_000 }, { cpuQuotaUs: 20_000 }), { cpuBurstUs: 0 });
 });
 
 test('a container from a seed gets its own, different limits, enforced', { skip: !existsSync('/sys/fs/cgroup/pids') && 'cgroup v1 only' }, async (t) => {

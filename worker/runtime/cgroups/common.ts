@@ -77,6 +77,13 @@ export abstract class BaseCgroup implements Cgroup {
     protected readonly dirs: string[],
   ) {}
 
+  /**
+   * The CFS burst as last written: 0 for a cgroup its driver just made, undefined when
+   * unknown (an opened or renamed one). A quota below the burst is refused by the kernel,
+   * so an unknown burst is zeroed before the quota changes.
+   */
+  burstUs: number | undefined;
+
   get procsFiles(): string[] {
     return this.dirs.map((d) => `${d}/cgroup.procs`);
   }

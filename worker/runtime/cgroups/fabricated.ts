@@ -139,6 +139,7 @@ export class FabricatedCgroupfs {
       }
       if (parentControl.includes('cpu')) {
         files['cpu.max'] = 'max 100000\n';
+        files['cpu.max.burst'] = '0\n';
         files['cpu.stat'] = 'usage_usec 0\nuser_usec 0\nsystem_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n';
       }
       if (parentControl.includes('pids')) Object.assign(files, { 'pids.max': 'max\n', 'pids.current': '0\n' });
@@ -160,7 +161,7 @@ export class FabricatedCgroupfs {
         return files;
       }
       case 'cpu':
-        return { 'cpu.cfs_period_us': '100000\n', 'cpu.cfs_quota_us': '-1\n', 'cpu.stat': 'nr_periods 0\nnr_throttled 0\nthrottled_time 0\n' };
+        return { 'cpu.cfs_period_us': '100000\n', 'cpu.cfs_quota_us': '-1\n', 'cpu.cfs_burst_us': '0\n', 'cpu.stat': 'nr_periods 0\nnr_throttled 0\nthrottled_time 0\n' };
       case 'cpuacct':
         return { 'cpuacct.usage': '0\n', 'cpuacct.stat': 'user 0\nsystem 0\n' };
       case 'pids':

@@ -25,6 +25,8 @@ export interface CgroupLimits {
   memoryBytes?: number;
   cpuQuotaUs?: number;
   cpuPeriodUs?: number;
+  /** CFS burst (at most the quota); 0: none. Skipped where the kernel has no burst file. */
+  cpuBurstUs?: number;
   pids?: number;
 }
 

@@ -7,6 +7,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { rmSync } from 'node:fs';
 import { detectCgroupDriver, CgroupError, type CgroupDriver } from './index.js';
 import { FabricatedCgroupfs, type FabricatedOptions } from './fabricated.js';
 
@@ -83,6 +84,35 @@ test('raising the memory limit writes memsw first (the fabricated kernel refuses
   assert.deepEqual(tree.writesTo('limit_in_bytes').slice(-2), ['-1', '-1']);
   assert.deepEqual(tree.writesTo('cfs_quota_us'), ['-1']);
   assert.deepEqual(tree.writesTo('pids.max'), ['max']);
+});
+
+test('CFS burst: written after the quota; zeroed before a quota change only when it may be set', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', { cpuQuotaUs: 20_000, cpuPeriodUs: 100_000, cpuBurstUs: 20_000 });
+  // A new cgroup's burst is 0: no zeroing write, and the burst comes after the quota.
+  assert.deepEqual(tree.writes.map((w) => w.path.split('/').pop()), ['cpu.cfs_period_us', 'cpu.cfs_quota_us', 'cpu.cfs_burst_us']);
+  tree.writes.length = 0;
+  // Lowering the quota under the old burst: the burst goes to 0 first (the kernel refuses
+  // burst > quota), then the new values.
+  cg.setLimits({ cpuQuotaUs: 10_000, cpuBurstUs: 10_000 });
+  assert.deepEqual(tree.writes.map((w) => `${w.path.split('/').pop()}=${w.value}`), ['cpu.cfs_burst_us=0', 'cpu.cfs_quota_us=10000', 'cpu.cfs_burst_us=10000']);
+  tree.writes.length = 0;
+  // A quota change without a burst leaves none.
+  cg.setLimits({ cpuQuotaUs: 50_000 });
+  assert.deepEqual(tree.writes.map((w) => `${w.path.split('/').pop()}=${w.value}`), ['cpu.cfs_burst_us=0', 'cpu.cfs_quota_us=50000']);
+  // An opened cgroup's burst is unknown: zeroed before its quota changes.
+  const opened = driver.open('c1')!;
+  tree.writes.length = 0;
+  opened.setLimits({ cpuQuotaUs: 30_000 });
+  assert.deepEqual(tree.writes.map((w) => w.path.split('/').pop()), ['cpu.cfs_burst_us', 'cpu.cfs_quota_us']);
+});
+
+test('CFS burst is skipped on kernels without the file (before 5.14)', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('old', { cpuQuotaUs: 20_000, cpuPeriodUs: 100_000 });
+  rmSync(tree.abs('cpu,cpuacct/faasbox/old/cpu.cfs_burst_us'));
+  cg.setLimits({ cpuQuotaUs: 20_000, cpuBurstUs: 20_000 });
+  assert.deepEqual(tree.writesTo('cfs_burst_us'), []);
 });
 
 test('without swap accounting only memory.limit_in_bytes is written, and swappiness still turns swap off', () => {

@@ -114,6 +114,15 @@ test('cpu.max keeps the half that is not given; unlimited is "max"', () => {
   assert.deepEqual(tree.writesTo('pids.max'), ['max']);
 });
 
+test('cpu.max.burst: written after cpu.max, zeroed first when the quota changes under a burst', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', { cpuQuotaUs: 20_000, cpuPeriodUs: 100_000, cpuBurstUs: 20_000 });
+  assert.deepEqual(tree.writes.filter((w) => w.path.includes('cpu.max')).map((w) => `${w.path.split('/').pop()}=${w.value}`), ['cpu.max=20000 100000', 'cpu.max.burst=20000']);
+  tree.writes.length = 0;
+  cg.setLimits({ cpuQuotaUs: 10_000, cpuBurstUs: 5_000 });
+  assert.deepEqual(tree.writes.map((w) => `${w.path.split('/').pop()}=${w.value}`), ['cpu.max.burst=0', 'cpu.max=10000 100000', 'cpu.max.burst=5000']);
+});
+
 test('without swap support there is no memory.swap.max to write', () => {
   const { tree, driver } = setup({ swap: false });
   driver.create('c1', { memoryBytes: 32 * MB });

@@ -109,6 +109,7 @@ export class CgroupV2 implements CgroupDriver {
       throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
     }
     const group = new CgroupV2Group(this.fs, name, dir);
+    group.burstUs = 0;
     try {
       group.setLimits(limits);
     } catch (err) {
@@ -165,12 +166,23 @@ export class CgroupV2Group extends BaseCgroup {
       // Absent when the kernel has no swap support (CONFIG_SWAP off): nothing to turn off then.
       this.writeFile(`${d}/memory.swap.max`, '0', { optional: true });
     }
-    if (l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined) {
+    // The kernel checks burst <= quota on every write: a burst that may be set goes to 0
+    // first and the new one is written after the quota.
+    const quotaChanges = l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined;
+    if (quotaChanges && this.burstUs !== 0) {
+      this.writeFile(`${d}/cpu.max.burst`, '0', { optional: true });
+      this.burstUs = 0;
+    }
+    if (quotaChanges) {
       // cpu.max holds "$QUOTA $PERIOD"; a half given keeps the other half in force.
       const [quota, period] = (this.fs.exists(`${d}/cpu.max`) ? this.fs.read(`${d}/cpu.max`) : 'max 100000').trim().split(/\s+/);
       const q = l.cpuQuotaUs !== undefined ? limitValue(l.cpuQuotaUs, `${d}/cpu.max`, 'max') : quota;
       const p = l.cpuPeriodUs !== undefined ? limitValue(l.cpuPeriodUs, `${d}/cpu.max`) : period;
       this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
+    }
+    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.burstUs) {
+      this.writeFile(`${d}/cpu.max.burst`, String(Math.round(l.cpuBurstUs)), { optional: true });
+      this.burstUs = l.cpuBurstUs;
     }
     if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
   }
