@@ -91,7 +91,7 @@ export async function main(argv: string[]): Promise<void> {
       if (kind !== want) throw new Error(`invoke ${name}: expected a ${want} start, got ${kind}`);
       return ms;
     };
-    const idleStems = () => pooled.pool.slots().filter((s) => s.kind === 'stem' && s.state === 'idle').length;
+    const idleStems = () => pooled.pool.slots().filter((s) => s.kind === 'stem' && s.runtime === 'nodejs20' && s.state === 'idle').length;
 
     await waitFor(() => idleStems() >= 1);
     const warm: number[] = [];

@@ -14,6 +14,7 @@ import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
+import { LIMITS } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import { OutputBatcher } from './function/output.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
@@ -88,7 +89,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     images,
     budgetMb: cfg.budgetMb,
     enabled: cfg.pools,
-    stemShapes: cfg.pools ? [{ runtime: 'nodejs20', memoryMb: 128 }] : [],
+    // A stem cell per runtime at the default size from the start; other shapes get stem
+    // cells once the scheduler sees specialisations wanted for them.
+    stemShapes: cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
     targets: () => targets.current(),
     log: (line) => console.error(`worker ${id}: ${line}`),

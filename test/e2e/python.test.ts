@@ -2,8 +2,9 @@
  * Python functions end to end, with real parts only: HTTP -> gateway -> BullMQ on a real
  * redis-server -> worker -> real containers from the python3 image running runtime.py.
  *
- * The pools keep stem cells for nodejs20 only, so a python3 function's first invocation
- * boots a container ("cold") and later ones find it warm.
+ * The pools keep python3 stem cells too, so a python3 function's first invocation is
+ * served by specialising one (or, while none is ready yet, by booting a container), and
+ * later ones find it warm.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
