@@ -17,6 +17,7 @@ import { startWorker, runtimeImages, type RunningWorker } from '../worker/main.j
 import { startGateway } from '../gateway/main.js';
 import { RuntimeInstance } from '../worker/function/instance.js';
 import { median, round } from './stats.js';
+import { closeIdle, post } from './http.js';
 
 function nodeFloor(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -83,11 +84,10 @@ export async function main(argv: string[]): Promise<void> {
     };
     const invoke = async (url: string, name: string, want: string): Promise<number> => {
       const t = performance.now();
-      const r = await fetch(`${url}/v1/functions/${name}/invoke`, { method: 'POST', headers, body: '{}' });
-      await r.arrayBuffer();
+      const r = await post(`${url}/v1/functions/${name}/invoke`, headers, '{}');
       const ms = performance.now() - t;
       if (r.status !== 200) throw new Error(`invoke ${name}: ${r.status}`);
-      const kind = r.headers.get('x-cold-start');
+      const kind = r.headers['x-cold-start'];
       if (kind !== want) throw new Error(`invoke ${name}: expected a ${want} start, got ${kind}`);
       return ms;
     };
@@ -153,6 +153,7 @@ export async function main(argv: string[]): Promise<void> {
     console.log(JSON.stringify(out));
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));
+    closeIdle();
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -161,8 +161,11 @@ export class FunctionRegistry {
       [spec.name, version, JSON.stringify(record), JSON.stringify(spec), now.getTime(), code, this.eventsChannel, now.toISOString()],
     )) as [number, string | null, string, string];
     const [createdVersion, previous, createdAt, updatedAt] = reply;
+    const fn: FunctionRecord = { name: spec.name, version, spec, createdAt, updatedAt };
+    // The first invocation after a deploy (usually soon, from the same client) finds it in memory.
+    if (this.cacheTtlMs > 0) this.cache.set(spec.name, { record: fn, at: Date.now() });
     return {
-      function: { name: spec.name, version, spec, createdAt, updatedAt },
+      function: fn,
       createdFunction: previous === null,
       createdVersion: createdVersion === 1,
       previousVersion: previous ?? null,
@@ -183,7 +186,12 @@ export class FunctionRegistry {
     this.cacheTtlMs = ttlMs;
   }
 
-  invalidate(name: string): void {
+  /**
+   * Forgets the cached record, unless it is already the one an event announces (a deploy
+   * through this registry primes the cache, and its own event must not undo that).
+   */
+  invalidate(name: string, version?: string): void {
+    if (version !== undefined && this.cache.get(name)?.record?.version === version) return;
     this.cache.delete(name);
   }
 

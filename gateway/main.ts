@@ -54,7 +54,8 @@ export async function startGateway(
       await sub.subscribe(registry.eventsChannel);
       sub.on('message', (_channel: string, message: string) => {
         try {
-          registry.invalidate((JSON.parse(message) as { name: string }).name);
+          const ev = JSON.parse(message) as { name: string; version?: string };
+          registry.invalidate(ev.name, ev.version);
         } catch {
           // not an event of ours
         }

@@ -122,9 +122,17 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
     if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
     if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version)) void pool.dropFunction(ev.name);
+    // Pre-pull: the new version's spec and code layer are fetched and unpacked now, in the
+    // background, so that its first invocation here does not wait for them.
+    if (ev.type === 'deployed') {
+      target({ function: ev.name, version: ev.version }).catch((err: Error & { code?: string }) => {
+        // Deleted again meanwhile: nothing to pull.
+        if (err.code !== 'FUNCTION_NOT_FOUND') console.error(`worker ${id}: pre-pulling ${ev.name}@${ev.version}: ${err.message}`);
+      });
+    }
   });
 
-  async function target(job: InvocationJob): Promise<FunctionTarget> {
+  async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
     const key = `${job.function}@${job.version}`;
     let v = versions.get(key);
     if (!v) {

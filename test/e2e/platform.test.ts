@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
@@ -84,6 +84,16 @@ test('a running invocation shows its output so far: output is streamed into the 
     return end?.status === 'succeeded';
   }, 15_000, 'the end of the invocation');
   assert.equal(end?.stdout, 'step 1\nstep 2\n');
+});
+
+test('a deploy pre-pulls the version\'s code layer onto the worker before its first invocation', async () => {
+  const d = await s.deploy('prepulled', { runtime: 'nodejs20', code: 'export default async () => "pulled"' });
+  assert.equal(d.status, 201, d.text);
+  const layer = path.join(s.worker.engine.stateDir, 'layers', 'code', d.json.spec.code.digest);
+  await eventually(() => existsSync(layer), 10_000, 'the code layer to be unpacked');
+  assert.ok(existsSync(path.join(layer, 'index.mjs')));
+  const r = await s.invoke('prepulled', {});
+  assert.equal(r.json, 'pulled');
 });
 
 test('env and limits are honoured inside the container', async () => {
