@@ -21,7 +21,7 @@ after(async () => {
   await s.close();
 });
 
-const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state === 'idle').length;
+const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state === 'idle').length;
 const fnSlots = (name: string) => s.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`));
 
 test('a burst of a new function fans out over stem cells; the next burst is all warm', async () => {
@@ -77,7 +77,7 @@ test('pool memory never exceeds the budget, and every invocation still completes
 
 test('a pooled runtime killed from outside is replaced; no invocation is lost or hangs', async () => {
   await eventually(() => idleStems() >= 1, 30_000, 'a stem cell');
-  const stem = s.worker.pool.slots().find((x) => x.kind === 'stem' && x.state === 'idle')!;
+  const stem = s.worker.pool.slots().find((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state === 'idle')!;
   // The runtime is the init's only child; kill it as a hostile outsider would.
   const initPid = s.worker.engine.state(stem.id)!.pid!;
   const runtimePid = Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim().split(/\s+/)[0]);

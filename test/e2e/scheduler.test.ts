@@ -96,8 +96,8 @@ test("an invocation a silent worker had started runs again elsewhere once its lo
   await q.close();
 });
 
-const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state === 'idle').length;
-const stems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.state !== 'removing').length;
+const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state === 'idle').length;
+const stems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state !== 'removing').length;
 const fnSlots = (name: string) => s.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`) && x.state !== 'removing');
 const targets = async () => parseTargets(await redis.hget(poolTargetsKey(prefix), s.worker.id));
 

@@ -126,9 +126,12 @@ export class Pool {
   private refilling = false;
   /** Invocations holding a lease right now, over all functions. */
   private inflightTotal = 0;
-  /** When a background pass was first asked for and not yet run (see kick()). */
-  private kickWantedAt: number | undefined;
-  private kickTimer: NodeJS.Timeout | undefined;
+  /** Work waiting for a quiet moment (see whenQuiet()), and since when. */
+  private quietWaiters: (() => void)[] = [];
+  private quietWantedAt: number | undefined;
+  private quietTimer: NodeJS.Timeout | undefined;
+  /** A background pass is asked for and not yet started. */
+  private kicked = false;
   private closed = false;
   /** Which sizing the last reconcile followed, to log only the changes. */
   private sizingSource: 'scheduler' | 'local' | undefined;
@@ -259,10 +262,10 @@ export class Pool {
     slot.uses++;
     slot.lastUsedAt = Date.now();
     if (!healthy || !lease.instance.alive) return this.remove(slot.id, 'crashed');
-    if (!this.opts.enabled) return this.remove(slot.id, 'fresh');
-    if (lease.target.isolation === 'fresh') {
-      // Never handed to anyone else: destroyed now, replaced by a refill in the background.
-      await this.remove(slot.id, 'fresh');
+    if (!this.opts.enabled || lease.target.isolation === 'fresh') {
+      // Never handed to anyone else: claimed now, destroyed at the next quiet moment (off
+      // this invocation's reply), and replaced by a refill in the background.
+      this.retire(slot.id);
       this.kick();
       return;
     }
@@ -284,7 +287,9 @@ export class Pool {
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    clearTimeout(this.kickTimer);
+    clearTimeout(this.quietTimer);
+    // Nothing waits for a quiet moment any more: retired containers go with all the others below.
+    this.quietWaiters = [];
     // Boots in flight finish first: each then finds the pool closed and destroys its container.
     while (this.booting.size) await Promise.allSettled([...this.booting]);
     await Promise.all([...this.entries.keys()].map((id) => this.remove(id, 'deleted')));
@@ -326,6 +331,14 @@ export class Pool {
   }
 
   /** Claims the slot synchronously (state 'removing'), then destroys its container. */
+  /** Takes a used container out of service at once; its destroy waits for a quiet moment. */
+  private retire(id: string): void {
+    // It stays 'busy' until then: never selected, still counted against the budget.
+    this.whenQuiet(() => {
+      this.remove(id, 'fresh').catch((err: Error) => this.opts.log?.(`destroying container ${id}: ${err.message}`));
+    });
+  }
+
   private async remove(id: string, reason: Extract<PoolEvent, { type: 'evicted' }>['reason']): Promise<void> {
     const e = this.entries.get(id);
     if (!e || e.slot.state === 'removing') return;
@@ -358,11 +371,11 @@ export class Pool {
     d.changedAt = now;
     d.inflight += by;
     this.inflightTotal += by;
-    // The pool went quiet: a refill that waited for this may go now.
-    if (this.inflightTotal === 0 && this.kickWantedAt !== undefined) {
-      clearTimeout(this.kickTimer);
-      this.kickTimer = undefined;
-      this.scheduleReconcile();
+    // The pool went quiet: work that waited for this may go now.
+    if (this.inflightTotal === 0 && this.quietWaiters.length) {
+      clearTimeout(this.quietTimer);
+      this.quietTimer = undefined;
+      this.scheduleQuiet();
     }
   }
 
@@ -418,31 +431,41 @@ export class Pool {
     this.stemDemand.set(key, times);
   }
 
-  /**
-   * Asks for a background pass. It waits for a quiet moment: creating a container does
-   * milliseconds of synchronous work on this thread (mkdirs, mounts, cgroup writes) and
-   * booting a runtime takes a core for tens of ms, so a refill started next to a running
-   * invocation lands on that invocation's path after all (measured in bench/coldstart:
-   * its completion event waited up to 17 ms behind a stem cell's boot). The pass runs
-   * once nothing has been in flight for REFILL_QUIET_MS, and under steady load after at
-   * most REFILL_MAX_DEFER_MS anyway, so pools still refill during long bursts.
-   */
+  /** Asks for a background pass, run at the next quiet moment (see whenQuiet()). */
   private kick(): void {
-    if (!this.opts.enabled || this.closed) return;
-    this.kickWantedAt ??= Date.now();
-    this.scheduleReconcile();
+    if (!this.opts.enabled || this.closed || this.kicked) return;
+    this.kicked = true;
+    this.whenQuiet(() => {
+      this.kicked = false;
+      if (!this.closed) void this.reconcile();
+    });
   }
 
-  private scheduleReconcile(): void {
-    if (this.kickWantedAt === undefined || this.kickTimer || this.closed) return;
-    const waited = Date.now() - this.kickWantedAt;
+  /**
+   * Runs work at a quiet moment. Creating a container does milliseconds of synchronous
+   * work on this thread (mkdirs, mounts, cgroup writes), destroying one as much again,
+   * and booting a runtime takes a core for tens of ms: started next to a running
+   * invocation, that lands on the invocation's path after all (measured in
+   * bench/coldstart: a completion event waited up to 17 ms behind a stem cell's boot).
+   * So it waits until nothing has been in flight for REFILL_QUIET_MS, and under steady
+   * load runs after REFILL_MAX_DEFER_MS anyway, so pools still refill during long bursts.
+   */
+  private whenQuiet(run: () => void): void {
+    this.quietWaiters.push(run);
+    this.quietWantedAt ??= Date.now();
+    this.scheduleQuiet();
+  }
+
+  private scheduleQuiet(): void {
+    if (this.quietWantedAt === undefined || this.quietTimer) return;
+    const waited = Date.now() - this.quietWantedAt;
     const delay = this.inflightTotal === 0 ? REFILL_QUIET_MS : Math.max(0, REFILL_MAX_DEFER_MS - waited);
-    this.kickTimer = setTimeout(() => {
-      this.kickTimer = undefined;
-      if (this.closed || this.kickWantedAt === undefined) return;
-      if (this.inflightTotal > 0 && Date.now() - this.kickWantedAt < REFILL_MAX_DEFER_MS) return this.scheduleReconcile();
-      this.kickWantedAt = undefined;
-      void this.reconcile();
+    this.quietTimer = setTimeout(() => {
+      this.quietTimer = undefined;
+      if (this.quietWantedAt === undefined) return;
+      if (this.inflightTotal > 0 && Date.now() - this.quietWantedAt < REFILL_MAX_DEFER_MS) return this.scheduleQuiet();
+      this.quietWantedAt = undefined;
+      for (const run of this.quietWaiters.splice(0)) run();
     }, delay);
   }
 
