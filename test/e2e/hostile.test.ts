@@ -1,0 +1,128 @@
+/**
+ * Hostile functions, deployed and invoked like any other, through HTTP: a fork bomb, a
+ * disk filler, a CPU spinner and an escape attempt. Each gets a clear outcome, stays
+ * inside its container's limits, and leaves the platform serving the next invocation.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { startStack, eventually, type TestStack } from '../support/stack.js';
+
+let s: TestStack;
+before(async () => {
+  s = await startStack('hostile');
+  const d = await s.deploy('canary', { runtime: 'nodejs20', code: 'export default async (e) => e.n' });
+  assert.equal(d.status, 201, d.text);
+});
+after(async () => {
+  await s.close();
+});
+
+/** The platform still serves: a fresh, harmless function answers. */
+async function stillServes(): Promise<void> {
+  const r = await s.invoke('canary', { n: 1 });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json, 1);
+}
+
+/** Processes in a container's cgroup (v1 pids controller, else cgroup2). */
+function pidsOf(containerId: string): number | undefined {
+  const state = s.worker.engine.state(containerId);
+  if (!state?.pid) return undefined;
+  try {
+    const cgroupLine = readFileSync(`/proc/${state.pid}/cgroup`, 'utf8').split('\n').find((l) => /(^|:)pids(,|:)/.test(l) || l.startsWith('0::'));
+    const rel = cgroupLine?.split(':').slice(2).join(':');
+    for (const dir of [`/sys/fs/cgroup/pids${rel}`, `/sys/fs/cgroup${rel}`]) {
+      if (existsSync(`${dir}/pids.current`)) return Number(readFileSync(`${dir}/pids.current`, 'utf8'));
+    }
+  } catch {
+    // the container ended while we looked
+  }
+  return undefined;
+}
+
+test('a fork bomb stops at the pids limit; its invocation times out, its whole cgroup is killed', async () => {
+  await s.deploy('forkbomb', {
+    runtime: 'nodejs20',
+    timeoutMs: 1500,
+    code: `import { spawn } from 'node:child_process';
+export default async () => {
+  spawn('/bin/sh', ['-c', 'b() { b | b & }; b'], { stdio: 'ignore', detached: true }).unref();
+  await new Promise((r) => setTimeout(r, 60_000));
+};`,
+  });
+  const t = Date.now();
+  const pending = s.invoke('forkbomb');
+  let peak = 0;
+  const watch = setInterval(() => {
+    for (const slot of s.worker.pool.slots().filter((x) => x.fn?.startsWith('forkbomb@'))) peak = Math.max(peak, pidsOf(slot.id) ?? 0);
+  }, 20);
+  const r = await pending;
+  clearInterval(watch);
+  assert.equal(r.status, 504, r.text);
+  assert.equal(r.json.error.code, 'TIMEOUT');
+  assert.ok(Date.now() - t < 10_000);
+  assert.ok(peak > 2, `the bomb went off (peak ${peak} processes)`);
+  assert.ok(peak <= 64, `and stopped at the pids limit (peak ${peak})`);
+  await eventually(() => !s.worker.pool.slots().some((x) => x.fn?.startsWith('forkbomb@')), 5000, 'the bombed container to go');
+  await stillServes();
+});
+
+test('a disk filler gets ENOSPC at its quota in /tmp and may not write the image at all', async () => {
+  await s.deploy('filler', {
+    runtime: 'nodejs20',
+    code: `import { writeFileSync, appendFileSync, rmSync } from 'node:fs';
+const fill = (file) => { const mb = Buffer.alloc(1 << 20, 7); let n = 0; try { writeFileSync(file, ''); for (;;) { appendFileSync(file, mb); n++; } } catch (err) { rmSync(file, { force: true }); return { code: err.code, mb: n }; } };
+export default async () => ({ tmp: fill('/tmp/fill'), root: fill('/var/fill') });`,
+  });
+  const r = await s.invoke('filler');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.tmp.code, 'ENOSPC', JSON.stringify(r.json));
+  assert.ok(r.json.tmp.mb <= 64, `/tmp stopped at its quota: ${r.json.tmp.mb} MB`);
+  // The function's uid owns nothing in the image: the root filesystem is not its to fill.
+  assert.equal(r.json.root.code, 'EACCES', JSON.stringify(r.json));
+  // The same warm container serves again: the filler cleaned up, and nothing spilled onto the host.
+  const again = await s.invoke('filler');
+  assert.equal(again.status, 200, again.text);
+  assert.equal(again.headers.get('x-cold-start'), 'warm');
+  await stillServes();
+});
+
+test('a CPU spinner is held to its quota', async () => {
+  // 128 MB gives 0.072 cores (Lambda's proportion); 400 ms of wall time allows ~29 ms of
+  // CPU (plus one saved-up burst of 7.2 ms).
+  await s.deploy('spinner', { runtime: 'nodejs20', timeoutMs: 5000, code: 'export default async () => { const end = Date.now() + 400; let x = 0; while (Date.now() < end) x++; return x > 0; }' });
+  await s.invoke('spinner'); // the first call pays for boot or specialisation
+  const r = await s.invoke('spinner');
+  assert.equal(r.status, 200, r.text);
+  const metrics = (await s.get('/metrics')).text;
+  const cpu = Number(/faasbox_function_cpu_seconds_total\{function="spinner"\} ([\d.e-]+)/.exec(metrics)?.[1]);
+  // Two invocations of 400 ms each at 0.072 cores: well under 0.2 s of CPU in total.
+  assert.ok(cpu > 0 && cpu < 0.2, `CPU used: ${cpu} s`);
+});
+
+test('escape attempts are refused: no mount, no raw socket, no host processes, no capabilities', async () => {
+  await s.deploy('escape', {
+    runtime: 'nodejs20',
+    code: `import { readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+const tryRun = (args) => { try { execFileSync(args[0], args.slice(1), { stdio: 'pipe' }); return 'allowed'; } catch (e) { return 'refused'; } };
+export default async () => ({
+  mount: tryRun(['/bin/mount', '-t', 'tmpfs', 'x', '/tmp']),
+  ping: tryRun(['/bin/ping', '-c', '1', '127.0.0.1']),
+  pids: readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).length,
+  capEff: /CapEff:\\s+(\\w+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1],
+  noNewPrivs: /NoNewPrivs:\\s+(\\d)/.exec(readFileSync('/proc/self/status', 'utf8'))[1],
+  seccomp: /Seccomp:\\s+(\\d)/.exec(readFileSync('/proc/self/status', 'utf8'))[1],
+});`,
+  });
+  const r = await s.invoke('escape');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.mount, 'refused');
+  assert.equal(r.json.ping, 'refused');
+  assert.ok(r.json.pids < 10, `only the container's own processes are visible: ${r.json.pids}`);
+  assert.equal(r.json.capEff, '0000000000000000');
+  assert.equal(r.json.noNewPrivs, '1');
+  assert.equal(r.json.seccomp, '2');
+  await stillServes();
+});
