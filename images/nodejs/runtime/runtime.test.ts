@@ -4,127 +4,24 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { nodeRuntimeEntry } from '../../sources.js';
-import { endMarker, type ReadyMessage, type RuntimeMessage, type InvokeMessage, type LoadMessage } from '../../protocol.js';
+import { type ReadyMessage, type RuntimeMessage } from '../../protocol.js';
+import { bootedShim, codeDirs, killShims, ShimProcess } from '../../../test/support/shim.js';
 
-const work = mkdtempSync(path.join(tmpdir(), 'faasbox-runtime-test-'));
-const running = new Set<ChildProcess>();
+const dirs = codeDirs('faasbox-runtime-test-');
 after(() => {
-  for (const c of running) c.kill('SIGKILL');
-  rmSync(work, { recursive: true, force: true });
+  killShims();
+  dirs.remove();
 });
+const codeDir = dirs.codeDir;
 
-let fnCount = 0;
-/** Writes files into a fresh code dir and returns it. */
-function codeDir(files: Record<string, string>): string {
-  const dir = path.join(work, `fn${++fnCount}`);
-  for (const [name, text] of Object.entries(files)) {
-    mkdirSync(path.dirname(path.join(dir, name)), { recursive: true });
-    writeFileSync(path.join(dir, name), text);
-  }
-  return dir;
-}
-
-class Shim {
-  readonly child: ChildProcess;
-  stdout = '';
-  stderr = '';
-  private replies: RuntimeMessage[] = [];
-  private waiting: ((m: RuntimeMessage) => void) | undefined;
-  private buf = '';
-  private seq = 0;
-  readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-
+/** The Node.js shim as the image runs it, on the host's node. */
+class Shim extends ShimProcess {
   constructor() {
-    this.child = spawn(process.execPath, [nodeRuntimeEntry()], { stdio: ['pipe', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
-    running.add(this.child);
-    this.exit = new Promise((resolve) =>
-      this.child.once('exit', (code, signal) => {
-        running.delete(this.child);
-        resolve({ code, signal });
-      }),
-    );
-    this.child.stdout!.setEncoding('utf8').on('data', (d: string) => (this.stdout += d));
-    this.child.stderr!.setEncoding('utf8').on('data', (d: string) => (this.stderr += d));
-    const replies = this.child.stdio[4] as Readable;
-    replies.setEncoding('utf8');
-    replies.on('data', (d: string) => {
-      this.buf += d;
-      for (let nl; (nl = this.buf.indexOf('\n')) >= 0; ) {
-        const msg = JSON.parse(this.buf.slice(0, nl)) as RuntimeMessage;
-        this.buf = this.buf.slice(nl + 1);
-        if (this.waiting) {
-          const w = this.waiting;
-          this.waiting = undefined;
-          w(msg);
-        } else this.replies.push(msg);
-      }
-    });
-  }
-
-  get requests(): Writable {
-    return this.child.stdio[3] as Writable;
-  }
-
-  next(): Promise<RuntimeMessage> {
-    const m = this.replies.shift();
-    if (m) return Promise.resolve(m);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => reject(new Error(`no reply within 10 s; stderr: ${this.stderr}`)), 10_000);
-      this.waiting = (msg) => {
-        clearTimeout(t);
-        resolve(msg);
-      };
-    });
-  }
-
-  send(msg: object): void {
-    this.requests.write(`${JSON.stringify(msg)}\n`);
-  }
-
-  async load(dir: string, entry: string, extra: Partial<LoadMessage> = {}): Promise<RuntimeMessage> {
-    this.send({ type: 'load', codeDir: dir, entry, ...extra });
-    return this.next();
-  }
-
-  async invoke(event: unknown, extra: Partial<InvokeMessage> = {}): Promise<RuntimeMessage & { type: 'result' }> {
-    const id = extra.id ?? `inv-${++this.seq}`;
-    const context = { invocationId: id, functionName: 'f', functionVersion: 'v1', memoryLimitMb: 128, deadline: Date.now() + 60_000 };
-    this.send({ type: 'invoke', id, event, context, ...extra });
-    const r = await this.next();
-    assert.equal(r.type, 'result');
-    return r as RuntimeMessage & { type: 'result' };
-  }
-
-  /** Output of one stream up to and including invocation `id`'s marker, removed from the buffer. */
-  async until(stream: 'stdout' | 'stderr', id: string): Promise<string> {
-    const marker = endMarker(id);
-    for (let i = 0; i < 500 && !this[stream].includes(marker); i++) await new Promise((r) => setTimeout(r, 10));
-    const at = this[stream].indexOf(marker);
-    assert.ok(at >= 0, `no end marker for ${id} on ${stream}: ${JSON.stringify(this[stream].slice(-200))}`);
-    const before = this[stream].slice(0, at);
-    this[stream] = this[stream].slice(at + marker.length);
-    return before;
-  }
-
-  async close(): Promise<void> {
-    this.requests.end();
-    const ex = await this.exit;
-    assert.deepEqual(ex, { code: 0, signal: null });
+    super(process.execPath, [nodeRuntimeEntry()]);
   }
 }
-
-async function booted(): Promise<Shim> {
-  const s = new Shim();
-  const ready = await s.next();
-  assert.equal(ready.type, 'ready');
-  return s;
-}
+const booted = () => bootedShim(() => new Shim());
 
 test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', async () => {
   const s = new Shim();
