@@ -4,18 +4,18 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
 import { buildImage, type BuiltImage } from '../../images/build.js';
 import { sharedLibraries } from '../../images/recipe.js';
 import { digestTree } from '../../images/digest.js';
 import { main as imageCli } from '../../images/cli.js';
-import { RUNTIME_COMMAND, endMarker, type RuntimeMessage } from '../../images/protocol.js';
+import { RUNTIME_COMMAND } from '../../images/protocol.js';
 import { ImageBuildError } from '../../images/errors.js';
-import { testEngine, type TestEngine } from '../support/engine.js';
+import { runToEnd, testEngine, type TestEngine } from '../support/engine.js';
+import { ShimProcess } from '../support/shim.js';
 
 /** Absolute: the commands below run with an empty environment, so no PATH. */
 const CHROOT = '/usr/sbin/chroot';
@@ -68,37 +68,16 @@ test('the shim in the layer boots, loads code from /var/task and answers an invo
   const clone = path.join(work, 'clone');
   execFileSync('cp', ['-al', node.dir, clone]);
   writeFileSync(path.join(clone, 'var/task/index.mjs'), 'export default async (e) => { console.log("inside"); return { got: e, cwd: process.cwd() }; };');
-  const child = spawn(CHROOT, [clone, ...RUNTIME_COMMAND.nodejs20], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+  const shim = new ShimProcess(CHROOT, [clone, ...RUNTIME_COMMAND.nodejs20]);
   try {
-    let stdout = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    const replies = child.stdio[4] as Readable;
-    replies.setEncoding('utf8');
-    const lines: RuntimeMessage[] = [];
-    let buf = '';
-    replies.on('data', (d: string) => {
-      buf += d;
-      for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) lines.push(JSON.parse(buf.slice(0, nl)) as RuntimeMessage);
-    });
-    const nextReply = async (): Promise<RuntimeMessage> => {
-      for (let i = 0; i < 1000 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      const m = lines.shift();
-      assert.ok(m, 'a reply within 10 s');
-      return m;
-    };
-    const requests = child.stdio[3] as Writable;
-    assert.equal((await nextReply()).type, 'ready');
-    requests.write(`${JSON.stringify({ type: 'load', codeDir: '/var/task', entry: 'index.mjs', handler: 'default', env: {} })}\n`);
-    assert.equal((await nextReply()).type, 'loaded');
-    requests.write(`${JSON.stringify({ type: 'invoke', id: 'c1', event: 42, context: { invocationId: 'c1', functionName: 'f', functionVersion: '1', memoryLimitMb: 64, deadline: Date.now() + 10_000 } })}\n`);
-    assert.deepEqual(await nextReply(), { type: 'result', id: 'c1', ok: true, value: { got: 42, cwd: '/var/task' } });
-    assert.ok(stdout.startsWith(`inside\n${endMarker('c1')}`), JSON.stringify(stdout));
-    requests.end();
-    const code = await new Promise((resolve) => child.once('exit', resolve));
-    assert.equal(code, 0);
+    assert.equal((await shim.next()).type, 'ready');
+    assert.equal((await shim.load('/var/task', 'index.mjs', { handler: 'default', env: {} })).type, 'loaded');
+    assert.deepEqual(await shim.invoke(42, { id: 'c1' }), { type: 'result', id: 'c1', ok: true, value: { got: 42, cwd: '/var/task' } });
+    assert.equal(await shim.until('stdout', 'c1'), 'inside\n');
+    await shim.close();
     assert.ok(!existsSync(path.join(node.dir, 'var/task/index.mjs')), 'the layer was not written through the clone');
   } finally {
-    child.kill('SIGKILL');
+    shim.child.kill('SIGKILL');
     rmSync(clone, { recursive: true, force: true });
   }
 });
@@ -230,14 +209,7 @@ test('python3 runs in a real container from the layer alone: imports json and as
       'print(json.dumps({"answer": asyncio.run(main()), "uid": os.getuid(), "utf8": sys.flags.utf8_mode,',
       '  "sha": hashlib.sha256(b"x").hexdigest()[:8], "site": "site" in sys.modules}))',
     ].join('\n');
-    const c = await te.engine.create({ rootfs: { layers: [python.dir] }, process: { args: [...RUNTIME_COMMAND.python3.slice(0, -1), '-v', '-c', script] } }, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    c.stdout!.on('data', (d) => (stdout += d));
-    c.stderr!.on('data', (d) => (stderr += d));
-    c.start();
-    const result = await c.wait();
-    await c.delete();
+    const { result, stdout, stderr } = await runToEnd(te.engine, { rootfs: { layers: [python.dir] }, process: { args: [...RUNTIME_COMMAND.python3.slice(0, -1), '-v', '-c', script] } });
     assert.equal(result.exitCode, 0, stderr);
     assert.deepEqual(JSON.parse(stdout), {
       answer: 42,
@@ -259,42 +231,19 @@ test('the python3 shim in the layer boots, loads /var/task/handler.py and answer
   const clone = path.join(work, 'pyclone');
   execFileSync('cp', ['-al', python.dir, clone]);
   writeFileSync(path.join(clone, 'var/task/handler.py'), 'import os\n\ndef handler(event, context):\n    print("inside")\n    return {"got": event, "cwd": os.getcwd()}\n');
-  const child = spawn(CHROOT, ['--userspec=65534:65534', clone, ...RUNTIME_COMMAND.python3], { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+  const shim = new ShimProcess(CHROOT, ['--userspec=65534:65534', clone, ...RUNTIME_COMMAND.python3]);
   try {
-    let stdout = '';
-    let stderr = '';
-    child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const replies = child.stdio[4] as Readable;
-    replies.setEncoding('utf8');
-    const lines: RuntimeMessage[] = [];
-    let buf = '';
-    replies.on('data', (d: string) => {
-      buf += d;
-      for (let nl; (nl = buf.indexOf('\n')) >= 0; buf = buf.slice(nl + 1)) lines.push(JSON.parse(buf.slice(0, nl)) as RuntimeMessage);
-    });
-    const nextReply = async (): Promise<RuntimeMessage> => {
-      for (let i = 0; i < 1000 && lines.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      const m = lines.shift();
-      assert.ok(m, `a reply within 10 s; stderr: ${stderr}`);
-      return m;
-    };
-    const requests = child.stdio[3] as Writable;
-    const ready = await nextReply();
+    const ready = await shim.next();
     assert.equal(ready.type, 'ready');
     assert.equal(ready.type === 'ready' && ready.runtime, 'python3');
-    requests.write(`${JSON.stringify({ type: 'load', codeDir: '/var/task', entry: 'handler.py', handler: 'handler', env: {} })}\n`);
-    assert.equal((await nextReply()).type, 'loaded');
-    requests.write(`${JSON.stringify({ type: 'invoke', id: 'p1', event: 42, context: { invocationId: 'p1', functionName: 'f', functionVersion: '1', memoryLimitMb: 64, deadline: Date.now() + 10_000 } })}\n`);
-    assert.deepEqual(await nextReply(), { type: 'result', id: 'p1', ok: true, value: { got: 42, cwd: '/var/task' } });
-    assert.ok(stdout.startsWith(`inside\n${endMarker('p1')}`), JSON.stringify(stdout));
-    requests.end();
-    const code = await new Promise((resolve) => child.once('exit', resolve));
-    assert.equal(code, 0);
+    assert.equal((await shim.load('/var/task', 'handler.py', { handler: 'handler', env: {} })).type, 'loaded');
+    assert.deepEqual(await shim.invoke(42, { id: 'p1' }), { type: 'result', id: 'p1', ok: true, value: { got: 42, cwd: '/var/task' } });
+    assert.equal(await shim.until('stdout', 'p1'), 'inside\n');
+    await shim.close();
     assert.ok(!existsSync(path.join(python.dir, 'var/task/handler.py')), 'the layer was not written through the clone');
     assert.ok(!existsSync(path.join(clone, 'var/task/__pycache__')), '-B: no bytecode written beside the function');
   } finally {
-    child.kill('SIGKILL');
+    shim.child.kill('SIGKILL');
     rmSync(clone, { recursive: true, force: true });
   }
 });

@@ -9,6 +9,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine, mountsUnder } from '../../worker/runtime/engine.js';
 import { buildImage } from '../../images/build.js';
+import type { Container, ExitResult } from '../../worker/runtime/container.js';
+import type { ContainerSpec } from '../../worker/runtime/spec.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -21,6 +23,36 @@ export function probeBinary(): string {
     execFileSync('cc', ['-O2', '-static', '-o', out, src]);
   }
   return out;
+}
+
+export interface ContainerRun {
+  result: ExitResult;
+  /** The probe's KEY=VALUE lines. */
+  out: Record<string, string>;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Creates, starts and waits for one container, collecting its output, then deletes it.
+ * inspect sees the container before it starts.
+ */
+export async function runToEnd(engine: Engine, spec: ContainerSpec, inspect?: (c: Container) => void): Promise<ContainerRun> {
+  const c = await engine.create(spec, { stdio: ['ignore', 'pipe', 'pipe'] });
+  inspect?.(c);
+  let stdout = '';
+  let stderr = '';
+  c.stdout!.on('data', (d) => (stdout += d));
+  c.stderr!.on('data', (d) => (stderr += d));
+  c.start();
+  const result = await c.wait();
+  await c.delete();
+  const out: Record<string, string> = {};
+  for (const line of stdout.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+  return { result, out, stdout, stderr };
 }
 
 export interface TestEngine {

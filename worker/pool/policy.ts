@@ -82,13 +82,12 @@ export { DEFAULT_SIZING, desiredStems, desiredWarm, clamp, type DemandSample, ty
  * for at least minIdleMs, oldest use first.
  */
 export function reclaim(slots: readonly Slot[], fn: string, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
-  const mine = slots.filter((s) => s.kind === 'function' && s.fn === fn && s.state !== 'removing');
-  const excess = mine.length - desired;
-  if (excess <= 0) return [];
-  return mine
-    .filter((s) => s.state === 'idle' && now - s.lastUsedAt >= minIdleMs)
-    .sort((a, b) => a.lastUsedAt - b.lastUsedAt)
-    .slice(0, excess);
+  return idleBeyond(
+    slots.filter((s) => s.kind === 'function' && s.fn === fn),
+    desired,
+    now,
+    minIdleMs,
+  );
 }
 
 /**
@@ -97,10 +96,20 @@ export function reclaim(slots: readonly Slot[], fn: string, desired: number, now
  * number but are never taken.
  */
 export function reclaimStems(slots: readonly Slot[], runtime: string, memoryMb: number, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
-  const mine = slots.filter((s) => s.kind === 'stem' && s.runtime === runtime && s.memoryMb === memoryMb && s.state !== 'removing');
-  const excess = mine.length - desired;
+  return idleBeyond(
+    slots.filter((s) => s.kind === 'stem' && s.runtime === runtime && s.memoryMb === memoryMb),
+    desired,
+    now,
+    minIdleMs,
+  );
+}
+
+/** Of a group of slots, the idle ones beyond `desired` (removing ones not counted) that sat unused for minIdleMs, oldest first. */
+function idleBeyond(group: readonly Slot[], desired: number, now: number, minIdleMs: number): Slot[] {
+  const live = group.filter((s) => s.state !== 'removing');
+  const excess = live.length - desired;
   if (excess <= 0) return [];
-  return mine
+  return live
     .filter((s) => s.state === 'idle' && now - s.lastUsedAt >= minIdleMs)
     .sort((a, b) => a.lastUsedAt - b.lastUsedAt)
     .slice(0, excess);

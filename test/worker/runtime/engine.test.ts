@@ -8,9 +8,8 @@ import { readdirSync, statSync, existsSync, readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { testEngine, type TestEngine } from '../../support/engine.js';
+import { runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
 import type { ContainerSpec } from '../../../worker/runtime/spec.js';
-import type { ExitResult } from '../../../worker/runtime/container.js';
 import { mountsUnder } from '../../../worker/runtime/engine.js';
 import { EngineError } from '../../../worker/runtime/errors.js';
 
@@ -22,33 +21,12 @@ after(async () => {
   await te.cleanup();
 });
 
-interface ProbeRun {
-  result: ExitResult;
-  out: Record<string, string>;
-  stdout: string;
-  stderr: string;
-}
-
-async function probe(args: string[], extra: Partial<ContainerSpec> = {}): Promise<ProbeRun> {
-  const spec: ContainerSpec = {
+function probe(args: string[], extra: Partial<ContainerSpec> = {}): Promise<ContainerRun> {
+  return runToEnd(te.engine, {
     ...extra,
     rootfs: { layers: te.layers, ...extra.rootfs },
     process: { ...extra.process, args: ['/probe', ...args] },
-  };
-  const c = await te.engine.create(spec, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  c.stdout!.on('data', (d) => (stdout += d));
-  c.stderr!.on('data', (d) => (stderr += d));
-  c.start();
-  const result = await c.wait();
-  await c.delete();
-  const out: Record<string, string> = {};
-  for (const line of stdout.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { result, out, stdout, stderr };
+  });
 }
 
 test('pid 1 is the container init and host processes are invisible', async () => {

@@ -5,11 +5,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { testEngine, type TestEngine } from '../../support/engine.js';
+import { runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
 import type { ContainerSpec } from '../../../worker/runtime/spec.js';
 import { Engine } from '../../../worker/runtime/engine.js';
 import { limitsDiff, isLiveSeed } from '../../../worker/runtime/seeds.js';
-import type { Container, ExitResult } from '../../../worker/runtime/container.js';
+import type { Container } from '../../../worker/runtime/container.js';
 
 let te: TestEngine;
 before(async () => {
@@ -29,21 +29,8 @@ async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<vo
   }
 }
 
-async function run(engine: Engine, args: string[], extra: Partial<ContainerSpec> = {}, inspect?: (c: Container) => void): Promise<{ result: ExitResult; out: Record<string, string>; stdout: string }> {
-  const c = await engine.create({ ...extra, rootfs: { layers: te.layers }, process: { args: ['/probe', ...args] } }, { stdio: ['ignore', 'pipe', 'pipe'] });
-  inspect?.(c);
-  let stdout = '';
-  c.stdout!.on('data', (d) => (stdout += d));
-  c.stderr!.resume();
-  c.start();
-  const result = await c.wait();
-  await c.delete();
-  const out: Record<string, string> = {};
-  for (const line of stdout.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq > 0) out[line.slice(0, eq)] = line.slice(eq + 1);
-  }
-  return { result, out, stdout };
+function run(engine: Engine, args: string[], extra: Partial<ContainerSpec> = {}, inspect?: (c: Container) => void): Promise<ContainerRun> {
+  return runToEnd(engine, { ...extra, rootfs: { layers: te.layers }, process: { args: ['/probe', ...args] } }, inspect);
 }
 
 /** Two creates make the pool fill itself with seeds like the latest request; waits until they are parked. */
