@@ -77,11 +77,15 @@ export async function testEngine(name: string): Promise<TestEngine> {
     layers: [image, probeLayer],
     work,
     async cleanup() {
+      // Closed first: a seed refill must not make new cgroups after the gc below.
+      await engine.close();
       await engine.gc({ all: true });
+      const cgroupsLeft = engine.cgroups.list();
       engine.cgroups.removeRoot();
       const left = mountsUnder(work);
       rmSync(work, { recursive: true, force: true });
       if (left.length) throw new Error(`mounts left behind: ${left.join(', ')}`);
+      if (cgroupsLeft.length) throw new Error(`cgroups left behind under ${cgroupRoot}: ${cgroupsLeft.join(', ')}`);
     },
   };
 }
