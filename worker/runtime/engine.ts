@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
 import { detectCgroupDriver, type CgroupDriver } from './cgroups/index.js';
+import { ensureStateMount, releaseStateMount } from './state-mount.js';
 import { compileSeccomp, defaultProfile } from './seccomp/index.js';
 import { containerPaths, toConfig, type ContainerConfig } from './config.js';
 import { Container, unmountAll, type ContainerIO, type EngineParts, type ExitResult } from './container.js';
@@ -85,7 +86,13 @@ export class Engine implements EngineParts {
   /** Prepares a container and parks its process before exec. */
   async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
     const config = 'paths' in spec ? spec : this.config(spec);
+    // Checked per create, not once: close() or a gc may have released it meanwhile.
+    ensureStateMount(this.sys, this.containersDir);
     return Container.create(config, this, io);
+  }
+
+  private get containersDir(): string {
+    return path.join(this.stateDir, 'containers');
   }
 
   /** create + start + wait + delete: a container in the foreground. */
@@ -107,6 +114,7 @@ export class Engine implements EngineParts {
   async close(): Promise<void> {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
+    releaseStateMount(this.sys, this.containersDir);
   }
 
   list(): PersistedState[] {
@@ -161,11 +169,13 @@ export class Engine implements EngineParts {
     }
     // Mounts whose state dir is already gone (a crash between rmdir and umount).
     for (const m of mountsUnder(dir)) {
+      if (m === dir) continue; // the state tmpfs itself (see state-mount.ts)
       const id = path.relative(dir, m).split(path.sep)[0]!;
       if (live.has(id)) continue;
       this.sys.umount(m, MNT_DETACH);
       if (!report.mounts.includes(m)) report.mounts.push(m);
     }
+    if (live.size === 0) releaseStateMount(this.sys, dir);
     return report;
   }
 }

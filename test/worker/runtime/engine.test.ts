@@ -12,6 +12,7 @@ import { runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../
 import type { ContainerSpec } from '../../../worker/runtime/spec.js';
 import { mountsUnder } from '../../../worker/runtime/engine.js';
 import { EngineError } from '../../../worker/runtime/errors.js';
+import { mountSourceAt, STATE_MOUNT_SOURCE } from '../../../worker/runtime/state-mount.js';
 
 let te: TestEngine;
 before(async () => {
@@ -202,6 +203,18 @@ test('a container killed while parked is reported and deleted cleanly', async ()
   const r = await c.wait();
   assert.equal(r.signal, 9);
   await c.delete();
+});
+
+test('container state lives on the engine\'s own tmpfs, unmounted once the last container is gone', async () => {
+  const dir = path.join(te.engine.stateDir, 'containers');
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'ps'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  assert.equal(mountSourceAt(dir), STATE_MOUNT_SOURCE);
+  assert.ok(existsSync(path.join(dir, c.id, 'state.json')));
+  c.start();
+  await c.wait();
+  await c.delete();
+  await te.engine.gc();
+  assert.equal(mountSourceAt(dir), undefined, 'released with nothing left in it');
 });
 
 test('invalid specs are refused with a typed error naming the field', async () => {
