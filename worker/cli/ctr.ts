@@ -130,6 +130,8 @@ async function run(args: string[]): Promise<number> {
     return result.exitCode ?? 1;
   } finally {
     for (const [s, h] of handlers) process.off(s, h);
+    // Releases what the engine holds for its containers (the state tmpfs) once none is left.
+    await engine.close();
   }
 }
 
@@ -189,6 +191,7 @@ async function del(args: string[]): Promise<number> {
   if (!engine.state(id)) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
   await engine.cgroups.open(id)?.destroy();
   const report = await engine.gc({ all: true, only: id });
+  await engine.close();
   if (values.json) console.log(JSON.stringify(report));
   return 0;
 }

@@ -52,6 +52,8 @@ test('ctr run passes stdio through and exits with the command\'s code', () => {
   assert.equal(r.code, 7);
   assert.equal(r.stdout, 'got hello on cli-box\n');
   assert.equal(r.stderr, 'oops\n');
+  // A finished run leaves no mount behind, the engine's state tmpfs included.
+  assert.deepEqual(mountsUnder(work), []);
 });
 
 test('ctr run says OOM on stderr and exits 137 when the memory limit kills the command', () => {
