@@ -27,7 +27,7 @@ import {
 } from './policy.js';
 import type { DemandReport, PoolTargets } from '../../scheduler/sizing.js';
 
-/** A background pass waits until nothing has been in flight this long (see Pool.kick). */
+/** Background work waits until nothing has been in flight this long (see Pool.whenQuiet). */
 const REFILL_QUIET_MS = 10;
 /** ...but never longer than this once asked for. */
 const REFILL_MAX_DEFER_MS = 250;
@@ -331,9 +331,13 @@ export class Pool {
   }
 
   /** Claims the slot synchronously (state 'removing'), then destroys its container. */
-  /** Takes a used container out of service at once; its destroy waits for a quiet moment. */
+  /**
+   * Takes a used container out of service at once: it stays 'busy' (never selected, still
+   * counted against the budget) and its processes are killed now, so nothing of the last
+   * caller's code runs on; the teardown (unmounts, rmdirs) waits for a quiet moment.
+   */
   private retire(id: string): void {
-    // It stays 'busy' until then: never selected, still counted against the budget.
+    this.entries.get(id)?.instance?.kill().catch(() => {});
     this.whenQuiet(() => {
       this.remove(id, 'fresh').catch((err: Error) => this.opts.log?.(`destroying container ${id}: ${err.message}`));
     });
