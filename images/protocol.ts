@@ -1,6 +1,6 @@
 /**
  * The worker <-> runtime protocol, as types. The prose version, with the reasons, is
- * images/PROTOCOL.md; the runtime side is images/nodejs/runtime/runtime.mjs for Node.js
+ * images/PROTOCOL.md; the runtime side is images/nodejs/runtime/runtime.cjs for Node.js
  * (plain JavaScript) and images/python3/runtime/runtime.py for Python: both run inside
  * the container.
  *
@@ -36,7 +36,7 @@ export function endMarker(invocationId: string): string {
 
 /** In-container paths of the Node.js image. */
 export const NODE_BINARY = '/usr/bin/node';
-export const NODE_RUNTIME_ENTRY = '/opt/faasbox/runtime/runtime.mjs';
+export const NODE_RUNTIME_ENTRY = '/opt/faasbox/runtime/runtime.cjs';
 export const CODE_DIR = '/var/task';
 
 /** In-container paths of the Python image. */

@@ -14,11 +14,11 @@ let cached: string | undefined;
 export function imagesSourceDir(): string {
   if (cached) return cached;
   for (const dir of [here, path.resolve(here, '../../images')]) {
-    if (existsSync(path.join(dir, 'nodejs', 'runtime', 'runtime.mjs'))) return (cached = dir);
+    if (existsSync(path.join(dir, 'nodejs', 'runtime', 'runtime.cjs'))) return (cached = dir);
   }
-  throw new Error(`images sources not found near ${here} (looked for nodejs/runtime/runtime.mjs)`);
+  throw new Error(`images sources not found near ${here} (looked for nodejs/runtime/runtime.cjs)`);
 }
 
 export function nodeRuntimeEntry(): string {
-  return path.join(imagesSourceDir(), 'nodejs', 'runtime', 'runtime.mjs');
+  return path.join(imagesSourceDir(), 'nodejs', 'runtime', 'runtime.cjs');
 }

@@ -37,9 +37,9 @@ test('builds nodejs20: node, every library ldd lists, the loader, the shim, the 
   const libs = sharedLibraries('/usr/bin/node');
   assert.ok(libs.some((l) => l.includes('ld-linux')), `the loader is among ${libs.join(', ')}`);
   for (const lib of libs) assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} in the layer`);
-  for (const f of ['runtime.mjs', 'handler.mjs', 'http.mjs']) assert.ok(existsSync(path.join(r, 'opt/faasbox/runtime', f)), f);
+  for (const f of ['runtime.cjs', 'handler.mjs', 'http.mjs']) assert.ok(existsSync(path.join(r, 'opt/faasbox/runtime', f)), f);
   assert.deepEqual(
-    readdirSync(path.join(r, 'opt/faasbox/runtime')).filter((f) => !f.endsWith('.mjs')),
+    readdirSync(path.join(r, 'opt/faasbox/runtime')).filter((f) => !/\.[mc]js$/.test(f)),
     [],
     'tests and TypeScript stay out of the image',
   );

@@ -6,9 +6,14 @@
  * Runs inside the container with no dependencies and no network. Boot time is the stem
  * cell's cost, so nothing that is not needed for "ready" is loaded before it.
  */
-import net from 'node:net';
-import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+'use strict';
+// CommonJS on purpose: an ESM entry and ESM imports of built-ins cost Node ~7 ms more at
+// boot than this (measured on the host: node empty.mjs 31.0 ms, empty.cjs 26.9 ms; the
+// three built-ins below 4.7 ms by import, 1.2 ms by require). The ESM loader still comes
+// up for the function's own module, imported after "ready".
+const net = require('node:net');
+const path = require('node:path');
+const { pathToFileURL } = require('node:url');
 
 /**
  * Handler logic is imported right after "ready" rather than before it: the worker may
