@@ -53,12 +53,13 @@ function shortVersion(v: string): string {
 const HELP: Record<string, string> = {
   deploy: `Usage: faasbox deploy NAME (--code SRC | --file FILE | --dir DIR --entry FILE) [options]
 
-  --code SRC          the source of a single-file function (ESM: export default async (event, context) => ...)
+  --code SRC          the source of a single-file function (nodejs20, ESM: export default async (event, context) => ...;
+                      python3: def handler(event, context): ...)
   --file FILE         read the single-file source from FILE
   --dir DIR           package DIR as a tar.gz (needs --entry, the file inside DIR with the handler)
   --entry FILE        entry file inside the package
-  --runtime R         nodejs20 (default)
-  --handler NAME      exported handler (default: default)
+  --runtime R         nodejs20 (default) or python3
+  --handler NAME      the handler's name (default: "default" for nodejs20, "handler" for python3)
   --memory MB         memory in MB (default 128)
   --cpu MILLICORES    CPU; derived from memory when absent
   --timeout MS        timeout in ms (default 30000)

@@ -69,6 +69,13 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     assert.deepEqual(JSON.parse(answer.body), { hello: 'faasbox' });
     assert.ok(['warm', 'specialized', 'cold'].includes(answer.startKind), answer.startKind);
 
+    // The README's Python example, as written there.
+    const py = cli('deploy', 'hello-py', '--runtime', 'python3', '--code', 'def handler(event, context):\n    return {"hello": event.get("name", "world")}');
+    assert.equal(py.code, 0, py.err);
+    const pyOut = cli('invoke', 'hello-py', '--data', '{"name":"python"}');
+    assert.equal(pyOut.code, 0, pyOut.err);
+    assert.deepEqual(JSON.parse(pyOut.out), { hello: 'python' });
+
     const logs = cli('logs', answer.invocationId, '--json');
     assert.equal(logs.code, 0, logs.err);
     const record = JSON.parse(logs.out) as { status: string; stdout: string };
