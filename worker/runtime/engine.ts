@@ -86,13 +86,21 @@ export class Engine implements EngineParts {
   /** Prepares a container and parks its process before exec. */
   async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
     const config = 'paths' in spec ? spec : this.config(spec);
-    // Checked per create, not once: close() or a gc may have released it meanwhile.
-    ensureStateMount(this.sys, this.containersDir);
+    // Looked up in mountinfo only until found; close() and gc forget it when they release it.
+    this.stateMounted ||= ensureStateMount(this.sys, this.containersDir);
     return Container.create(config, this, io);
   }
 
   private get containersDir(): string {
     return path.join(this.stateDir, 'containers');
+  }
+
+  /** Whether the state tmpfs is known to be mounted (see state-mount.ts). */
+  private stateMounted = false;
+
+  private releaseStateMount(): void {
+    releaseStateMount(this.sys, this.containersDir);
+    this.stateMounted = false;
   }
 
   /** create + start + wait + delete: a container in the foreground. */
@@ -114,7 +122,7 @@ export class Engine implements EngineParts {
   async close(): Promise<void> {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
-    releaseStateMount(this.sys, this.containersDir);
+    this.releaseStateMount();
   }
 
   list(): PersistedState[] {
@@ -175,7 +183,7 @@ export class Engine implements EngineParts {
       this.sys.umount(m, MNT_DETACH);
       if (!report.mounts.includes(m)) report.mounts.push(m);
     }
-    if (live.size === 0) releaseStateMount(this.sys, dir);
+    if (live.size === 0) this.releaseStateMount();
     return report;
   }
 }
