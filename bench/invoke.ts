@@ -17,26 +17,6 @@ import { startGateway } from '../gateway/main.js';
 import { median, percentile, round } from './stats.js';
 import { closeIdle, post } from './http.js';
 
-/** CPU time of a whole cgroup subtree (all containers of a worker), in ns. */
-function subtreeCpuNs(version: 1 | 2, root: string): number | undefined {
-  try {
-    if (version === 2) {
-      const usec = /usage_usec (\d+)/.exec(readFileSync(`/sys/fs/cgroup${root}/cpu.stat`, 'utf8'))?.[1];
-      return usec === undefined ? undefined : Number(usec) * 1000;
-    }
-    for (const mount of ['cpuacct', 'cpu,cpuacct', 'cpuacct,cpu']) {
-      try {
-        return Number(readFileSync(`/sys/fs/cgroup/${mount}${root}/cpuacct.usage`, 'utf8'));
-      } catch {
-        // try the next name the hierarchy may be mounted under
-      }
-    }
-  } catch {
-    // no CPU accounting for this subtree
-  }
-  return undefined;
-}
-
 async function timed(n: number, concurrency: number, fn: () => Promise<void>): Promise<number[]> {
   const samples: number[] = [];
   let next = 0;
@@ -155,7 +135,7 @@ export async function main(argv: string[]): Promise<void> {
     const cpu = () => ({
       main: process.cpuUsage(),
       redis: readFileSync(`/proc/${redis.pid}/stat`, 'utf8').split(') ')[1]!.split(' ').slice(11, 13).map(Number),
-      containers: subtreeCpuNs(worker.engine.cgroups.version, worker.engine.cgroups.root),
+      containers: worker.engine.cgroups.rootCpuUsec(),
     });
     const cpu0 = cpu();
     const tp0 = performance.now();
@@ -166,7 +146,7 @@ export async function main(argv: string[]): Promise<void> {
     const cpuMs = {
       main: (cpu1.main.user + cpu1.main.system - cpu0.main.user - cpu0.main.system) / 1000 / calls,
       redis: ((cpu1.redis[0]! + cpu1.redis[1]! - cpu0.redis[0]! - cpu0.redis[1]!) * ticksMs) / calls,
-      containers: cpu1.containers === undefined || cpu0.containers === undefined ? NaN : (cpu1.containers - cpu0.containers) / 1e6 / calls,
+      containers: cpu1.containers === undefined || cpu0.containers === undefined ? NaN : (cpu1.containers - cpu0.containers) / 1e3 / calls,
     };
     const drainN = 20000;
     await q.addBulk(Array.from({ length: 500 }, (_, i) => ({ name: 'noop', data: { i }, opts: { removeOnComplete: true } })));

@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +18,7 @@ import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { startWorker, type RunningWorker, type WorkerConfig } from '../../worker/main.js';
 import { Engine } from '../../worker/runtime/engine.js';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
+import { detectCgroupDriver } from '../../worker/runtime/cgroups/index.js';
 
 const KEY = 'crash-test-key-0123456789abcdef';
 const workerModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/main.js');
@@ -52,13 +53,10 @@ async function workerProcess(cfg: WorkerConfig): Promise<ChildProcess> {
   return child;
 }
 
-/** Pids in the cgroups under a v1 pids-controller root (empty when there is none). */
+/** Processes in the cgroups under a cgroup root. */
 function pidsUnder(root: string): number[] {
-  const dir = `/sys/fs/cgroup/pids${root}`;
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir, { withFileTypes: true })
-    .filter((e) => e.isDirectory())
-    .flatMap((e) => readFileSync(path.join(dir, e.name, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean).map(Number));
+  const cgroups = detectCgroupDriver({ root });
+  return cgroups.list().flatMap((name) => cgroups.open(name)?.pids() ?? []);
 }
 
 async function api(method: string, p: string, body?: unknown) {

@@ -5,7 +5,6 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
@@ -25,20 +24,13 @@ async function stillServes(): Promise<void> {
   assert.equal(r.json, 1);
 }
 
-/** Processes in a container's cgroup (v1 pids controller, else cgroup2). */
+/** Processes in a container's cgroup, as the kernel counts them (pids.current). */
 function pidsOf(containerId: string): number | undefined {
-  const state = s.worker.engine.state(containerId);
-  if (!state?.pid) return undefined;
   try {
-    const cgroupLine = readFileSync(`/proc/${state.pid}/cgroup`, 'utf8').split('\n').find((l) => /(^|:)pids(,|:)/.test(l) || l.startsWith('0::'));
-    const rel = cgroupLine?.split(':').slice(2).join(':');
-    for (const dir of [`/sys/fs/cgroup/pids${rel}`, `/sys/fs/cgroup${rel}`]) {
-      if (existsSync(`${dir}/pids.current`)) return Number(readFileSync(`${dir}/pids.current`, 'utf8'));
-    }
+    return s.worker.engine.cgroups.open(containerId)?.stats().pidsCurrent;
   } catch {
-    // the container ended while we looked
+    return undefined; // the container ended while we looked
   }
-  return undefined;
 }
 
 test('a fork bomb stops at the pids limit; its invocation times out, its whole cgroup is killed', async () => {

@@ -79,6 +79,8 @@ export interface CgroupDriver {
   list(): string[];
   /** Removes the root itself if it is empty (tests and benchmarks use private roots). */
   removeRoot(): void;
+  /** CPU time of everything under the root, dead cgroups' included (benchmarks); undefined if unreadable. */
+  rootCpuUsec(): number | undefined;
   /**
    * Renames a cgroup, processes and limits included (cgroup v1 only: v2 refuses renames).
    * Seeds use it: a cgroup made and joined ahead of demand becomes the container's.

@@ -115,6 +115,13 @@ test('CFS burst is skipped on kernels without the file (before 5.14)', () => {
   assert.deepEqual(tree.writesTo('cfs_burst_us'), []);
 });
 
+test('rootCpuUsec reads the whole subtree\'s cpuacct.usage (ns) as µs', () => {
+  const { tree, driver } = setup();
+  driver.create('c1', {});
+  tree.set('cpu,cpuacct/faasbox/cpuacct.usage', '2500000\n');
+  assert.equal(driver.rootCpuUsec(), 2500);
+});
+
 test('without swap accounting only memory.limit_in_bytes is written, and swappiness still turns swap off', () => {
   const { tree, driver } = setup({ memsw: false });
   driver.create('c1', { memoryBytes: 32 * MB });

@@ -105,6 +105,14 @@ export class CgroupV1 implements CgroupDriver {
     for (const mount of this.hierarchies) removeIfEmpty(this.fs, `${mount}${this.root}`);
   }
 
+  rootCpuUsec(): number | undefined {
+    try {
+      return Number(this.fs.read(`${this.mounts.get('cpuacct')}${this.root}/cpuacct.usage`)) / 1000;
+    } catch {
+      return undefined;
+    }
+  }
+
   rename(from: string, to: string): CgroupV1Group {
     checkName(from, this.root, true);
     checkName(to, this.root);

@@ -123,6 +123,13 @@ test('cpu.max.burst: written after cpu.max, zeroed first when the quota changes 
   assert.deepEqual(tree.writes.map((w) => `${w.path.split('/').pop()}=${w.value}`), ['cpu.max.burst=0', 'cpu.max=10000 100000', 'cpu.max.burst=5000']);
 });
 
+test('rootCpuUsec reads usage_usec of the root\'s cpu.stat', () => {
+  const { tree, driver } = setup();
+  driver.create('c1', {});
+  tree.set('faasbox/cpu.stat', 'usage_usec 4200\nuser_usec 4000\nsystem_usec 200\n');
+  assert.equal(driver.rootCpuUsec(), 4200);
+});
+
 test('without swap support there is no memory.swap.max to write', () => {
   const { tree, driver } = setup({ swap: false });
   driver.create('c1', { memoryBytes: 32 * MB });

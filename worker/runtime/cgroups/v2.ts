@@ -137,6 +137,15 @@ export class CgroupV2 implements CgroupDriver {
   removeRoot(): void {
     removeIfEmpty(this.fs, this.rootDir);
   }
+
+  rootCpuUsec(): number | undefined {
+    try {
+      const usec = /usage_usec (\d+)/.exec(this.fs.read(`${this.rootDir}/cpu.stat`))?.[1];
+      return usec === undefined ? undefined : Number(usec);
+    } catch {
+      return undefined;
+    }
+  }
 }
 
 export class CgroupV2Group extends BaseCgroup {
