@@ -156,25 +156,27 @@ async function list(args: string[]): Promise<number> {
   return 0;
 }
 
-async function state(args: string[]): Promise<number> {
+/** The container a command names (its first positional), with the engine holding it. */
+async function existing(args: string[], verb: string) {
   const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
   const id = positionals[0];
-  if (!id) throw new CliError('state needs a container id');
+  if (!id) throw new CliError(`${verb} needs a container id`);
   const engine = await openEngine(values['state-dir']);
   const s = engine.state(id);
   if (!s) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  return { values, positionals, id, engine, state: s };
+}
+
+async function state(args: string[]): Promise<number> {
+  const { values, state: s } = await existing(args, 'state');
   console.log(JSON.stringify(s, null, values.json ? undefined : 2));
   return 0;
 }
 
 async function kill(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
-  const [id, sig = 'SIGKILL'] = positionals;
-  if (!id) throw new CliError('kill needs a container id');
+  const { positionals, id, engine, state: s } = await existing(args, 'kill');
+  const sig = positionals[1] ?? 'SIGKILL';
   const signal = (sig.startsWith('SIG') ? sig : `SIG${sig}`).toUpperCase() as NodeJS.Signals;
-  const engine = await openEngine(values['state-dir']);
-  const s = engine.state(id);
-  if (!s) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
   if (signal === 'SIGKILL') {
     await engine.cgroups.open(id)?.kill();
   } else if (s.pid) {
@@ -184,11 +186,7 @@ async function kill(args: string[]): Promise<number> {
 }
 
 async function del(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, options: globalOpts, allowPositionals: true });
-  const id = positionals[0];
-  if (!id) throw new CliError('delete needs a container id');
-  const engine = await openEngine(values['state-dir']);
-  if (!engine.state(id)) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  const { values, id, engine } = await existing(args, 'delete');
   await engine.cgroups.open(id)?.destroy();
   const report = await engine.gc({ all: true, only: id });
   await engine.close();
