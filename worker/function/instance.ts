@@ -84,8 +84,11 @@ export class InstanceError extends Error {
 
 /** Length of the longest end of text that is a proper start of marker. */
 export function markerPrefixAtEnd(text: string, marker: string): number {
+  // Compared in place: this runs on every chunk of a streaming function's output.
   for (let k = Math.min(marker.length - 1, text.length); k > 0; k--) {
-    if (text.endsWith(marker.slice(0, k))) return k;
+    let i = 0;
+    while (i < k && text.charCodeAt(text.length - k + i) === marker.charCodeAt(i)) i++;
+    if (i === k) return k;
   }
   return 0;
 }

@@ -45,6 +45,9 @@ export class OutputBatcher {
 
   private send(): Promise<unknown> {
     const batch = (['stdout', 'stderr'] as const).filter((s) => this.pending[s]).map((s) => [s, this.pending[s]] as const);
+    // Nothing pending (the usual final flush of a function that printed nothing): only
+    // what is already under way is waited for.
+    if (batch.length === 0) return this.writing;
     this.pending.stdout = this.pending.stderr = '';
     // Chained: a batch never overtakes the one before it. A failed write loses its own
     // chunk only (the caller's write reports it); later batches still go out.
