@@ -82,6 +82,9 @@ export async function main(argv: string[]): Promise<void> {
       const r = await fetch(`${url}/v1/functions/${name}`, { method: 'PUT', headers, body: JSON.stringify({ runtime: 'nodejs20', code: `export default async () => ({ i: ${i} })`, memoryMb: 128 }) });
       if (!r.ok) throw new Error(`deploy: ${r.status} ${await r.text()}`);
     };
+    // The worker's own account of each kind (Server-Timing: queue, init, exec), to show
+    // where the end-to-end time goes.
+    const phases = new Map<string, Map<string, number[]>>();
     const invoke = async (url: string, name: string, want: string): Promise<number> => {
       const t = performance.now();
       const r = await post(`${url}/v1/functions/${name}/invoke`, headers, '{}');
@@ -89,6 +92,11 @@ export async function main(argv: string[]): Promise<void> {
       if (r.status !== 200) throw new Error(`invoke ${name}: ${r.status}`);
       const kind = r.headers['x-cold-start'];
       if (kind !== want) throw new Error(`invoke ${name}: expected a ${want} start, got ${kind}`);
+      const byPhase = phases.get(want) ?? phases.set(want, new Map()).get(want)!;
+      for (const m of String(r.headers['server-timing'] ?? '').matchAll(/(\w+);dur=([\d.]+)/g)) {
+        const list = byPhase.get(m[1]!) ?? byPhase.set(m[1]!, []).get(m[1]!)!;
+        list.push(Number(m[2]));
+      }
       return ms;
     };
     const idleStems = () => pooled.pool.slots().filter((s) => s.kind === 'stem' && s.runtime === 'nodejs20' && s.state === 'idle').length;
@@ -153,6 +161,10 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`floor        p50 ${out.runtime_floor_ms} ms   (node -e 0, clean environment)`);
     console.log(`refill       ${out.refill_per_s} containers/s`);
     console.log(`pool overhead ${out.pool_overhead_mb} MB per idle container beyond the runtime's RSS of ${runtimeMb.toFixed(1)} MB (target < 2 MB)`);
+    for (const [kind, byPhase] of phases) {
+      const parts = [...byPhase].map(([phase, list]) => `${phase} ${round(median(list))}`).join(', ');
+      console.log(`  ${kind.padEnd(12)} worker's phases, p50 ms: ${parts}`);
+    }
     console.log(JSON.stringify(out));
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));

@@ -97,3 +97,35 @@ test('a pooled runtime killed from outside is replaced; no invocation is lost or
   assert.equal(second.json, 'alive');
   await eventually(() => idleStems() >= 1, 30_000, 'the pool to refill');
 });
+
+test('a budget full of idle function containers makes room for stem cells, so new functions stay specialised', async () => {
+  // Its own stack: a budget of six 128 MB containers, four of them stem cells (two per
+  // runtime), and an idle TTL far longer than the test, so only the budget frees anything.
+  const small = await startStack('pools-budget', {
+    budgetMb: 768,
+    sizing: { minStems: 2, maxStems: 2, idleTtlMs: 600_000, scaleDownDelayMs: 300, windowMs: 3000 },
+  });
+  try {
+    const stems = () => small.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state === 'idle').length;
+    const slotsOf = (name: string) => small.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`)).length;
+    await eventually(() => stems() >= 2, 30_000, 'two stem cells');
+    let maxUsed = 0;
+    const sampler = setInterval(() => (maxUsed = Math.max(maxUsed, small.worker.pool.usedMb())), 2);
+    try {
+      for (const name of ['lru-a', 'lru-b', 'lru-c', 'lru-d']) {
+        await small.deploy(name, { runtime: 'nodejs20', code: `export default async () => "${name}"` });
+        const r = await small.invoke(name);
+        assert.equal(r.json, name, r.text);
+        assert.equal(r.headers.get('x-cold-start'), 'specialized', `${name} found a stem cell`);
+        await eventually(() => stems() >= 2, 30_000, `stem cells refilled after ${name}`);
+      }
+    } finally {
+      clearInterval(sampler);
+    }
+    assert.ok(maxUsed <= 768, `pool used ${maxUsed} MB of a 768 MB budget`);
+    // Four stems and two function containers fit: the two least recently used went.
+    assert.deepEqual(['lru-a', 'lru-b', 'lru-c', 'lru-d'].map(slotsOf), [0, 0, 1, 1]);
+  } finally {
+    await small.close();
+  }
+});

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { select, evict, reclaim, reclaimStems, type Slot, type Want } from './policy.js';
+import { select, evict, evictForStem, reclaim, reclaimStems, type Slot, type Want } from './policy.js';
 
 let n = 0;
 const slot = (over: Partial<Slot> = {}): Slot => ({
@@ -57,6 +57,20 @@ test('evict frees idle memory least recently used first, stems before functions,
   assert.deepEqual(evict(all, 128, 640), [stem]);
   assert.deepEqual(evict(all, 256, 640), [stem, oldFn]);
   assert.equal(evict(all, 1024, 640), undefined, 'busy memory cannot be reclaimed');
+});
+
+test('evictForStem makes room for a stem cell only from function containers idle long enough, oldest first', () => {
+  const now = 10_000;
+  const stem = slot();
+  const busy = slot({ kind: 'function', fn: 'a@v1', state: 'busy', lastUsedAt: 0 });
+  const old = slot({ kind: 'function', fn: 'b@v1', lastUsedAt: 1_000 });
+  const older = slot({ kind: 'function', fn: 'c@v1', lastUsedAt: 500 });
+  const recent = slot({ kind: 'function', fn: 'd@v1', lastUsedAt: 9_900 });
+  const all = [stem, busy, old, older, recent];
+  assert.deepEqual(evictForStem(all, 128, 1024, now, 1_000), [], 'room left: nothing goes');
+  assert.deepEqual(evictForStem(all, 128, 640, now, 1_000), [older], 'the stem is kept; the oldest idle function goes');
+  assert.deepEqual(evictForStem(all, 256, 640, now, 1_000), [older, old]);
+  assert.equal(evictForStem(all, 384, 640, now, 1_000), undefined, 'a recently used function is not evicted for a stem');
 });
 
 test('reclaim removes idle excess containers of one function, oldest first', () => {

@@ -55,14 +55,15 @@ export function select(slots: readonly Slot[], want: Want): Choice {
 
 /**
  * Idle slots to remove so that needMb more fits in budgetMb, least recently used first,
- * stem cells of other shapes before function containers. Empty when nothing needs to
- * go; undefined when even evicting every idle slot would not make room.
+ * stem cells of other shapes before function containers. Only slots `eligible` accepts
+ * are considered. Empty when nothing needs to go; undefined when even evicting every
+ * eligible idle slot would not make room.
  */
-export function evict(slots: readonly Slot[], needMb: number, budgetMb: number): Slot[] | undefined {
+export function evict(slots: readonly Slot[], needMb: number, budgetMb: number, eligible: (s: Slot) => boolean = () => true): Slot[] | undefined {
   let used = slots.filter((s) => s.state !== 'removing').reduce((sum, s) => sum + s.memoryMb, 0);
   if (used + needMb <= budgetMb) return [];
   const idle = slots
-    .filter((s) => s.state === 'idle')
+    .filter((s) => s.state === 'idle' && eligible(s))
     .sort((a, b) => (a.kind === b.kind ? a.lastUsedAt - b.lastUsedAt : a.kind === 'stem' ? -1 : 1));
   const out: Slot[] = [];
   for (const s of idle) {
@@ -71,6 +72,18 @@ export function evict(slots: readonly Slot[], needMb: number, budgetMb: number):
     if (used + needMb <= budgetMb) return out;
   }
   return undefined;
+}
+
+/**
+ * Function containers to remove so a stem cell of needMb fits, when the budget is full.
+ * A stem serves whichever function comes next; a function container idle for minIdleMs
+ * serves only a function that has gone quiet. Without this, a worker whose budget fills
+ * with idle containers of many functions stops refilling stems, and every newly invoked
+ * function until the idle TTL boots cold. Least recently used first; undefined when
+ * not enough of them have sat idle that long.
+ */
+export function evictForStem(slots: readonly Slot[], needMb: number, budgetMb: number, now: number, minIdleMs: number): Slot[] | undefined {
+  return evict(slots, needMb, budgetMb, (s) => s.kind === 'function' && now - s.lastUsedAt >= minIdleMs);
 }
 
 // Sizing moved to the scheduler, which decides it (issue 4); the worker keeps using the

@@ -16,6 +16,7 @@ import {
   desiredStems,
   desiredWarm,
   evict,
+  evictForStem,
   reclaim,
   reclaimStems,
   select,
@@ -503,7 +504,9 @@ export class Pool {
         for (const s of reclaimStems(this.slots(), shape.runtime, shape.memoryMb, want, now, scaleDownDelayMs)) void this.remove(s.id, 'idle');
         const have = this.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
         for (let i = have; i < want; i++) {
-          if (this.usedMb() + shape.memoryMb > this.opts.budgetMb) break;
+          const victims = evictForStem(this.slots(), shape.memoryMb, this.opts.budgetMb, now, scaleDownDelayMs);
+          if (!victims) break;
+          for (const v of victims) void this.remove(v.id, 'budget');
           const slot: Slot = { id: `pending-${++seq}`, kind: 'stem', runtime: shape.runtime, memoryMb: shape.memoryMb, state: 'starting', uses: 0, lastUsedAt: now };
           this.entries.set(slot.id, { slot });
           const booted = this.boot(shape.runtime, shape.memoryMb).then(
