@@ -30,7 +30,7 @@ export function pickHandler(mod, name, entry) {
   }
   if (typeof value === 'function') return { style: name === 'fetch' ? 'fetch' : 'plain', target: value };
   if (isObject(value) && typeof value.fetch === 'function') return { style: 'fetch', target: value };
-  const exports = Object.keys(mod).join(', ') || 'none';
+  const exports = Object.keys(mod).filter((k) => k !== '__esModule').join(', ') || 'none';
   const what = value === undefined ? 'has no export' : `export is not a function or an object with fetch()`;
   throw new HandlerNotFoundError(`${entry} ${what} "${name}" (exports: ${exports})`);
 }

@@ -81,6 +81,20 @@ test('CJS: a .cjs default export, and a .js named export in a "type":"commonjs" 
   await s3.close();
 });
 
+test('a module graph with top-level await loads (by import), and each module runs once', async () => {
+  const s = await booted();
+  const dir = codeDir({
+    'dep.mjs': `globalThis.depRuns = (globalThis.depRuns ?? 0) + 1; export const base = 40;`,
+    'index.mjs': `import { base } from './dep.mjs';
+globalThis.mainRuns = (globalThis.mainRuns ?? 0) + 1;
+const extra = await Promise.resolve(2);
+export default async () => ({ v: base + extra, runs: [globalThis.mainRuns, globalThis.depRuns] });`,
+  });
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  assert.deepEqual(await s.invoke({}).then((r) => (r as { value: unknown }).value), { v: 42, runs: [1, 1] });
+  await s.close();
+});
+
 const FETCH_FN = `
   export default {
     async fetch(request, env, context) {
