@@ -159,6 +159,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       entry: spec.code.entry,
       handler: spec.handler,
       env: spec.env,
+      loadTimeoutMs: spec.timeoutMs,
     };
   }
 
@@ -206,10 +207,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       lease = await pool.acquire(t);
     } catch (err) {
       if (err instanceof NoCapacityError) return finish(failure({ code: 'NO_CAPACITY', message: err.message }));
-      const e = err as Error & { code?: string; stack_?: string };
-      // The function's own code failed to load: its error, reported as such.
-      if (e.code === 'LOAD_FAILED') return finish(failure({ code: 'FUNCTION_ERROR', message: e.message, ...(e.stack_ ? { stack: e.stack_ } : {}) }));
-      return finish(failure({ code: 'RUNTIME_CRASHED', message: e.message }));
+      return finish(failure({ code: 'RUNTIME_CRASHED', message: (err as Error).message }));
     }
     const spec = versions.get(t.key)!.spec;
     const output = new OutputBatcher(
@@ -218,6 +216,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       OUTPUT_LIMIT_BYTES,
     );
     const outcome = await lease.instance.invoke({
+      ...(lease.loading ? { afterLoad: lease.loading } : {}),
       onOutput: (stream, chunk) => output.push(stream, chunk),
       id: data.invocationId,
       event: data.event,
@@ -232,13 +231,16 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       },
     });
     await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    const initMs = fetchMs + lease.initMs + outcome.loadMs;
+    // The function's own code failed to load: its error, reported as the function's.
+    const error = outcome.error && { ...outcome.error, code: outcome.error.code === 'LOAD_FAILED' ? ('FUNCTION_ERROR' as const) : outcome.error.code };
     metrics.observe({
       fn: t.name,
       runtime: t.runtime,
       startKind: lease.startKind,
       ok: outcome.ok,
-      ...(outcome.error ? { errorCode: outcome.error.code } : {}),
-      initMs: fetchMs + lease.initMs,
+      ...(error ? { errorCode: error.code } : {}),
+      initMs,
       execMs: outcome.execMs,
       cpuMs: outcome.cpuMs,
       memoryPeakBytes: outcome.memoryPeakBytes,
@@ -249,7 +251,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
-      timings: { queueMs, initMs: fetchMs + lease.initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      timings: { queueMs, initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
       usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
       workerId: id,
     };
@@ -257,7 +259,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       if (outcome.http) result.http = outcome.http;
       else result.value = outcome.value;
     } else {
-      result.error = { code: outcome.error!.code, message: outcome.error!.message, ...(outcome.error!.stack ? { stack: outcome.error!.stack } : {}) };
+      result.error = { code: error!.code, message: error!.message, ...(error!.stack ? { stack: error!.stack } : {}) };
     }
     return finish(result);
   }

@@ -118,3 +118,36 @@ export default async () => ({
   assert.equal(r.json.seccomp, '2');
   await stillServes();
 });
+
+test('a module whose top level never finishes loading times out; its container is killed', async () => {
+  // Both ways a top level can hang: a busy loop, and an await that never settles.
+  const hangs = { spin: 'while (true) {}\nexport default async () => 1;', stall: 'await new Promise(() => {});\nexport default async () => 1;' };
+  for (const [name, code] of Object.entries(hangs)) {
+    await s.deploy(`hang-${name}`, { runtime: 'nodejs20', timeoutMs: 400, code });
+    const t = Date.now();
+    const r = await s.invoke(`hang-${name}`);
+    assert.equal(r.status, 504, r.text);
+    assert.equal(r.json.error.code, 'TIMEOUT');
+    assert.match(r.json.error.message, /did not finish loading within 400 ms/);
+    assert.ok(Date.now() - t < 5000, `answered after ${Date.now() - t} ms`);
+    await eventually(() => !s.worker.pool.slots().some((x) => x.fn?.startsWith(`hang-${name}@`)), 5000, 'the hung container to go');
+  }
+  await stillServes();
+});
+
+test('a module that fails to load reports its error and what it printed; the container is discarded', async () => {
+  await s.deploy('badload', { runtime: 'nodejs20', code: 'console.error("about to fail");\nthrow new RangeError("no config");\nexport default async () => 1;' });
+  const r = await s.invoke('badload', {}, { query: '?async=true' });
+  assert.equal(r.status, 202, r.text);
+  const id = r.json.invocationId as string;
+  let rec: { status: string; error?: { code: string; message: string }; stderr?: string } = { status: '' };
+  await eventually(async () => {
+    rec = (await s.get(`/v1/invocations/${id}`)).json;
+    return rec.status === 'failed';
+  }, 10_000, 'the invocation to fail');
+  assert.equal(rec.error?.code, 'FUNCTION_ERROR');
+  assert.match(rec.error!.message, /no config/);
+  assert.match(rec.stderr ?? '', /about to fail/);
+  await eventually(() => !s.worker.pool.slots().some((x) => x.fn?.startsWith('badload@')), 5000, 'the container to go');
+  await stillServes();
+});

@@ -50,11 +50,17 @@ export interface InvokeRequest {
    * stdout/stderr then hold only what was not handed out here.
    */
   onOutput?: (stream: OutputStream, chunk: string) => void;
+  /**
+   * A load still in flight (beginLoad): the invoke request is written behind it at once,
+   * saving a round trip to the runtime, and the timeout starts once the load is done.
+   */
+  afterLoad?: Promise<void>;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
 
-export type InvokeFailure = 'FUNCTION_ERROR' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED';
+/** LOAD_FAILED: the function's module did not load (its error, or its load timed out); the instance is dead. */
+export type InvokeFailure = 'FUNCTION_ERROR' | 'LOAD_FAILED' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED';
 
 export interface InvokeOutcome {
   ok: boolean;
@@ -65,6 +71,8 @@ export interface InvokeOutcome {
   stderr: string;
   truncated: boolean;
   execMs: number;
+  /** Time spent waiting for an afterLoad before the invocation could start. */
+  loadMs: number;
   cpuMs: number;
   memoryPeakBytes: number;
 }
@@ -170,7 +178,8 @@ export class RuntimeInstance {
   private readonly replies: Duplex;
   private readonly stdout: LogCollector;
   private readonly stderr: LogCollector;
-  private pending: { type: string; resolve: (r: Reply) => void; reject: (e: Error) => void } | undefined;
+  /** Replies expected, in request order: the runtime answers strictly one request after another. */
+  private readonly pending: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
   private exitInfo: ExitResult | undefined;
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
@@ -189,9 +198,7 @@ export class RuntimeInstance {
     this.stderr = new LogCollector(container.stderr!);
     this.exited = container.wait().then((ex) => {
       this.exitInfo = ex;
-      const p = this.pending;
-      this.pending = undefined;
-      p?.reject(this.crashError(ex));
+      for (const p of this.pending.splice(0)) p.reject(this.crashError(ex));
       return ex;
     });
   }
@@ -215,7 +222,7 @@ export class RuntimeInstance {
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
     );
     const inst = new RuntimeInstance(c, opts);
-    const ready = inst.expect('ready');
+    const ready = inst.expect();
     c.start();
     try {
       await ready;
@@ -226,17 +233,39 @@ export class RuntimeInstance {
     return inst;
   }
 
-  /** Makes codeDir visible at /var/task and imports the function's module into the running runtime. */
-  async load(fnKey: string, hostCodeDir: string, req: Omit<LoadRequest, 'codeDir'>): Promise<number> {
-    this.container.fillSlot('code', hostCodeDir);
+  /** Makes codeDir visible at /var/task and imports the function's module; resolves with the time it took. */
+  async load(fnKey: string, hostCodeDir: string, req: Omit<LoadRequest, 'codeDir'>, timeoutMs?: number): Promise<number> {
     const t = performance.now();
-    const reply = await this.request({ type: 'load', codeDir: CODE_DIR, ...req }, 'loaded');
-    if (reply.type === 'load-error') {
-      const e = reply.error as { name?: string; message?: string; stack?: string } | undefined;
-      throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${e?.message ?? 'unknown error'}`, e?.stack);
-    }
-    this.loaded = fnKey;
+    await this.beginLoad(fnKey, hostCodeDir, req, timeoutMs);
     return performance.now() - t;
+  }
+
+  /**
+   * Makes codeDir visible at /var/task and sends the load request. The promise settles
+   * when the runtime has loaded the module: rejected with LOAD_FAILED (the module's own
+   * error), TIMEOUT (not loaded within timeoutMs: the container is killed, so a module
+   * that never finishes its top level cannot hold a slot forever), or a crash.
+   */
+  beginLoad(fnKey: string, hostCodeDir: string, req: Omit<LoadRequest, 'codeDir'>, timeoutMs?: number): Promise<void> {
+    this.container.fillSlot('code', hostCodeDir);
+    const reply = this.request({ type: 'load', codeDir: CODE_DIR, ...req });
+    const loaded = reply.then((r) => {
+      if (r.type === 'load-error') {
+        const e = r.error as { name?: string; message?: string; stack?: string } | undefined;
+        throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${e?.message ?? 'unknown error'}`, e?.stack);
+      }
+      this.loaded = fnKey;
+    });
+    if (timeoutMs === undefined) return loaded;
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // Its failure, if any, surfaces where the invocation awaits the same kill.
+        this.kill().catch(() => {});
+        reject(new InstanceError('TIMEOUT', `the function's module did not finish loading within ${timeoutMs} ms`));
+      }, timeoutMs);
+    });
+    return Promise.race([loaded, timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Runs one invocation under the function's timeout; on timeout the whole cgroup is killed. */
@@ -247,23 +276,35 @@ export class RuntimeInstance {
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
     const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
+    const replied = this.request({ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http });
+    // Settled either way below; a load that failed leaves it to be rejected by the kill.
+    replied.catch(() => {});
+    const loadStart = performance.now();
+    if (req.afterLoad) {
+      try {
+        await req.afterLoad;
+      } catch (err) {
+        return this.failedLoad(err as Error, performance.now() - loadStart);
+      }
+    }
+    const loadMs = performance.now() - loadStart;
     const t = performance.now();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new InstanceError('TIMEOUT', `the function did not finish within ${req.timeoutMs} ms`)), req.timeoutMs);
     });
     try {
-      const reply = await Promise.race([this.request({ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http }, 'result'), timeout]);
+      const reply = await Promise.race([replied, timeout]);
       // The markers follow the function's own output on both streams.
       await Promise.race([Promise.all([outDone, errDone]), timeout]);
       const execMs = performance.now() - t;
       const usage = this.usageSince(before);
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
       if (reply.ok === true) {
-        return { ok: true, ...(reply.http ? { http: reply.http as InvokeOutcome['http'] } : { value: reply.value }), ...logs, execMs, ...usage };
+        return { ok: true, ...(reply.http ? { http: reply.http as InvokeOutcome['http'] } : { value: reply.value }), ...logs, execMs, loadMs, ...usage };
       }
       const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
-      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, ...usage };
+      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
     } catch (err) {
       const execMs = performance.now() - t;
       let code: InvokeFailure = 'RUNTIME_CRASHED';
@@ -280,6 +321,7 @@ export class RuntimeInstance {
         stderr: this.stderr.drain(),
         truncated: this.stdout.truncated || this.stderr.truncated,
         execMs,
+        loadMs,
         cpuMs: ex.usage.cpuUsageUsec / 1000,
         memoryPeakBytes: ex.usage.memoryPeakBytes,
       };
@@ -288,14 +330,41 @@ export class RuntimeInstance {
     }
   }
 
+  /** The outcome of an invocation whose function never loaded; the instance is killed, being of no further use. */
+  private async failedLoad(err: Error, loadMs: number): Promise<InvokeOutcome> {
+    await this.kill();
+    const ex = await this.exited;
+    let error: NonNullable<InvokeOutcome['error']>;
+    if (err instanceof InstanceError && err.code === 'LOAD_FAILED') error = { code: 'LOAD_FAILED', message: err.message, ...(err.stack_ ? { stack: err.stack_ } : {}) };
+    else if (err instanceof InstanceError && err.code === 'TIMEOUT') error = { code: 'TIMEOUT', message: err.message };
+    else if (ex.oomKilled) error = { code: 'OOM_KILLED', message: `the function exceeded its memory limit of ${this.options.memoryMb} MB while loading` };
+    else error = { code: 'RUNTIME_CRASHED', message: err.message };
+    return {
+      ok: false,
+      error,
+      // What the module printed while loading (a console.error before a throw, say) is the caller's to see.
+      stdout: this.stdout.drain(),
+      stderr: this.stderr.drain(),
+      truncated: this.stdout.truncated || this.stderr.truncated,
+      execMs: 0,
+      loadMs,
+      cpuMs: ex.usage.cpuUsageUsec / 1000,
+      memoryPeakBytes: ex.usage.memoryPeakBytes,
+    };
+  }
+
   private usageSince(before: Pick<CgroupStats, 'cpuUsageUsec'>): { cpuMs: number; memoryPeakBytes: number } {
     const now = this.container.usage();
     return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
   }
 
+  /** Kills the container's processes; concurrent calls (a load timeout and the invocation failing on it) share one kill. */
   async kill(): Promise<void> {
-    if (this.alive) await this.container.kill('SIGKILL');
+    if (!this.alive) return;
+    this.killing ??= this.container.kill('SIGKILL');
+    await this.killing;
   }
+  private killing: Promise<void> | undefined;
 
   async destroy(): Promise<void> {
     await this.kill();
@@ -303,17 +372,16 @@ export class RuntimeInstance {
     await this.container.delete();
   }
 
-  private request(msg: Record<string, unknown>, replyType: string): Promise<Reply> {
+  private request(msg: Record<string, unknown>): Promise<Reply> {
     if (!this.alive) return Promise.reject(this.crashError(this.exitInfo!));
-    if (this.pending) return Promise.reject(new Error(`instance ${this.id} is busy`));
-    const p = this.expect(replyType);
+    const p = this.expect();
     this.requests.write(`${JSON.stringify(msg)}\n`);
     return p;
   }
 
-  private expect(type: string): Promise<Reply> {
+  private expect(): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      this.pending = { type, resolve, reject };
+      this.pending.push({ resolve, reject });
     });
   }
 
@@ -324,11 +392,7 @@ export class RuntimeInstance {
     } catch {
       return; // not ours: the runtime only writes JSON lines on fd 4
     }
-    const p = this.pending;
-    if (p) {
-      this.pending = undefined;
-      p.resolve(msg);
-    }
+    this.pending.shift()?.resolve(msg);
   }
 
   private crashError(ex: ExitResult): InstanceError {

@@ -80,13 +80,24 @@ export interface FunctionTarget {
   entry: string;
   handler: string;
   env: Record<string, string>;
+  /** How long the function's module may take to load (its top level run) before the container is killed. */
+  loadTimeoutMs: number;
 }
 
 export interface Lease {
   instance: RuntimeInstance;
   startKind: StartKind;
-  /** Time spent making the container ready for this invocation (boot and/or load). */
+  /**
+   * Time spent making the container ready for this invocation up to the load request
+   * (boot, limits); the load itself is still in flight in `loading`.
+   */
   initMs: number;
+  /**
+   * The function's load, for specialised and cold starts: sent, not awaited, so the
+   * invocation's request follows it down the pipe without a round trip in between.
+   * Hand it to RuntimeInstance.invoke as afterLoad.
+   */
+  loading?: Promise<void>;
   slot: Slot;
   target: FunctionTarget;
 }
@@ -215,16 +226,14 @@ export class Pool {
       slot.kind = 'function';
       slot.fn = target.key;
       const entry = this.entries.get(slot.id)!;
-      try {
-        await this.specialize(entry.instance!, target);
-      } catch (err) {
-        await this.remove(slot.id, 'crashed');
-        throw err;
-      }
-      this.counters.specializations++;
-      this.opts.onEvent?.({ type: 'specialized', runtime: target.runtime });
+      const loading = this.specialize(entry.instance!, target).then(() => {
+        this.counters.specializations++;
+        this.opts.onEvent?.({ type: 'specialized', runtime: target.runtime });
+      });
+      // A failed load is the invocation's to report; release() then removes the container.
+      loading.catch(() => {});
       this.kick();
-      return { instance: entry.instance!, startKind: 'specialized', initMs: performance.now() - t, slot, target };
+      return { instance: entry.instance!, startKind: 'specialized', initMs: performance.now() - t, loading, slot, target };
     }
     // Cold: make room, boot, load. Concurrent cold starts boot in parallel.
     const victims = evict(this.slots(), target.memoryMb, this.opts.budgetMb);
@@ -242,14 +251,10 @@ export class Pool {
     this.entries.delete(slot.id);
     slot.id = instance.id;
     this.entries.set(slot.id, { slot, instance });
-    try {
-      await this.specialize(instance, target);
-    } catch (err) {
-      await this.remove(slot.id, 'crashed');
-      throw err;
-    }
+    const loading = this.specialize(instance, target);
+    loading.catch(() => {});
     this.kick();
-    return { instance, startKind: 'cold', initMs: performance.now() - t, slot, target };
+    return { instance, startKind: 'cold', initMs: performance.now() - t, loading, slot, target };
   }
 
   /** Gives a container back after an invocation. */
@@ -298,7 +303,8 @@ export class Pool {
 
   private readonly booting = new Set<Promise<unknown>>();
 
-  private async specialize(instance: RuntimeInstance, target: FunctionTarget): Promise<void> {
+  /** Sets the function's limits and sends its load; the promise settles when it has loaded. */
+  private specialize(instance: RuntimeInstance, target: FunctionTarget): Promise<void> {
     // The function's own limits, before any of its code runs. Its CPU quota comes with a
     // CFS burst of the same size: a function idle between invocations (the usual case)
     // saves up unused quota and spends it on the next short invocation instead of being
@@ -306,7 +312,7 @@ export class Pool {
     // period, a module import plus a first call is enough to hit the throttle), while
     // its average stays within the quota.
     instance.container.updateLimits({ memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus });
-    await instance.load(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env });
+    return instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
   }
 
   private async boot(runtime: string, memoryMb: number): Promise<RuntimeInstance> {
