@@ -311,8 +311,25 @@ export class Pool {
     // throttled halfway through it (with 128 MB's 0.072 cores, a 7.2 ms slice per 100 ms
     // period, a module import plus a first call is enough to hit the throttle), while
     // its average stays within the quota.
-    instance.container.updateLimits({ memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus });
-    return instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
+    const limits = { memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus };
+    const load = () => instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
+    if (instance.options.memoryMb !== target.memoryMb) {
+      instance.container.updateLimits(limits);
+      return load();
+    }
+    // Memory and pids are already the function's (containers are pooled by memory size):
+    // only the CPU quota changes, and it is written while the load request is on its way
+    // (0.2 ms off the path). The function's code cannot get more than its burst allows
+    // anyway: a quota written mid-period starts with a full slice, a full core for the
+    // quota's length.
+    const loading = load();
+    try {
+      instance.container.updateLimits(limits);
+    } catch (err) {
+      loading.catch(() => {});
+      return instance.kill().then(() => Promise.reject(err));
+    }
+    return loading;
   }
 
   private async boot(runtime: string, memoryMb: number): Promise<RuntimeInstance> {

@@ -8,7 +8,7 @@ import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHA
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
-import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
+import type { Cgroup, CgroupDriver, CgroupLimits, CgroupStats } from './cgroups/index.js';
 import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
@@ -50,10 +50,14 @@ export class Container {
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
 
+  /** The limits its cgroup holds now: the config's, then whatever updateLimits changed. */
+  private limits: CgroupLimits;
+
   private constructor(
     readonly config: ContainerConfig,
     private readonly parts: EngineParts,
   ) {
+    this.limits = { ...config.cgroup };
     this.persisted = {
       id: config.id,
       status: 'creating',
@@ -248,12 +252,24 @@ export class Container {
     if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
       throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
     }
-    this.cgroup.setLimits({
+    const next: CgroupLimits = {
       ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
       ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
       ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
-    });
+    };
+    // Only what changes is written: a stem cell specialised for a function of its own size
+    // keeps its memory limit (on v1 that is five file operations, on the invocation's path).
+    const cur = this.limits;
+    const diff: CgroupLimits = {};
+    for (const k of ['memoryBytes', 'cpuQuotaUs', 'cpuPeriodUs', 'cpuBurstUs', 'pids'] as const) {
+      if (next[k] !== undefined && next[k] !== cur[k]) diff[k] = next[k];
+    }
+    // A quota change zeroes the burst first (the kernel checks burst <= quota on every write): it is always rewritten.
+    if (diff.cpuQuotaUs !== undefined || diff.cpuPeriodUs !== undefined) diff.cpuBurstUs = next.cpuBurstUs ?? cur.cpuBurstUs ?? 0;
+    if (Object.keys(diff).length === 0) return;
+    this.cgroup.setLimits(diff);
+    this.limits = { ...cur, ...diff };
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */
