@@ -62,13 +62,48 @@ export function isImageName(name: string): name is ImageName {
   return (IMAGE_NAMES as readonly string[]).includes(name);
 }
 
+/**
+ * Facts about the host a recipe may name as `$(fact)` in any string, asked of the host
+ * when a recipe uses them: the Python standard library is /usr/lib/python3.11 on Debian
+ * 12 but /usr/lib/python3.12 on Ubuntu 24.04, and the image is built from whichever the
+ * machine has.
+ */
+const HOST_FACTS: Record<string, () => string> = {
+  'python3-stdlib': () => askPython('sysconfig.get_paths()["stdlib"]'),
+};
+
+/** Evaluates a Python expression with the host's /usr/bin/python3 (isolated mode) and returns what it prints. */
+export function askPython(expression: string): string {
+  try {
+    return execFileSync('/usr/bin/python3', ['-I', '-c', `import sys, sysconfig; print(${expression})`], { encoding: 'utf8' }).trim();
+  } catch (err) {
+    throw new ImageBuildError('MISSING_SOURCE', `cannot ask /usr/bin/python3 for ${expression} (install python3): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function expandFacts(text: string, file: string): string {
+  return text.replace(/\$\(([a-z0-9-]+)\)/g, (_, fact: string) => {
+    const get = HOST_FACTS[fact];
+    if (!get) throw new ImageBuildError('RECIPE_INVALID', `${file}: unknown host fact $(${fact}); known: ${Object.keys(HOST_FACTS).join(', ')}`);
+    return get();
+  });
+}
+
 export function loadRecipe(name: string): Recipe {
   if (!isImageName(name)) throw new ImageBuildError('UNKNOWN_IMAGE', `unknown image "${name}"; known: ${IMAGE_NAMES.join(', ')}`);
   const file = path.join(imagesSourceDir(), RECIPE_FILES[name]);
+  let text: string;
   let recipe: Recipe;
   try {
-    recipe = JSON.parse(readFileSync(file, 'utf8')) as Recipe;
+    text = readFileSync(file, 'utf8');
   } catch (err) {
+    throw new ImageBuildError('RECIPE_INVALID', `cannot read recipe ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    // Facts are substituted in the parsed strings, so a value cannot break the JSON.
+    recipe = JSON.parse(text, (_key, value: unknown) => (typeof value === 'string' ? expandFacts(value, file) : value)) as Recipe;
+  } catch (err) {
+    if (err instanceof ImageBuildError) throw err;
     throw new ImageBuildError('RECIPE_INVALID', `cannot read recipe ${file}: ${(err as Error).message}`, { cause: err });
   }
   if (recipe.name !== name || !Array.isArray(recipe.steps)) {

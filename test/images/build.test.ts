@@ -9,7 +9,7 @@ import { cpSync, existsSync, lstatSync, mkdtempSync, readFileSync, readlinkSync,
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { buildImage, type BuiltImage } from '../../images/build.js';
-import { sharedLibraries } from '../../images/recipe.js';
+import { askPython, sharedLibraries } from '../../images/recipe.js';
 import { digestTree } from '../../images/digest.js';
 import { main as imageCli } from '../../images/cli.js';
 import { RUNTIME_COMMAND } from '../../images/protocol.js';
@@ -156,14 +156,19 @@ test('builds python3: the interpreter and its libraries, a lean stdlib with byte
   assert.equal(statSync(path.join(r, 'usr/bin/python3')).size, statSync('/usr/bin/python3').size);
   for (const lib of sharedLibraries('/usr/bin/python3')) assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} in the layer`);
   // Extension modules' own libraries come too (the `libraries` of the hostTree step).
-  for (const lib of sharedLibraries('/usr/lib/python3.11/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so')) {
+  // Named as the host's python3 names them (3.11 on Debian 12, 3.12 on Ubuntu 24.04).
+  const hostStdlib = askPython('sysconfig.get_paths()["stdlib"]');
+  const ext = askPython('sysconfig.get_config_var("EXT_SUFFIX")');
+  const tag = askPython('sys.implementation.cache_tag');
+  const configDir = `config-${askPython('sysconfig.get_python_version()')}-${askPython('sys.implementation._multiarch')}`;
+  for (const lib of sharedLibraries(`${hostStdlib}/lib-dynload/_ssl${ext}`)) {
     assert.ok(statSync(path.join(r, lib)).isFile(), `${lib} (for _ssl) in the layer`);
   }
-  const stdlib = path.join(r, 'usr/lib/python3.11');
-  for (const f of ['os.py', 'json/__init__.py', 'asyncio/base_events.py', 'lib-dynload/_asyncio.cpython-311-x86_64-linux-gnu.so']) {
+  const stdlib = path.join(r, hostStdlib);
+  for (const f of ['os.py', 'json/__init__.py', 'asyncio/base_events.py', `lib-dynload/_asyncio${ext}`]) {
     assert.ok(existsSync(path.join(stdlib, f)), f);
   }
-  for (const gone of ['test', 'lib2to3', 'ensurepip', 'idlelib', 'tkinter', 'config-3.11-x86_64-linux-gnu', 'sitecustomize.py', 'unittest/test']) {
+  for (const gone of ['test', 'lib2to3', 'ensurepip', 'idlelib', 'tkinter', configDir, 'sitecustomize.py', 'unittest/test']) {
     assert.ok(!existsSync(path.join(stdlib, gone)), `${gone} is left out`);
   }
   // Every .py has its bytecode, every .pyc has its source (nothing stale copied from the host).
@@ -172,11 +177,11 @@ test('builds python3: the interpreter and its libraries, a lean stdlib with byte
   const compiled = files.filter((f) => f.endsWith('.pyc'));
   assert.ok(sources.length > 300, `${sources.length} modules`);
   assert.deepEqual(
-    compiled.map((f) => f.replace(/__pycache__\/([^/]+)\.cpython-311\.pyc$/, '$1.py')).sort(),
+    compiled.map((f) => f.replace(new RegExp(`__pycache__/([^/]+)\\.${tag}\\.pyc$`), '$1.py')).sort(),
     sources.sort(),
   );
   // PEP 552 flags word: 0b01 = hash-based, source not checked; so copied mtimes never invalidate it.
-  const header = readFileSync(path.join(stdlib, 'json/__pycache__/__init__.cpython-311.pyc')).subarray(4, 8);
+  const header = readFileSync(path.join(stdlib, `json/__pycache__/__init__.${tag}.pyc`)).subarray(4, 8);
   assert.equal(header.readUInt32LE(0), 1);
   const shim = path.join(r, 'opt/faasbox/runtime');
   assert.deepEqual(readdirSync(shim).sort(), ['__pycache__', '_faasbox_handler.py', 'runtime.py'], 'tests and TypeScript stay out of the image');
