@@ -198,6 +198,7 @@ async function gc(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: { ...globalOpts, all: { type: 'boolean' } } });
   const engine = await openEngine(values['state-dir']);
   const report = await engine.gc({ all: values.all ?? false });
+  await engine.close();
   if (values.json) console.log(JSON.stringify(report));
   else console.log(`removed ${report.containers.length} containers, ${report.cgroups.length} cgroups, ${report.mounts.length} mounts`);
   return 0;

@@ -56,6 +56,8 @@ export class Engine implements EngineParts {
     readonly sys: Sys,
     readonly cgroups: CgroupDriver,
     seeds: number,
+    /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
+    private readonly defaultRoot = false,
   ) {
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
@@ -67,10 +69,11 @@ export class Engine implements EngineParts {
     const sys = opts.sys ?? (await linuxSys());
     // Each state dir owns its own cgroup subtree, so that several engines (workers) on one
     // machine never garbage-collect each other's cgroups.
-    const root = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
+    const chosen = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT;
+    const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2);
+    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -123,6 +126,15 @@ export class Engine implements EngineParts {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
     this.releaseStateMount();
+    // Like the state tmpfs: the cgroup root goes once nothing is left in it (a `ctr run`
+    // used to leave /faasbox/<hash> behind in every v1 hierarchy).
+    if (this.defaultRoot) {
+      try {
+        this.cgroups.removeRoot({ parent: true });
+      } catch {
+        // Still in use or not ours to remove after all: gc and the next close try again.
+      }
+    }
   }
 
   list(): PersistedState[] {

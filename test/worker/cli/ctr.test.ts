@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, mkdirSync, copyFileSync, chmodSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +55,21 @@ test('ctr run passes stdio through and exits with the command\'s code', () => {
   assert.equal(r.stderr, 'oops\n');
   // A finished run leaves no mount behind, the engine's state tmpfs included.
   assert.deepEqual(mountsUnder(work), []);
+});
+
+test('with the default cgroup root, a finished ctr run leaves no cgroup behind', () => {
+  // No FAASBOX_CGROUP_ROOT: the engine picks /faasbox/<hash of the state dir> and, once
+  // it is empty, removes it (and /faasbox, unless another engine still uses it).
+  const stateDir = path.join(work, 'default-root-state');
+  const r = spawnSync(process.execPath, [bin, 'ctr', 'run', '--state-dir', stateDir, '--rootfs', rootfs, '--', 'true'], {
+    encoding: 'utf8',
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'FAASBOX_CGROUP_ROOT')),
+  });
+  assert.equal(r.status, 0, r.stderr);
+  const root = `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
+  const where = ['/sys/fs/cgroup/memory', '/sys/fs/cgroup/pids', '/sys/fs/cgroup'].map((m) => `${m}${root}`);
+  assert.deepEqual(where.filter((d) => existsSync(d)), []);
+  assert.deepEqual(mountsUnder(stateDir), []);
 });
 
 test('ctr run says OOM on stderr and exits 137 when the memory limit kills the command', () => {

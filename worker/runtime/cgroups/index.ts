@@ -77,8 +77,12 @@ export interface CgroupDriver {
   open(name: string): Cgroup | undefined;
   /** Names under the root, for garbage collection. */
   list(): string[];
-  /** Removes the root itself if it is empty (tests and benchmarks use private roots). */
-  removeRoot(): void;
+  /**
+   * Removes the root itself if it is empty; with parent, also the level above it if that
+   * is empty then (the engine's default root is /faasbox/<state dir hash>, and /faasbox is
+   * faasbox's too). Another engine creating its root meanwhile retries (create).
+   */
+  removeRoot(opts?: { parent?: boolean }): void;
   /** CPU time of everything under the root, dead cgroups' included (benchmarks); undefined if unreadable. */
   rootCpuUsec(): number | undefined;
   /**

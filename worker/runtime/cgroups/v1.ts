@@ -3,6 +3,7 @@
  * as "cpu,cpuacct"), and the same relative path made in each. A container's init joins
  * every one of them, so procsFiles has one entry per distinct hierarchy.
  */
+import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
@@ -54,9 +55,15 @@ export class CgroupV1 implements CgroupDriver {
     }
   }
 
-  create(name: string, limits: CgroupLimits): CgroupV1Group {
+  create(name: string, limits: CgroupLimits, retried = false): CgroupV1Group {
     checkName(name, this.root);
-    this.ensureRoot();
+    try {
+      this.ensureRoot();
+    } catch (err) {
+      // A level of the root was removed while made (another engine found it empty): once more.
+      if (!retried && errnoOf((err as Error).cause) === 'ENOENT') return this.create(name, limits, true);
+      throw err;
+    }
     const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
     group.burstUs = 0;
     const made: string[] = [];
@@ -75,6 +82,8 @@ export class CgroupV1 implements CgroupDriver {
         made.push(dir);
       } catch (err) {
         undo();
+        // The root was removed between ensureRoot and here (another engine found it empty): once more.
+        if (errnoOf(err) === 'ENOENT' && !retried) return this.create(name, limits, true);
         if (errnoOf(err) === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
         throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
       }
@@ -101,8 +110,12 @@ export class CgroupV1 implements CgroupDriver {
     return [...names].sort();
   }
 
-  removeRoot(): void {
-    for (const mount of this.hierarchies) removeIfEmpty(this.fs, `${mount}${this.root}`);
+  removeRoot(opts: { parent?: boolean } = {}): void {
+    const parent = path.posix.dirname(this.root);
+    for (const mount of this.hierarchies) {
+      removeIfEmpty(this.fs, `${mount}${this.root}`);
+      if (opts.parent && parent !== '/') removeIfEmpty(this.fs, `${mount}${parent}`);
+    }
   }
 
   rootCpuUsec(): number | undefined {

@@ -4,6 +4,7 @@
  * and pids must be enabled on every level from the hierarchy root down to faasbox's
  * root, the parent of every container cgroup.
  */
+import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
@@ -98,13 +99,21 @@ export class CgroupV2 implements CgroupDriver {
     }
   }
 
-  create(name: string, limits: CgroupLimits): CgroupV2Group {
+  create(name: string, limits: CgroupLimits, retried = false): CgroupV2Group {
     checkName(name, this.root);
-    this.ensureRoot();
+    try {
+      this.ensureRoot();
+    } catch (err) {
+      // A level of the root was removed while made (another engine found it empty): once more.
+      if (!retried && errnoOf((err as Error).cause) === 'ENOENT') return this.create(name, limits, true);
+      throw err;
+    }
     const dir = `${this.rootDir}/${name}`;
     try {
       this.fs.mkdir(dir);
     } catch (err) {
+      // The root was removed between ensureRoot and here (another engine found it empty): once more.
+      if (errnoOf(err) === 'ENOENT' && !retried) return this.create(name, limits, true);
       if (errnoOf(err) === 'EEXIST') throw new CgroupError('CGROUP_EXISTS', dir, `cgroup ${name} already exists`);
       throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
     }
@@ -134,8 +143,9 @@ export class CgroupV2 implements CgroupDriver {
   }
 
   /** Removes the root only: parents it created stay (harmless empty cgroups). */
-  removeRoot(): void {
+  removeRoot(opts: { parent?: boolean } = {}): void {
     removeIfEmpty(this.fs, this.rootDir);
+    if (opts.parent && path.posix.dirname(this.root) !== '/') removeIfEmpty(this.fs, path.posix.dirname(this.rootDir));
   }
 
   rootCpuUsec(): number | undefined {
