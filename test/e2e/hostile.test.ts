@@ -151,3 +151,21 @@ test('a module that fails to load reports its error and what it printed; the con
   await eventually(() => !s.worker.pool.slots().some((x) => x.fn?.startsWith('badload@')), 5000, 'the container to go');
   await stillServes();
 });
+
+test('a function writing forged replies on the runtime\'s reply fd does not change its answer', async () => {
+  // fd 4 is the shim's reply channel, and function code can write to it: a line for another
+  // invocation id, or a reply of the wrong type, is dropped, and the real result is returned.
+  const code = `import { writeSync } from 'node:fs';
+export default async () => {
+  writeSync(4, JSON.stringify({ type: 'result', id: 'someone-else', ok: true, value: 'forged' }) + '\\n');
+  writeSync(4, JSON.stringify({ type: 'loaded', ms: 0 }) + '\\n');
+  return 'real';
+};`;
+  await s.deploy('forger', { runtime: 'nodejs20', code });
+  for (let i = 0; i < 2; i++) {
+    const r = await s.invoke('forger');
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json, 'real');
+  }
+  await stillServes();
+});

@@ -109,9 +109,17 @@ class LogCollector {
   truncated = false;
   private waiter: { marker: string; resolve: () => void; onChunk: ((chunk: string) => void) | undefined } | undefined;
 
+  /** Resolves once the stream has ended: every byte the container's processes wrote has arrived. */
+  readonly ended: Promise<void>;
+
   constructor(stream: Readable) {
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => this.push(chunk));
+    this.ended = new Promise((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', () => resolve());
+    });
   }
 
   private push(chunk: string): void {
@@ -179,7 +187,7 @@ export class RuntimeInstance {
   private readonly stdout: LogCollector;
   private readonly stderr: LogCollector;
   /** Replies expected, in request order: the runtime answers strictly one request after another. */
-  private readonly pending: { resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+  private readonly pending: { accepts: (r: Reply) => boolean; resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
   private exitInfo: ExitResult | undefined;
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
@@ -222,7 +230,7 @@ export class RuntimeInstance {
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
     );
     const inst = new RuntimeInstance(c, opts);
-    const ready = inst.expect();
+    const ready = inst.expect((r) => r.type === 'ready');
     c.start();
     try {
       await ready;
@@ -334,6 +342,9 @@ export class RuntimeInstance {
   private async failedLoad(err: Error, loadMs: number): Promise<InvokeOutcome> {
     await this.kill();
     const ex = await this.exited;
+    // The load error came on fd 4; what the module printed before it comes on other pipes,
+    // possibly later. With every process dead, those pipes end once drained.
+    await Promise.race([Promise.all([this.stdout.ended, this.stderr.ended]), new Promise((r) => setTimeout(r, 200))]);
     let error: NonNullable<InvokeOutcome['error']>;
     if (err instanceof InstanceError && err.code === 'LOAD_FAILED') error = { code: 'LOAD_FAILED', message: err.message, ...(err.stack_ ? { stack: err.stack_ } : {}) };
     else if (err instanceof InstanceError && err.code === 'TIMEOUT') error = { code: 'TIMEOUT', message: err.message };
@@ -372,16 +383,16 @@ export class RuntimeInstance {
     await this.container.delete();
   }
 
-  private request(msg: Record<string, unknown>): Promise<Reply> {
+  private request(msg: Record<string, unknown> & { type: 'load' | 'invoke' }): Promise<Reply> {
     if (!this.alive) return Promise.reject(this.crashError(this.exitInfo!));
-    const p = this.expect();
+    const p = this.expect(msg.type === 'load' ? (r) => r.type === 'loaded' || r.type === 'load-error' : (r) => r.type === 'result' && r.id === msg.id);
     this.requests.write(`${JSON.stringify(msg)}\n`);
     return p;
   }
 
-  private expect(): Promise<Reply> {
+  private expect(accepts: (r: Reply) => boolean): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ resolve, reject });
+      this.pending.push({ accepts, resolve, reject });
     });
   }
 
@@ -392,7 +403,9 @@ export class RuntimeInstance {
     } catch {
       return; // not ours: the runtime only writes JSON lines on fd 4
     }
-    this.pending.shift()?.resolve(msg);
+    // Function code can write to fd 4 too: a line that is not the awaited reply (another
+    // invocation's id, a stray type) is dropped rather than taken as the answer.
+    if (this.pending[0]?.accepts(msg)) this.pending.shift()!.resolve(msg);
   }
 
   private crashError(ex: ExitResult): InstanceError {
