@@ -19,7 +19,7 @@ export interface GatewayConfig {
   maxInvokeBytes: number;
   /** How long a sync invocation may wait in the queue for a worker before 503 NO_CAPACITY. */
   syncQueueTimeoutMs: number;
-  /** Extra time, beyond the function's timeoutMs, for container start and the reply trip. */
+  /** Extra time, beyond the function's load and run (timeoutMs each), for container start and the reply trip. */
   syncGraceMs: number;
   /** An async invocation not started within this age is dropped by the worker (NO_CAPACITY). */
   asyncMaxAgeMs: number;

@@ -100,7 +100,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         return c.json({ invocationId: id, status: 'queued' }, 202);
       }
 
-      const budgetMs = fn.spec.timeoutMs + config.syncGraceMs;
+      // Loading the function's module and running it are each bounded by timeoutMs at the worker.
+      const budgetMs = 2 * fn.spec.timeoutMs + config.syncGraceMs;
       const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
       const outcome = await queue.invokeSync(job, budgetMs, want);
       const result = await resultOf(outcome, record, budgetMs);

@@ -201,13 +201,16 @@ describe('sync invoke without a worker answering', () => {
     assert.equal(rec.error?.code, 'NO_CAPACITY');
   });
 
-  test('504 TIMEOUT when a started job never replies within timeout + grace', async () => {
+  test('504 TIMEOUT when a started job never replies within 2 x timeout (load, run) + grace', async () => {
     gw = await testGateway(server, { syncQueueTimeoutMs: 500, syncGraceMs: 200 });
     await gw.deploy('slow', { runtime: 'nodejs20', code: NODE_CODE, timeoutMs: 300 });
     await gw.startWorker();
+    const started = Date.now();
     const res = await gw.invoke('slow', { behave: 'hang' });
     assert.equal(res.status, 504);
     assert.equal((await res.json()).error.code, 'TIMEOUT');
+    const waited = Date.now() - started;
+    assert.ok(waited >= 2 * 300 + 200 && waited < 5000, `gave up after ${waited} ms`);
   });
 });
 
