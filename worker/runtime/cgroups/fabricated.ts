@@ -254,7 +254,7 @@ export class FabricatedCgroupfs {
             if (path.basename(p) === 'memory.peak') {
               this.peakResets.set(rel, (this.peakResets.get(rel) ?? 0) + 1);
               sinceReset = current();
-            } else inner.write(v);
+            } else this.kernelWrite(p, v);
             record(p, v);
           },
           close: () => {

@@ -207,6 +207,23 @@ test('resetPeak writes 0 to memory.max_usage_in_bytes', () => {
   assert.deepEqual(tree.writes.slice(-1), [{ path: 'memory/faasbox/c1/memory.max_usage_in_bytes', value: '0' }]);
 });
 
+test('usage and resetPeak keep their files open and still see every change', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  const usage = (c: string) => `${c}/faasbox/c1/cpuacct.usage`;
+  const peak = 'memory/faasbox/c1/memory.max_usage_in_bytes';
+  tree.set(usage('cpu,cpuacct'), '1000000\n');
+  tree.set(peak, '2048\n');
+  assert.deepEqual(cg.usage(), { cpuUsageUsec: 1000, memoryPeakBytes: 2048 });
+  // Read again through the same descriptors: the kernel's (here, the tree's) new values.
+  tree.set(usage('cpu,cpuacct'), '5000000\n');
+  tree.set(peak, '4096\n');
+  assert.deepEqual(cg.usage(), { cpuUsageUsec: 5000, memoryPeakBytes: 4096 });
+  cg.resetPeak();
+  cg.resetPeak();
+  assert.deepEqual(tree.writesTo('memory.max_usage_in_bytes'), ['0', '0']);
+});
+
 test('list is the union over hierarchies; open finds partial leftovers; destroy removes every directory and is idempotent', async () => {
   const { tree, driver } = setup();
   driver.create('a', {});
