@@ -85,8 +85,10 @@ export class InvocationClient {
     const last = await options.connection.xrevrange(queue.keys.events as string, '+', '-', 'COUNT', 1);
     const lastEventId = last[0]?.[0] ?? '0-0';
     // The reader blocks on XREAD, so it needs a connection of its own, and one that retries
-    // forever instead of failing commands while Redis restarts.
-    const eventsConnection = options.connection.duplicate({ maxRetriesPerRequest: null });
+    // forever instead of failing commands while Redis restarts. Not auto-pipelined: one
+    // blocking read at a time has nothing to batch, and every auto-pipeline batch copies
+    // BullMQ's ~50 Lua scripts onto a new Pipeline object (4.5% of a loaded gateway's CPU).
+    const eventsConnection = options.connection.duplicate({ maxRetriesPerRequest: null, enableAutoPipelining: false });
     const events = new QueueEvents(name, { connection: eventsConnection, prefix: options.prefix, lastEventId });
     await events.waitUntilReady();
     return { queue, events, eventsConnection };
