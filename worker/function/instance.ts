@@ -353,9 +353,12 @@ export class RuntimeInstance {
     return {
       ok: false,
       error,
-      // What the module printed while loading (a console.error before a throw, say) is the caller's to see.
-      stdout: this.stdout.drain(),
-      stderr: this.stderr.drain(),
+      // What the module printed while loading (a console.error before a throw, say) is the
+      // caller's to see. The runtime may have answered the invocation queued behind the
+      // load (NotLoadedError) before the kill: then its end marker came, and the output
+      // before it sits in take(), the rest in drain().
+      stdout: this.stdout.take() + this.stdout.drain(),
+      stderr: this.stderr.take() + this.stderr.drain(),
       truncated: this.stdout.truncated || this.stderr.truncated,
       execMs: 0,
       loadMs,
