@@ -209,3 +209,18 @@ export function removeIfEmpty(fs: CgroupFs, dir: string): void {
     throw new CgroupError('CGROUP_IO', dir, 'cannot remove the faasbox cgroup root', { cause: err });
   }
 }
+
+/**
+ * Makes the root (ensureRoot); true when a level of it vanished meanwhile (another engine
+ * removed the root it found empty), so the caller creates its cgroup once more from the
+ * top. A second race, or any other failure, throws.
+ */
+export function rootRaced(ensureRoot: () => void, retried: boolean): boolean {
+  try {
+    ensureRoot();
+    return false;
+  } catch (err) {
+    if (!retried && errnoOf((err as Error).cause) === 'ENOENT') return true;
+    throw err;
+  }
+}

@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
-import { BaseCgroup, checkName, limitValue, removeIfEmpty, sigkillAll, waitUntil, writeError } from './common.js';
+import { BaseCgroup, checkName, rootRaced, limitValue, removeIfEmpty, sigkillAll, waitUntil, writeError } from './common.js';
 
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
@@ -57,13 +57,7 @@ export class CgroupV1 implements CgroupDriver {
 
   create(name: string, limits: CgroupLimits, retried = false): CgroupV1Group {
     checkName(name, this.root);
-    try {
-      this.ensureRoot();
-    } catch (err) {
-      // A level of the root was removed while made (another engine found it empty): once more.
-      if (!retried && errnoOf((err as Error).cause) === 'ENOENT') return this.create(name, limits, true);
-      throw err;
-    }
+    if (rootRaced(() => this.ensureRoot(), retried)) return this.create(name, limits, true);
     const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
     group.burstUs = 0;
     const made: string[] = [];

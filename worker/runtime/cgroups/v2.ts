@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
-import { BaseCgroup, checkName, limitValue, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
+import { BaseCgroup, checkName, rootRaced, limitValue, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
 export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
 
@@ -101,13 +101,7 @@ export class CgroupV2 implements CgroupDriver {
 
   create(name: string, limits: CgroupLimits, retried = false): CgroupV2Group {
     checkName(name, this.root);
-    try {
-      this.ensureRoot();
-    } catch (err) {
-      // A level of the root was removed while made (another engine found it empty): once more.
-      if (!retried && errnoOf((err as Error).cause) === 'ENOENT') return this.create(name, limits, true);
-      throw err;
-    }
+    if (rootRaced(() => this.ensureRoot(), retried)) return this.create(name, limits, true);
     const dir = `${this.rootDir}/${name}`;
     try {
       this.fs.mkdir(dir);
