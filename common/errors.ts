@@ -17,6 +17,8 @@ export const ErrorCode = {
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  // The function is running as many invocations as its `concurrency` allows.
+  CONCURRENCY_LIMIT: 'CONCURRENCY_LIMIT',
   // Outcomes of running a function.
   FUNCTION_ERROR: 'FUNCTION_ERROR',
   TIMEOUT: 'TIMEOUT',
@@ -167,6 +169,14 @@ export class OomKilledError extends FaasboxError {
 export class RuntimeCrashedError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.RUNTIME_CRASHED, message, { cause });
+  }
+}
+
+export class ConcurrencyLimitError extends FaasboxError {
+  constructor(fn: string, limit: number) {
+    super(ErrorCode.CONCURRENCY_LIMIT, `function ${fn} is already running ${limit} invocation${limit === 1 ? '' : 's'}, its concurrency limit; retry later`, {
+      details: { function: fn, concurrency: limit },
+    });
   }
 }
 

@@ -53,6 +53,11 @@ export interface InvocationJob {
   enqueuedAt: number;
   /** Epoch ms after which a worker must not start the job (see rule 1 above). */
   deadline: number;
+  /**
+   * Times a worker picked the job up and put it back because the function was at its
+   * concurrency limit (async only), so that they do not count as attempts.
+   */
+  throttled?: number;
 }
 
 export interface HttpResponseData {

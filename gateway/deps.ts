@@ -1,4 +1,5 @@
 /** What the gateway app is built from; tests pass their own (a test Redis, a test prefix). */
+import type { ConcurrencyLimiter } from '../common/concurrency.js';
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import type { InvocationClient } from '../common/invocation-client.js';
@@ -13,5 +14,7 @@ export interface GatewayDeps {
   registry: FunctionRegistry;
   invocations: InvocationStore;
   queue: InvocationClient;
+  /** Functions' concurrency limits (their spec's `concurrency`), across all gateways and workers. */
+  concurrency: ConcurrencyLimiter;
   metrics: Registry;
 }

@@ -19,6 +19,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   ROUTE_NOT_FOUND: 404,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  CONCURRENCY_LIMIT: 429, // the function's own limit, not the platform's capacity (that is NO_CAPACITY)
   // The function ran and failed. 5xx because the request itself was acceptable; each
   // outcome has its own status so that proxies and dashboards can tell them apart.
   FUNCTION_ERROR: 502, // the handler threw or rejected: a bad answer from upstream

@@ -5,6 +5,7 @@
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
+import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
@@ -67,6 +68,7 @@ export async function startGateway(
       registry,
       invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds),
       queue,
+      concurrency: new ConcurrencyLimiter(redis, config.prefix),
       metrics,
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { Worker, type Job } from 'bullmq';
+import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Engine } from './runtime/engine.js';
 import { CodeStore } from './function/code.js';
@@ -17,6 +17,7 @@ import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../c
 import { LIMITS } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import { OutputBatcher } from './function/output.js';
+import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
@@ -62,6 +63,11 @@ export interface RunningWorker {
 }
 
 /** Builds (or finds) the runtime images this worker serves. */
+/** A throttled async invocation is tried again after 100-200 ms. */
+const THROTTLED_RETRY_MS = 100;
+/** An async invocation's slot lapses this long after its load and run bounds, if its worker died. */
+const SLOT_GRACE_MS = 10_000;
+
 export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
   const node = await buildImage('nodejs20', path.join(stateDir, 'images'));
   const python = await buildImage('python3', path.join(stateDir, 'images'));
@@ -132,14 +138,19 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     }
   });
 
-  async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
+  async function versionOf(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionVersion> {
     const key = `${job.function}@${job.version}`;
     let v = versions.get(key);
     if (!v) {
       v = await registry.getVersion(job.function, job.version);
       versions.set(key, v);
     }
-    const spec = v.spec;
+    return v;
+  }
+
+  async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
+    const key = `${job.function}@${job.version}`;
+    const spec = (await versionOf(job)).spec;
     const codeDir = code.has(spec.code.digest)
       ? code.dirFor(spec.code.digest)
       : await code.materialize({
@@ -186,7 +197,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     });
     // Not awaited: later writes to the record follow on the same connection, in order.
     // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade.
-    invocations.start(recordOf(data), Math.max(job.attemptsStarted, job.attemptsMade + 1)).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+    invocations.start(recordOf(data), Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1)).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
     if (picked > data.deadline) {
       return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
     }
@@ -267,10 +278,35 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   // Concurrency bounded by the memory budget: at most one invocation per smallest container.
   const concurrency = Math.max(1, Math.floor(cfg.budgetMb / 64));
   let inflight = 0;
-  const counted = async (job: Job<InvocationJob>) => {
-    inflight++;
+  const limiter = new ConcurrencyLimiter(redis, cfg.prefix);
+  /**
+   * An async invocation of a function with a concurrency limit takes a slot before it
+   * runs (a sync one's was taken by the gateway, which answers 429 when none is free).
+   * None free: the job goes back to the queue, delayed, and is tried again until its max
+   * age; it is not an attempt, and nothing of it is recorded until it runs.
+   */
+  const admitted = async (job: Job<InvocationJob>, token: string | undefined): Promise<InvocationResult> => {
+    const data = job.data;
+    const spec = data.mode === 'async' ? (await versionOf(data).catch(() => undefined))?.spec : undefined;
+    const limit = spec?.concurrency ?? null;
+    if (limit === null || !spec) return runInvocation(job);
+    const holdMs = 2 * spec.timeoutMs + SLOT_GRACE_MS;
+    if (!(await limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
+      await job.updateData({ ...data, throttled: (data.throttled ?? 0) + 1 });
+      await job.moveToDelayed(Date.now() + THROTTLED_RETRY_MS + Math.random() * THROTTLED_RETRY_MS, token);
+      throw new DelayedError();
+    }
+    // Past its max age it runs into runInvocation's deadline check and ends NO_CAPACITY.
     try {
       return await runInvocation(job);
+    } finally {
+      limiter.give(data.function, data.invocationId).catch((err: Error) => console.error(`worker ${id}: giving back ${data.function}'s slot: ${err.message}`));
+    }
+  };
+  const counted = async (job: Job<InvocationJob>, token?: string) => {
+    inflight++;
+    try {
+      return await admitted(job, token);
     } finally {
       inflight--;
     }

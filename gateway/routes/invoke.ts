@@ -8,6 +8,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import {
   FaasboxError,
+  ConcurrencyLimitError,
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
@@ -62,7 +63,7 @@ function functionFailure(info: ErrorInfo): FaasboxError {
 
 export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
   const app = new Hono();
-  const { registry, invocations, queue, config } = deps;
+  const { registry, invocations, queue, concurrency, config } = deps;
 
   app.post(
     '/:name/invoke',
@@ -102,8 +103,20 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
 
       // Loading the function's module and running it are each bounded by timeoutMs at the worker.
       const budgetMs = 2 * fn.spec.timeoutMs + config.syncGraceMs;
+      const limit = fn.spec.concurrency;
+      // A sync caller is told at once (as Lambda's throttle does) rather than queued behind
+      // the function's own limit; held until the reply, or lapsed if this gateway dies.
+      if (limit !== null && !(await concurrency.take(name, id, limit, config.syncQueueTimeoutMs + budgetMs))) {
+        c.header('Retry-After', '1');
+        throw new ConcurrencyLimitError(name, limit);
+      }
       const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
-      const outcome = await queue.invokeSync(job, budgetMs, want);
+      let outcome: SyncOutcome;
+      try {
+        outcome = await queue.invokeSync(job, budgetMs, want);
+      } finally {
+        if (limit !== null) concurrency.give(name, id).catch((err: Error) => console.error(`[faasbox] gateway: giving back ${name}'s slot: ${err.message}`));
+      }
       const result = await resultOf(outcome, record, budgetMs);
       const seconds = (Date.now() - enqueuedAt) / 1000;
       metrics.invocationDuration.observe(

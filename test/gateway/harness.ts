@@ -20,6 +20,7 @@ import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
+import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import type { TestRedis } from '../support/redis.js';
 
 export const API_KEY = 'test-management-key-0123456789';
@@ -49,6 +50,7 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayC
     redis,
     registry: new FunctionRegistry(redis, prefix),
     invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds),
+    concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,
     metrics: new Registry(),
   };

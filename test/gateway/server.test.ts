@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
+import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
@@ -107,6 +108,7 @@ describe('health and routing', () => {
         registry: new FunctionRegistry(dead, 'x'),
         invocations: new InvocationStore(dead, 'x'),
         queue,
+        concurrency: new ConcurrencyLimiter(dead, 'x'),
         metrics: new Registry(),
       });
       dead.connect().catch(() => {});
