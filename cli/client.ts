@@ -64,6 +64,7 @@ const HELP: Record<string, string> = {
   --cpu MILLICORES    CPU; derived from memory when absent
   --timeout MS        timeout in ms (default 30000)
   --env K=V           environment variable (repeatable)
+  --concurrency N     at most N invocations at once (sync calls beyond it: 429; async ones wait); default unlimited
   --isolation MODE    reuse (default) or fresh
   --public            invocable without an API key
   --json              print the gateway's JSON answer`,
@@ -101,6 +102,7 @@ export async function deploy(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       env: { type: 'string', multiple: true },
       isolation: { type: 'string' },
+      concurrency: { type: 'string' },
       public: { type: 'boolean' },
       json: { type: 'boolean' },
     },
@@ -119,10 +121,11 @@ export async function deploy(argv: string[]): Promise<number> {
   }
   if (values.entry) body.entry = values.entry;
   if (values.handler) body.handler = values.handler;
-  if (values.memory) body.memoryMb = Number(values.memory);
-  if (values.cpu) body.cpu = Number(values.cpu);
-  if (values.timeout) body.timeoutMs = Number(values.timeout);
+  if (values.memory) body.memoryMb = integerFlag('--memory', values.memory);
+  if (values.cpu) body.cpu = integerFlag('--cpu', values.cpu);
+  if (values.timeout) body.timeoutMs = integerFlag('--timeout', values.timeout);
   if (values.isolation) body.isolation = values.isolation;
+  if (values.concurrency) body.concurrency = integerFlag('--concurrency', values.concurrency);
   if (values.public) body.public = true;
   if (values.env) {
     body.env = Object.fromEntries(
@@ -227,4 +230,10 @@ export async function rm(argv: string[]): Promise<number> {
   await json(await call('DELETE', `/v1/functions/${encodeURIComponent(positionals[0])}`));
   console.log(`deleted ${positionals[0]}`);
   return 0;
+}
+
+/** A whole-number flag; its range is the gateway's to check (it names the limits). */
+function integerFlag(flag: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new CliError(`${flag} must be a whole number, got "${v}"`);
+  return Number(v);
 }
