@@ -10,6 +10,7 @@
  * itself at its expiry, instead of throttling the function forever.
  */
 import type { Redis } from 'ioredis';
+import { Counter, type Registry } from 'prom-client';
 import { RedisScript } from './redis-script.js';
 
 // Redis's own clock, so that gateways and workers on machines whose clocks disagree
@@ -59,4 +60,17 @@ export class ConcurrencyLimiter {
     const [sec, usec] = await this.redis.time();
     return this.redis.zcount(this.key(fn), Number(sec) * 1000 + Math.floor(Number(usec) / 1000) + 1, '+inf');
   }
+}
+
+/**
+ * Invocations held back by their function's limit: sync ones answered 429 by a gateway,
+ * async ones put back by a worker (counted each time). One collector per registry, shared
+ * when gateway and worker run in one process.
+ */
+export function throttledCounter(registry: Registry): Counter<'function' | 'mode'> {
+  const name = 'faasbox_invocations_throttled_total';
+  return (
+    (registry.getSingleMetric(name) as Counter<'function' | 'mode'> | undefined) ??
+    new Counter({ name, help: "Invocations held back by their function's concurrency limit (sync: answered 429; async: put back to wait, each time)", labelNames: ['function', 'mode'] as const, registers: [registry] })
+  );
 }

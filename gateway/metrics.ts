@@ -4,11 +4,13 @@
  * registry reuses the existing collectors, so several apps may share one registry.
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
+import { throttledCounter } from '../common/concurrency.js';
 
 export interface GatewayMetrics {
   httpRequests: Counter<'method' | 'route' | 'status'>;
   httpDuration: Histogram<'method' | 'route'>;
   invocationDuration: Histogram<'function' | 'mode' | 'outcome' | 'start_kind'>;
+  throttled: Counter<'function' | 'mode'>;
 }
 
 const LATENCY_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
@@ -45,5 +47,6 @@ export function gatewayMetrics(registry: Registry): GatewayMetrics {
         registers: [registry],
       }),
     ),
+    throttled: throttledCounter(registry),
   };
 }

@@ -292,6 +292,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     if (limit === null || !spec) return runInvocation(job);
     const holdMs = 2 * spec.timeoutMs + SLOT_GRACE_MS;
     if (!(await limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
+      metrics.throttled.inc({ function: data.function, mode: 'async' });
       await job.updateData({ ...data, throttled: (data.throttled ?? 0) + 1 });
       await job.moveToDelayed(Date.now() + THROTTLED_RETRY_MS + Math.random() * THROTTLED_RETRY_MS, token);
       throw new DelayedError();

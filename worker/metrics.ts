@@ -6,6 +6,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Pool, PoolEvent } from './pool/pool.js';
 import type { StartKind } from './pool/policy.js';
+import { throttledCounter } from '../common/concurrency.js';
 
 export interface InvocationSample {
   fn: string;
@@ -29,9 +30,11 @@ export class WorkerMetrics {
   private readonly evictions: Counter<'reason'>;
   private readonly created: Counter<'runtime'>;
   private readonly bootSeconds: Histogram<'runtime'>;
+  readonly throttled: Counter<'function' | 'mode'>;
 
   constructor(registry: Registry, pool: () => Pool | undefined) {
     const registers = [registry];
+    this.throttled = throttledCounter(registry);
     this.startLatency = new Histogram({
       name: 'faasbox_cold_start_seconds',
       help: 'Time to make a container ready for an invocation, by start kind (warm, specialized, cold) and runtime',

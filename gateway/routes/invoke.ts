@@ -108,6 +108,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       // the function's own limit; held until the reply, or lapsed if this gateway dies.
       if (limit !== null && !(await concurrency.take(name, id, limit, config.syncQueueTimeoutMs + budgetMs))) {
         c.header('Retry-After', '1');
+        metrics.throttled.inc({ function: name, mode });
         throw new ConcurrencyLimitError(name, limit);
       }
       const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };

@@ -71,6 +71,13 @@ test('async invocations beyond the limit wait their turn: all run, one at a time
   }
 });
 
+test('throttles are counted per function and mode in /metrics', async () => {
+  const text = (await s.get('/metrics')).text;
+  const count = (fn: string, mode: string) => Number(new RegExp(`^faasbox_invocations_throttled_total\\{function="${fn}",mode="${mode}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
+  assert.equal(count('one-at-a-time', 'sync'), 2, 'the two 429s of the first test');
+  assert.ok(count('serial', 'async') >= 1, 'the async burst waited at least once');
+});
+
 test('a function without a limit is not throttled', async () => {
   assert.equal((await s.deploy('free', { runtime: 'nodejs20', code: SLEEPER })).status, 201);
   const rs = await Promise.all(Array.from({ length: 4 }, () => s.invoke('free', { ms: 200 })));
