@@ -4,8 +4,9 @@
  * images/PROTOCOL.md). Never the network, so a container without one still serves.
  *
  * Lifecycle: boot (container created, runtime started, "ready") -> load (a function's
- * code made visible at /var/task through the container's code slot, module imported)
- * -> invoke, one at a time, many in a row -> destroy.
+ * code made visible at /var/task through the container's code slot, module imported;
+ * beginLoad, with its first invocation written right behind it) -> invoke, one at a
+ * time, many in a row -> destroy.
  */
 import type { Duplex, Readable } from 'node:stream';
 import type { Engine } from '../runtime/engine.js';
@@ -241,13 +242,6 @@ export class RuntimeInstance {
     return inst;
   }
 
-  /** Makes codeDir visible at /var/task and imports the function's module; resolves with the time it took. */
-  async load(fnKey: string, hostCodeDir: string, req: Omit<LoadRequest, 'codeDir'>, timeoutMs?: number): Promise<number> {
-    const t = performance.now();
-    await this.beginLoad(fnKey, hostCodeDir, req, timeoutMs);
-    return performance.now() - t;
-  }
-
   /**
    * Makes codeDir visible at /var/task and sends the load request. The promise settles
    * when the runtime has loaded the module: rejected with LOAD_FAILED (the module's own
@@ -375,7 +369,11 @@ export class RuntimeInstance {
   /** Kills the container's processes; concurrent calls (a load timeout and the invocation failing on it) share one kill. */
   async kill(): Promise<void> {
     if (!this.alive) return;
-    this.killing ??= this.container.kill('SIGKILL');
+    // A kill that failed is tried afresh by the next call.
+    this.killing ??= this.container.kill('SIGKILL').catch((err: unknown) => {
+      this.killing = undefined;
+      throw err;
+    });
     await this.killing;
   }
   private killing: Promise<void> | undefined;
