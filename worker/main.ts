@@ -62,12 +62,12 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-/** Builds (or finds) the runtime images this worker serves. */
 /** A throttled async invocation is tried again after 100-200 ms. */
 const THROTTLED_RETRY_MS = 100;
 /** An async invocation's slot lapses this long after its load and run bounds, if its worker died. */
 const SLOT_GRACE_MS = 10_000;
 
+/** Builds (or finds) the runtime images this worker serves. */
 export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
   const node = await buildImage('nodejs20', path.join(stateDir, 'images'));
   const python = await buildImage('python3', path.join(stateDir, 'images'));
