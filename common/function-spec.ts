@@ -27,6 +27,23 @@ export const LIMITS = {
   defaultCodeBytes: 10 * 1024 * 1024,
 } as const;
 
+/**
+ * How long a function's module may take to load (its top level) before its container is
+ * killed: its timeoutMs, but never less than INIT_TIMEOUT_MS, as Lambda gives every
+ * function's init phase 10 s whatever its timeout. A function with a 1 s timeout and 3 s
+ * of imports still gets warm; a top level that never finishes is still stopped.
+ */
+export const INIT_TIMEOUT_MS = 10_000;
+
+export function loadTimeoutMs(spec: { timeoutMs: number }): number {
+  return Math.max(spec.timeoutMs, INIT_TIMEOUT_MS);
+}
+
+/** The longest a started invocation can take at the worker: its load, then its run. */
+export function startedBudgetMs(spec: { timeoutMs: number }): number {
+  return loadTimeoutMs(spec) + spec.timeoutMs;
+}
+
 /** Lambda's allocation: 1769 MB buys one full vCPU, and CPU scales linearly with memory. */
 export const MB_PER_VCPU = 1769;
 

@@ -14,7 +14,7 @@ import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
-import { LIMITS } from '../common/function-spec.js';
+import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import { OutputBatcher } from './function/output.js';
 import { ConcurrencyLimiter } from '../common/concurrency.js';
@@ -64,7 +64,7 @@ export interface RunningWorker {
 
 /** A throttled async invocation is tried again after 100-200 ms. */
 const THROTTLED_RETRY_MS = 100;
-/** An async invocation's slot lapses this long after its load and run bounds, if its worker died. */
+/** An async invocation's slot lapses this long after its load and run bounds (startedBudgetMs), if its worker died. */
 const SLOT_GRACE_MS = 10_000;
 
 /** Builds (or finds) the runtime images this worker serves. */
@@ -170,7 +170,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       entry: spec.code.entry,
       handler: spec.handler,
       env: spec.env,
-      loadTimeoutMs: spec.timeoutMs,
+      loadTimeoutMs: loadTimeoutMs(spec),
     };
   }
 
@@ -290,7 +290,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const spec = data.mode === 'async' ? (await versionOf(data).catch(() => undefined))?.spec : undefined;
     const limit = spec?.concurrency ?? null;
     if (limit === null || !spec) return runInvocation(job);
-    const holdMs = 2 * spec.timeoutMs + SLOT_GRACE_MS;
+    const holdMs = startedBudgetMs(spec) + SLOT_GRACE_MS;
     if (!(await limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
       metrics.throttled.inc({ function: data.function, mode: 'async' });
       await job.updateData({ ...data, throttled: (data.throttled ?? 0) + 1 });

@@ -15,7 +15,7 @@ import {
   TimeoutError,
   type ErrorInfo,
 } from '../../common/errors.js';
-import { functionNameSchema } from '../../common/function-spec.js';
+import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.js';
 import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
 import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
@@ -101,8 +101,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         return c.json({ invocationId: id, status: 'queued' }, 202);
       }
 
-      // Loading the function's module and running it are each bounded by timeoutMs at the worker.
-      const budgetMs = 2 * fn.spec.timeoutMs + config.syncGraceMs;
+      // The worker bounds the module's load and then the run (startedBudgetMs).
+      const budgetMs = startedBudgetMs(fn.spec) + config.syncGraceMs;
       const limit = fn.spec.concurrency;
       // A sync caller is told at once (as Lambda's throttle does) rather than queued behind
       // the function's own limit; held until the reply, or lapsed if this gateway dies.
