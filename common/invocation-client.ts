@@ -40,6 +40,8 @@ export interface InvocationClientOptions {
   queueName?: string;
   /** false: every job goes to the shared queue (no placement). */
   placement?: boolean;
+  /** Set by open(): the connection the lanes add jobs on (see there). */
+  addConnection?: Redis;
 }
 
 /** One queue and its event reader: the shared queue, or one worker's own queue. */
@@ -80,7 +82,7 @@ export class InvocationClient {
   }
 
   private static async openLane(options: InvocationClientOptions, name: string): Promise<Lane> {
-    const queue = new Queue(name, { connection: options.connection, prefix: options.prefix });
+    const queue = new Queue(name, { connection: options.addConnection ?? options.connection, prefix: options.prefix });
     await queue.waitUntilReady();
     const last = await options.connection.xrevrange(queue.keys.events as string, '+', '-', 'COUNT', 1);
     const lastEventId = last[0]?.[0] ?? '0-0';
@@ -94,7 +96,10 @@ export class InvocationClient {
     return { queue, events, eventsConnection };
   }
 
-  static async open(options: InvocationClientOptions): Promise<InvocationClient> {
+  static async open(given: InvocationClientOptions): Promise<InvocationClient> {
+    // Adds go on a connection of their own that is not auto-pipelined: an add is on every
+    // invocation's path, and auto-pipelining holds each command until setImmediate.
+    const options = { ...given, addConnection: given.connection.duplicate({ enableAutoPipelining: false }) };
     const client = new InvocationClient(options, await InvocationClient.openLane(options, options.queueName ?? INVOCATION_QUEUE));
     if (options.placement !== false) client.watchWorkers();
     return client;
@@ -228,6 +233,7 @@ export class InvocationClient {
     if (this.reportTimer) clearInterval(this.reportTimer);
     const lanes = [this.shared, ...(await Promise.allSettled([...this.lanes.values()])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
     for (const lane of lanes) await this.closeLane(lane);
+    this.options.addConnection?.disconnect();
   }
 }
 
