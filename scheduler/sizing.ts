@@ -76,10 +76,18 @@ export function desiredWarm(samples: readonly DemandSample[], lastInvokedAt: num
   if (now - lastInvokedAt >= cfg.idleTtlMs) return cfg.minWarm;
   const recent = samples.filter((s) => now - s.at <= cfg.windowMs);
   if (recent.length === 0) return Math.max(cfg.minWarm, Math.min(1, cfg.maxWarm));
-  const avg = recent.reduce((sum, s) => sum + s.concurrency, 0) / recent.length;
+  let sum = 0;
+  let max = 0;
+  // One pass, no spread: a worker sizing itself samples every acquire and release, and a
+  // busy minute is hundreds of thousands of samples, more arguments than a call takes.
+  for (const s of recent) {
+    sum += s.concurrency;
+    if (s.concurrency > max) max = s.concurrency;
+  }
+  const avg = sum / recent.length;
   // Samples averaged over an interval and queued shares can be fractional: the peak
   // caps the target at what was actually seen at once, rounded up.
-  const peak = Math.ceil(Math.max(...recent.map((s) => s.concurrency)));
+  const peak = Math.ceil(max);
   const target = Math.min(Math.ceil(avg), peak);
   return clamp(Math.max(target, 1), cfg.minWarm, cfg.maxWarm);
 }
