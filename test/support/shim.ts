@@ -9,7 +9,7 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { endMarker, type RuntimeMessage, type InvokeMessage, type LoadMessage } from '../../images/protocol.js';
+import { endMarker, type RuntimeMessage, type InvokeMessage, type LoadMessage, type ReadyMessage } from '../../images/protocol.js';
 
 export type Result = RuntimeMessage & { type: 'result' };
 
@@ -134,4 +134,17 @@ export async function bootedShim(make: () => ShimProcess): Promise<ShimProcess> 
   const ready = await s.next();
   assert.equal(ready.type, 'ready');
   return s;
+}
+
+/**
+ * The start every shim owes the worker, whatever its language: "ready" first, naming its
+ * runtime, pid and boot time; exit 0 once the worker closes fd 3.
+ */
+export async function assertSaysReady(s: ShimProcess, runtime: string): Promise<void> {
+  const ready = (await s.next()) as ReadyMessage;
+  assert.equal(ready.type, 'ready');
+  assert.equal(ready.runtime, runtime);
+  assert.equal(ready.pid, s.child.pid);
+  assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
+  await s.close();
 }

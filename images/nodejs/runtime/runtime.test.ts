@@ -5,8 +5,8 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { nodeRuntimeEntry } from '../../sources.js';
-import { type ReadyMessage, type RuntimeMessage } from '../../protocol.js';
-import { bootedShim, codeDirs, killShims, ShimProcess } from '../../../test/support/shim.js';
+import { type RuntimeMessage } from '../../protocol.js';
+import { assertSaysReady, bootedShim, codeDirs, killShims, ShimProcess } from '../../../test/support/shim.js';
 
 const dirs = codeDirs('faasbox-runtime-test-');
 after(() => {
@@ -23,15 +23,7 @@ class Shim extends ShimProcess {
 }
 const booted = () => bootedShim(() => new Shim());
 
-test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', async () => {
-  const s = new Shim();
-  const ready = (await s.next()) as ReadyMessage;
-  assert.equal(ready.type, 'ready');
-  assert.equal(ready.runtime, 'nodejs20');
-  assert.equal(ready.pid, s.child.pid);
-  assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
-  await s.close();
-});
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(new Shim(), 'nodejs20'));
 
 test('ESM plain handler: result, env applied, context, module state kept across invocations', async () => {
   const dir = codeDir({

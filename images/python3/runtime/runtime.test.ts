@@ -7,8 +7,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { imagesSourceDir } from '../../sources.js';
-import { PYTHON_FLAGS, type ReadyMessage } from '../../protocol.js';
-import { bootedShim, codeDirs, killShims, ShimProcess, type Result } from '../../../test/support/shim.js';
+import { PYTHON_FLAGS } from '../../protocol.js';
+import { assertSaysReady, bootedShim, codeDirs, killShims, ShimProcess, type Result } from '../../../test/support/shim.js';
 
 /** Debian's interpreter, the one the image is built from (never a PATH lookup). */
 const PYTHON = '/usr/bin/python3';
@@ -38,15 +38,7 @@ const errorOf = (r: Result) => {
   return r.error;
 };
 
-test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', async () => {
-  const s = new Shim();
-  const ready = (await s.next()) as ReadyMessage;
-  assert.equal(ready.type, 'ready');
-  assert.equal(ready.runtime, 'python3');
-  assert.equal(ready.pid, s.child.pid);
-  assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
-  await s.close();
-});
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(new Shim(), 'python3'));
 
 test('plain handler: result, env applied, cwd, Lambda context, sibling import, module state kept', async () => {
   const dir = codeDir({
