@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 before(async () => {
@@ -57,12 +57,7 @@ test('async invocations beyond the limit wait their turn: all run, one at a time
     ids.push(r.json.invocationId as string);
   }
   type Rec = { status: string; attempts: number; result?: { start: number; end: number } };
-  const recs = new Map<string, Rec>();
-  await eventually(async () => {
-    for (const id of ids) recs.set(id, (await s.get(`/v1/invocations/${id}`)).json as Rec);
-    return [...recs.values()].every((r) => r.status === 'succeeded' || r.status === 'failed');
-  }, 20_000, 'the async invocations to finish');
-  const runs = [...recs.values()];
+  const runs = (await Promise.all(ids.map((id) => s.finished(`/v1/invocations/${id}`, 20_000)))) as Rec[];
   assert.deepEqual(runs.map((r) => r.status), Array(4).fill('succeeded'), JSON.stringify(runs));
   assert.deepEqual(runs.map((r) => r.attempts), Array(4).fill(1), 'waiting for a slot is not an attempt');
   const spans = runs.map((r) => r.result!).sort((a, b) => a.start - b.start);

@@ -154,11 +154,8 @@ test('a module that fails to load reports its error and what it printed; the con
   const r = await s.invoke('badload', {}, { query: '?async=true' });
   assert.equal(r.status, 202, r.text);
   const id = r.json.invocationId as string;
-  let rec: { status: string; error?: { code: string; message: string }; stderr?: string } = { status: '' };
-  await eventually(async () => {
-    rec = (await s.get(`/v1/invocations/${id}`)).json;
-    return rec.status === 'failed';
-  }, 10_000, 'the invocation to fail');
+  const rec = (await s.finished(`/v1/invocations/${id}`, 10_000, 'the invocation to fail')) as { status: string; error?: { code: string; message: string }; stderr?: string };
+  assert.equal(rec.status, 'failed');
   assert.equal(rec.error?.code, 'FUNCTION_ERROR');
   assert.match(rec.error!.message, /no config/);
   assert.match(rec.stderr ?? '', /about to fail/);

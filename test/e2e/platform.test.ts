@@ -49,11 +49,7 @@ test('async invoke: 202 with a Location, then the record has status, result, tim
   assert.equal(r.status, 202, r.text);
   const loc = r.headers.get('location')!;
   assert.match(loc, /^\/v1\/invocations\//);
-  let rec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  await eventually(async () => {
-    rec = (await s.get(loc)).json;
-    return rec.status === 'succeeded' || rec.status === 'failed';
-  }, 15_000, 'the async invocation');
+  const rec = await s.finished(loc, 15_000, 'the async invocation');
   assert.equal(rec.status, 'succeeded', JSON.stringify(rec));
   assert.equal(rec.result, 42);
   assert.equal(rec.stdout, 'out:21\n');

@@ -12,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync, mkdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
 
 /** Debian's interpreter writes the zip (there is no zip tool on a minimal machine; busybox only unzips). */
 const PYTHON = '/usr/bin/python3';
@@ -150,11 +150,7 @@ async def handler(event, context):
   const r = await s.invoke('py-async', { n: 21 }, { query: '?async=true' });
   assert.equal(r.status, 202, r.text);
   const loc = r.headers.get('location')!;
-  let rec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  await eventually(async () => {
-    rec = (await s.get(loc)).json;
-    return rec.status === 'succeeded' || rec.status === 'failed';
-  }, 20_000, 'the async invocation');
+  const rec = await s.finished(loc, 20_000, 'the async invocation');
   assert.equal(rec.status, 'succeeded', JSON.stringify(rec));
   assert.equal(rec.result, 42);
   assert.equal(rec.stdout, 'out: 21\n');

@@ -51,11 +51,7 @@ test('an invocation waiting in a silent worker\'s queue is moved to the shared q
   await q.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
   await q.close();
 
-  let rec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  await eventually(async () => {
-    rec = (await s.get(`/v1/invocations/${id}`)).json;
-    return rec?.status === 'succeeded' || rec?.status === 'failed';
-  }, 15_000, 'the stranded invocation to run');
+  const rec = await s.finished(`/v1/invocations/${id}`, 15_000, 'the stranded invocation to run');
   assert.equal(rec.status, 'succeeded', JSON.stringify(rec));
   assert.equal(rec.result, 'ran');
   assert.equal(await redis.hexists(workersKey(prefix), 'ghost'), 0, 'the silent worker\'s report is dropped');
@@ -84,11 +80,7 @@ test("an invocation a silent worker had started runs again elsewhere once its lo
   await redis.hset(workersKey(prefix), 'ghost-started', JSON.stringify(ghost));
   assert.equal(await q.getActiveCount(), 1, 'the job is still active, locked by the dead worker');
 
-  let rec: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  await eventually(async () => {
-    rec = (await s.get(`/v1/invocations/${id}`)).json;
-    return rec?.status === 'succeeded' || rec?.status === 'failed';
-  }, 20_000, 'the started invocation to run again');
+  const rec = await s.finished(`/v1/invocations/${id}`, 20_000, 'the started invocation to run again');
   assert.equal(rec.status, 'succeeded', JSON.stringify(rec));
   assert.equal(rec.result, 'ran again');
   await eventually(async () => (await redis.smembers(`${prefix}:orphan-queues`)).length === 0, 5000, 'the orphan queue to be done with');

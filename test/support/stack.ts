@@ -30,6 +30,8 @@ export interface TestStack {
   deploy(name: string, body: Record<string, unknown>): Promise<InvokeReply>;
   invoke(name: string, event?: unknown, opts?: { key?: string | null; query?: string; headers?: Record<string, string> }): Promise<InvokeReply>;
   get(pathname: string): Promise<InvokeReply>;
+  /** Polls an invocation record (its Location) until it has succeeded or failed, and returns it. */
+  finished(location: string, ms?: number, what?: string): Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   del(pathname: string): Promise<InvokeReply>;
   close(): Promise<void>;
 }
@@ -63,6 +65,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
   });
   const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics });
   const auth = { authorization: `Bearer ${STACK_KEY}` };
+  const get = async (p: string) => reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
   return {
     url: gateway.url,
     redis,
@@ -76,8 +79,14 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
       if (o.key !== null) headers.authorization = `Bearer ${o.key ?? STACK_KEY}`;
       return reply(await fetch(`${gateway.url}/v1/functions/${fn}/invoke${o.query ?? ''}`, { method: 'POST', headers, body: JSON.stringify(event) }));
     },
-    async get(p) {
-      return reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
+    get,
+    async finished(location, ms = 15_000, what = `invocation ${location} to finish`) {
+      let rec: { status?: string } | undefined;
+      await eventually(async () => {
+        rec = (await get(location)).json as { status?: string } | undefined;
+        return rec?.status === 'succeeded' || rec?.status === 'failed';
+      }, ms, what);
+      return rec;
     },
     async del(p) {
       return reply(await fetch(`${gateway.url}${p}`, { method: 'DELETE', headers: auth }));
