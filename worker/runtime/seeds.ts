@@ -122,6 +122,11 @@ export class SeedPool {
     return [...this.seeds];
   }
 
+  /** Seeds the pool keeps parked once it has refilled. */
+  get size(): number {
+    return this.opts.size;
+  }
+
   /**
    * A ready seed with the container's namespaces, taken out of the pool; undefined if none.
    * Every create also tells the pool what to make next: seeds like the latest request,
