@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { clientInfo } from './config.js';
-import { CliError } from '../worker/cli/args.js';
+import { CliError, parseNumber } from '../worker/cli/args.js';
 
 export class ApiError extends Error {
   constructor(
@@ -121,11 +121,11 @@ export async function deploy(argv: string[]): Promise<number> {
   }
   if (values.entry) body.entry = values.entry;
   if (values.handler) body.handler = values.handler;
-  if (values.memory) body.memoryMb = integerFlag('--memory', values.memory);
-  if (values.cpu) body.cpu = integerFlag('--cpu', values.cpu);
-  if (values.timeout) body.timeoutMs = integerFlag('--timeout', values.timeout);
+  if (values.memory) body.memoryMb = parseNumber('--memory', values.memory, 'whole');
+  if (values.cpu) body.cpu = parseNumber('--cpu', values.cpu, 'whole');
+  if (values.timeout) body.timeoutMs = parseNumber('--timeout', values.timeout, 'whole');
   if (values.isolation) body.isolation = values.isolation;
-  if (values.concurrency) body.concurrency = integerFlag('--concurrency', values.concurrency);
+  if (values.concurrency) body.concurrency = parseNumber('--concurrency', values.concurrency, 'whole');
   if (values.public) body.public = true;
   if (values.env) {
     body.env = Object.fromEntries(
@@ -232,8 +232,3 @@ export async function rm(argv: string[]): Promise<number> {
   return 0;
 }
 
-/** A whole-number flag; its range is the gateway's to check (it names the limits). */
-function integerFlag(flag: string, v: string): number {
-  if (!/^\d+$/.test(v)) throw new CliError(`${flag} must be a whole number, got "${v}"`);
-  return Number(v);
-}

@@ -5,7 +5,7 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { CliError } from '../worker/cli/args.js';
+import { CliError, parseNumber } from '../worker/cli/args.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 
 export interface FaasboxConfig {
@@ -81,12 +81,6 @@ export function sizingOf(cfg: FaasboxConfig): SizingConfig {
   }
 }
 
-function num(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new CliError(`${name} must be a non-negative number, got "${v}"`);
-  return n;
-}
-
 export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env): FaasboxConfig {
   const cfg: FaasboxConfig = { ...DEFAULTS };
   const f = file ?? env.FAASBOX_CONFIG;
@@ -106,17 +100,17 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     }
   }
   if (env.FAASBOX_STATE_DIR) cfg.stateDir = env.FAASBOX_STATE_DIR;
-  if (env.FAASBOX_PORT) cfg.port = num('FAASBOX_PORT', env.FAASBOX_PORT);
+  if (env.FAASBOX_PORT) cfg.port = parseNumber('FAASBOX_PORT', env.FAASBOX_PORT);
   if (env.FAASBOX_HOST) cfg.host = env.FAASBOX_HOST;
   if (env.FAASBOX_API_KEY) cfg.apiKey = env.FAASBOX_API_KEY;
   if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
-  if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = num('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
-  if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = num('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
+  if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
+  if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = parseNumber('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];
-    if (v) cfg[key] = num(name, v);
+    if (v) cfg[key] = parseNumber(name, v);
   }
   sizingOf(cfg);
   cfg.stateDir = path.resolve(cfg.stateDir);

@@ -7,6 +7,19 @@ export class CliError extends Error {
   }
 }
 
+/** What a numeric flag or setting accepts: any number >= 0, any number > 0, or 0, 1, 2, ... */
+export type NumberRule = 'non-negative' | 'positive' | 'whole';
+
+/** A number given as a flag or in the environment; a CliError naming it and the rule otherwise. */
+export function parseNumber(name: string, v: string, rule: NumberRule = 'non-negative'): number {
+  const text = v.trim();
+  const n = text === '' || (rule === 'whole' && !/^\d+$/.test(text)) ? NaN : Number(text);
+  if (!Number.isFinite(n) || n < 0 || (rule === 'positive' && n === 0)) {
+    throw new CliError(`${name} must be ${rule === 'whole' ? 'a whole number' : `a ${rule} number`}, got "${v}"`);
+  }
+  return n;
+}
+
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
 
 /** "32m", "1g", "4096" -> bytes. */

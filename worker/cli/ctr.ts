@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { Engine } from '../runtime/engine.js';
 import type { ContainerSpec } from '../runtime/spec.js';
 import { EngineError } from '../runtime/errors.js';
-import { CliError, parseBytes } from './args.js';
+import { CliError, parseBytes, parseNumber } from './args.js';
 
 const HELP = `Usage: faasbox ctr <command> [options]
 
@@ -106,15 +106,15 @@ async function run(args: string[]): Promise<number> {
   };
   if (values.id) spec.id = values.id;
   if (values.memory) spec.limits!.memoryBytes = parseBytes('--memory', values.memory);
-  if (values.cpus) spec.limits!.cpus = positiveNumber('--cpus', values.cpus);
-  if (values.pids) spec.limits!.pids = positiveNumber('--pids', values.pids);
+  if (values.cpus) spec.limits!.cpus = parseNumber('--cpus', values.cpus, 'positive');
+  if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');
   if (values.disk) spec.rootfs.diskBytes = parseBytes('--disk', values.disk);
   if (values.hostname) spec.hostname = values.hostname;
   if (values.cwd) spec.process.cwd = values.cwd;
   if (values.user) {
     const [u, g] = values.user.split(':');
-    spec.process.uid = positiveNumber('--user', u!, true);
-    spec.process.gid = g === undefined ? spec.process.uid : positiveNumber('--user', g, true);
+    spec.process.uid = parseNumber('--user', u!, 'whole');
+    spec.process.gid = g === undefined ? spec.process.uid : parseNumber('--user', g, 'whole');
   }
   const engine = await openEngine(values['state-dir']);
   const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig).catch(() => {});
@@ -135,11 +135,6 @@ async function run(args: string[]): Promise<number> {
   }
 }
 
-function positiveNumber(flag: string, v: string, allowZero = false): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new CliError(`${flag} must be a positive number, got "${v}"`);
-  return n;
-}
 
 async function list(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: globalOpts });
