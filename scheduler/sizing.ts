@@ -3,8 +3,8 @@
  * function version, how many warm containers a worker keeps; per runtime shape, how many
  * stem cells. Pure, so it is unit-tested without Redis; scheduler/main.ts feeds it the
  * reports and writes the decisions, worker/pool/pool.ts acts on them. A worker with no
- * fresh decision (no scheduler running) computes the same functions over its own
- * samples, so a lone worker still sizes its pools.
+ * fresh decision (no scheduler running) folds its own reports through the same
+ * observe() and decide(), so a lone worker still sizes its pools, by the same rules.
  *
  * The flow per worker:
  *
@@ -78,8 +78,8 @@ export function desiredWarm(samples: readonly DemandSample[], lastInvokedAt: num
   if (recent.length === 0) return Math.max(cfg.minWarm, Math.min(1, cfg.maxWarm));
   let sum = 0;
   let max = 0;
-  // One pass, no spread: a worker sizing itself samples every acquire and release, and a
-  // busy minute is hundreds of thousands of samples, more arguments than a call takes.
+  // One pass, no spread: Math.max(...samples) throws once the samples are more than a
+  // call takes arguments (reproduced with 300k).
   for (const s of recent) {
     sum += s.concurrency;
     if (s.concurrency > max) max = s.concurrency;

@@ -5,28 +5,26 @@
  * creation off the request path (refills run in the background).
  *
  * How many containers to keep is the scheduler's decision (scheduler/sizing.ts), read
- * through opts.targets; when none is fresh the pool decides by the same rules over its
- * own samples. Either way the pool keeps the safety: never reclaim below what is in
- * flight, only after the scale-down delay, never beyond the memory budget.
+ * through opts.targets; when none is fresh the pool makes it itself, with the same code:
+ * its own demand reports folded by observe() and decide(). Either way the pool keeps the
+ * safety: never reclaim below what is in flight, only after the scale-down delay, never
+ * beyond the memory budget.
  */
 import type { Engine } from '../runtime/engine.js';
 import { RuntimeInstance, type RuntimeImage } from '../function/instance.js';
 import {
   DEFAULT_SIZING,
-  desiredStems,
-  desiredWarm,
   evict,
   evictForStem,
   reclaim,
   reclaimStems,
   select,
-  type DemandSample,
   type Isolation,
   type SizingConfig,
   type Slot,
   type StartKind,
 } from './policy.js';
-import type { DemandReport, PoolTargets } from '../../scheduler/sizing.js';
+import { decide, emptyHistory, observe, type DemandReport, type PoolTargets } from '../../scheduler/sizing.js';
 
 /** Background work waits until nothing has been in flight this long (see Pool.whenQuiet). */
 const REFILL_QUIET_MS = 10;
@@ -117,7 +115,6 @@ interface Entry {
 
 interface FnDemand {
   inflight: number;
-  samples: DemandSample[];
   lastInvokedAt: number;
   /** Integral of inflight over time up to changedAt (see FunctionDemand.concurrencyMs). */
   concurrencyMs: number;
@@ -131,6 +128,8 @@ export class Pool {
   private readonly entries = new Map<string, Entry>();
   private readonly sizing: SizingConfig;
   private readonly demand = new Map<string, FnDemand>();
+  /** This pool's own demand reports as the scheduler would remember them: for sizing without one. */
+  private readonly history = emptyHistory();
   /** Times at which an invocation wanted a stem cell of a shape (specialised or cold). */
   private readonly stemDemand = new Map<string, number[]>();
   private readonly shapes = new Map<string, { runtime: string; memoryMb: number }>();
@@ -179,7 +178,6 @@ export class Pool {
     const d = this.demandFor(target);
     this.changeInflight(d, +1);
     d.lastInvokedAt = Date.now();
-    this.sample(d);
     const giveUp = Date.now() + waitMs;
     try {
       for (;;) {
@@ -260,10 +258,7 @@ export class Pool {
   /** Gives a container back after an invocation. */
   async release(lease: Lease, healthy: boolean): Promise<void> {
     const d = this.demand.get(lease.target.key);
-    if (d) {
-      this.changeInflight(d, -1);
-      this.sample(d);
-    }
+    if (d) this.changeInflight(d, -1);
     const { slot } = lease;
     slot.uses++;
     slot.lastUsedAt = Date.now();
@@ -386,7 +381,7 @@ export class Pool {
   private demandFor(target: FunctionTarget): FnDemand {
     let d = this.demand.get(target.key);
     if (!d) {
-      d = { inflight: 0, samples: [], lastInvokedAt: Date.now(), concurrencyMs: 0, changedAt: Date.now(), target };
+      d = { inflight: 0, lastInvokedAt: Date.now(), concurrencyMs: 0, changedAt: Date.now(), target };
       this.demand.set(target.key, d);
     }
     d.target = target;
@@ -444,12 +439,6 @@ export class Pool {
     return fresh;
   }
 
-  private sample(d: FnDemand): void {
-    const now = Date.now();
-    d.samples.push({ at: now, concurrency: d.inflight });
-    while (d.samples.length && now - d.samples[0]!.at > this.sizing.windowMs) d.samples.shift();
-  }
-
   private noteStemDemand(target: FunctionTarget): void {
     const key = shapeKey(target.runtime, target.memoryMb);
     this.shapes.set(key, { runtime: target.runtime, memoryMb: target.memoryMb });
@@ -504,12 +493,15 @@ export class Pool {
     try {
       const now = Date.now();
       const targets = this.currentTargets(now);
+      // Folded on every pass, not only without targets, so that the pool's own sizing
+      // has its window of history ready the moment the scheduler's targets go stale.
+      const own = decide(observe(this.history, this.demandReport(now), {}, this.sizing), now, this.sizing);
       const idleTtlMs = targets?.idleTtlMs ?? this.sizing.idleTtlMs;
       const scaleDownDelayMs = targets?.scaleDownDelayMs ?? this.sizing.scaleDownDelayMs;
       // Reclaim idle function containers beyond what demand justifies (scale to zero after the TTL).
       for (const [key, d] of [...this.demand]) {
         // A function the scheduler has not seen yet (invoked since its last tick) is sized locally.
-        const want = targets?.functions[key] ?? desiredWarm(d.samples, d.lastInvokedAt, now, this.sizing);
+        const want = targets?.functions[key] ?? own.functions[key] ?? 0;
         const expired = now - d.lastInvokedAt >= idleTtlMs;
         // After the idle TTL everything above the target goes at once (scale to zero);
         // before it, only containers that sat idle for the scale-down delay.
@@ -522,7 +514,7 @@ export class Pool {
       // Refill stem cells shape by shape, several at once so a burst is replaced quickly.
       const boots: Promise<unknown>[] = [];
       for (const [key, shape] of this.shapes) {
-        const want = targets?.stems[key] ?? desiredStems(this.stemDemand.get(key) ?? [], now, this.sizing);
+        const want = targets?.stems[key] ?? own.stems[key] ?? this.sizing.minStems;
         // Stems beyond the target (a burst has passed) go once they sat unused for the scale-down delay.
         for (const s of reclaimStems(this.slots(), shape.runtime, shape.memoryMb, want, now, scaleDownDelayMs)) void this.remove(s.id, 'idle');
         const have = this.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
