@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { killPid } from '../support/engine.js';
 
 const BURST = 4;
 let s: TestStack;
@@ -81,7 +82,7 @@ test('a pooled runtime killed from outside is replaced; no invocation is lost or
   // The runtime is the init's only child; kill it as a hostile outsider would.
   const initPid = s.worker.engine.state(stem.id)!.pid!;
   const runtimePid = Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim().split(/\s+/)[0]);
-  process.kill(runtimePid, 'SIGKILL');
+  killPid(runtimePid);
   await eventually(() => !s.worker.pool.slots().some((x) => x.id === stem.id), 5000, 'the dead stem cell to leave the pool');
 
   await s.deploy('survivor', { runtime: 'nodejs20', code: 'export default async () => "alive"' });
@@ -90,7 +91,7 @@ test('a pooled runtime killed from outside is replaced; no invocation is lost or
   // Now kill a warm function container while it is idle; the next call must still succeed.
   const warm = fnSlots('survivor')[0]!;
   const pid = s.worker.engine.state(warm.id)!.pid!;
-  process.kill(Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()), 'SIGKILL');
+  killPid(Number(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim()));
   await eventually(() => !s.worker.pool.slots().some((x) => x.id === warm.id), 5000, 'the dead warm container to leave');
   const second = await s.invoke('survivor');
   assert.equal(second.status, 200, second.text);

@@ -63,6 +63,16 @@ export interface TestEngine {
   cleanup(): Promise<void>;
 }
 
+/**
+ * SIGKILL for one process the test made, by its pid. A pid read too early (0, or
+ * NaN from an empty /proc file) would make process.kill signal the test's own process
+ * group, runner and shell included: refused here.
+ */
+export function killPid(pid: number): void {
+  if (!Number.isInteger(pid) || pid <= 1) throw new Error(`refusing to kill pid ${pid}: not one process of this test`);
+  process.kill(pid, 'SIGKILL');
+}
+
 export async function testEngine(name: string): Promise<TestEngine> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-test-${name}-`));
   const image = (await buildImage('busybox', path.join(work, 'images'))).dir;

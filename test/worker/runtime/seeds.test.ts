@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
+import { killPid, runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
 import type { ContainerSpec } from '../../../worker/runtime/spec.js';
 import { Engine } from '../../../worker/runtime/engine.js';
 import { limitsDiff, isLiveSeed } from '../../../worker/runtime/seeds.js';
@@ -43,7 +43,8 @@ async function primed(engine: Engine, extra: Partial<ContainerSpec> = {}): Promi
   await run(engine, ['true'], extra);
   await run(engine, ['true'], extra);
   const seeds = engine.seeds!;
-  await waitFor('parked seeds', () => seeds.parked.length === seeds.size && seeds.parked.every((s) => s.ready));
+  // A seed's pid comes from its monitor and "seeded" from its init, in either order.
+  await waitFor('parked seeds', () => seeds.parked.length === seeds.size && seeds.parked.every((s) => s.ready && s.pid > 0));
 }
 
 /** Exited (reaped, or a zombie about to be). */
@@ -126,7 +127,7 @@ test('a container from a seed is alone in its namespaces', async (t) => {
 test('a dead seed is passed over; a container killed while parked in a seed is reported', async (t) => {
   if (!v1()) return t.skip('seeds are made on cgroup v1 only');
   await primed(te.engine);
-  for (const s of te.engine.seeds!.parked) process.kill(s.pid, 'SIGKILL');
+  for (const s of te.engine.seeds!.parked) killPid(s.pid);
   await waitFor('dead seeds forgotten', () => te.engine.seeds!.parked.length === 0);
   const r = await run(te.engine, ['exit', '3']);
   assert.equal(r.result.exitCode, 3);

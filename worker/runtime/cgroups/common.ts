@@ -52,6 +52,9 @@ export function limitValue(n: number, path: string, unlimited?: string): string 
 /** Kills each pid; one that already exited is fine. */
 export function sigkillAll(pids: number[]): void {
   for (const pid of pids) {
+    // cgroup.procs lists a process outside the reader's PID namespace as 0, and
+    // kill(0) would signal the worker's own process group.
+    if (!(pid > 0)) continue;
     try {
       process.kill(pid, 'SIGKILL');
     } catch (err) {
