@@ -4,6 +4,7 @@
  * tests. The shims' logic does not depend on a container, so these run without one.
  */
 import assert from 'node:assert/strict';
+import { after } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -121,6 +122,12 @@ export class ShimProcess {
     return before;
   }
 
+  /** Invokes and takes the invocation's output on both streams, up to its end markers. */
+  async invokeForOutput(event: unknown, id: string): Promise<{ result: Result; stdout: string; stderr: string }> {
+    const result = await this.invoke(event, { id });
+    return { result, stdout: await this.until('stdout', id), stderr: await this.until('stderr', id) };
+  }
+
   async close(): Promise<void> {
     this.requests.end();
     const ex = await this.exit;
@@ -137,6 +144,21 @@ export async function bootedShim(make: () => ShimProcess): Promise<ShimProcess> 
 }
 
 /**
+ * One test file's shims, each spawned as `command args` with fds 3/4 as the worker
+ * does, and their code dirs; after the file, every shim still running is killed and
+ * the dirs removed.
+ */
+export function shimSuite(prefix: string, command: string, args: string[]): { spawn(): ShimProcess; booted(): Promise<ShimProcess>; codeDir(files: Record<string, string>): string } {
+  const dirs = codeDirs(prefix);
+  after(() => {
+    killShims();
+    dirs.remove();
+  });
+  const spawnShim = () => new ShimProcess(command, args);
+  return { spawn: spawnShim, booted: () => bootedShim(spawnShim), codeDir: dirs.codeDir };
+}
+
+/**
  * The start every shim owes the worker, whatever its language: "ready" first, naming its
  * runtime, pid and boot time; exit 0 once the worker closes fd 3.
  */
@@ -147,4 +169,17 @@ export async function assertSaysReady(s: ShimProcess, runtime: string): Promise<
   assert.equal(ready.pid, s.child.pid);
   assert.ok(ready.bootMs > 0 && ready.bootMs < 5000, `bootMs ${ready.bootMs}`);
   await s.close();
+}
+
+/**
+ * The end marker's rule for output larger than a pipe holds, whatever the shim's language:
+ * the function loaded from dir/entry writes `bytes` of 'y' and "END\n" to stdout; all of
+ * it comes before the marker. Returns the invocation's result.
+ */
+export async function assertMarkerAfterBigWrite(s: ShimProcess, dir: string, entry: string, event: unknown, bytes: number): Promise<Result> {
+  assert.equal((await s.load(dir, entry)).type, 'loaded');
+  const { result, stdout } = await s.invokeForOutput(event, 'big');
+  assert.equal(stdout.length, bytes + 4);
+  assert.ok(stdout.endsWith('END\n'));
+  return result;
 }

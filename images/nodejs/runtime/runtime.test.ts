@@ -2,28 +2,16 @@
  * The Node.js shim's protocol, run on the host's node (no container: the protocol logic
  * does not depend on one). Each test spawns its own shim with fds 3/4 as the worker does.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { nodeRuntimeEntry } from '../../sources.js';
 import { type RuntimeMessage } from '../../protocol.js';
-import { assertSaysReady, bootedShim, codeDirs, killShims, ShimProcess } from '../../../test/support/shim.js';
-
-const dirs = codeDirs('faasbox-runtime-test-');
-after(() => {
-  killShims();
-  dirs.remove();
-});
-const codeDir = dirs.codeDir;
+import { assertMarkerAfterBigWrite, assertSaysReady, shimSuite } from '../../../test/support/shim.js';
 
 /** The Node.js shim as the image runs it, on the host's node. */
-class Shim extends ShimProcess {
-  constructor() {
-    super(process.execPath, [nodeRuntimeEntry()]);
-  }
-}
-const booted = () => bootedShim(() => new Shim());
+const { spawn, booted, codeDir } = shimSuite('faasbox-runtime-test-', process.execPath, [nodeRuntimeEntry()]);
 
-test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(new Shim(), 'nodejs20'));
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(spawn(), 'nodejs20'));
 
 test('ESM plain handler: result, env applied, context, module state kept across invocations', async () => {
   const dir = codeDir({
@@ -242,24 +230,17 @@ test('end markers follow the function output on both stdout and stderr, and surv
       };`,
   });
   assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
-  await s.invoke({ n: 1 }, { id: 'a' });
-  assert.equal(await s.until('stdout', 'a'), 'out for 1\n');
-  assert.equal(await s.until('stderr', 'a'), 'err for 1\n');
+  assert.deepEqual(await s.invokeForOutput({ n: 1 }, 'a'), { result: { type: 'result', id: 'a', ok: true, value: 1 }, stdout: 'out for 1\n', stderr: 'err for 1\n' });
   // stdout.write was replaced by the first invocation: the function's output is gone, the marker is not.
-  await s.invoke({ n: 2 }, { id: 'b' });
-  assert.equal(await s.until('stdout', 'b'), '');
-  assert.equal(await s.until('stderr', 'b'), 'err for 2\n');
+  const second = await s.invokeForOutput({ n: 2 }, 'b');
+  assert.deepEqual([second.stdout, second.stderr], ['', 'err for 2\n']);
   await s.close();
 });
 
 test('end marker follows a write too large for the pipe, still queued when the handler returns', async () => {
   const s = await booted();
   const dir = codeDir({ 'index.mjs': `export default async (n) => { process.stdout.write('y'.repeat(n) + 'END\\n'); return n; };` });
-  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
-  await s.invoke(2 << 20, { id: 'big' });
-  const out = await s.until('stdout', 'big');
-  assert.equal(out.length, (2 << 20) + 4);
-  assert.ok(out.endsWith('END\n'));
+  await assertMarkerAfterBigWrite(s, dir, 'index.mjs', 2 << 20, 2 << 20);
   await s.close();
 });
 

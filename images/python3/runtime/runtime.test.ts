@@ -3,31 +3,19 @@
  * protocol logic does not depend on one). Each test spawns its own shim with fds 3/4 as
  * the worker does, with the flags the image uses.
  */
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { imagesSourceDir } from '../../sources.js';
 import { PYTHON_FLAGS } from '../../protocol.js';
-import { assertSaysReady, bootedShim, codeDirs, killShims, ShimProcess, type Result } from '../../../test/support/shim.js';
+import { assertMarkerAfterBigWrite, assertSaysReady, shimSuite, type Result } from '../../../test/support/shim.js';
 
 /** Debian's interpreter, the one the image is built from (never a PATH lookup). */
 const PYTHON = '/usr/bin/python3';
 const ENTRY = path.join(imagesSourceDir(), 'python3', 'runtime', 'runtime.py');
 
-const dirs = codeDirs('faasbox-pyruntime-test-');
-after(() => {
-  killShims();
-  dirs.remove();
-});
-const codeDir = dirs.codeDir;
-
 /** The Python shim with the image's flags (-B: the shim's own dir gets no __pycache__ from a test run). */
-class Shim extends ShimProcess {
-  constructor() {
-    super(PYTHON, [...PYTHON_FLAGS, ENTRY]);
-  }
-}
-const booted = () => bootedShim(() => new Shim());
+const { spawn, booted, codeDir } = shimSuite('faasbox-pyruntime-test-', PYTHON, [...PYTHON_FLAGS, ENTRY]);
 
 const valueOf = (r: Result): unknown => {
   assert.ok(r.ok && 'value' in r, JSON.stringify(r));
@@ -38,7 +26,7 @@ const errorOf = (r: Result) => {
   return r.error;
 };
 
-test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(new Shim(), 'python3'));
+test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(spawn(), 'python3'));
 
 test('plain handler: result, env applied, cwd, Lambda context, sibling import, module state kept', async () => {
   const dir = codeDir({
@@ -229,24 +217,20 @@ def handler(event, context):
 `,
   });
   assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
-  await s.invoke({ n: 1 }, { id: 'a' });
-  assert.equal(await s.until('stdout', 'a'), 'out for 1\nno newline');
-  assert.equal(await s.until('stderr', 'a'), 'err for 1\n');
-  await s.invoke({ n: 2 }, { id: 'b' });
-  assert.equal(await s.until('stdout', 'b'), '');
-  assert.equal(await s.until('stderr', 'b'), 'err for 2\n');
+  const first = await s.invokeForOutput({ n: 1 }, 'a');
+  assert.equal(valueOf(first.result), 1);
+  assert.deepEqual([first.stdout, first.stderr], ['out for 1\nno newline', 'err for 1\n']);
+  // sys.stdout was replaced by the first invocation: the function's output is gone, the marker is not.
+  const second = await s.invokeForOutput({ n: 2 }, 'b');
+  assert.deepEqual([second.stdout, second.stderr], ['', 'err for 2\n']);
   await s.close();
 });
 
 test('end marker follows a write too large for the pipe; a multi-megabyte event arrives whole', async () => {
   const s = await booted();
   const dir = codeDir({ 'handler.py': `import sys\n\ndef handler(event, context):\n    sys.stdout.write('y' * event['n'] + 'END\\n')\n    return len(event['pad'])\n` });
-  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
-  const r = await s.invoke({ n: 2 << 20, pad: 'p'.repeat(3 << 20) }, { id: 'big' });
+  const r = await assertMarkerAfterBigWrite(s, dir, 'handler.py', { n: 2 << 20, pad: 'p'.repeat(3 << 20) }, 2 << 20);
   assert.equal(valueOf(r), 3 << 20);
-  const out = await s.until('stdout', 'big');
-  assert.equal(out.length, (2 << 20) + 4);
-  assert.ok(out.endsWith('END\n'));
   await s.close();
 });
 
