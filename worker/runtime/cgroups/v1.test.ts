@@ -3,33 +3,14 @@
  * this machine's real kernel, so both layouts get exercised: the real one runs in
  * test/worker/runtime/cgroups.test.ts).
  */
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { rmSync } from 'node:fs';
-import { detectCgroupDriver, CgroupError, type CgroupDriver } from './index.js';
-import { FabricatedCgroupfs, type FabricatedOptions } from './fabricated.js';
+import { detectCgroupDriver, CgroupError } from './index.js';
+import { fabricatedTrees } from '../../../test/support/fabricated.js';
 
-const trees: FabricatedCgroupfs[] = [];
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const t of trees.splice(0)) t.cleanup();
-});
-
-function setup(opts: FabricatedOptions = {}, root = '/faasbox'): { tree: FabricatedCgroupfs; driver: CgroupDriver } {
-  const tree = FabricatedCgroupfs.v1(opts);
-  trees.push(tree);
-  const driver = detectCgroupDriver({ root, mountRoot: tree.mountRoot, mountinfo: tree.mountinfo, fs: tree.fs });
-  return { tree, driver };
-}
-
-function sleeper(): ChildProcess {
-  const c = spawn('sleep', ['30'], { stdio: 'ignore' });
-  children.push(c);
-  return c;
-}
+const { tree: newTree, setup, sleeper } = fabricatedTrees(1);
 
 const MB = 1024 * 1024;
 
@@ -48,8 +29,7 @@ test('detects v1 from the mount root (not cgroup2) and finds co-mounted controll
 });
 
 test('a missing controller is CGROUP_UNSUPPORTED, naming it', () => {
-  const tree = FabricatedCgroupfs.v1({ v1Mounts: { memory: ['memory'], cpu: ['cpu'], cpuacct: ['cpuacct'], pids: ['pids'] } });
-  trees.push(tree);
+  const tree = newTree({ v1Mounts: { memory: ['memory'], cpu: ['cpu'], cpuacct: ['cpuacct'], pids: ['pids'] } });
   assert.throws(
     () => detectCgroupDriver({ mountRoot: tree.mountRoot, mountinfo: tree.mountinfo, fs: tree.fs }),
     (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED' && /freezer/.test(e.message) && /hint: /.test(e.message),

@@ -4,38 +4,19 @@
  * no memory, cpu or pids controller. The real-kernel test (test/worker/runtime/
  * cgroups.test.ts) covers the v2 kill/freeze paths on that empty hierarchy.
  */
-import { test, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { detectCgroupDriver, cgroupVersionAt, CgroupError, type CgroupDriver } from './index.js';
-import { FabricatedCgroupfs, type FabricatedOptions } from './fabricated.js';
+import { cgroupVersionAt, CgroupError } from './index.js';
+import { fabricatedTrees } from '../../../test/support/fabricated.js';
 
-const trees: FabricatedCgroupfs[] = [];
-const children: ChildProcess[] = [];
-afterEach(() => {
-  for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-  for (const t of trees.splice(0)) t.cleanup();
-});
-
-function setup(opts: FabricatedOptions = {}, root = '/faasbox'): { tree: FabricatedCgroupfs; driver: CgroupDriver } {
-  const tree = FabricatedCgroupfs.v2(opts);
-  trees.push(tree);
-  return { tree, driver: detectCgroupDriver({ root, mountRoot: tree.mountRoot, version: 2, fs: tree.fs }) };
-}
-
-function sleeper(): ChildProcess {
-  const c = spawn('sleep', ['30'], { stdio: 'ignore' });
-  children.push(c);
-  return c;
-}
+const { tree: newTree, setup, sleeper } = fabricatedTrees(2);
 
 const MB = 1024 * 1024;
 
 test('a fabricated tree is not cgroup2 by statfs magic (so tests must force the version)', () => {
-  const tree = FabricatedCgroupfs.v2();
-  trees.push(tree);
+  const tree = newTree();
   assert.equal(cgroupVersionAt(tree.mountRoot), 1);
   assert.throws(() => cgroupVersionAt(`${tree.mountRoot}/missing`), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED');
 });
