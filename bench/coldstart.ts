@@ -119,9 +119,11 @@ export async function main(argv: string[]): Promise<void> {
       // containers still find room for a stem cell.
       await fetch(`${gwPooled.url}/v1/functions/s${i}`, { method: 'DELETE', headers });
       await deploy(gwBare.url, `c${i}`, i);
-      // The pooled stack's refill after the specialisation above boots a runtime; the cold
-      // start is measured once that is done, as the floor is (on an otherwise idle machine).
-      await waitFor(() => idleStems() >= 1 && pooled.pool.slots().every((x) => x.state !== 'starting'));
+      // The pooled stack's background work after the specialisation and the delete above
+      // (a stem cell's boot, the deleted function's container torn down) runs in this
+      // process; the cold start is measured once it is done, as the floor is (on an
+      // otherwise idle machine).
+      await waitFor(() => idleStems() >= 1 && pooled.pool.slots().every((x) => x.state !== 'starting' && x.state !== 'removing'));
       cold.push(await invoke(gwBare.url, `c${i}`, 'cold'));
       floor.push(await nodeFloor());
     }
