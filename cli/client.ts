@@ -8,6 +8,7 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { clientInfo } from './config.js';
 import { CliError, parseNumber } from '../worker/cli/args.js';
+import type { InvocationRecord } from '../common/invocations.js';
 
 export class ApiError extends Error {
   constructor(
@@ -191,11 +192,30 @@ export async function logs(argv: string[]): Promise<number> {
     console.log(JSON.stringify(rec));
     return 0;
   }
-  console.log(`${rec.id} ${rec.function} ${rec.status}${rec.startKind ? ` (${rec.startKind})` : ''}`);
+  console.log(recordSummary(rec as unknown as InvocationRecord));
+  // The function's own output, each on the stream it wrote to.
   if (rec.stdout) process.stdout.write(String(rec.stdout));
   if (rec.stderr) process.stderr.write(String(rec.stderr));
-  if (rec.error) console.log(`error: ${JSON.stringify(rec.error)}`);
   return 0;
+}
+
+/** An invocation record for people: what ran, how it started, where the time went, what came of it. */
+export function recordSummary(rec: InvocationRecord): string {
+  const lines = [`${rec.id} ${rec.function} ${rec.status}${rec.startKind ? ` (${rec.startKind})` : ''}${rec.attempts > 1 ? `, ${rec.attempts} attempts` : ''}`];
+  const t = rec.timings;
+  if (t) lines.push(`time: queue ${ms(t.queueMs)}, init ${ms(t.initMs)}, exec ${ms(t.execMs)}, total ${ms(t.totalMs)}`);
+  if (rec.response) lines.push(`response: HTTP ${rec.response.status}, ${Buffer.from(rec.response.body, 'base64').length} bytes of body`);
+  else if (rec.status === 'succeeded') lines.push(`result: ${JSON.stringify(rec.result ?? null)}`);
+  if (rec.error) {
+    lines.push(`error: ${rec.error.code}: ${rec.error.message}`);
+    if (rec.error.stack) lines.push(rec.error.stack.replace(/^/gm, '  '));
+  }
+  if (rec.stdoutTruncated || rec.stderrTruncated) lines.push('output: truncated at the record\'s limit');
+  return lines.join('\n');
+}
+
+function ms(v: number): string {
+  return `${v < 10 ? Math.round(v * 100) / 100 : Math.round(v)} ms`;
 }
 
 export async function ls(argv: string[]): Promise<number> {

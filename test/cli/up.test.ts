@@ -81,6 +81,9 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     const record = JSON.parse(logs.out) as { status: string; stdout: string };
     assert.equal(record.status, 'succeeded');
     assert.equal(record.stdout, 'hi from faasbox\n');
+    const human = cli('logs', answer.invocationId);
+    assert.equal(human.code, 0, human.err);
+    assert.match(human.out, /^\S+ hello succeeded \((warm|specialized|cold)\)\ntime: queue .*\nresult: \{"hello":"faasbox"\}\nhi from faasbox\n$/);
 
     const listed = cli('ls');
     assert.equal(listed.code, 0, listed.err);
