@@ -50,14 +50,11 @@ export class Container {
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
 
-  /** The limits its cgroup holds now: the config's, then whatever updateLimits changed. */
-  private limits: CgroupLimits;
 
   private constructor(
     readonly config: ContainerConfig,
     private readonly parts: EngineParts,
   ) {
-    this.limits = { ...config.cgroup };
     this.persisted = {
       id: config.id,
       status: 'creating',
@@ -131,7 +128,11 @@ export class Container {
       }
       undo.push(() => c.cgroup.destroy());
       // Limits are in place before the container's code runs: the seed is parked until the config arrives.
-      if (seed) c.cgroup.setLimits(limitsDiff(seed.limits, config.cgroup));
+      if (seed) {
+        c.cgroup.setLimits(limitsDiff(seed.limits, config.cgroup));
+        // The seed's limits with that diff written over them: the container's own.
+        c.cgroup.assume(config.cgroup);
+      }
 
       mountRootfs(parts.sys, c.rootfsPlan());
       undo.push(() => unmountRootfs(parts.sys, config.paths));
@@ -246,7 +247,10 @@ export class Container {
     return this.cgroup.stats();
   }
 
-  /** New limits for a running container (a pooled container takes its function's limits). */
+  /**
+   * New limits for a running container (a pooled container takes its function's limits).
+   * Those not given stay; new cpus without a cpuBurst leave no burst.
+   */
   updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number }): void {
     const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
     if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
@@ -258,18 +262,10 @@ export class Container {
       ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
     };
-    // Only what changes is written: a stem cell specialised for a function of its own size
-    // keeps its memory limit (on v1 that is five file operations, on the invocation's path).
-    const cur = this.limits;
-    const diff: CgroupLimits = {};
-    for (const k of ['memoryBytes', 'cpuQuotaUs', 'cpuPeriodUs', 'cpuBurstUs', 'pids'] as const) {
-      if (next[k] !== undefined && next[k] !== cur[k]) diff[k] = next[k];
-    }
-    // A quota change zeroes the burst first (the kernel checks burst <= quota on every write): it is always rewritten.
-    if (diff.cpuQuotaUs !== undefined || diff.cpuPeriodUs !== undefined) diff.cpuBurstUs = next.cpuBurstUs ?? cur.cpuBurstUs ?? 0;
-    if (Object.keys(diff).length === 0) return;
-    this.cgroup.setLimits(diff);
-    this.limits = { ...cur, ...diff };
+    // The cgroup writes only what changes: a stem cell specialised for a function of its
+    // own size keeps its memory limit (on v1 that is five file operations, on the
+    // invocation's path).
+    this.cgroup.setLimits(next);
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */

@@ -72,6 +72,8 @@ export async function waitUntil(check: () => boolean, ms: number): Promise<boole
   return true;
 }
 
+const LIMIT_KEYS = ['memoryBytes', 'cpuPeriodUs', 'cpuQuotaUs', 'cpuBurstUs', 'pids'] as const;
+
 export abstract class BaseCgroup implements Cgroup {
   constructor(
     protected readonly fs: CgroupFs,
@@ -81,17 +83,45 @@ export abstract class BaseCgroup implements Cgroup {
   ) {}
 
   /**
-   * The CFS burst as last written: 0 for a cgroup its driver just made, undefined when
-   * unknown (an opened or renamed one). A quota below the burst is refused by the kernel,
-   * so an unknown burst is zeroed before the quota changes.
+   * The limits as last written, or as assume()d; a limit absent is unknown (an opened or
+   * renamed cgroup knows none). A made cgroup's CFS burst is known to be 0: the kernel
+   * refuses a quota below the burst, so one not known to be 0 is zeroed before a quota
+   * changes (see writeLimits).
    */
-  burstUs: number | undefined;
+  protected readonly known: CgroupLimits = {};
+
+  setLimits(l: CgroupLimits): void {
+    const diff: CgroupLimits = {};
+    for (const k of LIMIT_KEYS) if (l[k] !== undefined && l[k] !== this.known[k]) diff[k] = l[k];
+    // A quota change takes the burst to 0 on the way (see above), and a burst kept from
+    // before could exceed the new quota: it ends with the burst given, or none.
+    if (diff.cpuQuotaUs !== undefined || diff.cpuPeriodUs !== undefined) diff.cpuBurstUs = l.cpuBurstUs ?? 0;
+    if (Object.keys(diff).length === 0) return;
+    try {
+      this.writeLimits(diff);
+    } catch (err) {
+      // Some of them may be written: none of them is known any more.
+      for (const k of Object.keys(diff) as (keyof CgroupLimits)[]) delete this.known[k];
+      throw err;
+    }
+    Object.assign(this.known, diff);
+  }
+
+  assume(l: CgroupLimits): void {
+    for (const k of LIMIT_KEYS) if (l[k] !== undefined) this.known[k] = l[k];
+  }
+
+  /**
+   * Writes these limits in an order the kernel accepts. The burst goes to 0 first when a
+   * quota or period is among them and the burst is not known to be 0 (updating known), and
+   * is written last when it is among them and differs.
+   */
+  protected abstract writeLimits(l: CgroupLimits): void;
 
   get procsFiles(): string[] {
     return this.dirs.map((d) => `${d}/cgroup.procs`);
   }
 
-  abstract setLimits(l: CgroupLimits): void;
   abstract stats(): CgroupStats;
   abstract usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;
   abstract resetPeak(): void;

@@ -51,7 +51,10 @@ export interface Cgroup {
   readonly procsFiles: string[];
   /** cgroup v2: the directory a process can be cloned straight into (CLONE_INTO_CGROUP). */
   readonly cloneInto?: string;
+  /** Writes the limits given that differ from what the cgroup is known to hold. */
   setLimits(l: CgroupLimits): void;
+  /** Records limits the cgroup holds already (written another way), so setLimits skips them. */
+  assume(l: CgroupLimits): void;
   stats(): CgroupStats;
   /** Just CPU time and peak memory: two reads, for the per-invocation hot path. */
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;

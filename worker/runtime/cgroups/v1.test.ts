@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import { detectCgroupDriver, CgroupError } from './index.js';
 import { fabricatedTrees } from '../../../test/support/fabricated.js';
 
@@ -85,6 +85,37 @@ test('CFS burst: written after the quota; zeroed before a quota change only when
   tree.writes.length = 0;
   opened.setLimits({ cpuQuotaUs: 30_000 });
   assert.deepEqual(tree.writes.map((w) => w.path.split('/').pop()), ['cpu.cfs_burst_us', 'cpu.cfs_quota_us']);
+});
+
+test('setLimits writes only what differs from the limits known; assume() makes limits known; a failed write makes them unknown', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', { memoryBytes: 32 * MB, cpuQuotaUs: 20_000, cpuPeriodUs: 100_000, pids: 64 });
+  tree.writes.length = 0;
+  cg.setLimits({ memoryBytes: 32 * MB, cpuQuotaUs: 20_000, cpuPeriodUs: 100_000, pids: 64 });
+  assert.equal(tree.writes.length, 0, 'the same limits again: nothing written');
+  cg.setLimits({ memoryBytes: 32 * MB, pids: 128 });
+  assert.deepEqual(tree.writes.map((w) => w.path.split('/').pop()), ['pids.max']);
+
+  // An opened cgroup knows nothing: everything given is written, until it is told.
+  const opened = driver.open('c1')!;
+  tree.writes.length = 0;
+  opened.setLimits({ pids: 128 });
+  assert.deepEqual(tree.writesTo('pids.max'), ['128']);
+  opened.assume({ memoryBytes: 32 * MB });
+  tree.writes.length = 0;
+  opened.setLimits({ memoryBytes: 32 * MB, pids: 128 });
+  assert.equal(tree.writes.length, 0);
+
+  // A write that fails leaves its limits unknown, so the next call writes them again.
+  const pidsMax = tree.abs('pids/faasbox/c1/pids.max');
+  rmSync(pidsMax);
+  mkdirSync(pidsMax);
+  assert.throws(() => cg.setLimits({ pids: 32 }), (e: unknown) => e instanceof CgroupError);
+  rmdirSync(pidsMax);
+  writeFileSync(pidsMax, '128\n');
+  tree.writes.length = 0;
+  cg.setLimits({ pids: 128 });
+  assert.deepEqual(tree.writesTo('pids.max'), ['128']);
 });
 
 test('CFS burst is skipped on kernels without the file (before 5.14)', () => {

@@ -59,7 +59,7 @@ export class CgroupV1 implements CgroupDriver {
     checkName(name, this.root);
     if (rootRaced(() => this.ensureRoot(), retried)) return this.create(name, limits, true);
     const group = new CgroupV1Group(this.fs, name, this.dirsOf(name));
-    group.burstUs = 0;
+    group.assume({ cpuBurstUs: 0 });
     const made: string[] = [];
     const undo = () => {
       for (const d of made.reverse()) {
@@ -160,23 +160,20 @@ export class CgroupV1Group extends BaseCgroup {
     return this.dirs;
   }
 
-  setLimits(l: CgroupLimits): void {
+  protected writeLimits(l: CgroupLimits): void {
     const { memory, cpu, pids } = this.by;
     if (l.memoryBytes !== undefined) this.setMemory(limitValue(l.memoryBytes, `${memory}/memory.limit_in_bytes`, '-1'));
     // The kernel checks each of these writes against the other values (burst <= quota): a
     // burst that may be set goes to 0 first, then the period (the quota is validated
     // against the period it will run with), the quota, and the new burst last.
     const burst = `${cpu}/cpu.cfs_burst_us`;
-    if ((l.cpuPeriodUs !== undefined || l.cpuQuotaUs !== undefined) && this.burstUs !== 0) {
+    if ((l.cpuPeriodUs !== undefined || l.cpuQuotaUs !== undefined) && this.known.cpuBurstUs !== 0) {
       this.writeFile(burst, '0', { optional: true });
-      this.burstUs = 0;
+      this.known.cpuBurstUs = 0;
     }
     if (l.cpuPeriodUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_period_us`, limitValue(l.cpuPeriodUs, `${cpu}/cpu.cfs_period_us`));
     if (l.cpuQuotaUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_quota_us`, limitValue(l.cpuQuotaUs, `${cpu}/cpu.cfs_quota_us`, '-1'));
-    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.burstUs) {
-      this.writeFile(burst, String(Math.round(l.cpuBurstUs)), { optional: true });
-      this.burstUs = l.cpuBurstUs;
-    }
+    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.known.cpuBurstUs) this.writeFile(burst, String(Math.round(l.cpuBurstUs)), { optional: true });
     if (l.pids !== undefined) this.writeFile(`${pids}/pids.max`, limitValue(l.pids, `${pids}/pids.max`, 'max'));
   }
 

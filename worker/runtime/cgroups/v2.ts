@@ -112,7 +112,7 @@ export class CgroupV2 implements CgroupDriver {
       throw new CgroupError('CGROUP_IO', dir, `cannot create cgroup ${name}`, { cause: err });
     }
     const group = new CgroupV2Group(this.fs, name, dir);
-    group.burstUs = 0;
+    group.assume({ cpuBurstUs: 0 });
     try {
       group.setLimits(limits);
     } catch (err) {
@@ -172,7 +172,7 @@ export class CgroupV2Group extends BaseCgroup {
     super(fs, name, [dir]);
   }
 
-  setLimits(l: CgroupLimits): void {
+  protected writeLimits(l: CgroupLimits): void {
     const d = this.dir;
     if (l.memoryBytes !== undefined) {
       this.writeFile(`${d}/memory.max`, limitValue(l.memoryBytes, `${d}/memory.max`, 'max'));
@@ -182,9 +182,9 @@ export class CgroupV2Group extends BaseCgroup {
     // The kernel checks burst <= quota on every write: a burst that may be set goes to 0
     // first and the new one is written after the quota.
     const quotaChanges = l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined;
-    if (quotaChanges && this.burstUs !== 0) {
+    if (quotaChanges && this.known.cpuBurstUs !== 0) {
       this.writeFile(`${d}/cpu.max.burst`, '0', { optional: true });
-      this.burstUs = 0;
+      this.known.cpuBurstUs = 0;
     }
     if (quotaChanges) {
       // cpu.max holds "$QUOTA $PERIOD"; a half given keeps the other half in force.
@@ -193,10 +193,7 @@ export class CgroupV2Group extends BaseCgroup {
       const p = l.cpuPeriodUs !== undefined ? limitValue(l.cpuPeriodUs, `${d}/cpu.max`) : period;
       this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
     }
-    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.burstUs) {
-      this.writeFile(`${d}/cpu.max.burst`, String(Math.round(l.cpuBurstUs)), { optional: true });
-      this.burstUs = l.cpuBurstUs;
-    }
+    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.known.cpuBurstUs) this.writeFile(`${d}/cpu.max.burst`, String(Math.round(l.cpuBurstUs)), { optional: true });
     if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
   }
 
