@@ -130,8 +130,9 @@ export class Container {
       // Limits are in place before the container's code runs: the seed is parked until the config arrives.
       if (seed) {
         c.cgroup.setLimits(limitsDiff(seed.limits, config.cgroup));
-        // The seed's limits with that diff written over them: the container's own.
-        c.cgroup.assume(config.cgroup);
+        // The seed's limits with that diff written over them: the container's own, and a
+        // burst only if it asked for one (a seed's is 0 unless the diff set or unset it).
+        c.cgroup.assume({ ...config.cgroup, cpuBurstUs: config.cgroup.cpuBurstUs ?? 0 });
       }
 
       mountRootfs(parts.sys, c.rootfsPlan());
