@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
-import type { CgroupFile, CgroupFs } from './fs.js';
+import type { CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
 import { BaseCgroup, checkName, rootRaced, limitValue, removeIfEmpty, sigkillAll, waitUntil, writeError } from './common.js';
 
@@ -228,47 +228,9 @@ export class CgroupV1Group extends BaseCgroup {
     };
   }
 
-  /**
-   * The files read or written on every invocation (usage before and after, the peak
-   * reset), kept open: one pread or pwrite each instead of open, read, close (5 of each
-   * per warm invocation were ~6% of a busy worker's CPU). Closed by destroy().
-   */
-  private readonly hot = new Map<string, CgroupFile>();
-
-  private hotFile(path: string): CgroupFile | undefined {
-    let f = this.hot.get(path);
-    if (!f) {
-      try {
-        f = this.fs.open(path);
-      } catch {
-        return undefined; // the plain path reports what is wrong
-      }
-      this.hot.set(path, f);
-    }
-    return f;
-  }
-
-  private dropHot(path: string): void {
-    try {
-      this.hot.get(path)?.close();
-    } catch {
-      // Closing a descriptor of a removed cgroup file: nothing to keep.
-    }
-    this.hot.delete(path);
-  }
-
   private readHot(path: string): number {
-    const f = this.hotFile(path);
-    if (f) {
-      try {
-        const v = Number(f.read().trim());
-        if (!Number.isNaN(v)) return v;
-      } catch {
-        // A stale descriptor (the cgroup was removed or renamed away): the plain path says so.
-      }
-      this.dropHot(path);
-    }
-    return this.readNumber(path);
+    const v = Number(this.readKept(path)?.trim());
+    return Number.isNaN(v) ? this.readNumber(path) : v;
   }
 
   /** Nanoseconds from cpuacct.usage_user/_sys where the kernel has them (4.6+), else ticks from cpuacct.stat. */
@@ -283,21 +245,7 @@ export class CgroupV1Group extends BaseCgroup {
 
   resetPeak(): void {
     const path = `${this.by.memory}/memory.max_usage_in_bytes`;
-    const f = this.hotFile(path);
-    if (f) {
-      try {
-        f.write('0');
-        return;
-      } catch {
-        this.dropHot(path);
-      }
-    }
-    this.writeFile(path, '0');
-  }
-
-  override async destroy(): Promise<void> {
-    for (const path of [...this.hot.keys()]) this.dropHot(path);
-    await super.destroy();
+    if (!this.writeKept(path, '0')) this.writeFile(path, '0');
   }
 
   protected async killAll(): Promise<void> {

@@ -150,6 +150,16 @@ test('stats parse cpu.stat, memory.events, memory.peak', () => {
   assert.deepEqual(cg.usage(), { cpuUsageUsec: 5000, memoryPeakBytes: 9000 }, 'the cheap per-invocation read agrees');
 });
 
+test('usage keeps cpu.stat open and still sees every change', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  tree.set('faasbox/c1/cpu.stat', 'usage_usec 1000\nuser_usec 600\nsystem_usec 400\n');
+  assert.equal(cg.usage().cpuUsageUsec, 1000);
+  // Read again through the same descriptor: the kernel's (here, the tree's) new value.
+  tree.set('faasbox/c1/cpu.stat', 'usage_usec 25000\nuser_usec 600\nsystem_usec 400\n');
+  assert.equal(cg.usage().cpuUsageUsec, 25000);
+});
+
 test('resetPeak resets memory.peak through one open file and reads the peak back through it', async () => {
   const { tree, driver } = setup();
   const cg = driver.create('c1', {});

@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
-import { BaseCgroup, checkName, rootRaced, limitValue, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
+import { BaseCgroup, checkName, rootRaced, limitValue, parseKeyed, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
 export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
 
@@ -217,7 +217,9 @@ export class CgroupV2Group extends BaseCgroup {
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
-    const cpu = this.readKeyed(`${this.dir}/cpu.stat`);
+    const stat = `${this.dir}/cpu.stat`;
+    const kept = this.readKept(stat);
+    const cpu = kept === undefined ? this.readKeyed(stat) : parseKeyed(kept);
     return { cpuUsageUsec: cpu.usage_usec ?? 0, memoryPeakBytes: this.readPeak() ?? this.readNumber(`${this.dir}/memory.current`) };
   }
 
