@@ -86,9 +86,9 @@ export function evictForStem(slots: readonly Slot[], needMb: number, budgetMb: n
   return evict(slots, needMb, budgetMb, (s) => s.kind === 'function' && now - s.lastUsedAt >= minIdleMs);
 }
 
-// Sizing moved to the scheduler, which decides it (issue 4); the worker keeps using the
-// same functions when no scheduler decision is fresh.
-export { DEFAULT_SIZING, desiredStems, desiredWarm, clamp, type DemandSample, type SizingConfig } from '../../scheduler/sizing.js';
+// Sizing is the scheduler's (scheduler/sizing.ts); a pool without fresh targets runs the
+// same code over its own reports.
+export { DEFAULT_SIZING, type SizingConfig } from '../../scheduler/sizing.js';
 
 /**
  * Function slots to reclaim: idle ones beyond the desired count that have been idle

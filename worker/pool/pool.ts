@@ -349,7 +349,6 @@ export class Pool {
     }
   }
 
-  /** Claims the slot synchronously (state 'removing'), then destroys its container. */
   /**
    * Takes a used container out of service at once: it stays 'busy' (never selected, still
    * counted against the budget) and its processes are killed now, so nothing of the last
@@ -362,6 +361,7 @@ export class Pool {
     });
   }
 
+  /** Claims the slot synchronously (state 'removing'), then destroys its container. */
   private async remove(id: string, reason: Extract<PoolEvent, { type: 'evicted' }>['reason']): Promise<void> {
     const e = this.entries.get(id);
     if (!e || e.slot.state === 'removing') return;

@@ -8,7 +8,7 @@ import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHA
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
-import type { Cgroup, CgroupDriver, CgroupLimits, CgroupStats } from './cgroups/index.js';
+import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
 import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
@@ -49,7 +49,6 @@ export class Container {
   private cgroup!: Cgroup;
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
-
 
   private constructor(
     readonly config: ContainerConfig,
@@ -257,16 +256,15 @@ export class Container {
     if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
       throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
     }
-    const next: CgroupLimits = {
+    // The cgroup writes only what changes: a stem cell specialised for a function of its
+    // own size keeps its memory limit (on v1 that is five file operations, on the
+    // invocation's path).
+    this.cgroup.setLimits({
       ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
       ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
       ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
-    };
-    // The cgroup writes only what changes: a stem cell specialised for a function of its
-    // own size keeps its memory limit (on v1 that is five file operations, on the
-    // invocation's path).
-    this.cgroup.setLimits(next);
+    });
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */
