@@ -135,7 +135,6 @@ async function run(args: string[]): Promise<number> {
   }
 }
 
-
 async function list(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: globalOpts });
   const engine = await openEngine(values['state-dir']);

@@ -9,8 +9,8 @@
 'use strict';
 // CommonJS on purpose: an ESM entry and ESM imports of built-ins cost Node ~7 ms more at
 // boot than this (measured on the host: node empty.mjs 31.0 ms, empty.cjs 26.9 ms; the
-// three built-ins below 4.7 ms by import, 1.2 ms by require). The ESM loader still comes
-// up for the function's own module, imported after "ready".
+// three built-ins below 4.7 ms by import, 1.2 ms by require). The ESM loader, which the
+// function's module needs, comes up with the handler library before "ready" (see the end).
 const net = require('node:net');
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');
