@@ -31,6 +31,9 @@ function send(line) {
   replies.write(`${line}\n`);
 }
 
+/** Where an operation's reply and end markers go: to the worker, or nowhere (the warm-up). */
+const wire = { send, markers: (id) => writeMarkers(id) };
+
 /** The operation (load or invoke) that an uncaught error belongs to, if any. */
 let active;
 let handler;
@@ -118,7 +121,7 @@ async function loadModule(file) {
   return ns;
 }
 
-async function load(msg) {
+async function load(msg, io) {
   const started = performance.now();
   const { pickHandler, serializeError } = await lib();
   captureStdio();
@@ -144,14 +147,14 @@ async function load(msg) {
     return picked;
   });
   if (!r.ok) {
-    send(JSON.stringify({ type: 'load-error', error: serializeError(r.error) }));
+    io.send(JSON.stringify({ type: 'load-error', error: serializeError(r.error) }));
     return;
   }
   handler = r.value;
-  send(JSON.stringify({ type: 'loaded', ms: performance.now() - started }));
+  io.send(JSON.stringify({ type: 'loaded', ms: performance.now() - started }));
 }
 
-async function invoke(msg) {
+async function invoke(msg, io) {
   const id = String(msg.id);
   const { runHandler, makeContext, serializeError } = await lib();
   let r;
@@ -170,8 +173,8 @@ async function invoke(msg) {
     }
   }
   if (!r.ok) line = JSON.stringify({ type: 'result', id, ok: false, error: serializeError(r.error) });
-  await writeMarkers(id);
-  send(line);
+  await io.markers(id);
+  io.send(line);
 }
 
 /** Writes the end marker to stdout and stderr and waits until both (and all before them) are flushed. */
@@ -192,7 +195,7 @@ function writeMarkers(id) {
   );
 }
 
-async function dispatch(line) {
+async function dispatch(line, io = wire) {
   let msg;
   try {
     msg = JSON.parse(line);
@@ -200,8 +203,8 @@ async function dispatch(line) {
     process.stderr.write(`faasbox-runtime: ignoring a request that is not JSON: ${line.slice(0, 200)}\n`);
     return;
   }
-  if (msg?.type === 'load') return load(msg);
-  if (msg?.type === 'invoke') return invoke(msg);
+  if (msg?.type === 'load') return load(msg, io);
+  if (msg?.type === 'invoke') return invoke(msg, io);
   process.stderr.write(`faasbox-runtime: ignoring unknown request type ${JSON.stringify(msg?.type)}\n`);
 }
 
@@ -231,13 +234,31 @@ requests.on('error', () => process.exit(0));
 // fresh process), to come up. The runtime boots at the boot CPU share, but a function's
 // own quota is set before its code is loaded: on a cold start, that first import at
 // 0.072 cores ran into the CFS throttle (load 11.7 ms median, up to a period's 100 ms).
-lib().then(() =>
-  send(
-    JSON.stringify({
-      type: 'ready',
-      runtime: `nodejs${process.versions.node.split('.')[0]}`,
-      pid: process.pid,
-      bootMs: Math.round(performance.now() * 100) / 100,
-    }),
-  ),
-);
+lib()
+  .then(warmUp)
+  .then(() =>
+    send(
+      JSON.stringify({
+        type: 'ready',
+        runtime: `nodejs${process.versions.node.split('.')[0]}`,
+        pid: process.pid,
+        bootMs: Math.round(performance.now() * 100) / 100,
+      }),
+    ),
+  );
+
+/**
+ * One load and one invocation of a built-in no-op function, answered to nobody, before
+ * "ready". A specialisation is the first time a stem cell runs these paths; this puts
+ * their one-time costs (compiling the shim's functions, creating process.stdout and
+ * process.stderr) into the boot, off the request path. Leaves nothing behind but the
+ * no-op module in the module cache.
+ */
+async function warmUp() {
+  const quiet = { send() {}, markers: () => Promise.resolve() };
+  const cwd = process.cwd();
+  await dispatch(JSON.stringify({ type: 'load', codeDir: __dirname, entry: 'warm-up.mjs', handler: 'default', env: {} }), quiet);
+  await dispatch(JSON.stringify({ type: 'invoke', id: 'warm-up', event: {}, context: {} }), quiet);
+  handler = undefined;
+  process.chdir(cwd);
+}

@@ -13,6 +13,16 @@ const { spawn, booted, codeDir } = shimSuite('faasbox-runtime-test-', process.ex
 
 test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(spawn(), 'nodejs20'));
 
+test('the warm-up before "ready" leaves nothing behind: no function loaded, no reply, no output', async () => {
+  const s = await booted();
+  // The first reply after "ready" answers this request, and nothing was printed before its markers.
+  const early = await s.invokeForOutput(null, 'early');
+  assert.equal(early.result.ok, false);
+  assert.equal((early.result as { error: { name: string } }).error.name, 'NotLoadedError');
+  assert.deepEqual([early.stdout, early.stderr], ['', '']);
+  await s.close();
+});
+
 test('ESM plain handler: result, env applied, context, module state kept across invocations', async () => {
   const dir = codeDir({
     'index.mjs': `
