@@ -210,6 +210,8 @@ async function dispatch(line, io = wire) {
 
 // Requests are served strictly one after another, in arrival order.
 let queue = Promise.resolve();
+/** Where replies go while the boot's warm-up runs (warmUp()): nowhere. */
+let warmIo;
 let partial = [];
 const requests = new net.Socket({ fd: REQUEST_FD, readable: true, writable: false });
 requests.setEncoding('utf8');
@@ -222,7 +224,8 @@ requests.on('data', (chunk) => {
     const line = partial.join('');
     partial = [];
     start = nl + 1;
-    if (line.trim() !== '') queue = queue.then(() => dispatch(line));
+    const io = warmIo ?? wire;
+    if (line.trim() !== '') queue = queue.then(() => dispatch(line, io));
   }
   if (start < chunk.length) partial.push(chunk.slice(start));
 });
@@ -250,15 +253,21 @@ lib()
 /**
  * One load and one invocation of a built-in no-op function, answered to nobody, before
  * "ready". A specialisation is the first time a stem cell runs these paths; this puts
- * their one-time costs (compiling the shim's functions, creating process.stdout and
- * process.stderr) into the boot, off the request path. Leaves nothing behind but the
- * no-op module in the module cache.
+ * their one-time costs (compiling the shim's functions and the stream code that reads
+ * requests, creating process.stdout and process.stderr) into the boot, off the request
+ * path: load plus first invocation 2.64 -> 1.78 ms, and 0.3 ms less again for taking the
+ * requests in through the request stream's own path rather than calling dispatch().
+ * Leaves nothing behind but the no-op module in the module cache.
  */
 async function warmUp() {
-  const quiet = { send() {}, markers: () => Promise.resolve() };
   const cwd = process.cwd();
-  await dispatch(JSON.stringify({ type: 'load', codeDir: __dirname, entry: 'warm-up.mjs', handler: 'default', env: {} }), quiet);
-  await dispatch(JSON.stringify({ type: 'invoke', id: 'warm-up', event: {}, context: {} }), quiet);
+  await new Promise((resolve) => {
+    warmIo = { send: (line) => line.startsWith('{"type":"result"') && resolve(), markers: () => Promise.resolve() };
+    // Fed to the request stream as a chunk read from fd 3 is: the same stream code, line
+    // splitter and dispatch run, only the replies go nowhere.
+    requests.push(`${JSON.stringify({ type: 'load', codeDir: __dirname, entry: 'warm-up.mjs', handler: 'default', env: {} })}\n${JSON.stringify({ type: 'invoke', id: 'warm-up', event: {}, context: {} })}\n`);
+  });
+  warmIo = undefined;
   handler = undefined;
   process.chdir(cwd);
 }
