@@ -4,7 +4,9 @@
  * images/PROTOCOL.md; its types are images/protocol.ts.
  *
  * Runs inside the container with no dependencies and no network. Boot time is the stem
- * cell's cost, so nothing that is not needed for "ready" is loaded before it.
+ * cell's cost, so before "ready" it loads only what every function needs, plus one quiet
+ * warm-up run of the request paths (warmUp(), at the end), which a specialisation would
+ * otherwise pay for.
  */
 'use strict';
 // CommonJS on purpose: an ESM entry and ESM imports of built-ins cost Node ~7 ms more at
