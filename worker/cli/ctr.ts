@@ -139,6 +139,7 @@ async function list(args: string[]): Promise<number> {
   const { values } = parseArgs({ args, options: globalOpts });
   const engine = await openEngine(values['state-dir']);
   const all = engine.list();
+  await engine.close();
   if (values.json) {
     console.log(JSON.stringify(all));
     return 0;
@@ -157,12 +158,16 @@ async function existing(args: string[], verb: string) {
   if (!id) throw new CliError(`${verb} needs a container id`);
   const engine = await openEngine(values['state-dir']);
   const s = engine.state(id);
-  if (!s) throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  if (!s) {
+    await engine.close();
+    throw new EngineError('CONTAINER_NOT_FOUND', `no container ${id}`);
+  }
   return { values, positionals, id, engine, state: s };
 }
 
 async function state(args: string[]): Promise<number> {
-  const { values, state: s } = await existing(args, 'state');
+  const { values, engine, state: s } = await existing(args, 'state');
+  await engine.close();
   console.log(JSON.stringify(s, null, values.json ? undefined : 2));
   return 0;
 }
@@ -171,10 +176,14 @@ async function kill(args: string[]): Promise<number> {
   const { positionals, id, engine, state: s } = await existing(args, 'kill');
   const sig = positionals[1] ?? 'SIGKILL';
   const signal = (sig.startsWith('SIG') ? sig : `SIG${sig}`).toUpperCase() as NodeJS.Signals;
-  if (signal === 'SIGKILL') {
-    await engine.cgroups.open(id)?.kill();
-  } else if (s.pid) {
-    process.kill(s.pid, signal);
+  try {
+    if (signal === 'SIGKILL') {
+      await engine.cgroups.open(id)?.kill();
+    } else if (s.pid) {
+      process.kill(s.pid, signal);
+    }
+  } finally {
+    await engine.close();
   }
   return 0;
 }
