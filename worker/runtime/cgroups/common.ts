@@ -119,6 +119,22 @@ export abstract class BaseCgroup implements Cgroup {
   protected abstract writeLimits(l: CgroupLimits): void;
 
   /**
+   * The CFS bandwidth part of writeLimits, in the one order the kernel accepts (it checks
+   * burst <= quota on every write): a burst not known to be 0 goes to 0 first, then
+   * writeQuota (quota and period, in whatever files the version has), and the new burst
+   * last. burstFile may be absent (kernels before 5.14): a burst is then not settable.
+   */
+  protected writeCpuBandwidth(l: CgroupLimits, burstFile: string, writeQuota: () => void): void {
+    const quotaChanges = l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined;
+    if (quotaChanges && this.known.cpuBurstUs !== 0) {
+      this.writeFile(burstFile, '0', { optional: true });
+      this.known.cpuBurstUs = 0;
+    }
+    if (quotaChanges) writeQuota();
+    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.known.cpuBurstUs) this.writeFile(burstFile, String(Math.round(l.cpuBurstUs)), { optional: true });
+  }
+
+  /**
    * Files read or written on every invocation (usage before and after, the peak reset),
    * kept open: one pread or pwrite each instead of open, read, close (on v1, 5 of each per
    * warm invocation were ~6% of a busy worker's CPU). Closed by destroy().

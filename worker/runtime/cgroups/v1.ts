@@ -163,17 +163,11 @@ export class CgroupV1Group extends BaseCgroup {
   protected writeLimits(l: CgroupLimits): void {
     const { memory, cpu, pids } = this.by;
     if (l.memoryBytes !== undefined) this.setMemory(limitValue(l.memoryBytes, `${memory}/memory.limit_in_bytes`, '-1'));
-    // The kernel checks each of these writes against the other values (burst <= quota): a
-    // burst that may be set goes to 0 first, then the period (the quota is validated
-    // against the period it will run with), the quota, and the new burst last.
-    const burst = `${cpu}/cpu.cfs_burst_us`;
-    if ((l.cpuPeriodUs !== undefined || l.cpuQuotaUs !== undefined) && this.known.cpuBurstUs !== 0) {
-      this.writeFile(burst, '0', { optional: true });
-      this.known.cpuBurstUs = 0;
-    }
-    if (l.cpuPeriodUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_period_us`, limitValue(l.cpuPeriodUs, `${cpu}/cpu.cfs_period_us`));
-    if (l.cpuQuotaUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_quota_us`, limitValue(l.cpuQuotaUs, `${cpu}/cpu.cfs_quota_us`, '-1'));
-    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.known.cpuBurstUs) this.writeFile(burst, String(Math.round(l.cpuBurstUs)), { optional: true });
+    this.writeCpuBandwidth(l, `${cpu}/cpu.cfs_burst_us`, () => {
+      // The period first: the quota is validated against the period it will run with.
+      if (l.cpuPeriodUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_period_us`, limitValue(l.cpuPeriodUs, `${cpu}/cpu.cfs_period_us`));
+      if (l.cpuQuotaUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_quota_us`, limitValue(l.cpuQuotaUs, `${cpu}/cpu.cfs_quota_us`, '-1'));
+    });
     if (l.pids !== undefined) this.writeFile(`${pids}/pids.max`, limitValue(l.pids, `${pids}/pids.max`, 'max'));
   }
 

@@ -179,21 +179,13 @@ export class CgroupV2Group extends BaseCgroup {
       // Absent when the kernel has no swap support (CONFIG_SWAP off): nothing to turn off then.
       this.writeFile(`${d}/memory.swap.max`, '0', { optional: true });
     }
-    // The kernel checks burst <= quota on every write: a burst that may be set goes to 0
-    // first and the new one is written after the quota.
-    const quotaChanges = l.cpuQuotaUs !== undefined || l.cpuPeriodUs !== undefined;
-    if (quotaChanges && this.known.cpuBurstUs !== 0) {
-      this.writeFile(`${d}/cpu.max.burst`, '0', { optional: true });
-      this.known.cpuBurstUs = 0;
-    }
-    if (quotaChanges) {
+    this.writeCpuBandwidth(l, `${d}/cpu.max.burst`, () => {
       // cpu.max holds "$QUOTA $PERIOD"; a half given keeps the other half in force.
       const [quota, period] = (this.fs.exists(`${d}/cpu.max`) ? this.fs.read(`${d}/cpu.max`) : 'max 100000').trim().split(/\s+/);
       const q = l.cpuQuotaUs !== undefined ? limitValue(l.cpuQuotaUs, `${d}/cpu.max`, 'max') : quota;
       const p = l.cpuPeriodUs !== undefined ? limitValue(l.cpuPeriodUs, `${d}/cpu.max`) : period;
       this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
-    }
-    if (l.cpuBurstUs !== undefined && l.cpuBurstUs !== this.known.cpuBurstUs) this.writeFile(`${d}/cpu.max.burst`, String(Math.round(l.cpuBurstUs)), { optional: true });
+    });
     if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
   }
 
