@@ -1,21 +1,15 @@
 /** Deploy, list, get, versions and delete over the gateway's HTTP API, against real Redis. */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
 import type { FunctionEvent } from '../../common/registry.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisForFile } from '../support/redis.js';
 import { API_KEY, auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
-let server: TestRedis;
+const server = redisForFile();
 let gw: TestGateway;
 
-before(async () => {
-  server = await startRedis();
-});
-after(async () => {
-  await server.stop();
-});
 beforeEach(async () => {
   gw = await testGateway(server, { maxDeployBytes: 64 * 1024, maxCodeBytes: 32 * 1024 });
 });

@@ -4,21 +4,15 @@
  * mapping, invoke keys, and the removal race of sync replies.
  */
 import assert from 'node:assert/strict';
-import { after, afterEach, before, beforeEach, describe, test } from 'node:test';
+import { afterEach, beforeEach, describe, test } from 'node:test';
 import type { InvocationRecord } from '../../common/invocations.js';
 import { HTTP_STATUS } from '../../gateway/errors.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisForFile } from '../support/redis.js';
 import { auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
-let server: TestRedis;
+const server = redisForFile();
 let gw: TestGateway;
 
-before(async () => {
-  server = await startRedis();
-});
-after(async () => {
-  await server.stop();
-});
 afterEach(async () => {
   await gw?.close();
 });

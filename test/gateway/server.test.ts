@@ -1,6 +1,6 @@
 /** The gateway as a real HTTP server (startGateway), health and readiness, unknown routes. */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
@@ -10,17 +10,10 @@ import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, gatewayConfigFromEnv } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/main.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisForFile } from '../support/redis.js';
 import { API_KEY, NODE_CODE, testGateway } from './harness.js';
 
-let server: TestRedis;
-
-before(async () => {
-  server = await startRedis();
-});
-after(async () => {
-  await server.stop();
-});
+const server = redisForFile();
 
 describe('startGateway', () => {
   test('serves the API over HTTP and closes cleanly', async () => {

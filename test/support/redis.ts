@@ -7,6 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import { freePort, launchRedis, stopChild, waitForRedis } from '../../cli/redis.js';
 
 export interface TestRedis {
@@ -49,4 +50,38 @@ export async function startRedis(): Promise<TestRedis> {
     },
   };
   return handle;
+}
+
+/**
+ * The calling test file's redis-server: registers a before hook that starts it and an
+ * after hook that stops it. Usable inside the file's tests and hooks.
+ */
+export function redisForFile(): TestRedis {
+  let server: TestRedis | undefined;
+  const started = (): TestRedis => {
+    if (!server) throw new Error('the test file\'s redis-server is used before its before hook ran');
+    return server;
+  };
+  before(async () => {
+    server = await startRedis();
+  });
+  after(async () => {
+    await server?.stop();
+  });
+  return {
+    get url() {
+      return started().url;
+    },
+    get port() {
+      return started().port;
+    },
+    get dir() {
+      return started().dir;
+    },
+    get pid() {
+      return started().pid;
+    },
+    restart: () => started().restart(),
+    stop: () => started().stop(),
+  };
 }
