@@ -55,8 +55,9 @@ async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { n: { type: 'string', default: '15' } } });
+  const { values } = parseArgs({ args: argv, options: { n: { type: 'string', default: '15' }, warmup: { type: 'string', default: '3' } } });
   const n = Number(values.n);
+  const warmupRounds = Number(values.warmup);
   const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-coldstart-'));
   const cleanup: (() => Promise<unknown>)[] = [];
   const stop = (w: RunningWorker) => async () => {
@@ -91,6 +92,8 @@ export async function main(argv: string[]): Promise<void> {
     // The worker's own account of each kind (Server-Timing: queue, init, exec), to show
     // where the end-to-end time goes.
     const phases = new Map<string, Map<string, number[]>>();
+    /** False during the warm-up rounds: nothing they measure is kept. */
+    let measuring = true;
     const invoke = async (url: string, name: string, want: string): Promise<number> => {
       const t = performance.now();
       const r = await post(`${url}/v1/functions/${name}/invoke`, headers, '{}');
@@ -98,6 +101,7 @@ export async function main(argv: string[]): Promise<void> {
       if (r.status !== 200) throw new Error(`invoke ${name}: ${r.status}`);
       const kind = r.headers['x-cold-start'];
       if (kind !== want) throw new Error(`invoke ${name}: expected a ${want} start, got ${kind}`);
+      if (!measuring) return ms;
       const byPhase = phases.get(want) ?? phases.set(want, new Map()).get(want)!;
       for (const m of String(r.headers['server-timing'] ?? '').matchAll(/(\w+);dur=([\d.]+)/g)) {
         const list = byPhase.get(m[1]!) ?? byPhase.set(m[1]!, []).get(m[1]!)!;
@@ -115,20 +119,26 @@ export async function main(argv: string[]): Promise<void> {
     await deploy(gwPooled.url, 'w', 0);
     await invoke(gwPooled.url, 'w', 'specialized');
     await waitFor(() => idleStems() >= 1);
-    process.stderr.write(`bench coldstart: ${n} rounds...\n`);
-    for (let i = 0; i < n; i++) {
-      for (let k = 0; k < 5; k++) warm.push(await invoke(gwPooled.url, 'w', 'warm'));
-      const digest = await deploy(gwPooled.url, `s${i}`, i);
+    process.stderr.write(`bench coldstart: ${warmupRounds} warm-up rounds, then ${n} rounds...\n`);
+    // The warm-up rounds run the same steps unmeasured: the process's JIT compiles the
+    // paths of each kind of start on background threads, competing for this 2-core
+    // machine's second core with what is measured.
+    for (let i = -warmupRounds; i < n; i++) {
+      measuring = i >= 0;
+      const tag = measuring ? `${i}` : `u${-i}`;
+      const record = (list: number[], ms: number) => measuring && list.push(ms);
+      for (let k = 0; k < 5; k++) record(warm, await invoke(gwPooled.url, 'w', 'warm'));
+      const digest = await deploy(gwPooled.url, `s${tag}`, i);
       // Measured once the worker has a stem cell and has pre-pulled the deploy's code, both
       // background work that a deploy starts. Invoked the moment the deploy returns, the
       // pull is still on its way and the first call waits for it: ~0.6 ms more (alternated
       // per round: 7.60/6.63 ms after the pull, 8.15/7.25 ms right after the deploy).
       await waitFor(() => idleStems() >= 1 && pooledCode.has(digest));
-      specialized.push(await invoke(gwPooled.url, `s${i}`, 'specialized'));
+      record(specialized, await invoke(gwPooled.url, `s${tag}`, 'specialized'));
       // Its warm container goes with it, so rounds beyond the memory budget's worth of
       // containers still find room for a stem cell.
-      await fetch(`${gwPooled.url}/v1/functions/s${i}`, { method: 'DELETE', headers });
-      const coldDigest = await deploy(gwBare.url, `c${i}`, i);
+      await fetch(`${gwPooled.url}/v1/functions/s${tag}`, { method: 'DELETE', headers });
+      const coldDigest = await deploy(gwBare.url, `c${tag}`, i);
       // The pooled stack's background work after the specialisation and the delete above
       // (a stem cell's boot, the deleted function's container torn down) runs in this
       // process; the cold start is measured once it is done, as the floor is (on an
@@ -136,8 +146,8 @@ export async function main(argv: string[]): Promise<void> {
       // waiting for that pull: 1-4 ms more, alternated per round: 46.3/45.8 ms against
       // 47.1/49.9).
       await waitFor(() => idleStems() >= 1 && pooled.pool.slots().every((x) => x.state !== 'starting' && x.state !== 'removing') && bareCode.has(coldDigest));
-      cold.push(await invoke(gwBare.url, `c${i}`, 'cold'));
-      floor.push(await nodeFloor());
+      record(cold, await invoke(gwBare.url, `c${tag}`, 'cold'));
+      record(floor, await nodeFloor());
     }
 
     // Refill: booting stem cells from nothing, 2 at a time (this machine has 2 cores).
