@@ -29,6 +29,12 @@ export const REPLY_FD = 4;
  * makes an accidental match by a function's own output implausible.
  */
 export const END_MARKER = '\u001eFAASBOX-END ';
+/**
+ * Set to "0" in a runtime's environment when its first request follows at once (a cold
+ * start): the Node.js shim then skips its warm-up before "ready" (PROTOCOL.md, "Boot").
+ * Shims remove it from the environment functions see.
+ */
+export const WARM_UP_ENV = 'FAASBOX_WARM_UP';
 
 export function endMarker(invocationId: string): string {
   return `${END_MARKER}${invocationId}\n`;

@@ -49,9 +49,9 @@ export class ShimProcess {
   private seq = 0;
   readonly exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 
-  constructor(command: string, args: string[]) {
-    // An empty environment, as in a container.
-    this.child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env: {} });
+  constructor(command: string, args: string[], env: Record<string, string> = {}) {
+    // An empty environment, as in a container, but for what the test sets.
+    this.child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'], env });
     running.add(this.child);
     this.exit = new Promise((resolve) =>
       this.child.once('exit', (code, signal) => {
@@ -148,14 +148,18 @@ export async function bootedShim(make: () => ShimProcess): Promise<ShimProcess> 
  * does, and their code dirs; after the file, every shim still running is killed and
  * the dirs removed.
  */
-export function shimSuite(prefix: string, command: string, args: string[]): { spawn(): ShimProcess; booted(): Promise<ShimProcess>; codeDir(files: Record<string, string>): string } {
+export function shimSuite(
+  prefix: string,
+  command: string,
+  args: string[],
+): { spawn(env?: Record<string, string>): ShimProcess; booted(env?: Record<string, string>): Promise<ShimProcess>; codeDir(files: Record<string, string>): string } {
   const dirs = codeDirs(prefix);
   after(() => {
     killShims();
     dirs.remove();
   });
-  const spawnShim = () => new ShimProcess(command, args);
-  return { spawn: spawnShim, booted: () => bootedShim(spawnShim), codeDir: dirs.codeDir };
+  const spawnShim = (env?: Record<string, string>) => new ShimProcess(command, args, env);
+  return { spawn: spawnShim, booted: (env) => bootedShim(() => spawnShim(env)), codeDir: dirs.codeDir };
 }
 
 /**

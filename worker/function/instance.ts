@@ -13,7 +13,7 @@ import type { Engine } from '../runtime/engine.js';
 import type { Container, ExitResult } from '../runtime/container.js';
 import type { CgroupStats } from '../runtime/cgroups/index.js';
 import { readLines } from '../runtime/lines.js';
-import { END_MARKER } from '../../images/protocol.js';
+import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
 
 export const CODE_DIR = '/var/task';
 const LOG_LIMIT = 64 * 1024;
@@ -31,6 +31,11 @@ export interface BootOptions {
   cpus: number;
   pids?: number;
   diskMb?: number;
+  /**
+   * false when the load follows the boot at once (a cold start): the runtime then skips
+   * its warm-up, which pays off only for a runtime that waits (a stem cell).
+   */
+  warmUp?: boolean;
 }
 
 export interface LoadRequest {
@@ -224,7 +229,7 @@ export class RuntimeInstance {
     const c = await engine.create(
       {
         rootfs: { layers: opts.image.layers, diskBytes: (opts.diskMb ?? 64) * 1024 * 1024 },
-        process: { args: opts.image.args, env: { ...(opts.image.env ?? {}) }, cwd: '/tmp' },
+        process: { args: opts.image.args, env: { ...(opts.image.env ?? {}), ...(opts.warmUp === false ? { [WARM_UP_ENV]: '0' } : {}) }, cwd: '/tmp' },
         limits: { memoryBytes: opts.memoryMb * 1024 * 1024, cpus: opts.cpus, pids: opts.pids ?? 64 },
         slots: [{ name: 'code', destination: CODE_DIR }],
       },

@@ -241,7 +241,7 @@ export class Pool {
     this.entries.set(slot.id, { slot });
     let instance: RuntimeInstance;
     try {
-      instance = await this.boot(target.runtime, target.memoryMb);
+      instance = await this.boot(target.runtime, target.memoryMb, { warmUp: false });
     } catch (err) {
       this.entries.delete(slot.id);
       throw err;
@@ -327,12 +327,12 @@ export class Pool {
     return loading;
   }
 
-  private async boot(runtime: string, memoryMb: number): Promise<RuntimeInstance> {
+  private async boot(runtime: string, memoryMb: number, { warmUp = true } = {}): Promise<RuntimeInstance> {
     const image = this.opts.images[runtime];
     if (!image) throw new Error(`no image for runtime ${runtime}`);
     const t = performance.now();
     try {
-      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1 });
+      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1, warmUp });
       this.booting.add(booting);
       const inst = await booting.finally(() => this.booting.delete(booting));
       this.counters.created++;

@@ -239,8 +239,12 @@ requests.on('error', () => process.exit(0));
 // fresh process), to come up. The runtime boots at the boot CPU share, but a function's
 // own quota is set before its code is loaded: on a cold start, that first import at
 // 0.072 cores ran into the CFS throttle (load 11.7 ms median, up to a period's 100 ms).
+// The worker says "0" when the first request follows at once (a cold start): run right
+// before it, the warm-up would add to the boot what it saves on the load, and more.
+const warmUpWanted = process.env.FAASBOX_WARM_UP !== '0';
+delete process.env.FAASBOX_WARM_UP;
 lib()
-  .then(warmUp)
+  .then(() => warmUpWanted && warmUp())
   .then(() =>
     send(
       JSON.stringify({

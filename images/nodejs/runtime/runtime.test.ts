@@ -23,6 +23,21 @@ test('the warm-up before "ready" leaves nothing behind: no function loaded, no r
   await s.close();
 });
 
+test('FAASBOX_WARM_UP=0 (a cold start) skips the warm-up, and the function never sees the variable', async () => {
+  const dir = codeDir({
+    'index.mjs': `
+      import { createRequire } from 'node:module';
+      const warmedUp = Object.keys(createRequire(import.meta.url).cache).some((f) => f.endsWith('/warm-up.mjs'));
+      export default async () => ({ warmedUp, hint: process.env.FAASBOX_WARM_UP ?? null });`,
+  });
+  for (const [env, warmedUp] of [[{}, true], [{ FAASBOX_WARM_UP: '0' }, false]] as const) {
+    const s = await booted(env);
+    assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+    assert.deepEqual((await s.invoke(null)) as unknown, { type: 'result', id: 'inv-1', ok: true, value: { warmedUp, hint: null } }, JSON.stringify(env));
+    await s.close();
+  }
+});
+
 test('ESM plain handler: result, env applied, context, module state kept across invocations', async () => {
   const dir = codeDir({
     'index.mjs': `

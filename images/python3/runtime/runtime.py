@@ -171,6 +171,8 @@ class Shim:
 
 
 def main():
+    # The worker's hint for the Node.js shim's warm-up (PROTOCOL.md); not the function's.
+    os.environ.pop('FAASBOX_WARM_UP', None)
     send(b'{"type":"ready","runtime":"python3","pid":%d,"bootMs":%.2f}' % (os.getpid(), boot_ms()))
     here = os.path.dirname(os.path.abspath(__file__))
     # -I keeps the script's directory off sys.path; the helper module is found here once,

@@ -28,6 +28,14 @@ const errorOf = (r: Result) => {
 
 test('says ready with its runtime, pid and boot time, and exits 0 when fd 3 closes', () => assertSaysReady(spawn(), 'python3'));
 
+test('the worker\'s FAASBOX_WARM_UP hint (for the Node.js shim) is not in the function\'s environment', async () => {
+  const dir = codeDir({ 'handler.py': "import os\n\ndef handler(event, context):\n    return os.environ.get('FAASBOX_WARM_UP')\n" });
+  const s = await booted({ FAASBOX_WARM_UP: '0' });
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  assert.equal(valueOf(await s.invoke(null)), null);
+  await s.close();
+});
+
 test('plain handler: result, env applied, cwd, Lambda context, sibling import, module state kept', async () => {
   const dir = codeDir({
     'helper.py': 'def shout(s):\n    return s.upper()\n',
