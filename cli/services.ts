@@ -7,6 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
+import { scrape } from '../common/metrics.js';
 
 const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
 
@@ -157,7 +158,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
         res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"ROUTE_NOT_FOUND","message":"only /metrics here"}}');
         return;
       }
-      void w.metrics.metrics().then((body) => res.writeHead(200, { 'content-type': w.metrics.contentType }).end(body));
+      void scrape(w.metrics).then((body) => res.writeHead(200, { 'content-type': w.metrics.contentType }).end(body));
     });
     await new Promise<void>((r) => srv.listen(cfg.workerMetricsPort, cfg.host, r));
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);

@@ -23,6 +23,7 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
+import { afterReply } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
 
@@ -245,17 +246,20 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const initMs = fetchMs + lease.initMs + outcome.loadMs;
     // The function's own code failed to load: its error, reported as the function's.
     const error = outcome.error && { ...outcome.error, code: outcome.error.code === 'LOAD_FAILED' ? ('FUNCTION_ERROR' as const) : outcome.error.code };
-    metrics.observe({
-      fn: t.name,
-      runtime: t.runtime,
-      startKind: lease.startKind,
-      ok: outcome.ok,
-      ...(error ? { errorCode: error.code } : {}),
-      initMs,
-      execMs: outcome.execMs,
-      cpuMs: outcome.cpuMs,
-      memoryPeakBytes: outcome.memoryPeakBytes,
-    });
+    const startKind = lease.startKind;
+    afterReply(() =>
+      metrics.observe({
+        fn: t.name,
+        runtime: t.runtime,
+        startKind,
+        ok: outcome.ok,
+        ...(error ? { errorCode: error.code } : {}),
+        initMs,
+        execMs: outcome.execMs,
+        cpuMs: outcome.cpuMs,
+        memoryPeakBytes: outcome.memoryPeakBytes,
+      }),
+    );
     output.push('stdout', outcome.stdout);
     output.push('stderr', outcome.stderr);
     await output.flush();

@@ -1,6 +1,7 @@
 /** Liveness, readiness and Prometheus metrics; unauthenticated, as probes and scrapers expect. */
 import { Hono } from 'hono';
 import { UnavailableError } from '../../common/errors.js';
+import { scrape } from '../../common/metrics.js';
 import type { GatewayDeps } from '../deps.js';
 
 const READY_TIMEOUT_MS = 1000;
@@ -27,7 +28,7 @@ export function healthApp(deps: GatewayDeps): Hono {
   });
 
   app.get('/metrics', async (c) => {
-    return c.body(await deps.metrics.metrics(), 200, { 'Content-Type': deps.metrics.contentType });
+    return c.body(await scrape(deps.metrics), 200, { 'Content-Type': deps.metrics.contentType });
   });
 
   return app;

@@ -18,6 +18,7 @@ import {
 import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.js';
 import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
+import { afterReply } from '../../common/metrics.js';
 import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -120,9 +121,11 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       }
       const result = await resultOf(outcome, record, budgetMs);
       const seconds = (Date.now() - enqueuedAt) / 1000;
-      metrics.invocationDuration.observe(
-        { function: name, mode, outcome: result.ok ? 'ok' : (result.error?.code ?? 'INTERNAL'), start_kind: result.startKind },
-        seconds,
+      afterReply(() =>
+        metrics.invocationDuration.observe(
+          { function: name, mode, outcome: result.ok ? 'ok' : (result.error?.code ?? 'INTERNAL'), start_kind: result.startKind },
+          seconds,
+        ),
       );
       c.header('X-Cold-Start', result.startKind);
       c.header('Server-Timing', serverTiming(result));

@@ -1,0 +1,19 @@
+/**
+ * Invocation metrics off the reply's path. A function's first observation creates its
+ * label series (0.08 ms in the worker's metrics against 0.03 ms for a known function,
+ * measured in bench/coldstart), and a newly deployed function's first invocation is the
+ * one whose latency matters most. So an invocation's observations are recorded one
+ * macrotask after its reply is on its way (afterReply), and a scrape waits one macrotask
+ * too (scrape): it still sees every invocation answered before it began.
+ */
+import type { Registry } from 'prom-client';
+
+export function afterReply(observe: () => void): void {
+  setImmediate(observe);
+}
+
+/** The registry in Prometheus text format, once the observations queued before now are in. */
+export async function scrape(registry: Registry): Promise<string> {
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  return registry.metrics();
+}
