@@ -55,9 +55,11 @@ async function waitFor(cond: () => boolean, ms = 20_000): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { n: { type: 'string', default: '15' }, warmup: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({ args: argv, options: { n: { type: 'string', default: '25' }, warmup: { type: 'string', default: '3' } } });
   const n = Number(values.n);
   const warmupRounds = Number(values.warmup);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--n must be a whole number of rounds >= 1, not ${JSON.stringify(values.n)}`);
+  if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a whole number of rounds >= 0, not ${JSON.stringify(values.warmup)}`);
   const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-coldstart-'));
   const cleanup: (() => Promise<unknown>)[] = [];
   const stop = (w: RunningWorker) => async () => {

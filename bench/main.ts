@@ -8,10 +8,28 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   coldstart: () => import('./coldstart.js'),
 };
 
+const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
+
+  engine     [--iterations 40]          create+start+wait of a container: faasbox, runc, unshare
+  invoke     [--n 400] [--seconds 5]    warm invocations through HTTP against bare BullMQ and HTTP
+  coldstart  [--n 25] [--warmup 3]      warm, specialised and cold starts against \`node -e 0\`
+                                        (--n measured rounds, after --warmup unmeasured ones)
+
+Each prints a table and ends with one JSON line.`;
+
 const [name, ...rest] = process.argv.slice(2);
+if (name === '--help' || name === '-h') {
+  console.log(USAGE);
+  process.exit(0);
+}
 const load = name ? BENCHES[name] : undefined;
 if (!load) {
-  console.error(`usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]`);
+  console.error(USAGE);
   process.exit(2);
 }
-await (await load()).main(rest);
+try {
+  await (await load()).main(rest);
+} catch (err) {
+  console.error(`bench ${name}: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}
