@@ -11,6 +11,7 @@
  */
 import type { Redis } from 'ioredis';
 import { Counter, type Registry } from 'prom-client';
+import { registered } from './metrics.js';
 import { RedisScript } from './redis-script.js';
 
 // Redis's own clock, so that gateways and workers on machines whose clocks disagree
@@ -69,8 +70,9 @@ export class ConcurrencyLimiter {
  */
 export function throttledCounter(registry: Registry): Counter<'function' | 'mode'> {
   const name = 'faasbox_invocations_throttled_total';
-  return (
-    (registry.getSingleMetric(name) as Counter<'function' | 'mode'> | undefined) ??
-    new Counter({ name, help: "Invocations held back by their function's concurrency limit (sync: answered 429; async: put back to wait, each time)", labelNames: ['function', 'mode'] as const, registers: [registry] })
+  return registered(
+    registry,
+    name,
+    () => new Counter({ name, help: "Invocations held back by their function's concurrency limit (sync: answered 429; async: put back to wait, each time)", labelNames: ['function', 'mode'] as const, registers: [registry] }),
   );
 }

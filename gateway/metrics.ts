@@ -5,6 +5,7 @@
  */
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { throttledCounter } from '../common/concurrency.js';
+import { registered } from '../common/metrics.js';
 
 export interface GatewayMetrics {
   httpRequests: Counter<'method' | 'route' | 'status'>;
@@ -15,13 +16,9 @@ export interface GatewayMetrics {
 
 const LATENCY_BUCKETS = [0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900];
 
-function reuse<T>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
-}
-
 export function gatewayMetrics(registry: Registry): GatewayMetrics {
   return {
-    httpRequests: reuse(registry, 'faasbox_gateway_http_requests_total', () =>
+    httpRequests: registered(registry, 'faasbox_gateway_http_requests_total', () =>
       new Counter({
         name: 'faasbox_gateway_http_requests_total',
         help: 'HTTP requests answered by the gateway, by route pattern and status',
@@ -29,7 +26,7 @@ export function gatewayMetrics(registry: Registry): GatewayMetrics {
         registers: [registry],
       }),
     ),
-    httpDuration: reuse(registry, 'faasbox_gateway_http_request_duration_seconds', () =>
+    httpDuration: registered(registry, 'faasbox_gateway_http_request_duration_seconds', () =>
       new Histogram({
         name: 'faasbox_gateway_http_request_duration_seconds',
         help: 'Time to answer an HTTP request, by route pattern',
@@ -38,7 +35,7 @@ export function gatewayMetrics(registry: Registry): GatewayMetrics {
         registers: [registry],
       }),
     ),
-    invocationDuration: reuse(registry, 'faasbox_invocation_duration_seconds', () =>
+    invocationDuration: registered(registry, 'faasbox_invocation_duration_seconds', () =>
       new Histogram({
         name: 'faasbox_invocation_duration_seconds',
         help: 'Synchronous invocation latency seen by the gateway (enqueue to reply), by outcome (ok or error code) and start kind',
