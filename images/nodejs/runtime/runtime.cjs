@@ -34,7 +34,7 @@ function send(line) {
 }
 
 /** Where an operation's reply and end markers go: to the worker, or nowhere (the warm-up). */
-const wire = { send, markers: (id) => writeMarkers(id) };
+const wire = { send, markers: writeMarkers };
 
 /** The operation (load or invoke) that an uncaught error belongs to, if any. */
 let active;

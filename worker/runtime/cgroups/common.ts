@@ -86,7 +86,7 @@ export abstract class BaseCgroup implements Cgroup {
    * The limits as last written, or as assume()d; a limit absent is unknown (an opened or
    * renamed cgroup knows none). A made cgroup's CFS burst is known to be 0: the kernel
    * refuses a quota below the burst, so one not known to be 0 is zeroed before a quota
-   * changes (see writeLimits).
+   * changes (see writeCpuBandwidth).
    */
   protected readonly known: CgroupLimits = {};
 
@@ -111,11 +111,7 @@ export abstract class BaseCgroup implements Cgroup {
     for (const k of LIMIT_KEYS) if (l[k] !== undefined) this.known[k] = l[k];
   }
 
-  /**
-   * Writes these limits in an order the kernel accepts. The burst goes to 0 first when a
-   * quota or period is among them and the burst is not known to be 0 (updating known), and
-   * is written last when it is among them and differs.
-   */
+  /** Writes these limits in an order the kernel accepts; the CPU bandwidth through writeCpuBandwidth. */
   protected abstract writeLimits(l: CgroupLimits): void;
 
   /**
