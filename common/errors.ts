@@ -25,6 +25,8 @@ export const ErrorCode = {
   OOM_KILLED: 'OOM_KILLED',
   RUNTIME_CRASHED: 'RUNTIME_CRASHED',
   NO_CAPACITY: 'NO_CAPACITY',
+  // The worker running a sync invocation died (crashed, killed) before it answered.
+  WORKER_LOST: 'WORKER_LOST',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
@@ -183,6 +185,12 @@ export class ConcurrencyLimitError extends FaasboxError {
 export class NoCapacityError extends FaasboxError {
   constructor(message = 'no worker picked up the invocation in time') {
     super(ErrorCode.NO_CAPACITY, message);
+  }
+}
+
+export class WorkerLostError extends FaasboxError {
+  constructor(message = 'the worker running the invocation died before it answered; it was not run again: retry') {
+    super(ErrorCode.WORKER_LOST, message);
   }
 }
 

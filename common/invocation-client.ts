@@ -14,6 +14,12 @@
  *  - the QueueEvents cursor starts at the stream's last id as read at open(), not at '$'
  *    (which means "whatever is last when my first XREAD runs"), so no event between open()
  *    and the reader's first XREAD can be skipped.
+ *
+ * A worker that dies while it runs a sync job sends no reply: its lock on the job (renewed
+ * while it lives, worker/main.ts DEFAULT_LOCK_MS) lapses. Every LOST_CHECK_MS the client
+ * looks, in one pipeline, at the jobs its older waiters wait for; one that started
+ * (processedOn) and has no lock is withdrawn and answered 'worker-lost' at once, instead
+ * of at its deadline (as 'no-capacity', which it was not) or at the end of its budget.
  */
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -28,9 +34,17 @@ export type SyncOutcome =
   /** No worker started the job before its deadline; the job was withdrawn from the queue. */
   | { kind: 'no-capacity' }
   /** A worker started the job but no reply came within the budget. */
-  | { kind: 'timeout' };
+  | { kind: 'timeout' }
+  /** The worker that started the job died (its lock lapsed); the job was withdrawn, it will not run again. */
+  | { kind: 'worker-lost' };
 
-type Reply = Extract<SyncOutcome, { kind: 'completed' | 'failed' }>;
+type Reply = Extract<SyncOutcome, { kind: 'completed' | 'failed' | 'worker-lost' }>;
+
+/**
+ * How often the lock of a started sync job is looked at, and how old a waiter must be to
+ * be looked at: most sync invocations are answered well within it and cost nothing.
+ */
+export const LOST_CHECK_MS = 1000;
 
 export interface InvocationClientOptions {
   /** A connection for adding jobs; shared, not closed by the client. */
@@ -59,12 +73,18 @@ export class InvocationClient {
   private readonly laneUsers = new Map<string, number>();
   private reports: WorkerReport[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
+  /** Sync invocation id -> the queue it was added to and when, for the lost-worker check. */
+  private readonly watched = new Map<string, { queue: Queue; since: number }>();
+  private readonly lostTimer: NodeJS.Timeout;
+  private checking = false;
 
   private constructor(
     private readonly options: InvocationClientOptions,
     private readonly shared: Lane,
   ) {
     this.listen(shared);
+    this.lostTimer = setInterval(() => void this.checkLost(), LOST_CHECK_MS);
+    this.lostTimer.unref();
   }
 
   get queue(): Queue {
@@ -175,6 +195,58 @@ export class InvocationClient {
   }
 
   /**
+   * Withdraws the started jobs whose worker is gone (see the header). A job lives in the
+   * queue it was added to, or in the shared queue once a stopping worker or the scheduler
+   * handed it over (common/queue-handover.ts): both are looked at.
+   */
+  private async checkLost(): Promise<void> {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      const now = Date.now();
+      const due = [...this.watched].filter(([, w]) => now - w.since >= LOST_CHECK_MS);
+      if (!due.length) return;
+      const looks = due.flatMap(([id, w]) => this.queuesOf(w.queue).map((queue) => ({ id, queue })));
+      const p = this.options.connection.pipeline();
+      for (const { id, queue } of looks) {
+        p.hmget(queue.toKey(id), 'processedOn', 'finishedOn');
+        p.exists(`${queue.toKey(id)}:lock`);
+      }
+      const res = (await p.exec()) ?? [];
+      for (const [i, { id, queue }] of looks.entries()) {
+        const [processedOn, finishedOn] = (res[2 * i]?.[1] ?? []) as (string | null)[];
+        const locked = res[2 * i + 1]?.[1] === 1;
+        if (!processedOn || finishedOn || locked || !this.watched.has(id)) continue;
+        if ((await this.claim(id, queue)) === 'lost') this.settle(id, { kind: 'worker-lost' });
+      }
+    } catch (err) {
+      if (!this.closed) console.error(`[faasbox] invocation client: looking for lost workers: ${(err as Error).message}`);
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private queuesOf(queue: Queue): Queue[] {
+    return queue === this.shared.queue ? [queue] : [queue, this.shared.queue];
+  }
+
+  /**
+   * Removes a job that no live worker holds: 'unstarted' (nobody took it), 'lost' (it
+   * started, and its worker's lock lapsed), 'held' (a worker holds it: its reply will come).
+   * A job found in neither queue finished (its reply is on its way) and counts as removed.
+   */
+  private async claim(id: string, added: Queue): Promise<'unstarted' | 'lost' | 'held'> {
+    for (const queue of this.queuesOf(added)) {
+      const [timestamp, processedOn] = await this.options.connection.hmget(queue.toKey(id), 'timestamp', 'processedOn');
+      if (!timestamp) continue;
+      // Queue.remove refuses a job locked by a worker, which is exactly "a live worker has it".
+      if ((await queue.remove(id)) !== 1) return 'held';
+      return processedOn ? 'lost' : 'unstarted';
+    }
+    return 'unstarted';
+  }
+
+  /**
    * Add an async job: once this resolves the invocation is durable in Redis. Async jobs
    * always go to the shared queue: a 202 must survive the crash of any one worker.
    */
@@ -184,7 +256,8 @@ export class InvocationClient {
 
   /**
    * Add a sync job and wait for its reply. If no worker has started it by job.deadline it is
-   * withdrawn ('no-capacity'); once started, the reply may take execBudgetMs more.
+   * withdrawn ('no-capacity'); once started, the reply may take execBudgetMs more, unless
+   * its worker dies first ('worker-lost', within the worker's lock period).
    */
   async invokeSync(job: InvocationJob, execBudgetMs: number, want?: PlacementWant): Promise<SyncOutcome> {
     if (this.closed) throw new Error('invocation client is closed');
@@ -199,12 +272,13 @@ export class InvocationClient {
       try {
         const lane = await this.laneFor(name);
         await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+        this.watched.set(id, { queue: lane.queue, since: Date.now() });
         const early = await raceTimer(reply, job.deadline - Date.now());
         if (early) return early;
-        if (await this.withdraw(id, lane.queue)) {
-          // A job that failed right at the deadline is still removable; its reply wins.
-          return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
-        }
+        const claimed = await this.claim(id, lane.queue);
+        // A job that failed right at the deadline is still removable; its reply wins.
+        if (claimed === 'unstarted') return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
+        if (claimed === 'lost') return (await raceTimer(reply, 0)) ?? { kind: 'worker-lost' };
         return (await raceTimer(reply, execBudgetMs)) ?? { kind: 'timeout' };
       } finally {
         if (name) {
@@ -215,13 +289,8 @@ export class InvocationClient {
       }
     } finally {
       this.waiters.delete(id);
+      this.watched.delete(id);
     }
-  }
-
-  /** Remove a job that no worker has taken yet; false if it is running or finished. */
-  async withdraw(jobId: string, queue: Queue = this.shared.queue): Promise<boolean> {
-    // Queue.remove refuses a job locked by a worker, which is exactly "already started".
-    return (await queue.remove(jobId)) === 1;
   }
 
   async close(): Promise<void> {
@@ -231,6 +300,7 @@ export class InvocationClient {
     // run, and the records will show the outcome.
     for (const id of [...this.waiters.keys()]) this.settle(id, { kind: 'failed', reason: 'gateway is shutting down' });
     if (this.reportTimer) clearInterval(this.reportTimer);
+    clearInterval(this.lostTimer);
     const lanes = [this.shared, ...(await Promise.allSettled([...this.lanes.values()])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
     for (const lane of lanes) await this.closeLane(lane);
     this.options.addConnection?.disconnect();

@@ -7,7 +7,10 @@
  *   1. On pickup, start the record (InvocationStore.start: it makes the record of a sync
  *      invocation, which the gateway does not write). If Date.now() > job.data.deadline, do
  *      not run it: complete the record as failed with NO_CAPACITY and return that result (a
- *      sync caller has been answered 503 by then).
+ *      sync caller has been answered 503 by then). A sync job started before (on a worker
+ *      that died: job.attemptsStarted > 1 after BullMQ's stalled check, or `restarted`)
+ *      is not run again either: it fails with WORKER_LOST (its caller may have had that
+ *      answer already, and may have retried).
  *   2. Otherwise resolve the version with
  *      registry.getVersion(function, version) (immutable: cache it) and the code with
  *      registry.getCode(spec.code.digest); a missing version means the function was deleted:
@@ -58,6 +61,8 @@ export interface InvocationJob {
    * concurrency limit (async only), so that they do not count as attempts.
    */
   throttled?: number;
+  /** Moved out of a dead worker's queue after it had started there (common/queue-handover.ts). */
+  restarted?: boolean;
 }
 
 export interface HttpResponseData {
@@ -133,7 +138,8 @@ export const ASYNC_KEEP_FAILED_S = 7 * 24 * 3600;
  * sync: the reply travels on the queue's event stream (QueueEvents 'completed' carries the
  * return value), and the record holds it for later, so the job itself is useless once done:
  * removeOnComplete:true. One attempt: the caller is waiting and has its own deadline; a
- * crashed worker's job still comes back once through BullMQ's stalled-job check.
+ * crashed worker's job still comes back once through BullMQ's stalled-job check, and is
+ * then answered WORKER_LOST (rule 1): at most once, as Lambda's synchronous invocations.
  *
  * async: a 202 promised the invocation will run, so infrastructure failures are retried
  * with backoff, and finished jobs are kept a while for inspection.

@@ -27,6 +27,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   TIMEOUT: 504, // the handler ran past timeoutMs and was killed
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
+  WORKER_LOST: 503, // the worker running a sync invocation died; sent with Retry-After
   UNAVAILABLE: 503,
   INTERNAL: 500,
 };

@@ -4,14 +4,15 @@
  *
  * - Keeps placement honest: a worker whose report went stale is presumed dead, its
  *   report is dropped so the gateway stops sending it work, and its own queue becomes an
- *   orphan (`<prefix>:orphan-queues`, so a restarted scheduler carries on): every tick,
- *   the invocations waiting there, and those it had started once their lock has lapsed
- *   (nobody renews it), are moved to the shared queue, where any live worker takes them.
+ *   orphan (`<prefix>:orphan-queues`, so a restarted scheduler carries on; a stopping
+ *   worker registers its own queue there too): every tick, the invocations waiting
+ *   there, and those it had started once their lock has lapsed (nobody renews it), are
+ *   moved to the shared queue, where any live worker takes them (common/queue-handover.ts).
  *   Once the orphan queue is empty it is obliterated. Without this, a sync invocation
- *   routed to a worker that died would wait until its deadline (or, if it had started,
- *   its whole execution budget), and an async one would wait forever. Delivery is at
- *   least once: a started invocation may run again elsewhere, as with BullMQ's own
- *   stalled jobs.
+ *   routed to a worker that died would wait until its deadline, and an async one would
+ *   wait forever. An async invocation is delivered at least once: a started one runs
+ *   again elsewhere, as with BullMQ's own stalled jobs; a started sync one is answered
+ *   WORKER_LOST instead (common/queue.ts).
  * - Sizes every live worker's pools (scheduler/sizing.ts): from the worker's demand
  *   report plus the invocations queued for it, the warm containers per function version
  *   and stem cells per shape it should keep, written to `<prefix>:pool-targets`. Queued
@@ -22,7 +23,8 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from '../common/queue.js';
+import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
+import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 import { workersKey, type WorkerReport } from './placement.js';
 import {
   DEFAULT_SIZING,
@@ -72,40 +74,11 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
   /** Open handles on workers' own queues, for counting what waits there. */
   const ownQueues = new Map<string, Queue<InvocationJob>>();
 
-  const orphansKey = `${cfg.prefix}:orphan-queues`;
-
-  /** Moves what can be moved out of a dead worker's queue; true once nothing is left in it. */
-  async function rescue(name: string): Promise<{ moved: number; empty: boolean }> {
-    const q = new Queue<InvocationJob>(name, { connection: redis, prefix: cfg.prefix });
-    let moved = 0;
-    let left = 0;
-    try {
-      for (const job of await q.getJobs(['waiting', 'prioritized', 'delayed', 'active'])) {
-        if (!job?.id) continue;
-        // A started job is taken only once its lock has lapsed: the dead worker renewed
-        // it while it lived.
-        if ((await redis.exists(`${q.toKey(job.id)}:lock`)) === 1) {
-          left++;
-          continue;
-        }
-        // Add first, then remove: a crash in between runs the invocation twice at worst,
-        // never zero times. Queue.remove refuses a job that is locked meanwhile.
-        await shared.add(INVOCATION_JOB_NAME, job.data, invocationJobOptions(job.data));
-        if ((await q.remove(job.id)) === 1) moved++;
-        else left++;
-      }
-      const empty = left === 0 && (await q.getJobCountByTypes('waiting', 'prioritized', 'delayed', 'active')) === 0;
-      // Nothing will ever use the queue again (worker ids are per process): its keys go.
-      if (empty) await q.obliterate({ force: true });
-      return { moved, empty };
-    } finally {
-      await q.close();
-    }
-  }
+  const orphansKey = orphanQueuesKey(cfg.prefix);
 
   async function rescueOrphans(): Promise<void> {
     for (const name of await redis.smembers(orphansKey)) {
-      const { moved, empty } = await rescue(name);
+      const { moved, empty } = await handOver(redis, cfg.prefix, name, shared);
       if (moved) cfg.onRescue?.({ queue: name, moved });
       if (empty) await redis.srem(orphansKey, name);
     }

@@ -5,7 +5,7 @@
  */
 import { hostname } from 'node:os';
 import path from 'node:path';
-import { DelayedError, Worker, type Job } from 'bullmq';
+import { DelayedError, Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Engine } from './runtime/engine.js';
 import { CodeStore } from './function/code.js';
@@ -26,6 +26,7 @@ import { WorkerMetrics } from './metrics.js';
 import { afterReply } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
+import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -202,6 +203,10 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     if (picked > data.deadline) {
       return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
     }
+    // Started before on a worker that died (queue.ts, rule 1): a sync invocation runs at most once.
+    if (data.mode === 'sync' && (data.restarted || job.attemptsStarted > 1)) {
+      return finish(failure({ code: 'WORKER_LOST', message: 'the worker running the invocation died before it answered; it was not run again: retry' }));
+    }
     let t: FunctionTarget;
     // Init counts the version's code coming to this worker too (fetched and unpacked on
     // its first invocation here), not only the container's part.
@@ -338,8 +343,23 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     metrics: metricsRegistry,
     consumers: { shared: consumers[0]!, own: consumers[1]! },
     async close() {
+      // Out of placement first: gateways stop sending work here at their next look at the
+      // reports. The queue becomes an orphan at once, so that what a gateway still adds to
+      // it later, or what is left if this worker dies while it stops, moves on the
+      // scheduler's next tick (common/queue-handover.ts).
       await reporter.stop(id);
-      await Promise.all(consumers.map((w) => w.close()));
+      await redis.sadd(orphanQueuesKey(cfg.prefix), ownQueue).catch(() => {});
+      // No new jobs from here; the ones running finish, bounded by their timeouts.
+      const stopping = Promise.all(consumers.map((w) => w.close()));
+      // What waits in this worker's own queue is served elsewhere now, not at its deadline.
+      const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
+      const handOverOwn = () => handOver(redis, cfg.prefix, ownQueue, shared).catch((err: Error) => console.error(`worker ${id}: handing over ${ownQueue}: ${err.message}`));
+      await handOverOwn();
+      await stopping;
+      // Whatever arrived meanwhile moves too, and the queue's keys go. It stays an orphan
+      // for the scheduler, which forgets it once it finds it empty.
+      await handOverOwn();
+      await shared.close();
       await sub.quit().catch(() => {});
       await pool.close();
       // Every container is gone with the pool, so the engine's fork server exits now too.

@@ -13,6 +13,7 @@ import {
   InternalError,
   NoCapacityError,
   TimeoutError,
+  WorkerLostError,
   type ErrorInfo,
 } from '../../common/errors.js';
 import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.js';
@@ -119,6 +120,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       } finally {
         if (limit !== null) concurrency.give(name, id).catch((err: Error) => console.error(`[faasbox] gateway: giving back ${name}'s slot: ${err.message}`));
       }
+      // Lost with its worker: not run again (at most once), the caller decides to retry.
+      if (outcome.kind === 'worker-lost') c.header('Retry-After', '1');
       const result = await resultOf(outcome, record, budgetMs);
       const seconds = (Date.now() - enqueuedAt) / 1000;
       afterReply(() =>
@@ -130,6 +133,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       c.header('X-Cold-Start', result.startKind);
       c.header('Server-Timing', serverTiming(result));
       if (!result.ok) {
+        // The worker that took the job back after BullMQ's stalled check answered it lost.
+        if (result.error?.code === 'WORKER_LOST') c.header('Retry-After', '1');
         throw functionFailure(result.error ?? { code: 'INTERNAL', message: 'worker reported failure without an error' });
       }
       if (result.http) {
@@ -161,6 +166,11 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       }
       case 'timeout':
         throw new TimeoutError(budgetMs);
+      case 'worker-lost': {
+        const err = new WorkerLostError();
+        await invocations.fail(record, err.toInfo());
+        throw err;
+      }
     }
   }
 
