@@ -91,3 +91,39 @@ test("a gone worker's lane is closed once nothing waits on it", { timeout: 30_00
     await slow.close();
   }
 });
+
+test('a sync invocation whose worker dies while running it is answered worker-lost once the lock lapses, not at its deadline, and is not run again', { timeout: 30_000 }, async () => {
+  const client = await InvocationClient.open({ connection: redis, prefix });
+  // A worker on the shared queue that takes the job and dies with it: nobody renews its lock of 1.5 s.
+  const conn = new Redis(server.url, { maxRetriesPerRequest: null });
+  let took!: () => void;
+  const taken = new Promise<void>((r) => (took = r));
+  const doomed = new Worker(INVOCATION_QUEUE, () => { took(); return new Promise(() => {}); }, { connection: conn, prefix, lockDuration: 1500 });
+  // And a live worker slower than the check interval: the lock it holds keeps its job from being taken for lost.
+  const live = standIn('live', 3000);
+  const keepFresh = setInterval(() => void redis.hset(workersKey(prefix), 'live', JSON.stringify(report('live'))), 100);
+  try {
+    await new Promise((r) => setTimeout(r, 400)); // the client has read the live worker's report
+    const lostJob = job();
+    const started = Date.now();
+    const lost = client.invokeSync(lostJob, 30_000); // no placement wanted: the shared queue
+    await taken;
+    await doomed.close(true);
+    conn.disconnect();
+    const slow = client.invokeSync(job(), 30_000, want);
+    const out = await lost;
+    const ms = Date.now() - started;
+    assert.equal(out.kind, 'worker-lost', JSON.stringify(out));
+    console.log(`# answered worker-lost ${ms} ms after the call (lock 1500 ms, checked every 1000 ms; deadline 10000 ms)`);
+    assert.ok(ms < lostJob.deadline - started, `answered before the deadline (${ms} ms)`);
+    assert.equal(await redis.exists(`${prefix}:${INVOCATION_QUEUE}:${lostJob.invocationId}`), 0, 'the job is withdrawn: no worker runs it again');
+    const kept = await slow;
+    assert.equal(kept.kind, 'completed', JSON.stringify(kept));
+    assert.equal((kept as { returnvalue: { value: string } }).returnvalue.value, 'live');
+  } finally {
+    clearInterval(keepFresh);
+    await redis.hdel(workersKey(prefix), 'live');
+    await client.close();
+    await live.close();
+  }
+});
