@@ -88,6 +88,59 @@ test("an invocation a silent worker had started runs again elsewhere once its lo
   await q.close();
 });
 
+test('a sync invocation a silent worker had started is answered WORKER_LOST by the worker that takes it back, not run again', async () => {
+  const d = await s.deploy('once', { runtime: 'nodejs20', code: 'export default async () => { console.log("ran"); return "ran again"; }' });
+  assert.equal(d.status, 201, d.text);
+  const ghostQueue = workerQueueName(INVOCATION_QUEUE, 'ghost-sync');
+  const id = '31111111-2222-4333-8444-555555555555';
+  const job: InvocationJob = { invocationId: id, function: 'once', version: d.json.version, event: {}, mode: 'sync', enqueuedAt: Date.now(), deadline: Date.now() + 60_000 };
+  const conn = new Redis(s.redis.url, { maxRetriesPerRequest: null });
+  let started!: () => void;
+  const took = new Promise<void>((r) => (started = r));
+  const doomed = new Worker(ghostQueue, () => { started(); return new Promise(() => {}); }, { connection: conn, prefix, lockDuration: 1500 });
+  const q = new Queue(ghostQueue, { connection: redis, prefix });
+  await q.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+  await took;
+  await doomed.close(true);
+  conn.disconnect();
+  const ghost: WorkerReport = { id: 'ghost-sync', queue: ghostQueue, at: Date.now() - 60_000, freeMb: 1024, warm: {}, stems: {}, inflight: 1 };
+  await redis.hset(workersKey(prefix), 'ghost-sync', JSON.stringify(ghost));
+
+  const rec = await s.finished(`/v1/invocations/${id}`, 20_000, 'the started sync invocation to be answered');
+  assert.equal(rec.status, 'failed', JSON.stringify(rec));
+  assert.equal(rec.error.code, 'WORKER_LOST');
+  assert.equal(rec.stdout, '', 'the function did not run again');
+  await q.close();
+});
+
+test('a sync invocation on the shared queue whose worker died is answered WORKER_LOST after BullMQ\'s stalled check, not run again', async () => {
+  const d = await s.deploy('stalled', { runtime: 'nodejs20', code: 'export default async () => { console.log("ran"); return "ran again"; }' });
+  assert.equal(d.status, 201, d.text);
+  const id = '41111111-2222-4333-8444-555555555555';
+  const job: InvocationJob = { invocationId: id, function: 'stalled', version: d.json.version, event: {}, mode: 'sync', enqueuedAt: Date.now(), deadline: Date.now() + 60_000 };
+  // The stack's worker must not take it first: it stops draining the shared queue until a doomed one has it.
+  await s.worker.consumers.shared.pause();
+  const conn = new Redis(s.redis.url, { maxRetriesPerRequest: null });
+  let started!: () => void;
+  const took = new Promise<void>((r) => (started = r));
+  const doomed = new Worker(INVOCATION_QUEUE, () => { started(); return new Promise(() => {}); }, { connection: conn, prefix, lockDuration: 1500 });
+  const q = new Queue(INVOCATION_QUEUE, { connection: redis, prefix });
+  try {
+    await q.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+    await took;
+    await doomed.close(true);
+    conn.disconnect();
+  } finally {
+    s.worker.consumers.shared.resume();
+  }
+  // The live worker's stalled check (every 5 s with its 10 s lock) moves it back to wait; then it takes it.
+  const rec = await s.finished(`/v1/invocations/${id}`, 30_000, 'the stalled sync invocation to be answered');
+  assert.equal(rec.status, 'failed', JSON.stringify(rec));
+  assert.equal(rec.error.code, 'WORKER_LOST');
+  assert.equal(rec.stdout, '', 'the function did not run again');
+  await q.close();
+});
+
 const idleStems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state === 'idle').length;
 const stems = () => s.worker.pool.slots().filter((x) => x.kind === 'stem' && x.runtime === 'nodejs20' && x.state !== 'removing').length;
 const fnSlots = (name: string) => s.worker.pool.slots().filter((x) => x.fn?.startsWith(`${name}@`) && x.state !== 'removing');
