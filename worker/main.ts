@@ -19,7 +19,7 @@ import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../comm
 import { OutputBatcher } from './function/output.js';
 import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
-import { isErrorCode, type ErrorInfo } from '../common/errors.js';
+import { WorkerLostError, isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
@@ -51,7 +51,10 @@ export interface WorkerConfig {
   lockMs?: number;
 }
 
-/** A crashed worker's async invocations resume elsewhere within about 15 s. */
+/**
+ * A crashed worker's async invocations resume elsewhere within about 15 s; the callers of
+ * its sync ones are answered WORKER_LOST within about 11 s (common/invocation-client.ts).
+ */
 export const DEFAULT_LOCK_MS = 10_000;
 
 export interface RunningWorker {
@@ -205,7 +208,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     }
     // Started before on a worker that died (queue.ts, rule 1): a sync invocation runs at most once.
     if (data.mode === 'sync' && (data.restarted || job.attemptsStarted > 1)) {
-      return finish(failure({ code: 'WORKER_LOST', message: 'the worker running the invocation died before it answered; it was not run again: retry' }));
+      return finish(failure(new WorkerLostError().toInfo()));
     }
     let t: FunctionTarget;
     // Init counts the version's code coming to this worker too (fetched and unpacked on
