@@ -15,11 +15,16 @@
  *    (which means "whatever is last when my first XREAD runs"), so no event between open()
  *    and the reader's first XREAD can be skipped.
  *
- * A worker that dies while it runs a sync job sends no reply: its lock on the job (renewed
- * while it lives, worker/main.ts DEFAULT_LOCK_MS) lapses. Every LOST_CHECK_MS the client
- * looks, in one pipeline, at the jobs its older waiters wait for; one that started
- * (processedOn) and has no lock is withdrawn and answered 'worker-lost' at once, instead
- * of at its deadline (as 'no-capacity', which it was not) or at the end of its budget.
+ * A worker that dies while it runs a sync job sends no reply. Every LOST_CHECK_MS the
+ * client looks, in one pipeline, at the jobs its older waiters wait for. A started job
+ * (processedOn) is lost when its worker (processedBy) has not changed its report for
+ * SILENT_MS, as this client saw the reports (its own clock, no skew), or when its lock
+ * (renewed while the worker lives, worker/main.ts DEFAULT_LOCK_MS: 10 s) has lapsed. Its
+ * caller is answered 'worker-lost' then, instead of at its deadline (as 'no-capacity',
+ * which it was not) or at the end of its budget. A job whose lock lapsed is withdrawn; one
+ * still locked by a silent worker is taken back by BullMQ's stalled check or the
+ * scheduler once the lock lapses, and answered WORKER_LOST by the worker that takes it
+ * (common/queue.ts, rule 1): either way it does not run again.
  */
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
@@ -35,7 +40,7 @@ export type SyncOutcome =
   | { kind: 'no-capacity' }
   /** A worker started the job but no reply came within the budget. */
   | { kind: 'timeout' }
-  /** The worker that started the job died (its lock lapsed); the job was withdrawn, it will not run again. */
+  /** The worker that started the job died (went silent, or its lock lapsed); the job will not run again. */
   | { kind: 'worker-lost' };
 
 type Reply = Extract<SyncOutcome, { kind: 'completed' | 'failed' | 'worker-lost' }>;
@@ -45,6 +50,12 @@ type Reply = Extract<SyncOutcome, { kind: 'completed' | 'failed' | 'worker-lost'
  * be looked at: most sync invocations are answered well within it and cost nothing.
  */
 export const LOST_CHECK_MS = 1000;
+/**
+ * A worker whose report has not changed for this long is taken for dead: it reports every
+ * 200 ms (worker/report.ts), so only a dead worker, or one whose event loop is stuck this
+ * long, is silent; placement already ignores reports older than REPORT_MAX_AGE_MS (2 s).
+ */
+export const SILENT_MS = 3000;
 
 export interface InvocationClientOptions {
   /** A connection for adding jobs; shared, not closed by the client. */
@@ -77,6 +88,9 @@ export class InvocationClient {
   private readonly watched = new Map<string, { queue: Queue; since: number }>();
   private readonly lostTimer: NodeJS.Timeout;
   private checking = false;
+  /** Worker id -> its report's `at`, and when (this client's clock) that value was first read. */
+  private readonly heard = new Map<string, { at: number; since: number }>();
+  private lastRefreshAt = 0;
 
   private constructor(
     private readonly options: InvocationClientOptions,
@@ -131,6 +145,7 @@ export class InvocationClient {
       try {
         const all = await this.options.connection.hgetall(workersKey(this.options.prefix));
         this.reports = Object.values(all).map((v) => JSON.parse(v) as WorkerReport);
+        this.hear(this.reports);
       } catch {
         this.reports = [];
         return;
@@ -140,6 +155,27 @@ export class InvocationClient {
     void refresh();
     this.reportTimer = setInterval(() => void refresh(), 200);
     this.reportTimer.unref();
+  }
+
+  private hear(reports: WorkerReport[]): void {
+    const now = Date.now();
+    const ids = new Set<string>();
+    for (const r of reports) {
+      ids.add(r.id);
+      if (this.heard.get(r.id)?.at !== r.at) this.heard.set(r.id, { at: r.at, since: now });
+    }
+    for (const id of this.heard.keys()) if (!ids.has(id)) this.heard.delete(id);
+    this.lastRefreshAt = now;
+  }
+
+  /**
+   * Silent over this client's last refreshes, so that a pause of this client's own event
+   * loop is not taken for the worker's silence. A worker without a report (it stopped, and
+   * finishes what it runs) is not silent: its lock tells.
+   */
+  private silent(workerId: string | null): boolean {
+    const heard = workerId ? this.heard.get(workerId) : undefined;
+    return heard !== undefined && Date.now() - this.lastRefreshAt < LOST_CHECK_MS && this.lastRefreshAt - heard.since >= SILENT_MS;
   }
 
   /**
@@ -209,15 +245,15 @@ export class InvocationClient {
       const looks = due.flatMap(([id, w]) => this.queuesOf(w.queue).map((queue) => ({ id, queue })));
       const p = this.options.connection.pipeline();
       for (const { id, queue } of looks) {
-        p.hmget(queue.toKey(id), 'processedOn', 'finishedOn');
+        p.hmget(queue.toKey(id), 'processedOn', 'finishedOn', 'pb');
         p.exists(`${queue.toKey(id)}:lock`);
       }
       const res = (await p.exec()) ?? [];
       for (const [i, { id, queue }] of looks.entries()) {
-        const [processedOn, finishedOn] = (res[2 * i]?.[1] ?? []) as (string | null)[];
+        const [processedOn, finishedOn, processedBy] = (res[2 * i]?.[1] ?? []) as (string | null)[];
         const locked = res[2 * i + 1]?.[1] === 1;
-        if (!processedOn || finishedOn || locked || !this.watched.has(id)) continue;
-        if ((await this.claim(id, queue)) === 'lost') this.settle(id, { kind: 'worker-lost' });
+        if (!processedOn || finishedOn || !this.watched.has(id)) continue;
+        if (locked ? this.silent(processedBy ?? null) : (await this.claim(id, queue)) === 'lost') this.settle(id, { kind: 'worker-lost' });
       }
     } catch (err) {
       if (!this.closed) console.error(`[faasbox] invocation client: looking for lost workers: ${(err as Error).message}`);

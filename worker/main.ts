@@ -332,7 +332,16 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const connection = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
     connections.push(connection);
     const lockDuration = cfg.lockMs ?? DEFAULT_LOCK_MS;
-    const w = new Worker<InvocationJob, InvocationResult>(name, counted, { connection, prefix: cfg.prefix, concurrency, lockDuration, stalledInterval: lockDuration / 2 });
+    const w = new Worker<InvocationJob, InvocationResult>(name, counted, {
+      connection,
+      prefix: cfg.prefix,
+      // Stored with each job it takes (processedBy): a gateway whose caller waits for the
+      // job sees this worker's reports stop if it dies (common/invocation-client.ts).
+      name: id,
+      concurrency,
+      lockDuration,
+      stalledInterval: lockDuration / 2,
+    });
     w.on('error', (err) => console.error(`worker ${id} (${name}): ${err.message}`));
     return w;
   });

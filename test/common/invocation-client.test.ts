@@ -10,7 +10,7 @@ import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { eventually } from '../support/stack.js';
-import { InvocationClient } from '../../common/invocation-client.js';
+import { InvocationClient, SILENT_MS } from '../../common/invocation-client.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../../common/queue.js';
 import { workerQueueName, workersKey, type WorkerReport } from '../../scheduler/placement.js';
 
@@ -46,7 +46,8 @@ function standIn(id: string, delayMs: number): { worker: Worker; close: () => Pr
       await new Promise((r) => setTimeout(r, delayMs));
       return { ok: true, value: id };
     },
-    { connection: conn, prefix },
+    // Its id goes with each job it takes (processedBy), as the real worker's does.
+    { connection: conn, prefix, name: id },
   );
   return {
     worker,
@@ -125,5 +126,31 @@ test('a sync invocation whose worker dies while running it is answered worker-lo
     await redis.hdel(workersKey(prefix), 'live');
     await client.close();
     await live.close();
+  }
+});
+
+test('a sync invocation whose worker stopped reporting is answered worker-lost before its lock lapses', { timeout: 30_000 }, async () => {
+  const client = await InvocationClient.open({ connection: redis, prefix });
+  const conn = new Redis(server.url, { maxRetriesPerRequest: null });
+  let took!: () => void;
+  const taken = new Promise<void>((r) => (took = r));
+  // It reports once and then never again; its 30 s lock outlives the test.
+  await redis.hset(workersKey(prefix), 'mute', JSON.stringify(report('mute')));
+  const doomed = new Worker(INVOCATION_QUEUE, () => { took(); return new Promise(() => {}); }, { connection: conn, prefix, name: 'mute', lockDuration: 30_000 });
+  try {
+    const lostJob = job();
+    const started = Date.now();
+    const lost = client.invokeSync(lostJob, 60_000);
+    await taken;
+    await doomed.close(true);
+    conn.disconnect();
+    const out = await lost;
+    const ms = Date.now() - started;
+    assert.equal(out.kind, 'worker-lost', JSON.stringify(out));
+    console.log(`# answered worker-lost ${ms} ms after the call (silence ${SILENT_MS} ms, checked every 1000 ms; lock 30000 ms)`);
+    assert.equal(await redis.exists(`${prefix}:${INVOCATION_QUEUE}:${lostJob.invocationId}:lock`), 1, 'told before the lock lapsed');
+  } finally {
+    await redis.hdel(workersKey(prefix), 'mute');
+    await client.close();
   }
 });
