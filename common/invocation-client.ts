@@ -15,21 +15,14 @@
  *    (which means "whatever is last when my first XREAD runs"), so no event between open()
  *    and the reader's first XREAD can be skipped.
  *
- * A worker that dies while it runs a sync job sends no reply. Every LOST_CHECK_MS the
- * client looks, in one pipeline, at the jobs its older waiters wait for. A started job
- * (processedOn) is lost when its worker (processedBy) has not changed its report for
- * SILENT_MS, as this client saw the reports (its own clock, no skew), or when its lock
- * (renewed while the worker lives, worker/main.ts DEFAULT_LOCK_MS: 10 s) has lapsed. Its
- * caller is answered 'worker-lost' then, instead of at its deadline (as 'no-capacity',
- * which it was not) or at the end of its budget. A job whose lock lapsed is withdrawn; one
- * still locked by a silent worker is taken back by BullMQ's stalled check or the
- * scheduler once the lock lapses, and answered WORKER_LOST by the worker that takes it
- * (common/queue.ts, rule 1): either way it does not run again.
+ * A sync job whose worker dies while it runs it gets no reply: common/lost-jobs.ts finds
+ * it, and its caller is answered 'worker-lost' within seconds.
  */
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from './queue.js';
 import { place, workersKey, type PlacementWant, type WorkerReport } from '../scheduler/placement.js';
+import { LostJobs } from './lost-jobs.js';
 
 export type SyncOutcome =
   /** The worker returned; `returnvalue` is its InvocationResult as it came off the wire. */
@@ -44,18 +37,6 @@ export type SyncOutcome =
   | { kind: 'worker-lost' };
 
 type Reply = Extract<SyncOutcome, { kind: 'completed' | 'failed' | 'worker-lost' }>;
-
-/**
- * How often the lock of a started sync job is looked at, and how old a waiter must be to
- * be looked at: most sync invocations are answered well within it and cost nothing.
- */
-export const LOST_CHECK_MS = 1000;
-/**
- * A worker whose report has not changed for this long is taken for dead: it reports every
- * 200 ms (worker/report.ts), so only a dead worker, or one whose event loop is stuck this
- * long, is silent; placement already ignores reports older than REPORT_MAX_AGE_MS (2 s).
- */
-export const SILENT_MS = 3000;
 
 export interface InvocationClientOptions {
   /** A connection for adding jobs; shared, not closed by the client. */
@@ -84,21 +65,14 @@ export class InvocationClient {
   private readonly laneUsers = new Map<string, number>();
   private reports: WorkerReport[] = [];
   private reportTimer: NodeJS.Timeout | undefined;
-  /** Sync invocation id -> the queue it was added to and when, for the lost-worker check. */
-  private readonly watched = new Map<string, { queue: Queue; since: number }>();
-  private readonly lostTimer: NodeJS.Timeout;
-  private checking = false;
-  /** Worker id -> its report's `at`, and when (this client's clock) that value was first read. */
-  private readonly heard = new Map<string, { at: number; since: number }>();
-  private lastRefreshAt = 0;
+  private readonly lost: LostJobs;
 
   private constructor(
     private readonly options: InvocationClientOptions,
     private readonly shared: Lane,
   ) {
     this.listen(shared);
-    this.lostTimer = setInterval(() => void this.checkLost(), LOST_CHECK_MS);
-    this.lostTimer.unref();
+    this.lost = new LostJobs(options.connection, shared.queue, (id) => this.settle(id, { kind: 'worker-lost' }));
   }
 
   get queue(): Queue {
@@ -145,7 +119,7 @@ export class InvocationClient {
       try {
         const all = await this.options.connection.hgetall(workersKey(this.options.prefix));
         this.reports = Object.values(all).map((v) => JSON.parse(v) as WorkerReport);
-        this.hear(this.reports);
+        this.lost.hear(this.reports);
       } catch {
         this.reports = [];
         return;
@@ -155,27 +129,6 @@ export class InvocationClient {
     void refresh();
     this.reportTimer = setInterval(() => void refresh(), 200);
     this.reportTimer.unref();
-  }
-
-  private hear(reports: WorkerReport[]): void {
-    const now = Date.now();
-    const ids = new Set<string>();
-    for (const r of reports) {
-      ids.add(r.id);
-      if (this.heard.get(r.id)?.at !== r.at) this.heard.set(r.id, { at: r.at, since: now });
-    }
-    for (const id of this.heard.keys()) if (!ids.has(id)) this.heard.delete(id);
-    this.lastRefreshAt = now;
-  }
-
-  /**
-   * Silent over this client's last refreshes, so that a pause of this client's own event
-   * loop is not taken for the worker's silence. A worker without a report (it stopped, and
-   * finishes what it runs) is not silent: its lock tells.
-   */
-  private silent(workerId: string | null): boolean {
-    const heard = workerId ? this.heard.get(workerId) : undefined;
-    return heard !== undefined && Date.now() - this.lastRefreshAt < LOST_CHECK_MS && this.lastRefreshAt - heard.since >= SILENT_MS;
   }
 
   /**
@@ -231,58 +184,6 @@ export class InvocationClient {
   }
 
   /**
-   * Withdraws the started jobs whose worker is gone (see the header). A job lives in the
-   * queue it was added to, or in the shared queue once a stopping worker or the scheduler
-   * handed it over (common/queue-handover.ts): both are looked at.
-   */
-  private async checkLost(): Promise<void> {
-    if (this.checking || this.closed) return;
-    this.checking = true;
-    try {
-      const now = Date.now();
-      const due = [...this.watched].filter(([, w]) => now - w.since >= LOST_CHECK_MS);
-      if (!due.length) return;
-      const looks = due.flatMap(([id, w]) => this.queuesOf(w.queue).map((queue) => ({ id, queue })));
-      const p = this.options.connection.pipeline();
-      for (const { id, queue } of looks) {
-        p.hmget(queue.toKey(id), 'processedOn', 'finishedOn', 'pb');
-        p.exists(`${queue.toKey(id)}:lock`);
-      }
-      const res = (await p.exec()) ?? [];
-      for (const [i, { id, queue }] of looks.entries()) {
-        const [processedOn, finishedOn, processedBy] = (res[2 * i]?.[1] ?? []) as (string | null)[];
-        const locked = res[2 * i + 1]?.[1] === 1;
-        if (!processedOn || finishedOn || !this.watched.has(id)) continue;
-        if (locked ? this.silent(processedBy ?? null) : (await this.claim(id, queue)) === 'lost') this.settle(id, { kind: 'worker-lost' });
-      }
-    } catch (err) {
-      if (!this.closed) console.error(`[faasbox] invocation client: looking for lost workers: ${(err as Error).message}`);
-    } finally {
-      this.checking = false;
-    }
-  }
-
-  private queuesOf(queue: Queue): Queue[] {
-    return queue === this.shared.queue ? [queue] : [queue, this.shared.queue];
-  }
-
-  /**
-   * Removes a job that no live worker holds: 'unstarted' (nobody took it), 'lost' (it
-   * started, and its worker's lock lapsed), 'held' (a worker holds it: its reply will come).
-   * A job found in neither queue finished (its reply is on its way) and counts as removed.
-   */
-  private async claim(id: string, added: Queue): Promise<'unstarted' | 'lost' | 'held'> {
-    for (const queue of this.queuesOf(added)) {
-      const [timestamp, processedOn] = await this.options.connection.hmget(queue.toKey(id), 'timestamp', 'processedOn');
-      if (!timestamp) continue;
-      // Queue.remove refuses a job locked by a worker, which is exactly "a live worker has it".
-      if ((await queue.remove(id)) !== 1) return 'held';
-      return processedOn ? 'lost' : 'unstarted';
-    }
-    return 'unstarted';
-  }
-
-  /**
    * Add an async job: once this resolves the invocation is durable in Redis. Async jobs
    * always go to the shared queue: a 202 must survive the crash of any one worker.
    */
@@ -293,7 +194,7 @@ export class InvocationClient {
   /**
    * Add a sync job and wait for its reply. If no worker has started it by job.deadline it is
    * withdrawn ('no-capacity'); once started, the reply may take execBudgetMs more, unless
-   * its worker dies first ('worker-lost', within the worker's lock period).
+   * its worker dies first ('worker-lost').
    */
   async invokeSync(job: InvocationJob, execBudgetMs: number, want?: PlacementWant): Promise<SyncOutcome> {
     if (this.closed) throw new Error('invocation client is closed');
@@ -308,10 +209,10 @@ export class InvocationClient {
       try {
         const lane = await this.laneFor(name);
         await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
-        this.watched.set(id, { queue: lane.queue, since: Date.now() });
+        this.lost.watch(id, lane.queue);
         const early = await raceTimer(reply, job.deadline - Date.now());
         if (early) return early;
-        const claimed = await this.claim(id, lane.queue);
+        const claimed = await this.lost.claim(id, lane.queue);
         // A job that failed right at the deadline is still removable; its reply wins.
         if (claimed === 'unstarted') return (await raceTimer(reply, 0)) ?? { kind: 'no-capacity' };
         if (claimed === 'lost') return (await raceTimer(reply, 0)) ?? { kind: 'worker-lost' };
@@ -325,7 +226,7 @@ export class InvocationClient {
       }
     } finally {
       this.waiters.delete(id);
-      this.watched.delete(id);
+      this.lost.unwatch(id);
     }
   }
 
@@ -336,7 +237,7 @@ export class InvocationClient {
     // run, and the records will show the outcome.
     for (const id of [...this.waiters.keys()]) this.settle(id, { kind: 'failed', reason: 'gateway is shutting down' });
     if (this.reportTimer) clearInterval(this.reportTimer);
-    clearInterval(this.lostTimer);
+    this.lost.stop();
     const lanes = [this.shared, ...(await Promise.allSettled([...this.lanes.values()])).flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []))];
     for (const lane of lanes) await this.closeLane(lane);
     this.options.addConnection?.disconnect();
