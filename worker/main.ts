@@ -53,7 +53,7 @@ export interface WorkerConfig {
 
 /**
  * A crashed worker's async invocations resume elsewhere within about 15 s; the callers of
- * its sync ones are answered WORKER_LOST within about 11 s (common/invocation-client.ts).
+ * its sync ones are answered WORKER_LOST within about 4 s (common/lost-jobs.ts).
  */
 export const DEFAULT_LOCK_MS = 10_000;
 

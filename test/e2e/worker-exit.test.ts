@@ -4,8 +4,8 @@
  *   at once and served by the other worker, what it runs finishes there, and its queue's
  *   keys are gone;
  * - SIGKILL: the callers of what it was running are answered WORKER_LOST (503,
- *   Retry-After) once its lock lapses, not at their deadline, and those invocations are
- *   not run again; an async one still completes on the next worker.
+ *   Retry-After) once its reports stop, well before their deadline and its 10 s lock, and
+ *   those invocations are not run again; an async one still completes on the next worker.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
