@@ -6,7 +6,7 @@
  * Every LOST_CHECK_MS, one pipeline looks at the jobs of the waiters older than that. A
  * started job (processedOn) is lost when
  *  - its worker (processedBy, worker/main.ts names its consumers) has not changed its
- *    report for SILENT_MS, as this client read the reports (its own clock: no skew), or
+ *    report for SILENT_MS, as this client read the reports (WorkerSilence), or
  *  - its lock (renewed while the worker lives, worker/main.ts DEFAULT_LOCK_MS: 10 s) has
  *    lapsed.
  * A job whose lock lapsed is withdrawn here; one still locked by a silent worker is taken
@@ -32,15 +32,49 @@ export const LOST_CHECK_MS = 1000;
  */
 export const SILENT_MS = 3000;
 
+/**
+ * Reads of an unchanged report that silence takes besides its SILENT_MS: the client reads
+ * every 200 ms, so a client that read this few times in that span was itself stalled (a
+ * process running gateway and worker, `faasbox up`, stalls both), and its last read may
+ * have come before the worker's overdue report.
+ */
+export const SILENT_READS = 5;
+
 /** What withdrawing a job found: nobody had taken it, its worker is gone, or a live worker holds it. */
 export type Claim = 'unstarted' | 'lost' | 'held';
+
+/** Which workers went silent, from the reports as one client reads them (its own clock: no skew). Pure. */
+export class WorkerSilence {
+  /** Worker id -> its report's `at`, when (this client's clock) that value was first read, and reads of it since. */
+  private readonly heard = new Map<string, { at: number; since: number; reads: number }>();
+  private lastReadAt = 0;
+
+  hear(reports: readonly WorkerReport[], now: number): void {
+    const ids = new Set<string>();
+    for (const r of reports) {
+      ids.add(r.id);
+      const h = this.heard.get(r.id);
+      if (h?.at === r.at) h.reads++;
+      else this.heard.set(r.id, { at: r.at, since: now, reads: 0 });
+    }
+    for (const id of this.heard.keys()) if (!ids.has(id)) this.heard.delete(id);
+    this.lastReadAt = now;
+  }
+
+  /**
+   * A worker whose report is gone (it stopped: it finishes what it runs) is not silent, nor
+   * is anyone while this client's own reads lag.
+   */
+  silent(workerId: string | null, now: number): boolean {
+    const h = workerId ? this.heard.get(workerId) : undefined;
+    return h !== undefined && now - this.lastReadAt < LOST_CHECK_MS && this.lastReadAt - h.since >= SILENT_MS && h.reads >= SILENT_READS;
+  }
+}
 
 export class LostJobs {
   /** Sync invocation id -> the queue it was added to and when. */
   private readonly watched = new Map<string, { queue: Queue; since: number }>();
-  /** Worker id -> its report's `at`, and when (this client's clock) that value was first read. */
-  private readonly heard = new Map<string, { at: number; since: number }>();
-  private lastHeardAt = 0;
+  private readonly silence = new WorkerSilence();
   private readonly timer: NodeJS.Timeout;
   private checking = false;
   private stopped = false;
@@ -65,20 +99,7 @@ export class LostJobs {
 
   /** The workers' reports as just read (every 200 ms by the client). */
   hear(reports: readonly WorkerReport[]): void {
-    const now = Date.now();
-    const ids = new Set<string>();
-    for (const r of reports) {
-      ids.add(r.id);
-      if (this.heard.get(r.id)?.at !== r.at) this.heard.set(r.id, { at: r.at, since: now });
-    }
-    for (const id of this.heard.keys()) if (!ids.has(id)) this.heard.delete(id);
-    this.lastHeardAt = now;
-  }
-
-  /** Silent over this client's latest reads, so that a pause of its own event loop is not taken for the worker's silence. */
-  private silent(workerId: string | null): boolean {
-    const heard = workerId ? this.heard.get(workerId) : undefined;
-    return heard !== undefined && Date.now() - this.lastHeardAt < LOST_CHECK_MS && this.lastHeardAt - heard.since >= SILENT_MS;
+    this.silence.hear(reports, Date.now());
   }
 
   private queuesOf(queue: Queue): Queue[] {
@@ -103,7 +124,7 @@ export class LostJobs {
         const [processedOn, finishedOn, processedBy] = (res[2 * i]?.[1] ?? []) as (string | null)[];
         const locked = res[2 * i + 1]?.[1] === 1;
         if (!processedOn || finishedOn || !this.watched.has(id)) continue;
-        if (locked ? this.silent(processedBy ?? null) : (await this.claim(id, queue)) === 'lost') {
+        if (locked ? this.silence.silent(processedBy ?? null, Date.now()) : (await this.claim(id, queue)) === 'lost') {
           this.watched.delete(id);
           this.onLost(id);
         }
