@@ -25,6 +25,8 @@ export const ErrorCode = {
   OOM_KILLED: 'OOM_KILLED',
   RUNTIME_CRASHED: 'RUNTIME_CRASHED',
   NO_CAPACITY: 'NO_CAPACITY',
+  // A version's code could not be unpacked on the worker (the deploy checks packages, so: disk, or a package older than that check).
+  CODE_UNPACK_FAILED: 'CODE_UNPACK_FAILED',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
   INTERNAL: 'INTERNAL',
@@ -102,6 +104,21 @@ export class UnsupportedMediaTypeError extends FaasboxError {
 export class PayloadTooLargeError extends FaasboxError {
   constructor(limitBytes: number) {
     super(ErrorCode.PAYLOAD_TOO_LARGE, `request body exceeds ${limitBytes} bytes`, { details: { limitBytes } });
+  }
+}
+
+/** A package that would unpack past a bound (bytes, members, path length): the bound is named. */
+export class PackageTooLargeError extends FaasboxError {
+  constructor(message: string, bound: string, limit: number) {
+    super(ErrorCode.PAYLOAD_TOO_LARGE, `package: ${message}`, { details: { bound, limit } });
+  }
+}
+
+export class CodeUnpackFailedError extends FaasboxError {
+  constructor(digest: string, reason: string) {
+    super(ErrorCode.CODE_UNPACK_FAILED, `the function's code (${digest.slice(0, 12)}) could not be unpacked on the worker: ${reason}; deploy it again`, {
+      details: { digest },
+    });
   }
 }
 

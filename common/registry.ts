@@ -246,6 +246,11 @@ export class FunctionRegistry {
     return JSON.parse(raw) as FunctionVersion;
   }
 
+  /** Whether any function still uses the code (its blob goes with the last one: delete). */
+  async hasCode(digest: string): Promise<boolean> {
+    return (await this.redis.exists(this.codeKey(digest))) === 1;
+  }
+
   async getCode(digest: string): Promise<Buffer> {
     const code = await this.redis.getBuffer(this.codeKey(digest));
     if (code === null) throw new InternalError(`code blob ${digest} is missing from the registry`);

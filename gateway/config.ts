@@ -1,4 +1,5 @@
 /** Gateway configuration: defaults, and reading it from the environment. */
+import { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from '../common/archive/index.js';
 import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
 
@@ -15,6 +16,8 @@ export interface GatewayConfig {
   maxDeployBytes: number;
   /** Largest code or package after decoding. */
   maxCodeBytes: number;
+  /** What a package may unpack to, checked at deploy; workers unpack with the same bounds (keep them equal). */
+  packageBounds: UnpackBounds;
   /** Largest invoke body (the event). */
   maxInvokeBytes: number;
   /** How long a sync invocation may wait in the queue for a worker before 503 NO_CAPACITY. */
@@ -35,6 +38,7 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
   prefix: 'faasbox',
   maxDeployBytes: 16 * 1024 * 1024,
   maxCodeBytes: LIMITS.defaultCodeBytes,
+  packageBounds: DEFAULT_UNPACK_BOUNDS,
   maxInvokeBytes: 6 * 1024 * 1024,
   syncQueueTimeoutMs: 10_000,
   syncGraceMs: 10_000,

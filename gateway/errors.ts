@@ -27,6 +27,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   TIMEOUT: 504, // the handler ran past timeoutMs and was killed
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
+  CODE_UNPACK_FAILED: 500, // the deploy accepted the package; unpacking it failed on the worker
   UNAVAILABLE: 503,
   INTERNAL: 500,
 };

@@ -9,6 +9,7 @@ import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Engine } from './runtime/engine.js';
 import { CodeStore } from './function/code.js';
+import type { UnpackBounds } from '../common/archive/index.js';
 import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './pool/pool.js';
 import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
@@ -48,6 +49,8 @@ export interface WorkerConfig {
    * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
    */
   lockMs?: number;
+  /** What a package may unpack to: the gateway's packageBounds (default DEFAULT_UNPACK_BOUNDS). */
+  packageBounds?: UnpackBounds;
 }
 
 /** A crashed worker's async invocations resume elsewhere within about 15 s. */
@@ -84,7 +87,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
-  const code = new CodeStore(cfg.stateDir);
+  const code = new CodeStore(cfg.stateDir, cfg.packageBounds);
   const metricsRegistry = cfg.metrics ?? new Registry();
   if (!cfg.metrics) collectDefaultMetrics({ register: metricsRegistry });
   let poolRef: Pool | undefined;
@@ -127,8 +130,13 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // A deleted or replaced function's warm containers go. Versions are immutable, so a
     // replaced function's stay cached; a deleted function's are forgotten, so that jobs
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
-    if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
-    if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version)) void pool.dropFunction(ev.name);
+    // Its code layers go too, after its idle containers, unless another function uses the code.
+    if (ev.type === 'deleted') {
+      const digests = ev.versions.map((v) => versions.get(`${ev.name}@${v}`)?.spec.code.digest);
+      for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
+      void pool.dropFunction(ev.name).then(() => dropLayers(digests));
+    }
+    if (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version) void pool.dropFunction(ev.name);
     // Pre-pull: the new version's spec and code layer are fetched and unpacked now, in the
     // background, so that its first invocation here does not wait for them.
     if (ev.type === 'deployed') {
@@ -147,6 +155,19 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       versions.set(key, v);
     }
     return v;
+  }
+
+  /** Removes the layers of code no function uses any more; an invocation holding one defers it (CodeStore.pin). */
+  async function dropLayers(digests: (string | undefined)[]): Promise<void> {
+    const inUse = new Set([...versions.values()].map((v) => v.spec.code.digest));
+    for (const d of new Set(digests)) {
+      if (!d || inUse.has(d)) continue;
+      try {
+        if (!(await registry.hasCode(d))) await code.discard(d);
+      } catch (err) {
+        console.error(`worker ${id}: removing code layer ${d}: ${(err as Error).message}`);
+      }
+    }
   }
 
   async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
@@ -214,6 +235,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       throw err;
     }
     const fetchMs = performance.now() - initStart;
+    // The code layer stays on disk until this invocation is done, even if its function is deleted meanwhile.
+    using _layer = code.pin(versions.get(t.key)!.spec.code.digest);
     let lease;
     try {
       lease = await pool.acquire(t);

@@ -1,5 +1,6 @@
 /** Management of functions: deploy, list, get, versions, delete. All need the management key. */
 import { Hono } from 'hono';
+import { checkPackage } from '../../common/code-package.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -24,6 +25,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
       const fnName = name(c.req.param('name'));
       const { value } = await readJson(c, { maxBytes: config.maxDeployBytes });
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
+      await checkPackage(spec.code, code, config.packageBounds);
       const put = await registry.put(spec, code);
       return c.json(
         { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion },
