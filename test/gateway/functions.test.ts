@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
 import type { FunctionEvent } from '../../common/registry.js';
+import { tar, zip } from '../support/archives.js';
 import { redisForFile } from '../support/redis.js';
 import { API_KEY, auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
@@ -88,7 +89,7 @@ describe('deploy', () => {
   });
 
   test('accepts tar.gz and zip packages with an entry', async () => {
-    const tgz = gzipSync(Buffer.from('pretend tar'));
+    const tgz = gzipSync(tar([{ name: 'src/main.mjs', data: 'export const run = () => 1;' }]));
     const res = await gw.deploy('pkg', { runtime: 'nodejs20', package: tgz.toString('base64'), entry: 'src/main.mjs', handler: 'run' });
     assert.equal(res.status, 201);
     assert.equal(res.json.spec.code.kind, 'package');
@@ -97,8 +98,7 @@ describe('deploy', () => {
     assert.equal(res.json.spec.handler, 'run');
     assert.deepEqual(await gw.deps.registry.getCode(res.json.spec.code.digest), tgz);
 
-    const zip = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(26)]);
-    const z = await gw.deploy('pkgzip', { runtime: 'python3', package: zip.toString('base64'), entry: 'app.py', handler: 'main' });
+    const z = await gw.deploy('pkgzip', { runtime: 'python3', package: zip([{ name: 'app.py', data: 'def main(e, c): return 1' }]).toString('base64'), entry: 'app.py', handler: 'main' });
     assert.equal(z.status, 201);
     assert.equal(z.json.spec.code.format, 'zip');
   });
