@@ -100,6 +100,9 @@ export class CodeStore {
   }
 
   private async remove(digest: string): Promise<void> {
+    // An unpack in flight (a pre-pull) would otherwise land after the removal and stay.
+    await this.pending.get(digest)?.catch(() => {});
+    if (this.pins.has(digest)) return; // an invocation took it meanwhile: its unpin removes it
     this.doomed.delete(digest);
     this.present.delete(digest);
     const dir = this.dirFor(digest);
