@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { sniffFormat } from './archive/index.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
 
@@ -178,9 +179,8 @@ export function sha256Hex(data: Buffer | string): string {
 }
 
 function packageFormat(bytes: Buffer): PackageFormat | undefined {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tar.gz';
-  if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x504b0304) return 'zip';
-  return undefined;
+  const format = sniffFormat(bytes);
+  return format === 'tar.gz' || format === 'zip' ? format : undefined;
 }
 
 export interface ParseDeployOptions {

@@ -117,6 +117,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const registry = new FunctionRegistry(redis, cfg.prefix);
   const invocations = new InvocationStore(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
+  // Layers of code deleted while no worker of this state dir listened go at start.
+  code.sweep((d) => registry.hasCode(d)).catch((err: Error) => console.error(`worker ${id}: sweeping code layers: ${err.message}`));
 
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   await sub.subscribe(registry.eventsChannel);

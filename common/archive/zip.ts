@@ -101,27 +101,26 @@ function memberData(buf: Buffer, e: CentralEntry): Buffer {
   return buf.subarray(start, start + e.csize);
 }
 
+async function* stored(data: Buffer): AsyncIterable<Buffer> {
+  for (let i = 0; i < data.length; i += CHUNK) yield data.subarray(i, i + CHUNK);
+}
+
 async function* content(data: Buffer, e: CentralEntry): AsyncIterable<Buffer> {
   let got = 0;
   let crc = 0;
-  const source: AsyncIterable<Buffer> =
-    e.method === 0
-      ? (function* () {
-          for (let i = 0; i < data.length; i += CHUNK) yield data.subarray(i, i + CHUNK);
-        })() as unknown as AsyncIterable<Buffer>
-      : Readable.from([data]).pipe(createInflateRaw({ chunkSize: CHUNK }));
+  const inflate = e.method === 8 ? Readable.from([data]).pipe(createInflateRaw({ chunkSize: CHUNK })) : undefined;
   try {
-    for await (const chunk of source) {
-      got += chunk.length;
+    for await (const chunk of inflate ?? stored(data)) {
+      got += (chunk as Buffer).length;
       if (got > e.usize) throw new ArchiveError(`inflates past the ${e.usize} bytes its directory entry declares`, e.name);
-      crc = crc32(chunk, crc);
-      yield chunk;
+      crc = crc32(chunk as Buffer, crc);
+      yield chunk as Buffer;
     }
   } catch (err) {
     if (err instanceof ArchiveError) throw err;
     throw new ArchiveError(`corrupt compressed data (${(err as Error).message})`, e.name);
   } finally {
-    if (!(source as Readable).destroyed && typeof (source as Readable).destroy === 'function') (source as Readable).destroy();
+    inflate?.destroy();
   }
   if (got !== e.usize) throw new ArchiveError(`holds ${got} bytes, not the ${e.usize} its directory entry declares`, e.name);
   if (crc >>> 0 !== e.crc) throw new ArchiveError('CRC mismatch: the member is corrupt', e.name);

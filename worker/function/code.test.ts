@@ -1,6 +1,6 @@
 /** The code store on a real directory: unpacking with the shared unpacker, failures that leave nothing, layers removed when discarded and unpinned. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -57,4 +57,19 @@ test('a discarded layer goes at once when unused, or at the last unpin', async (
   assert.ok(existsSync(path.join(dir, 'index.mjs')));
   await store.discard(digest);
   assert.ok(!existsSync(dir));
+});
+
+test('sweep removes layers whose code is gone, and removals a crash cut short', async () => {
+  const state = path.join(work, 'd');
+  const store = new CodeStore(state);
+  const kept = Buffer.from('kept');
+  const gone = Buffer.from('gone');
+  const keptDir = await store.materialize({ digest: sha256(kept), format: 'file', bytes: kept });
+  const goneDir = await store.materialize({ digest: sha256(gone), format: 'file', bytes: gone });
+  mkdirSync(path.join(state, 'layers', 'code', '.gone-cut-short', 'x'), { recursive: true });
+  const removed = await store.sweep(async (d) => d === sha256(kept));
+  assert.deepEqual(removed, [sha256(gone)]);
+  assert.ok(existsSync(keptDir));
+  assert.ok(!existsSync(goneDir));
+  assert.deepEqual(layers(state), [sha256(kept)]);
 });

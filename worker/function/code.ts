@@ -10,7 +10,7 @@
  * invocation on this worker holds it (pin/unpin around each invocation).
  */
 import { randomBytes, createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { ArchiveError, DEFAULT_UNPACK_BOUNDS, pathParts, TreeWriter, unpackArchive, type UnpackBounds } from '../../common/archive/index.js';
@@ -97,6 +97,23 @@ export class CodeStore {
   discard(digest: string): Promise<void> {
     this.doomed.add(digest);
     return this.pins.has(digest) ? Promise.resolve() : this.remove(digest);
+  }
+
+  /**
+   * Layers whose code no function uses any more (`inUse` false), left by an earlier life of
+   * a worker on this state dir that missed the delete, and removals a crash cut short.
+   */
+  async sweep(inUse: (digest: string) => Promise<boolean>): Promise<string[]> {
+    const removed: string[] = [];
+    for (const name of readdirSync(this.root)) {
+      if (name.startsWith('.gone-')) {
+        await rm(path.join(this.root, name), { recursive: true, force: true });
+      } else if (/^[a-f0-9]{16,128}$/.test(name) && !this.pins.has(name) && !this.pending.has(name) && !(await inUse(name))) {
+        await this.remove(name);
+        removed.push(name);
+      }
+    }
+    return removed;
   }
 
   private async remove(digest: string): Promise<void> {
