@@ -94,6 +94,10 @@ describe('tar reader', () => {
     ]);
     assert.match((await refusal('tar', through)).message, /member "link\/x": its path goes through the symlink "link"/);
     assert.match((await refusal('tar', tar([{ name: 'f', data: '1' }, { name: 'f/x', data: '2' }]))).message, /goes through the file "f"/);
+    // Each link alone stays inside; through the first, the second would climb out.
+    const chain = tar([{ name: 'x/', type: '5' }, { name: 'x/y', type: '2', linkname: '..' }, { name: 'z', type: '2', linkname: 'x/y/..' }]);
+    assert.match((await refusal('tar', chain)).message, /member "z": symlink to "x\/y\/\.\.": "\.\." may only lead the target/);
+    await walkArchive('tar', tar([{ name: 'node_modules/.bin/tsc', type: '2', linkname: '../typescript/bin/tsc' }]), DEFAULT_UNPACK_BOUNDS);
     assert.match((await refusal('tar', tar([{ name: 'f', data: '1' }, { name: './f', data: '2' }]))).message, /member "\.\/f": appears twice/);
   });
 

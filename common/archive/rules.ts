@@ -170,10 +170,19 @@ function checkSymlinkTarget(target: string, linkParts: string[], bounds: UnpackB
   if (target.includes('\0')) throw new ArchiveError('symlink target contains a NUL byte', member);
   if (Buffer.byteLength(target) > bounds.maxPathBytes) throw new ArchiveBoundError('maxPathBytes', bounds.maxPathBytes, 'symlink target too long', member);
   if (target.startsWith('/')) throw new ArchiveError(`symlink to the absolute path ${JSON.stringify(target)}: links must stay inside the package`, member);
+  // ".." only before the first name: those climb the link's own parents, which are real
+  // directories (no member goes through a symlink). A ".." after a name could climb out of
+  // another symlink instead (z -> x/y/.. with x/y -> ..), which a lexical count misses.
   let depth = linkParts.length - 1;
+  let named = false;
   for (const p of target.split('/')) {
     if (p === '' || p === '.') continue;
-    depth += p === '..' ? -1 : 1;
-    if (depth < 0) throw new ArchiveError(`symlink to ${JSON.stringify(target)} points outside the package`, member);
+    if (p !== '..') {
+      named = true;
+      depth++;
+      continue;
+    }
+    if (named) throw new ArchiveError(`symlink to ${JSON.stringify(target)}: ".." may only lead the target (a name before it could be another symlink)`, member);
+    if (--depth < 0) throw new ArchiveError(`symlink to ${JSON.stringify(target)} points outside the package`, member);
   }
 }
