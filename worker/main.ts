@@ -268,6 +268,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       },
     });
     await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    // Deleted while it ran: the delete dropped only idle containers, this one goes now (and its layer with the pin).
+    if (!versions.has(t.key)) void pool.dropFunction(t.name);
     const initMs = fetchMs + lease.initMs + outcome.loadMs;
     // The function's own code failed to load: its error, reported as the function's.
     const error = outcome.error && { ...outcome.error, code: outcome.error.code === 'LOAD_FAILED' ? ('FUNCTION_ERROR' as const) : outcome.error.code };

@@ -111,7 +111,25 @@ test("a deleted function's unpacked code is removed from the worker's disk, unle
 
   assert.equal((await s.del('/v1/functions/layer-b')).status, 200);
   await eventually(() => !existsSync(dir), 10_000, 'the layer of the deleted functions to go');
-  assert.deepEqual(readdirSync(layers).filter((n) => n.startsWith('.')), [], 'no temporary or half-removed dirs left');
+  // Renamed away at once, then removed: nothing of it stays.
+  await eventually(() => readdirSync(layers).filter((n) => n.startsWith('.')).length === 0, 10_000, 'no temporary or half-removed dirs left');
+});
+
+test('a function deleted while it runs: its invocation finishes, then its container and its layer go', async () => {
+  const pkg = b64(zip([{ name: 'index.mjs', data: 'export default async () => { await new Promise((r) => setTimeout(r, 1500)); return "finished"; }' }]));
+  const d = await s.deploy('busy', { runtime: 'nodejs20', package: pkg, entry: 'index.mjs' });
+  assert.equal(d.status, 201, d.text);
+  const dir = path.join(layers, d.json.spec.code.digest);
+  const running = s.invoke('busy');
+  await eventually(() => s.worker.pool.slots().some((x) => x.fn?.startsWith('busy@') && x.state !== 'idle'), 10_000, 'the invocation to start');
+  assert.equal((await s.del('/v1/functions/busy')).status, 200);
+  await sleep(300);
+  assert.ok(existsSync(path.join(dir, 'index.mjs')), 'the running invocation keeps its code');
+  const r = await running;
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json, 'finished');
+  await eventually(() => !existsSync(dir), 10_000, 'the layer to go after the invocation');
+  await eventually(() => !s.worker.pool.slots().some((x) => x.fn?.startsWith('busy@')), 10_000, 'the container of the deleted function to go');
 });
 
 test('code that cannot be unpacked on the worker answers CODE_UNPACK_FAILED, without host paths or commands', async () => {
