@@ -129,8 +129,9 @@ export async function* readTar(source: AsyncIterable<Buffer>, bounds: UnpackBoun
       if (type === undefined) throw new ArchiveError(`unsupported tar member type '${flag === '\0' ? '\\0' : flag}' (supported: files, directories, symlinks, hard links)`, path);
       if (type === 'file' && path.endsWith('/')) type = 'dir'; // pre-POSIX tars mark directories by the slash
       const mode = numeric(h.subarray(100, 108), 'mode', at) & 0o7777;
-      // Only regular files have content; a size on anything else is skipped as data.
-      const dataBytes = type === 'file' ? realSize : type === 'hardlink' || type === 'symlink' || type === 'dir' ? 0 : realSize;
+      // Links and directories carry no data whatever their size field says (POSIX); any
+      // other member's size is data, skipped when the rules refuse it.
+      const dataBytes = type === 'dir' || type === 'symlink' || type === 'hardlink' ? 0 : realSize;
       let left = dataBytes;
       const body =
         type === 'file'

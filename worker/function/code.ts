@@ -7,7 +7,8 @@
  * Unpacking is faasbox's own (common/archive), with the bounds and rules the gateway
  * checked the package with at deploy; nothing is shelled out. A layer is removed when its
  * code is gone from the registry (the last function using it was deleted) and no
- * invocation on this worker holds it (pin/unpin around each invocation).
+ * invocation on this worker holds it (pin/unpin around each invocation); a worker that
+ * missed the delete sweeps such layers at its start.
  */
 import { randomBytes, createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
