@@ -119,6 +119,18 @@ describe('tar reader', () => {
     const longPath = Buffer.concat([tarHeader({ name: './././@LongLink', type: 'L', size: 5001 }), Buffer.from('a/'.repeat(2500) + 'b'), Buffer.alloc(512 - (5001 % 512)), tar([{ name: 'x', data: '' }])]);
     assert.equal(((await refusal('tar', longPath)) as ArchiveBoundError).bound, 'maxPathBytes');
     assert.equal(((await refusal('tar', tar([{ name: 'n'.repeat(99), data: '' }]), { ...DEFAULT_UNPACK_BOUNDS, maxNameBytes: 50 })) as ArchiveBoundError).bound, 'maxNameBytes');
+    // A 60 KB absolute pax path: refused by the bound, and the message shows only its start.
+    const record = (k: string, v: string) => {
+      const body = ` ${k}=${v}\n`;
+      let len = body.length + 1;
+      while (`${len}${body}`.length !== len) len++;
+      return `${len}${body}`;
+    };
+    const paxData = record('path', '/' + 'p'.repeat(60_000));
+    const pax = Buffer.concat([tarHeader({ name: 'PaxHeader', type: 'x', data: paxData }), Buffer.from(paxData), Buffer.alloc((512 - (Buffer.byteLength(paxData) % 512)) % 512), tar([{ name: 'short', data: '' }])]);
+    const big = await refusal('tar', pax);
+    assert.equal((big as ArchiveBoundError).bound, 'maxPathBytes');
+    assert.ok(big.message.length < 400, `${big.message.length} chars`);
   });
 
   test('a tar of 100k empty files is refused by the entry bound at the 10,001st member', async () => {

@@ -9,7 +9,9 @@ export class ArchiveError extends Error {
   readonly member: string | undefined;
 
   constructor(message: string, member?: string) {
-    super(member === undefined ? message : `member ${JSON.stringify(member)}: ${message}`);
+    // A hostile name can be 64 KiB (a pax header): the message shows its start only.
+    const shown = member !== undefined && member.length > 256 ? `${member.slice(0, 256)}...` : member;
+    super(shown === undefined ? message : `member ${JSON.stringify(shown)}: ${message}`);
     this.name = new.target.name;
     this.member = member;
   }

@@ -40,13 +40,13 @@ export interface CheckedEntry {
  * forgiven (tar -C dir . writes "./x"); absolute paths, ".." and NUL bytes are refused.
  */
 export function pathParts(raw: string, bounds: Pick<UnpackBounds, 'maxPathBytes' | 'maxNameBytes'>, member = raw): string[] {
+  if (Buffer.byteLength(raw) > bounds.maxPathBytes) throw new ArchiveBoundError('maxPathBytes', bounds.maxPathBytes, 'path too long', member);
   if (raw.includes('\0')) throw new ArchiveError('path contains a NUL byte', member);
   if (raw.startsWith('/')) throw new ArchiveError('absolute path: members must be relative to the package root', member);
-  if (Buffer.byteLength(raw) > bounds.maxPathBytes) throw new ArchiveBoundError('maxPathBytes', bounds.maxPathBytes, 'path too long', member.slice(0, 200));
   const parts = raw.split('/').filter((p) => p !== '' && p !== '.');
   for (const p of parts) {
     if (p === '..') throw new ArchiveError('path traversal: ".." is not allowed in member paths', member);
-    if (Buffer.byteLength(p) > bounds.maxNameBytes) throw new ArchiveBoundError('maxNameBytes', bounds.maxNameBytes, 'path component too long', member.slice(0, 200));
+    if (Buffer.byteLength(p) > bounds.maxNameBytes) throw new ArchiveBoundError('maxNameBytes', bounds.maxNameBytes, 'path component too long', member);
   }
   return parts;
 }

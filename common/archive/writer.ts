@@ -98,7 +98,7 @@ export class TreeWriter {
           try {
             for await (const chunk of e.body()) {
               try {
-                await fh.write(chunk);
+                for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off)).bytesWritten;
               } catch (err) {
                 throw failed(e.path, 'cannot write the file', err);
               }
