@@ -101,13 +101,14 @@ export async function up(argv: string[]): Promise<number> {
     const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
-    const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redisUrl, stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
+    // The socket's path, never the password that the URL carries.
+    const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redis ? redis.socket : '(FAASBOX_REDIS_URL)', stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
     if (values.json) console.log(JSON.stringify(info));
     else {
       console.log(`faasbox is up
   gateway   ${info.gateway}
   metrics   ${info.metrics}
-  redis     ${info.redis}${redis ? ` (pid ${redis.pid}, data in ${redis.dir})` : ''}
+  redis     ${info.redis}${redis ? ` (pid ${redis.pid}, data in ${redis.dir}, password in ${redis.passwordFile})` : ''}
   worker    ${info.worker} (memory budget ${cfg.workerMemoryMb} MB, pools ${cfg.pools ? 'on' : 'off'})
   state     ${info.stateDir}
   api key   ${generated ? apiKey : info.apiKey}
