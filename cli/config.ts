@@ -14,6 +14,8 @@ export interface FaasboxConfig {
   port: number;
   host: string;
   apiKey?: string;
+  /** Key sealing function env values (FAASBOX_SECRET_KEY: 64 hex digits or base64 of 32 bytes); see cli/secret-key.ts. */
+  secretKey?: string;
   /** An existing Redis (FAASBOX_REDIS_URL); when unset, `faasbox up` starts its own. */
   redisUrl?: string;
   prefix: string;
@@ -94,7 +96,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`config file ${f} must hold a JSON object`);
     for (const [k, v] of Object.entries(parsed)) {
-      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
+      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'secretKey' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
       if (k in DEFAULTS && typeof v !== typeof DEFAULTS[k as keyof FaasboxConfig]) throw new CliError(`config file ${f}: "${k}" must be a ${typeof DEFAULTS[k as keyof FaasboxConfig]}`);
       (cfg as unknown as Record<string, unknown>)[k] = v;
     }
@@ -103,6 +105,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_PORT) cfg.port = parseNumber('FAASBOX_PORT', env.FAASBOX_PORT);
   if (env.FAASBOX_HOST) cfg.host = env.FAASBOX_HOST;
   if (env.FAASBOX_API_KEY) cfg.apiKey = env.FAASBOX_API_KEY;
+  if (env.FAASBOX_SECRET_KEY) cfg.secretKey = env.FAASBOX_SECRET_KEY;
   if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);

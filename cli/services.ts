@@ -8,6 +8,7 @@ import path from 'node:path';
 import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
 import { scrape } from '../common/metrics.js';
+import { loadSecretBox } from './secret-key.js';
 
 const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
 
@@ -18,6 +19,9 @@ gateway, a worker and the scheduler. Prints where to reach them; Ctrl-C stops ev
 Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_PORT               gateway port (default 8080)
   FAASBOX_API_KEY            management API key (default: generated once, stored in the state dir)
+  FAASBOX_SECRET_KEY         key sealing function env values in Redis (AES-256-GCM): 64 hex
+                             digits or base64 of 32 bytes (default: generated once into the
+                             state dir's secret-key, 0600); every service needs the same
   FAASBOX_STATE_DIR          state directory (default /var/lib/faasbox)
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
@@ -37,7 +41,9 @@ fresh decision from a scheduler):
 const SERVICE_HELP = `Usage: faasbox gateway|worker|scheduler [--config FILE]
 
 Runs one service in the foreground. Needs FAASBOX_REDIS_URL (or redisUrl in the file);
-the gateway needs FAASBOX_API_KEY. See faasbox up --help for the settings.`;
+the gateway needs FAASBOX_API_KEY. The gateway and the worker take FAASBOX_SECRET_KEY (or
+the state dir's secret-key file); without one, functions with env values are refused.
+See faasbox up --help for the settings.`;
 
 function log(line: string): void {
   process.stderr.write(`faasbox: ${line}\n`);
@@ -86,19 +92,21 @@ export async function up(argv: string[]): Promise<number> {
       mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(path.join(cfg.stateDir, 'api-key'), `${apiKey}\n`, { mode: 0o600 });
     }
+    // One key for all three services, created on the first start.
+    const secrets = loadSecretBox(cfg, { create: true });
     const { startWorker } = await import('../worker/main.js');
     const { Registry, collectDefaultMetrics } = await import('prom-client');
     // One process, one /metrics: the gateway serves the worker's metrics too.
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), metrics });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), metrics, secrets });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
-    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
+    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics, secrets });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
     // The socket's path, never the password that the URL carries.
@@ -146,12 +154,12 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     const apiKey = apiKeyFor(cfg);
     if (!apiKey) throw new Error('gateway: set FAASBOX_API_KEY');
     const { startGateway } = await import('../gateway/main.js');
-    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host });
+    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { secrets: loadSecretBox(cfg, { create: false }) });
     log(`gateway listening on ${g.url}`);
     close = g.close;
   } else {
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg) });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
     const { createServer } = await import('node:http');
     // The worker has no API; it serves only its metrics, for Prometheus to scrape.
     const srv = createServer((req, res) => {

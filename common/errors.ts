@@ -27,6 +27,8 @@ export const ErrorCode = {
   NO_CAPACITY: 'NO_CAPACITY',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
+  // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
+  SECRET_KEY_INVALID: 'SECRET_KEY_INVALID',
   INTERNAL: 'INTERNAL',
 } as const;
 
@@ -189,6 +191,12 @@ export class NoCapacityError extends FaasboxError {
 export class UnavailableError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.UNAVAILABLE, message, { cause });
+  }
+}
+
+export class SecretKeyError extends FaasboxError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.SECRET_KEY_INVALID, message, { cause });
   }
 }
 

@@ -14,15 +14,23 @@
  *   {p}:code:{digest}             STRING  code bytes
  *   {p}:coderefs:{digest}         SET     names of functions whose versions use the blob
  *
+ * Env values never reach Redis in clear: both stored copies of a spec (the fn hash's and the
+ * version record's) hold `envSealed` (common/secrets.ts) instead of `env`, sealed and opened
+ * here and nowhere else, so every service that reads specs needs the same key.
+ *
  * Deploys and deletes are single Lua scripts: atomic against each other, so a delete of one
  * function cannot free a blob that a concurrent deploy of another is starting to use. The
  * delete script derives keys from the prefix, so the registry needs a single Redis node
  * (not Cluster), which is also what BullMQ's own multi-key scripts prefer.
  */
 import type { Redis } from 'ioredis';
-import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
+import { FunctionNotFoundError, InternalError, SecretKeyError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
 import { RedisScript } from './redis-script.js';
+import type { SecretBox } from './secrets.js';
+
+/** A spec as Redis holds it: a non-empty env only sealed. */
+type StoredSpec = Omit<FunctionSpec, 'env'> & { env?: Record<string, string>; envSealed?: string };
 
 /** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
 export const FUNCTION_EVENTS_CHANNEL = 'function-events';
@@ -120,7 +128,36 @@ export class FunctionRegistry {
   constructor(
     private readonly redis: Redis,
     readonly prefix: string,
+    /** Seals env values; without it, only functions without env can be deployed or read. */
+    private readonly secrets?: SecretBox,
   ) {}
+
+  private box(name: string): SecretBox {
+    if (!this.secrets) throw new SecretKeyError(`function ${JSON.stringify(name)} has env values, which are stored encrypted, and this service has no secret key: set FAASBOX_SECRET_KEY (the same for every service)`);
+    return this.secrets;
+  }
+
+  private seal(spec: FunctionSpec): StoredSpec {
+    const { env, ...rest } = spec;
+    if (Object.keys(env).length === 0) return spec;
+    return { ...rest, envSealed: this.box(spec.name).seal(JSON.stringify(env), spec.name) };
+  }
+
+  private open(stored: StoredSpec): FunctionSpec {
+    const { envSealed, env, ...rest } = stored;
+    if (envSealed === undefined) return { ...rest, env: env ?? {} };
+    return { ...rest, env: JSON.parse(this.box(stored.name).open(envSealed, stored.name)) as Record<string, string> };
+  }
+
+  private toRecord(name: string, h: Record<string, string>): FunctionRecord {
+    return {
+      name,
+      version: h.version as string,
+      spec: this.open(JSON.parse(h.spec as string) as StoredSpec),
+      createdAt: h.createdAt as string,
+      updatedAt: h.updatedAt as string,
+    };
+  }
 
   get eventsChannel(): string {
     return functionEventsChannel(this.prefix);
@@ -147,7 +184,8 @@ export class FunctionRegistry {
     this.invalidate(spec.name);
     const version = versionOf(spec);
     const now = new Date();
-    const record: FunctionVersion = { name: spec.name, version, spec, createdAt: now.toISOString() };
+    const sealed = this.seal(spec);
+    const record = { name: spec.name, version, spec: sealed, createdAt: now.toISOString() };
     const reply = (await putScript.run(
       this.redis,
       [
@@ -158,7 +196,7 @@ export class FunctionRegistry {
         `${this.prefix}:coderefs:${spec.code.digest}`,
         this.functionsKey,
       ],
-      [spec.name, version, JSON.stringify(record), JSON.stringify(spec), now.getTime(), code, this.eventsChannel, now.toISOString()],
+      [spec.name, version, JSON.stringify(record), JSON.stringify(sealed), now.getTime(), code, this.eventsChannel, now.toISOString()],
     )) as [number, string | null, string, string];
     const [createdVersion, previous, createdAt, updatedAt] = reply;
     const fn: FunctionRecord = { name: spec.name, version, spec, createdAt, updatedAt };
@@ -201,7 +239,7 @@ export class FunctionRegistry {
       if (hit && Date.now() - hit.at < this.cacheTtlMs) return hit.record;
     }
     const h = await this.redis.hgetall(this.fnKey(name));
-    const record = h.version ? toRecord(name, h) : undefined;
+    const record = h.version ? this.toRecord(name, h) : undefined;
     if (this.cacheTtlMs > 0) this.cache.set(name, { record, at: Date.now() });
     return record;
   }
@@ -223,7 +261,7 @@ export class FunctionRegistry {
       const [err, h] = replies[i] ?? [];
       if (err) throw err;
       // A delete may land between SMEMBERS and HGETALL; such a name is simply gone.
-      if (h && (h as Record<string, string>).version) out.push(toRecord(name, h as Record<string, string>));
+      if (h && (h as Record<string, string>).version) out.push(this.toRecord(name, h as Record<string, string>));
     });
     return out;
   }
@@ -243,7 +281,8 @@ export class FunctionRegistry {
   async getVersion(name: string, version: string): Promise<FunctionVersion> {
     const raw = await this.redis.get(this.versionKey(name, version));
     if (raw === null) throw new VersionNotFoundError(name, version);
-    return JSON.parse(raw) as FunctionVersion;
+    const stored = JSON.parse(raw) as Omit<FunctionVersion, 'spec'> & { spec: StoredSpec };
+    return { ...stored, spec: this.open(stored.spec) };
   }
 
   async getCode(digest: string): Promise<Buffer> {
@@ -263,14 +302,4 @@ export class FunctionRegistry {
     if (reply === null) throw new FunctionNotFoundError(name);
     return { versions: reply as string[] };
   }
-}
-
-function toRecord(name: string, h: Record<string, string>): FunctionRecord {
-  return {
-    name,
-    version: h.version as string,
-    spec: JSON.parse(h.spec as string) as FunctionSpec,
-    createdAt: h.createdAt as string,
-    updatedAt: h.updatedAt as string,
-  };
 }

@@ -28,6 +28,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
   UNAVAILABLE: 503,
+  SECRET_KEY_INVALID: 500, // the operator's to fix: the services do not share the key the env was sealed with
   INTERNAL: 500,
 };
 

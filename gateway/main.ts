@@ -10,6 +10,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
 import { FunctionRegistry } from '../common/registry.js';
+import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayConfig } from './config.js';
 
@@ -22,6 +23,8 @@ export interface RunningGateway {
 export interface StartGatewayOptions {
   /** A registry shared with other components in the same process; default: a new one. */
   metrics?: Registry;
+  /** Seals and opens functions' env values (common/secrets.ts); without it, deploys with env are refused. */
+  secrets?: SecretBox;
 }
 
 export async function startGateway(
@@ -46,7 +49,7 @@ export async function startGateway(
       metrics = new Registry();
       collectDefaultMetrics({ register: metrics });
     }
-    const registry = new FunctionRegistry(redis, config.prefix);
+    const registry = new FunctionRegistry(redis, config.prefix, options.secrets);
     registry.cacheFinds(config.functionCacheMs);
     if (config.functionCacheMs > 0) {
       // Deploys and deletes through other gateways invalidate this one's cache.

@@ -26,6 +26,7 @@ import { WorkerMetrics } from './metrics.js';
 import { afterReply } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
+import type { SecretBox } from '../common/secrets.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -42,6 +43,8 @@ export interface WorkerConfig {
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
+  /** Opens functions' sealed env values (common/secrets.ts); the gateway's key. */
+  secrets?: SecretBox;
   /**
    * How long a job stays locked to this worker without a renewal (renewed every half of
    * it while the job runs). When the worker dies, another one takes the job back after
@@ -111,7 +114,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-  const registry = new FunctionRegistry(redis, cfg.prefix);
+  const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const invocations = new InvocationStore(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
 

@@ -1,11 +1,20 @@
 /** Management of functions: deploy, list, get, versions, delete. All need the management key. */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
+import { ValidationError } from '../../common/errors.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
 import type { GatewayDeps } from '../deps.js';
-import { functionView, versionView } from '../views.js';
+import { functionView, versionView, type ViewOptions } from '../views.js';
+
+/** `?reveal=env` shows env values; anything else in `reveal` is refused, not ignored. */
+function viewOptions(c: Context): ViewOptions {
+  const reveal = c.req.query('reveal');
+  if (reveal === undefined) return {};
+  if (reveal === 'env') return { revealEnv: true };
+  throw new ValidationError(`invalid query: reveal must be "env", got ${JSON.stringify(reveal)}`, [{ path: 'reveal', message: 'must be "env"' }]);
+}
 
 export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   const app = new Hono();
@@ -14,7 +23,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
 
   app.get('/', keys.middleware(), async (c) => {
     const functions = await registry.list();
-    return c.json({ functions: functions.map(functionView) });
+    return c.json({ functions: functions.map((fn) => functionView(fn)) });
   });
 
   app.put(
@@ -33,7 +42,8 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   );
 
   app.get('/:name', keys.middleware(), async (c) => {
-    return c.json(functionView(await registry.get(name(c.req.param('name')))));
+    const opts = viewOptions(c);
+    return c.json(functionView(await registry.get(name(c.req.param('name'))), opts));
   });
 
   app.get('/:name/versions', keys.middleware(), async (c) => {
@@ -42,7 +52,8 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   });
 
   app.get('/:name/versions/:version', keys.middleware(), async (c) => {
-    return c.json(versionView(await registry.getVersion(name(c.req.param('name')), c.req.param('version'))));
+    const opts = viewOptions(c);
+    return c.json(versionView(await registry.getVersion(name(c.req.param('name')), c.req.param('version')), opts));
   });
 
   app.delete('/:name', keys.middleware(), async (c) => {

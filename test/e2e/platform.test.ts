@@ -8,7 +8,10 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { dumpRedis } from '../support/redis-dump.js';
 
 let s: TestStack;
 before(async () => {
@@ -109,6 +112,30 @@ export default async () => ({ greeting: process.env.GREETING, leaked: Object.key
   assert.equal(r.json.pid1, 'faasbox-init');
   const slot = s.worker.pool.slots().find((x) => x.fn?.startsWith('envy@'));
   assert.equal(slot?.memoryMb, 96, 'the container was sized for the function');
+});
+
+test('an env secret reaches the function, and no key or value in Redis holds it in clear', async () => {
+  const secret = 'e2e-s3cret-never-in-redis-4242';
+  const d = await s.deploy('sealed-env', {
+    runtime: 'nodejs20',
+    env: { API_TOKEN: secret },
+    // The answer (stored in the record) is the value's digest, not the value.
+    code: `import { createHash } from 'node:crypto';
+export default async () => createHash('sha256').update(process.env.API_TOKEN ?? '').digest('hex')`,
+  });
+  assert.equal(d.status, 201, d.text);
+  assert.ok(!d.text.includes(secret), 'the deploy answer shows the value');
+  const r = await s.invoke('sealed-env');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json, createHash('sha256').update(secret).digest('hex'));
+  const redis = new Redis(s.redis.url);
+  try {
+    const everything = await dumpRedis(redis);
+    assert.ok(everything.length > 0);
+    assert.deepEqual(everything.filter((line) => line.includes(secret) || line.includes(Buffer.from(secret).toString('base64'))), []);
+  } finally {
+    redis.disconnect();
+  }
 });
 
 test('a function error is a 502 FUNCTION_ERROR with the stack; the container keeps serving', async () => {
