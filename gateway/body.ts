@@ -1,6 +1,7 @@
 /** Reading JSON request bodies with the right 4xx for each way they can be wrong. */
 import type { Context } from 'hono';
-import { InvalidJsonError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../common/errors.js';
+import { InvalidJsonError, PayloadTooLargeError, UnsupportedMediaTypeError, ValidationError } from '../common/errors.js';
+import { nestsDeeperThan } from './json-depth.js';
 
 export function isJsonContentType(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
@@ -40,6 +41,8 @@ export async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
 
 export interface ReadJsonOptions {
   maxBytes: number;
+  /** Deepest nesting of arrays and objects accepted (json-depth.ts). */
+  maxDepth: number;
   allowEmpty?: boolean;
   emptyValue?: unknown;
 }
@@ -53,6 +56,10 @@ export async function readJson(c: Context, options: ReadJsonOptions): Promise<Js
   const raw = await readBody(c, options.maxBytes);
   if (raw.length === 0 && options.allowEmpty) return { value: options.emptyValue ?? null, raw };
   if (contentType !== undefined && !isJsonContentType(contentType)) throw new UnsupportedMediaTypeError(contentType);
+  if (nestsDeeperThan(raw, options.maxDepth)) {
+    const message = `nests arrays and objects more than ${options.maxDepth} levels deep, the limit`;
+    throw new ValidationError(`request body ${message}`, [{ path: '', message }]);
+  }
   try {
     return { value: JSON.parse(raw.toString('utf8')) as unknown, raw };
   } catch (err) {

@@ -31,7 +31,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
     keys.middleware(),
     async (c) => {
       const fnName = name(c.req.param('name'));
-      const { value } = await readJson(c, { maxBytes: config.maxDeployBytes });
+      const { value } = await readJson(c, { maxBytes: config.maxDeployBytes, maxDepth: config.maxJsonDepth });
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
       const put = await registry.put(spec, code);
       return c.json(
