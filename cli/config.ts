@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { CliError, parseNumber } from '../worker/cli/args.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
+import { DEFAULT_CONFIG } from '../gateway/config.js';
 
 export interface FaasboxConfig {
   stateDir: string;
@@ -23,6 +24,11 @@ export interface FaasboxConfig {
   workerMemoryMb: number;
   /** Warm pools (FAASBOX_POOLS=0 disables them: every invocation is cold). */
   pools: boolean;
+  /** Gateway: time for a request's headers, and for the whole request (FAASBOX_HEADERS_TIMEOUT_MS, FAASBOX_REQUEST_TIMEOUT_MS); past either, 408. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Gateway: deepest nesting of a JSON body (FAASBOX_MAX_JSON_DEPTH); deeper is 400. */
+  maxJsonDepth: number;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
   /**
@@ -46,6 +52,9 @@ const DEFAULTS: FaasboxConfig = {
   workerMemoryMb: 4096,
   pools: true,
   workerMetricsPort: 9464,
+  headersTimeoutMs: DEFAULT_CONFIG.headersTimeoutMs,
+  requestTimeoutMs: DEFAULT_CONFIG.requestTimeoutMs,
+  maxJsonDepth: DEFAULT_CONFIG.maxJsonDepth,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -54,6 +63,13 @@ const DEFAULTS: FaasboxConfig = {
   poolMinStems: DEFAULT_SIZING.minStems,
   poolMaxStems: DEFAULT_SIZING.maxStems,
 };
+
+/** Environment variable -> gateway setting. */
+const GATEWAY_ENV = {
+  FAASBOX_HEADERS_TIMEOUT_MS: 'headersTimeoutMs',
+  FAASBOX_REQUEST_TIMEOUT_MS: 'requestTimeoutMs',
+  FAASBOX_MAX_JSON_DEPTH: 'maxJsonDepth',
+} as const;
 
 /** Environment variable -> sizing setting. */
 const POOL_ENV = {
@@ -110,6 +126,10 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
   if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = parseNumber('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
+  for (const [name, key] of Object.entries(GATEWAY_ENV)) {
+    const v = env[name];
+    if (v) cfg[key] = parseNumber(name, v, 'positive');
+  }
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

@@ -26,6 +26,9 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+  FAASBOX_HEADERS_TIMEOUT_MS time for a request's headers (default 10000), then 408
+  FAASBOX_REQUEST_TIMEOUT_MS time for a whole request, body included (default 60000), then 408
+  FAASBOX_MAX_JSON_DEPTH     deepest nesting of a JSON body (default 64), deeper is 400
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
 fresh decision from a scheduler):
@@ -44,6 +47,11 @@ Runs one service in the foreground. Needs FAASBOX_REDIS_URL (or redisUrl in the 
 the gateway needs FAASBOX_API_KEY. The gateway and the worker take FAASBOX_SECRET_KEY (or
 the state dir's secret-key file); without one, functions with env values are refused.
 See faasbox up --help for the settings.`;
+
+/** What the gateway takes from the shared configuration besides its address and key. */
+function gatewaySettings(cfg: FaasboxConfig) {
+  return { headersTimeoutMs: cfg.headersTimeoutMs, requestTimeoutMs: cfg.requestTimeoutMs, maxJsonDepth: cfg.maxJsonDepth };
+}
 
 function log(line: string): void {
   process.stderr.write(`faasbox: ${line}\n`);
@@ -106,7 +114,7 @@ export async function up(argv: string[]): Promise<number> {
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
-    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics, secrets });
+    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg) }, { metrics, secrets });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
     // The socket's path, never the password that the URL carries.
@@ -154,7 +162,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     const apiKey = apiKeyFor(cfg);
     if (!apiKey) throw new Error('gateway: set FAASBOX_API_KEY');
     const { startGateway } = await import('../gateway/main.js');
-    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { secrets: loadSecretBox(cfg, { create: false }) });
+    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg) }, { secrets: loadSecretBox(cfg, { create: false }) });
     log(`gateway listening on ${g.url}`);
     close = g.close;
   } else {

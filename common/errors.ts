@@ -17,6 +17,8 @@ export const ErrorCode = {
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  // The request's headers or body did not arrive within the gateway's timeouts.
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   // The function is running as many invocations as its `concurrency` allows.
   CONCURRENCY_LIMIT: 'CONCURRENCY_LIMIT',
   // Outcomes of running a function.
@@ -116,6 +118,12 @@ export class UnauthorizedError extends FaasboxError {
 export class ForbiddenError extends FaasboxError {
   constructor(message = 'API key is not valid for this resource') {
     super(ErrorCode.FORBIDDEN, message);
+  }
+}
+
+export class RequestTimeoutError extends FaasboxError {
+  constructor(message: string, details?: { headersTimeoutMs: number; requestTimeoutMs: number }) {
+    super(ErrorCode.REQUEST_TIMEOUT, message, { details });
   }
 }
 

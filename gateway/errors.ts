@@ -17,6 +17,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   VERSION_NOT_FOUND: 404,
   INVOCATION_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
+  REQUEST_TIMEOUT: 408,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   CONCURRENCY_LIMIT: 429, // the function's own limit, not the platform's capacity (that is NO_CAPACITY)

@@ -2,6 +2,7 @@
  * The gateway as a service: connects to Redis, builds the app and serves it on
  * @hono/node-server. `faasbox gateway` and `faasbox up` call startGateway.
  */
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
@@ -13,6 +14,7 @@ import { FunctionRegistry } from '../common/registry.js';
 import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayConfig } from './config.js';
+import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
 
 export interface RunningGateway {
   url: string;
@@ -75,8 +77,9 @@ export async function startGateway(
       metrics,
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));
       s.once('error', reject);
+      answerClientErrors(s as Server, config);
     });
     release.push(
       () =>
