@@ -29,6 +29,10 @@ export interface FaasboxConfig {
   requestTimeoutMs: number;
   /** Gateway: deepest nesting of a JSON body (FAASBOX_MAX_JSON_DEPTH); deeper is 400. */
   maxJsonDepth: number;
+  /** A bearer token for the gateway's and a worker's /metrics, besides the API key (FAASBOX_METRICS_TOKEN). */
+  metricsToken?: string;
+  /** /metrics without a token (FAASBOX_METRICS_PUBLIC=1): an explicit opt-out. */
+  metricsPublic: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
   /**
@@ -55,6 +59,7 @@ const DEFAULTS: FaasboxConfig = {
   headersTimeoutMs: DEFAULT_CONFIG.headersTimeoutMs,
   requestTimeoutMs: DEFAULT_CONFIG.requestTimeoutMs,
   maxJsonDepth: DEFAULT_CONFIG.maxJsonDepth,
+  metricsPublic: false,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -112,7 +117,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`config file ${f} must hold a JSON object`);
     for (const [k, v] of Object.entries(parsed)) {
-      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'secretKey' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
+      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'secretKey' && k !== 'metricsToken' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
       if (k in DEFAULTS && typeof v !== typeof DEFAULTS[k as keyof FaasboxConfig]) throw new CliError(`config file ${f}: "${k}" must be a ${typeof DEFAULTS[k as keyof FaasboxConfig]}`);
       (cfg as unknown as Record<string, unknown>)[k] = v;
     }
@@ -122,6 +127,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_HOST) cfg.host = env.FAASBOX_HOST;
   if (env.FAASBOX_API_KEY) cfg.apiKey = env.FAASBOX_API_KEY;
   if (env.FAASBOX_SECRET_KEY) cfg.secretKey = env.FAASBOX_SECRET_KEY;
+  if (env.FAASBOX_METRICS_TOKEN) cfg.metricsToken = env.FAASBOX_METRICS_TOKEN;
+  if (env.FAASBOX_METRICS_PUBLIC) cfg.metricsPublic = ['1', 'true', 'yes', 'on'].includes(env.FAASBOX_METRICS_PUBLIC.toLowerCase());
   if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);

@@ -7,7 +7,6 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
-import { scrape } from '../common/metrics.js';
 import { loadSecretBox } from './secret-key.js';
 
 const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
@@ -29,6 +28,8 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_HEADERS_TIMEOUT_MS time for a request's headers (default 10000), then 408
   FAASBOX_REQUEST_TIMEOUT_MS time for a whole request, body included (default 60000), then 408
   FAASBOX_MAX_JSON_DEPTH     deepest nesting of a JSON body (default 64), deeper is 400
+  FAASBOX_METRICS_TOKEN      a bearer token that may read /metrics (the API key always may)
+  FAASBOX_METRICS_PUBLIC     1: /metrics without a token (default: a token is required)
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
 fresh decision from a scheduler):
@@ -50,7 +51,13 @@ See faasbox up --help for the settings.`;
 
 /** What the gateway takes from the shared configuration besides its address and key. */
 function gatewaySettings(cfg: FaasboxConfig) {
-  return { headersTimeoutMs: cfg.headersTimeoutMs, requestTimeoutMs: cfg.requestTimeoutMs, maxJsonDepth: cfg.maxJsonDepth };
+  return {
+    headersTimeoutMs: cfg.headersTimeoutMs,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    maxJsonDepth: cfg.maxJsonDepth,
+    metricsPublic: cfg.metricsPublic,
+    ...(cfg.metricsToken ? { metricsToken: cfg.metricsToken } : {}),
+  };
 }
 
 function log(line: string): void {
@@ -166,18 +173,15 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     log(`gateway listening on ${g.url}`);
     close = g.close;
   } else {
+    const { MetricsGuard } = await import('../gateway/metrics-auth.js');
+    const guard = new MetricsGuard([cfg.metricsToken, apiKeyFor(cfg)], cfg.metricsPublic);
+    if (!guard.isPublic && !guard.hasTokens) {
+      throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
+    }
     const { startWorker } = await import('../worker/main.js');
     const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
-    const { createServer } = await import('node:http');
-    // The worker has no API; it serves only its metrics, for Prometheus to scrape.
-    const srv = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"ROUTE_NOT_FOUND","message":"only /metrics here"}}');
-        return;
-      }
-      void scrape(w.metrics).then((body) => res.writeHead(200, { 'content-type': w.metrics.contentType }).end(body));
-    });
-    await new Promise<void>((r) => srv.listen(cfg.workerMetricsPort, cfg.host, r));
+    const { serveMetrics } = await import('./metrics-server.js');
+    const { server: srv } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);
     close = async () => {
       srv.close();

@@ -35,6 +35,10 @@ export interface GatewayConfig {
   recordTtlSeconds: number;
   /** How long the invoke path may use a function record from memory (0: always ask Redis). */
   functionCacheMs: number;
+  /** A token that may read /metrics besides the management key (FAASBOX_METRICS_TOKEN). */
+  metricsToken?: string;
+  /** /metrics for anyone, without a token (FAASBOX_METRICS_PUBLIC=1): an explicit opt-out. */
+  metricsPublic: boolean;
 }
 
 export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
@@ -55,6 +59,7 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
   asyncMaxAgeMs: 6 * 3600 * 1000,
   recordTtlSeconds: DEFAULT_RECORD_TTL_S,
   functionCacheMs: 2000,
+  metricsPublic: false,
 };
 
 export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: string }): GatewayConfig {

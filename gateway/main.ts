@@ -10,7 +10,8 @@ import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
-import { FunctionRegistry } from '../common/registry.js';
+import { FunctionRegistry, type FunctionEvent } from '../common/registry.js';
+import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayConfig } from './config.js';
@@ -53,20 +54,22 @@ export async function startGateway(
     }
     const registry = new FunctionRegistry(redis, config.prefix, options.secrets);
     registry.cacheFinds(config.functionCacheMs);
-    if (config.functionCacheMs > 0) {
-      // Deploys and deletes through other gateways invalidate this one's cache.
-      const sub = redis.duplicate();
-      release.push(() => sub.disconnect());
-      await sub.subscribe(registry.eventsChannel);
-      sub.on('message', (_channel: string, message: string) => {
-        try {
-          const ev = JSON.parse(message) as { name: string; version?: string };
-          registry.invalidate(ev.name, ev.version);
-        } catch {
-          // not an event of ours
-        }
-      });
-    }
+    // Deploys and deletes through other gateways invalidate this one's cache, and a
+    // deleted function's series leave its /metrics.
+    const sub = redis.duplicate();
+    release.push(() => sub.disconnect());
+    await sub.subscribe(registry.eventsChannel);
+    const registryOfMetrics = metrics;
+    sub.on('message', (_channel: string, message: string) => {
+      let ev: FunctionEvent;
+      try {
+        ev = JSON.parse(message) as FunctionEvent;
+      } catch {
+        return; // not an event of ours
+      }
+      if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
+      if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
+    });
     const app = createApp({
       config,
       redis,

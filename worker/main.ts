@@ -23,7 +23,7 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
-import { afterReply } from '../common/metrics.js';
+import { afterReply, forgetFunction } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
 import type { SecretBox } from '../common/secrets.js';
@@ -131,6 +131,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // replaced function's stay cached; a deleted function's are forgotten, so that jobs
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
     if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
+    // Nor may its name stay listed on /metrics.
+    if (ev.type === 'deleted') void forgetFunction(metricsRegistry, ev.name);
     if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version)) void pool.dropFunction(ev.name);
     // Pre-pull: the new version's spec and code layer are fetched and unpacked now, in the
     // background, so that its first invocation here does not wait for them.

@@ -2,6 +2,7 @@
 import { Hono, type Context } from 'hono';
 import { ValidationError } from '../../common/errors.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
+import { forgetFunction } from '../../common/metrics.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
@@ -59,6 +60,8 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   app.delete('/:name', keys.middleware(), async (c) => {
     const fnName = name(c.req.param('name'));
     const { versions } = await registry.delete(fnName);
+    // Its series go from this process's /metrics at once; other processes forget it on the 'deleted' event.
+    await forgetFunction(deps.metrics, fnName);
     return c.json({ name: fnName, deleted: true, versions });
   });
 

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, eventually, STACK_KEY, type TestStack } from '../support/stack.js';
 import { dumpRedis } from '../support/redis-dump.js';
+import { FunctionRegistry } from '../../common/registry.js';
 
 let s: TestStack;
 before(async () => {
@@ -232,7 +233,7 @@ test('a public function is invocable without a key', async () => {
 });
 
 test('metrics pass promtool and show start kinds, pool state, CPU and memory per function', async () => {
-  const res = await fetch(`${s.url}/metrics`);
+  const res = await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${STACK_KEY}` } });
   assert.equal(res.status, 200);
   const text = await res.text();
   const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
@@ -250,3 +251,29 @@ test('metrics pass promtool and show start kinds, pool state, CPU and memory per
   assert.match(text, /faasbox_pool_evictions_total\{reason="[a-z]+"\} [1-9]/);
   assert.match(text, /faasbox_pool_memory_committed_bytes [1-9]/);
 });
+
+test('metrics need a token, and a deleted function leaves them: gateway and worker series alike', async () => {
+  const none = await fetch(`${s.url}/metrics`);
+  assert.equal(none.status, 401);
+  assert.equal(((await none.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+
+  await s.deploy('ephemeral', { runtime: 'nodejs20', code: 'export default async () => "brief"' });
+  assert.equal((await s.invoke('ephemeral')).status, 200);
+  const scrape = async () => (await s.get('/metrics')).text;
+  await eventually(async () => /faasbox_worker_invocations_total\{function="ephemeral"/.test(await scrape()), 10_000, 'the worker counted the invocation');
+  assert.match(await scrape(), /faasbox_invocation_duration_seconds_count\{function="ephemeral"/);
+
+  // Deleted through another process's registry: this gateway and this worker hear of it
+  // only by the 'deleted' event, as in a deployment with several of each.
+  const redis = new Redis(s.redis.url);
+  try {
+    await new FunctionRegistry(redis, s.prefix).delete('ephemeral');
+  } finally {
+    redis.disconnect();
+  }
+  await eventually(async () => !(await scrape()).includes('ephemeral'), 10_000, 'the deleted function left /metrics');
+  assert.match(await scrape(), /function="hello"/, 'other functions keep their series');
+  // And one deleted through this gateway's API, earlier in this file.
+  assert.doesNotMatch(await scrape(), /function="gone"/);
+});
+

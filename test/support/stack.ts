@@ -25,6 +25,8 @@ export interface InvokeReply {
 
 export interface TestStack {
   url: string;
+  /** The Redis key prefix the stack's gateway and worker share. */
+  prefix: string;
   redis: TestRedis;
   worker: RunningWorker;
   gateway: RunningGateway;
@@ -72,6 +74,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
   const get = async (p: string) => reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
   return {
     url: gateway.url,
+    prefix,
     redis,
     worker,
     gateway,
