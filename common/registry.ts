@@ -15,7 +15,7 @@
  *   {p}:coderefs:{digest}         SET     names of functions whose versions use the blob
  *
  * Env values never reach Redis in clear: both stored copies of a spec (the fn hash's and the
- * version record's) hold `envSealed` (common/secrets.ts) instead of `env`, sealed and opened
+ * version record's) hold `envSealed` instead of `env` (sealed-spec.ts), sealed and opened
  * here and nowhere else, so every service that reads specs needs the same key.
  *
  * Deploys and deletes are single Lua scripts: atomic against each other, so a delete of one
@@ -24,13 +24,11 @@
  * (not Cluster), which is also what BullMQ's own multi-key scripts prefer.
  */
 import type { Redis } from 'ioredis';
-import { FunctionNotFoundError, InternalError, SecretKeyError, VersionNotFoundError } from './errors.js';
+import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
 import { RedisScript } from './redis-script.js';
+import { openSpec, sealSpec, type StoredSpec } from './sealed-spec.js';
 import type { SecretBox } from './secrets.js';
-
-/** A spec as Redis holds it: a non-empty env only sealed. */
-type StoredSpec = Omit<FunctionSpec, 'env'> & { env?: Record<string, string>; envSealed?: string };
 
 /** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
 export const FUNCTION_EVENTS_CHANNEL = 'function-events';
@@ -132,33 +130,6 @@ export class FunctionRegistry {
     private readonly secrets?: SecretBox,
   ) {}
 
-  private box(name: string): SecretBox {
-    if (!this.secrets) throw new SecretKeyError(`function ${JSON.stringify(name)} has env values, which are stored encrypted, and this service has no secret key: set FAASBOX_SECRET_KEY (the same for every service)`);
-    return this.secrets;
-  }
-
-  private seal(spec: FunctionSpec): StoredSpec {
-    const { env, ...rest } = spec;
-    if (Object.keys(env).length === 0) return spec;
-    return { ...rest, envSealed: this.box(spec.name).seal(JSON.stringify(env), spec.name) };
-  }
-
-  private open(stored: StoredSpec): FunctionSpec {
-    const { envSealed, env, ...rest } = stored;
-    if (envSealed === undefined) return { ...rest, env: env ?? {} };
-    return { ...rest, env: JSON.parse(this.box(stored.name).open(envSealed, stored.name)) as Record<string, string> };
-  }
-
-  private toRecord(name: string, h: Record<string, string>): FunctionRecord {
-    return {
-      name,
-      version: h.version as string,
-      spec: this.open(JSON.parse(h.spec as string) as StoredSpec),
-      createdAt: h.createdAt as string,
-      updatedAt: h.updatedAt as string,
-    };
-  }
-
   get eventsChannel(): string {
     return functionEventsChannel(this.prefix);
   }
@@ -184,7 +155,7 @@ export class FunctionRegistry {
     this.invalidate(spec.name);
     const version = versionOf(spec);
     const now = new Date();
-    const sealed = this.seal(spec);
+    const sealed = sealSpec(this.secrets, spec);
     const record = { name: spec.name, version, spec: sealed, createdAt: now.toISOString() };
     const reply = (await putScript.run(
       this.redis,
@@ -239,7 +210,7 @@ export class FunctionRegistry {
       if (hit && Date.now() - hit.at < this.cacheTtlMs) return hit.record;
     }
     const h = await this.redis.hgetall(this.fnKey(name));
-    const record = h.version ? this.toRecord(name, h) : undefined;
+    const record = h.version ? toRecord(name, h, this.secrets) : undefined;
     if (this.cacheTtlMs > 0) this.cache.set(name, { record, at: Date.now() });
     return record;
   }
@@ -261,7 +232,7 @@ export class FunctionRegistry {
       const [err, h] = replies[i] ?? [];
       if (err) throw err;
       // A delete may land between SMEMBERS and HGETALL; such a name is simply gone.
-      if (h && (h as Record<string, string>).version) out.push(this.toRecord(name, h as Record<string, string>));
+      if (h && (h as Record<string, string>).version) out.push(toRecord(name, h as Record<string, string>, this.secrets));
     });
     return out;
   }
@@ -282,7 +253,7 @@ export class FunctionRegistry {
     const raw = await this.redis.get(this.versionKey(name, version));
     if (raw === null) throw new VersionNotFoundError(name, version);
     const stored = JSON.parse(raw) as Omit<FunctionVersion, 'spec'> & { spec: StoredSpec };
-    return { ...stored, spec: this.open(stored.spec) };
+    return { ...stored, spec: openSpec(this.secrets, stored.spec) };
   }
 
   async getCode(digest: string): Promise<Buffer> {
@@ -302,4 +273,14 @@ export class FunctionRegistry {
     if (reply === null) throw new FunctionNotFoundError(name);
     return { versions: reply as string[] };
   }
+}
+
+function toRecord(name: string, h: Record<string, string>, secrets: SecretBox | undefined): FunctionRecord {
+  return {
+    name,
+    version: h.version as string,
+    spec: openSpec(secrets, JSON.parse(h.spec as string) as StoredSpec),
+    createdAt: h.createdAt as string,
+    updatedAt: h.updatedAt as string,
+  };
 }
