@@ -27,7 +27,7 @@ import type { Redis } from 'ioredis';
 import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
 import { RedisScript } from './redis-script.js';
-import { openSpec, sealSpec, type StoredSpec } from './sealed-spec.js';
+import { openSpec, sealSpec, versionedSpec, type StoredSpec } from './sealed-spec.js';
 import type { SecretBox } from './secrets.js';
 
 /** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
@@ -153,7 +153,7 @@ export class FunctionRegistry {
   /** Deploy: store the code and the version (if new) and point the function at it. */
   async put(spec: FunctionSpec, code: Buffer): Promise<PutResult> {
     this.invalidate(spec.name);
-    const version = versionOf(spec);
+    const version = versionOf(versionedSpec(this.secrets, spec));
     const now = new Date();
     const sealed = sealSpec(this.secrets, spec);
     const record = { name: spec.name, version, spec: sealed, createdAt: now.toISOString() };

@@ -21,6 +21,19 @@ export function sealSpec(box: SecretBox | undefined, spec: FunctionSpec): Stored
   return { ...rest, envSealed: need(box, spec.name).seal(JSON.stringify(env), spec.name) };
 }
 
+/**
+ * What a version id is computed over: the spec with each env value replaced by its keyed
+ * digest. The id is shown to whoever may invoke (X-Function-Version), and a plain sha256
+ * over the values would let a weak secret be guessed offline; keyed, equal specs still
+ * get equal ids under one key.
+ */
+export function versionedSpec(box: SecretBox | undefined, spec: FunctionSpec): FunctionSpec {
+  const names = Object.keys(spec.env);
+  if (names.length === 0) return spec;
+  const b = need(box, spec.name);
+  return { ...spec, env: Object.fromEntries(names.map((k) => [k, `hmac-sha256:${b.digest(`${spec.name}\0${k}\0${spec.env[k]}`)}`])) };
+}
+
 /** The spec with its env opened; a plain `env` (stored before sealing existed) is read as it is. */
 export function openSpec(box: SecretBox | undefined, stored: StoredSpec): FunctionSpec {
   const { envSealed, env, ...rest } = stored;

@@ -7,7 +7,7 @@
  *
  * Sealed form: "gcm1:" + base64(iv[12] | tag[16] | ciphertext).
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { SecretKeyError } from './errors.js';
 
 const PREFIX = 'gcm1:';
@@ -30,10 +30,18 @@ export function parseSecretKey(text: string, source: string): Buffer {
 
 export class SecretBox {
   private readonly key: Buffer;
+  /** For digests, derived from the key (never the cipher's key itself). */
+  private readonly macKey: Buffer;
 
   constructor(key: Buffer) {
     if (key.length !== SECRET_KEY_BYTES) throw new SecretKeyError(`a secret key has ${SECRET_KEY_BYTES} bytes, not ${key.length}`);
     this.key = Buffer.from(key);
+    this.macKey = Buffer.from(hkdfSync('sha256', this.key, Buffer.alloc(0), 'faasbox secret digest', 32));
+  }
+
+  /** A keyed digest (HMAC-SHA256, hex): equal inputs give equal digests, which say nothing about the input without the key. */
+  digest(data: string): string {
+    return createHmac('sha256', this.macKey).update(data).digest('hex');
   }
 
   static generateKey(): Buffer {

@@ -5,6 +5,7 @@ import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
 import { FunctionRegistry, type FunctionEvent } from '../../common/registry.js';
 import { SecretBox } from '../../common/secrets.js';
+import { versionOf } from '../../common/function-spec.js';
 import { redisForFile } from '../support/redis.js';
 import { dumpRedis } from '../support/redis-dump.js';
 import { API_KEY, auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
@@ -297,7 +298,14 @@ describe('env values are secrets', () => {
       assert.deepEqual(hits, [], `${value} is stored in clear`);
     }
     // The registry (with the key) still reads them back.
-    assert.deepEqual((await gw.deps.registry.get('vault')).spec.env, env);
+    const fn = await gw.deps.registry.get('vault');
+    assert.deepEqual(fn.spec.env, env);
+    // The version id (shown to invokers) is no plain digest of the values either.
+    assert.notEqual(fn.version, versionOf(fn.spec));
+    const again = await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env, memoryMb: 256 });
+    assert.equal(again.json.version, fn.version, 'an identical re-deploy keeps its version');
+    const changed = await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env: { ...env, MODE: 'other' }, memoryMb: 256 });
+    assert.notEqual(changed.json.version, fn.version, 'a changed value makes a new version');
   });
 
   test('the API shows env names with null values, and the values only with ?reveal=env', async () => {
