@@ -112,6 +112,8 @@ export function launchPrivateRedis(dir: string, socket: string, password: string
     ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: ['pipe', 'ignore', 'ignore'] },
   );
+  // A server that dies at once is reported by waitForRedis; its closed stdin is no error of ours.
+  child.stdin!.on('error', () => {});
   child.stdin!.end(`requirepass ${password}\n`);
   return child;
 }
