@@ -17,6 +17,8 @@ export const ErrorCode = {
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  // The request's headers or body did not arrive within the gateway's timeouts.
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   // The function is running as many invocations as its `concurrency` allows.
   CONCURRENCY_LIMIT: 'CONCURRENCY_LIMIT',
   // Outcomes of running a function.
@@ -29,6 +31,8 @@ export const ErrorCode = {
   CODE_UNPACK_FAILED: 'CODE_UNPACK_FAILED',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
+  // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
+  SECRET_KEY_INVALID: 'SECRET_KEY_INVALID',
   INTERNAL: 'INTERNAL',
 } as const;
 
@@ -134,6 +138,12 @@ export class ForbiddenError extends FaasboxError {
   }
 }
 
+export class RequestTimeoutError extends FaasboxError {
+  constructor(message: string, details?: { headersTimeoutMs: number; requestTimeoutMs: number }) {
+    super(ErrorCode.REQUEST_TIMEOUT, message, { details });
+  }
+}
+
 export class FunctionNotFoundError extends FaasboxError {
   constructor(name: string) {
     super(ErrorCode.FUNCTION_NOT_FOUND, `function ${JSON.stringify(name)} does not exist`, { details: { name } });
@@ -206,6 +216,12 @@ export class NoCapacityError extends FaasboxError {
 export class UnavailableError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.UNAVAILABLE, message, { cause });
+  }
+}
+
+export class SecretKeyError extends FaasboxError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.SECRET_KEY_INVALID, message, { cause });
   }
 }
 

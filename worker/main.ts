@@ -24,9 +24,10 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
-import { afterReply } from '../common/metrics.js';
+import { afterReply, forgetFunction } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
+import type { SecretBox } from '../common/secrets.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -43,6 +44,8 @@ export interface WorkerConfig {
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
+  /** Opens functions' sealed env values (common/secrets.ts); the gateway's key. */
+  secrets?: SecretBox;
   /**
    * How long a job stays locked to this worker without a renewal (renewed every half of
    * it while the job runs). When the worker dies, another one takes the job back after
@@ -114,7 +117,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-  const registry = new FunctionRegistry(redis, cfg.prefix);
+  const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const invocations = new InvocationStore(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
   // Layers of code deleted while no worker of this state dir listened go at start.
@@ -136,6 +139,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     if (ev.type === 'deleted') {
       const digests = ev.versions.map((v) => versions.get(`${ev.name}@${v}`)?.spec.code.digest);
       for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
+      // Nor may its name stay listed on /metrics.
+      void forgetFunction(metricsRegistry, ev.name);
       void pool.dropFunction(ev.name).then(() => dropLayers(digests));
     }
     if (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version) void pool.dropFunction(ev.name);

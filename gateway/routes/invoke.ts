@@ -74,7 +74,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       keys.requireInvoke(c, fn?.spec);
       if (!fn) throw new FunctionNotFoundError(name);
       const mode = invokeMode(c);
-      const { value: event, raw } = await readJson(c, { maxBytes: config.maxInvokeBytes, allowEmpty: true, emptyValue: null });
+      const { value: event, raw } = await readJson(c, { maxBytes: config.maxInvokeBytes, maxDepth: config.maxJsonDepth, allowEmpty: true, emptyValue: null });
 
       const id = randomUUID();
       const enqueuedAt = Date.now();

@@ -21,9 +21,12 @@ import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
+import { SecretBox } from '../../common/secrets.js';
 import type { TestRedis } from '../support/redis.js';
 
 export const API_KEY = 'test-management-key-0123456789';
+/** Seals the test functions' env values, as the deployment's key does. */
+export const TEST_SECRETS = new SecretBox(SecretBox.generateKey());
 export const auth = { Authorization: `Bearer ${API_KEY}` };
 export const jsonHeaders = { 'Content-Type': 'application/json', ...auth };
 
@@ -48,7 +51,7 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayC
   const deps: GatewayDeps = {
     config,
     redis,
-    registry: new FunctionRegistry(redis, prefix),
+    registry: new FunctionRegistry(redis, prefix, TEST_SECRETS),
     invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds),
     concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,

@@ -170,7 +170,7 @@ describe('sync invoke', () => {
     await gw.invoke('echo', { behave: 'ok' });
     await gw.invoke('echo', { behave: 'throw' });
     await gw.app.request('/no/such/route');
-    const text = await (await gw.app.request('/metrics')).text();
+    const text = await (await gw.app.request('/metrics', { headers: auth })).text();
     assert.match(text, /faasbox_gateway_http_requests_total\{method="POST",route="\/v1\/functions\/:name\/invoke",status="200"\} 1/);
     assert.match(text, /faasbox_gateway_http_requests_total\{method="POST",route="\/v1\/functions\/:name\/invoke",status="502"\} 1/);
     assert.match(text, /faasbox_gateway_http_requests_total\{method="GET",route="unmatched",status="404"\} 1/);

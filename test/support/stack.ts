@@ -12,6 +12,7 @@ import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
 import { Registry } from 'prom-client';
+import { SecretBox } from '../../common/secrets.js';
 
 export const STACK_KEY = 'stack-test-key-0123456789abcdef';
 
@@ -24,6 +25,8 @@ export interface InvokeReply {
 
 export interface TestStack {
   url: string;
+  /** The Redis key prefix the stack's gateway and worker share. */
+  prefix: string;
   redis: TestRedis;
   worker: RunningWorker;
   gateway: RunningGateway;
@@ -53,8 +56,11 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
   const prefix = `t${process.pid}`;
   // One registry, as `faasbox up` has it: the gateway's /metrics shows the worker's too.
   const metrics = new Registry();
+  // One key for both, as `faasbox up` gives them.
+  const secrets = new SecretBox(SecretBox.generateKey());
   const worker = await startWorker({
     metrics,
+    secrets,
     redisUrl: redis.url,
     prefix,
     stateDir: path.join(work, 'state'),
@@ -63,11 +69,12 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     cgroupRoot: `/faasbox-test-${name}-${process.pid}`,
     ...(opts.sizing ? { sizing: opts.sizing } : {}),
   });
-  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics });
+  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };
   const get = async (p: string) => reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
   return {
     url: gateway.url,
+    prefix,
     redis,
     worker,
     gateway,
