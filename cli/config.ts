@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { CliError, parseNumber } from '../worker/cli/args.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
+import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 
 export interface FaasboxConfig {
   stateDir: string;
@@ -23,6 +24,8 @@ export interface FaasboxConfig {
   pools: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
+  /** Idle warm containers are frozen after this many ms (FAASBOX_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs: number;
   /**
    * Pool sizing (FAASBOX_POOL_*): the scheduler decides with these; a worker uses them
    * itself only while no scheduler decision is fresh. See sizingOf().
@@ -44,6 +47,7 @@ const DEFAULTS: FaasboxConfig = {
   workerMemoryMb: 4096,
   pools: true,
   workerMetricsPort: 9464,
+  freezeGraceMs: DEFAULT_FREEZE_GRACE_MS,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -107,6 +111,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
   if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = parseNumber('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
+  if (env.FAASBOX_FREEZE_GRACE_MS) cfg.freezeGraceMs = parseNumber('FAASBOX_FREEZE_GRACE_MS', env.FAASBOX_FREEZE_GRACE_MS);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

@@ -22,6 +22,8 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+  FAASBOX_FREEZE_GRACE_MS    idle warm containers are frozen (cgroup freezer) this long after
+                             their invocation (default 50; 0: never frozen)
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
 fresh decision from a scheduler):
@@ -92,7 +94,7 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), metrics });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), metrics });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
@@ -150,7 +152,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     close = g.close;
   } else {
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg) });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg) });
     const { createServer } = await import('node:http');
     // The worker has no API; it serves only its metrics, for Prometheus to scrape.
     const srv = createServer((req, res) => {

@@ -48,6 +48,8 @@ export interface WorkerConfig {
    * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
    */
   lockMs?: number;
+  /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs?: number;
 }
 
 /** A crashed worker's async invocations resume elsewhere within about 15 s. */
@@ -101,6 +103,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     stemShapes: cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
     targets: () => targets.current(),
+    ...(cfg.freezeGraceMs !== undefined ? { freezeGraceMs: cfg.freezeGraceMs } : {}),
     log: (line) => console.error(`worker ${id}: ${line}`),
     onEvent: (e) => {
       metrics.onPoolEvent(e);
@@ -266,7 +269,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
-      timings: { queueMs, initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
       usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
       workerId: id,
     };

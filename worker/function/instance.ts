@@ -371,8 +371,39 @@ export class RuntimeInstance {
     return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
   }
 
+  private freezeTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Idle from now on: the container is frozen after graceMs unless wake() comes first, so
+   * that whatever its function left running (a busy child, timers) stops burning CPU
+   * while no invocation is in flight. A freeze that fails leaves it running, as before.
+   */
+  freezeAfter(graceMs: number): void {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.alive && this.container.state === 'running') this.container.freeze().catch(() => {});
+    }, graceMs);
+    this.freezeTimer.unref();
+  }
+
+  /**
+   * Busy again: cancels a pending freeze and thaws a frozen container (one cgroup write,
+   * ~MEASURE). The ms spent thawing, or undefined when there was nothing to thaw.
+   */
+  wake(): number | undefined {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = undefined;
+    if (this.container.state !== 'frozen') return undefined;
+    const t = performance.now();
+    this.container.thaw();
+    return performance.now() - t;
+  }
+
   /** Kills the container's processes; concurrent calls (a load timeout and the invocation failing on it) share one kill. */
   async kill(): Promise<void> {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = undefined;
     if (!this.alive) return;
     // A kill that failed is tried afresh by the next call.
     this.killing ??= this.container.kill('SIGKILL').catch((err: unknown) => {

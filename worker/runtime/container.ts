@@ -231,7 +231,7 @@ export class Container {
         ...(ex.error ? { error: ex.error } : {}),
         usage,
       };
-      if (this.status === 'created' || this.status === 'running') this.transition('stopped');
+      if (this.status === 'created' || this.status === 'running' || this.status === 'frozen') this.transition('stopped');
       this.persisted.exit = { exitCode: result.exitCode, signal: result.signal, oomKilled: result.oomKilled };
       try {
         this.persist();
@@ -278,16 +278,53 @@ export class Container {
   }
 
   /**
+   * Stops every process of the running container (the cgroup freezer), so that what its
+   * last invocation left behind (a busy child, timers, sockets) uses no CPU until thaw().
+   * Resolves true once the kernel reports it frozen, false when thaw() or a kill came
+   * first. A freeze that fails (a task that would not stop) leaves it running.
+   */
+  async freeze(): Promise<boolean> {
+    this.transition('frozen');
+    this.persist();
+    try {
+      return await this.cgroup.freeze();
+    } catch (err) {
+      if (this.status === 'frozen') {
+        this.transition('running');
+        this.persist();
+      }
+      throw err;
+    }
+  }
+
+  /** Lets a frozen container run again (also one whose freeze is still under way); one cgroup write. */
+  thaw(): void {
+    if (this.status !== 'frozen') return;
+    this.cgroup.thaw();
+    this.transition('running');
+    this.persist();
+  }
+
+  /**
    * SIGKILL kills every process of the cgroup (forks included); other signals go to
-   * the container's init, which forwards them to the user process.
+   * the container's init, which forwards them to the user process. A frozen container
+   * is thawed after the signal is sent: on cgroup v1 a frozen task acts on no signal,
+   * SIGKILL included, until it thaws (v2's cgroup.kill kills frozen tasks, and the thaw
+   * then only clears the empty cgroup's freeze).
    */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (this.status === 'deleted' || this.status === 'stopped') return;
+    const frozen = this.status === 'frozen';
     if (signal === 'SIGKILL') {
       this.init.signal('SIGKILL');
-      await this.cgroup.kill();
+      try {
+        await this.cgroup.kill();
+      } finally {
+        if (frozen) this.cgroup.thaw();
+      }
     } else {
       this.init.signal(signal);
+      if (frozen) this.thaw();
     }
   }
 

@@ -2,19 +2,22 @@
  * Container states and the only transitions allowed between them.
  *
  *   creating ──▶ created ──▶ running ──▶ stopped ──▶ deleted
- *       │           │                       ▲
- *       │           └───────────────────────┘  (killed while parked)
+ *       │           │         ▲   │         ▲  ▲
+ *       │           │  thaw   │   ▼ freeze  │  │
+ *       │           │        frozen ────────┘  │  (killed while frozen)
+ *       │           └──────────────────────────┘  (killed while parked)
  *       └──▶ deleted (creation failed and was undone)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { EngineError } from './errors.js';
 
-export type Status = 'creating' | 'created' | 'running' | 'stopped' | 'deleted';
+export type Status = 'creating' | 'created' | 'running' | 'frozen' | 'stopped' | 'deleted';
 
 const NEXT: Record<Status, readonly Status[]> = {
   creating: ['created', 'deleted'],
   created: ['running', 'stopped'],
-  running: ['stopped'],
+  running: ['frozen', 'stopped'],
+  frozen: ['running', 'stopped'],
   stopped: ['deleted'],
   deleted: [],
 };
