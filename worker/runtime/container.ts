@@ -215,6 +215,8 @@ export class Container {
 
   /** Releases the parked process: it drops privileges, installs seccomp and execs. */
   start(): void {
+    // frozen -> running is a thaw's transition, not a start's.
+    if (this.status === 'frozen') throw new EngineError('INVALID_STATE', `container ${this.id} is frozen; only a created container starts`, { id: this.id, from: this.status, to: 'running' });
     this.transition('running');
     this.init.start();
     this.persist();
