@@ -6,8 +6,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { killPid } from '../support/engine.js';
 
 /**
  * Longer than the default (50 ms) so that "back to back" holds on a loaded machine: the
@@ -102,4 +103,18 @@ test('deleting a function whose container is frozen leaves no container, cgroup 
   await eventually(() => s.worker.engine.state(id) === undefined, 10_000, 'the container state to go');
   assert.equal(s.worker.engine.cgroups.open(id), undefined, 'its cgroup is gone');
   for (const pid of members) assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} is gone`);
+});
+
+test('a frozen runtime killed from outside is replaced, not handed to the next invocation dead', async () => {
+  assert.equal((await s.deploy('killed', { runtime: 'nodejs20', code: 'export default async () => "alive"' })).status, 201);
+  assert.equal((await s.invoke('killed')).json, 'alive');
+  const id = containerOf('killed');
+  await eventually(() => status(id) === 'frozen', 10_000, 'the idle container to be frozen');
+  // On cgroup v1 a frozen task acts on no signal, SIGKILL included, until it thaws.
+  const initPid = s.worker.engine.state(id)!.pid!;
+  killPid(Number(readFileSync(`/proc/${initPid}/task/${initPid}/children`, 'utf8').trim().split(/\s+/)[0]));
+  await eventually(() => !s.worker.pool.slots().some((x) => x.id === id), 5000, 'the killed container to leave the pool');
+  const next = await s.invoke('killed');
+  assert.equal(next.status, 200, next.text);
+  assert.equal(next.json, 'alive');
 });

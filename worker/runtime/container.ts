@@ -3,7 +3,7 @@
  * pool can hold it), started, waited for, killed, deleted. Every resource acquired
  * during create registers its release at once; a failure unwinds them in reverse.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
@@ -308,6 +308,23 @@ export class Container {
   }
 
   /**
+   * Whether the container's init or its command (init's children) has a SIGKILL pending:
+   * sent from outside while frozen, it takes effect only once the container thaws (cgroup
+   * v1 freezes tasks out of signal delivery; v2 lets a fatal signal through).
+   */
+  killPending(): boolean {
+    const init = this.init.pid;
+    if (!(init > 0)) return false;
+    let children: number[] = [];
+    try {
+      children = readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    } catch {
+      // init is gone: its exit is reported by wait().
+    }
+    return [init, ...children].some(sigkillPending);
+  }
+
+  /**
    * SIGKILL kills every process of the cgroup (forks included); other signals go to
    * the container's init, which forwards them to the user process. A frozen container
    * is thawed after the signal is sent: on cgroup v1 a frozen task acts on no signal,
@@ -364,6 +381,20 @@ export class Container {
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     this.transition('deleted');
   }
+}
+
+const SIGKILL_BIT = 1n << 8n;
+
+/** SIGKILL in a process's pending signals (SigPnd: its main thread's, ShdPnd: the whole process's). */
+function sigkillPending(pid: number): boolean {
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return false;
+  }
+  for (const m of status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)) if ((BigInt(`0x${m[1]}`) & SIGKILL_BIT) !== 0n) return true;
+  return false;
 }
 
 /** Unmounts every mount at or below dir, deepest first. */
