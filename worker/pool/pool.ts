@@ -284,8 +284,10 @@ export class Pool {
       return;
     }
     slot.state = 'idle';
-    // Stem cells are never frozen: only faasbox's runtime runs in one, blocked on its
-    // request pipe, and a freeze would put a thaw on the specialised start's path.
+    // Only function containers get here. Stem cells are never frozen: only faasbox's
+    // runtime runs in one, blocked on its request pipe (measured: 0 ms of CPU in 5 s for an
+    // idle nodejs20 and python3 stem), so a freeze would save nothing and put a thaw on the
+    // specialised start's path.
     const grace = this.opts.freezeGraceMs ?? DEFAULT_FREEZE_GRACE_MS;
     if (grace > 0) lease.instance.freezeAfter(grace);
     this.wakeOne();

@@ -1,12 +1,16 @@
 /**
  * Container states and the only transitions allowed between them.
  *
- *   creating ──▶ created ──▶ running ──▶ stopped ──▶ deleted
- *       │           │         ▲   │         ▲  ▲
- *       │           │  thaw   │   ▼ freeze  │  │
- *       │           │        frozen ────────┘  │  (killed while frozen)
- *       │           └──────────────────────────┘  (killed while parked)
+ *   creating ──▶ created ──▶ running ─────────▶ stopped ──▶ deleted
+ *       │           │         ▲    │            ▲  ▲
+ *       │           │    thaw │    │ freeze     │  │
+ *       │           │         │    ▼            │  │
+ *       │           │         frozen ───────────┘  │  (killed while frozen)
+ *       │           └──────────────────────────────┘  (killed while parked)
  *       └──▶ deleted (creation failed and was undone)
+ *
+ * frozen: every process stopped by the cgroup freezer (an idle warm container); only a
+ * thaw makes it running again (start() is for created containers only).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { EngineError } from './errors.js';
