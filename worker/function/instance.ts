@@ -376,13 +376,14 @@ export class RuntimeInstance {
   /**
    * Idle from now on: the container is frozen after graceMs unless wake() comes first, so
    * that whatever its function left running (a busy child, timers) stops burning CPU
-   * while no invocation is in flight. A freeze that fails leaves it running, as before.
+   * while no invocation is in flight. A freeze that fails (a task that would not stop)
+   * leaves it running, as before, and is told to onFailure.
    */
-  freezeAfter(graceMs: number): void {
+  freezeAfter(graceMs: number, onFailure?: (err: Error) => void): void {
     clearTimeout(this.freezeTimer);
     this.freezeTimer = setTimeout(() => {
       this.freezeTimer = undefined;
-      if (this.alive && this.container.state === 'running') this.container.freeze().catch(() => {});
+      if (this.alive && this.container.state === 'running') this.container.freeze().catch((err: Error) => onFailure?.(err));
     }, graceMs);
     this.freezeTimer.unref();
   }

@@ -289,7 +289,7 @@ export class Pool {
     // idle nodejs20 and python3 stem), so a freeze would save nothing and put a thaw on the
     // specialised start's path.
     const grace = this.opts.freezeGraceMs ?? DEFAULT_FREEZE_GRACE_MS;
-    if (grace > 0) lease.instance.freezeAfter(grace);
+    if (grace > 0) lease.instance.freezeAfter(grace, (err) => this.opts.log?.(`freezing idle container ${slot.id}: ${err.message}`));
     this.wakeOne();
   }
 
