@@ -3,7 +3,7 @@
  * pool can hold it), started, waited for, killed, deleted. Every resource acquired
  * during create registers its release at once; a failure unwinds them in reverse.
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
@@ -15,6 +15,7 @@ import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
+import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
 
 export interface ContainerIO {
@@ -299,7 +300,7 @@ export class Container {
     }
   }
 
-  /** Lets a frozen container run again (also one whose freeze is still under way); one cgroup write. */
+  /** Lets a frozen container run again (also one whose freeze is still under way): a cgroup write and the state file. */
   thaw(): void {
     if (this.status !== 'frozen') return;
     this.cgroup.thaw();
@@ -314,14 +315,7 @@ export class Container {
    */
   killPending(): boolean {
     const init = this.init.pid;
-    if (!(init > 0)) return false;
-    let children: number[] = [];
-    try {
-      children = readFileSync(`/proc/${init}/task/${init}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    } catch {
-      // init is gone: its exit is reported by wait().
-    }
-    return [init, ...children].some(sigkillPending);
+    return init > 0 && [init, ...childrenOf(init)].some(sigkillPending);
   }
 
   /**
@@ -381,20 +375,6 @@ export class Container {
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     this.transition('deleted');
   }
-}
-
-const SIGKILL_BIT = 1n << 8n;
-
-/** SIGKILL in a process's pending signals (SigPnd: its main thread's, ShdPnd: the whole process's). */
-function sigkillPending(pid: number): boolean {
-  let status: string;
-  try {
-    status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  } catch {
-    return false;
-  }
-  for (const m of status.matchAll(/^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$/gm)) if ((BigInt(`0x${m[1]}`) & SIGKILL_BIT) !== 0n) return true;
-  return false;
 }
 
 /** Unmounts every mount at or below dir, deepest first. */
