@@ -203,7 +203,7 @@ export async function logs(argv: string[]): Promise<number> {
 export function recordSummary(rec: InvocationRecord): string {
   const lines = [`${rec.id} ${rec.function} ${rec.status}${rec.startKind ? ` (${rec.startKind})` : ''}${rec.attempts > 1 ? `, ${rec.attempts} attempts` : ''}`];
   const t = rec.timings;
-  if (t) lines.push(`time: queue ${ms(t.queueMs)}, init ${ms(t.initMs)}, exec ${ms(t.execMs)}, total ${ms(t.totalMs)}`);
+  if (t) lines.push(`time: queue ${ms(t.queueMs)}, init ${ms(t.initMs)}${t.thawMs !== undefined ? `, thaw ${ms(t.thawMs)}` : ''}, exec ${ms(t.execMs)}, total ${ms(t.totalMs)}`);
   if (rec.response) lines.push(`response: HTTP ${rec.response.status}, ${Buffer.from(rec.response.body, 'base64').length} bytes of body`);
   else if (rec.status === 'succeeded') lines.push(`result: ${JSON.stringify(rec.result ?? null)}`);
   if (rec.error) {

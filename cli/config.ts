@@ -8,6 +8,7 @@ import path from 'node:path';
 import { CliError, parseNumber } from '../worker/cli/args.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 import { DEFAULT_CONFIG } from '../gateway/config.js';
+import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 
 export interface FaasboxConfig {
   stateDir: string;
@@ -35,6 +36,8 @@ export interface FaasboxConfig {
   metricsPublic: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
+  /** Idle warm containers are frozen after this many ms (FAASBOX_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs: number;
   /**
    * Pool sizing (FAASBOX_POOL_*): the scheduler decides with these; a worker uses them
    * itself only while no scheduler decision is fresh. See sizingOf().
@@ -60,6 +63,7 @@ const DEFAULTS: FaasboxConfig = {
   requestTimeoutMs: DEFAULT_CONFIG.requestTimeoutMs,
   maxJsonDepth: DEFAULT_CONFIG.maxJsonDepth,
   metricsPublic: false,
+  freezeGraceMs: DEFAULT_FREEZE_GRACE_MS,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -137,6 +141,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     const v = env[name];
     if (v) cfg[key] = parseNumber(name, v, 'positive');
   }
+  if (env.FAASBOX_FREEZE_GRACE_MS) cfg.freezeGraceMs = parseNumber('FAASBOX_FREEZE_GRACE_MS', env.FAASBOX_FREEZE_GRACE_MS);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

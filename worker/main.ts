@@ -54,6 +54,8 @@ export interface WorkerConfig {
   lockMs?: number;
   /** What a package may unpack to: the gateway's packageBounds (default DEFAULT_UNPACK_BOUNDS). */
   packageBounds?: UnpackBounds;
+  /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs?: number;
 }
 
 /** A crashed worker's async invocations resume elsewhere within about 15 s. */
@@ -107,6 +109,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     stemShapes: cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
     targets: () => targets.current(),
+    ...(cfg.freezeGraceMs !== undefined ? { freezeGraceMs: cfg.freezeGraceMs } : {}),
     log: (line) => console.error(`worker ${id}: ${line}`),
     onEvent: (e) => {
       metrics.onPoolEvent(e);
@@ -298,7 +301,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
-      timings: { queueMs, initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
       usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
       workerId: id,
     };

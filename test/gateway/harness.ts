@@ -132,7 +132,8 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
   if (behave === 'infra-fail') throw new Error('stand-in worker lost its container');
   // Unref'd: a hung job must not keep the test process alive after the worker is closed.
   if (behave === 'hang') await new Promise((r) => setTimeout(r, 60_000).unref());
-  const timings = { queueMs, initMs: 1.5, execMs: 2.25, totalMs: Date.now() - data.enqueuedAt };
+  // thawMs: as a worker reports a warm container thawed for the invocation.
+  const timings = { queueMs, initMs: 1.5, ...(typeof event.thawMs === 'number' ? { thawMs: event.thawMs } : {}), execMs: 2.25, totalMs: Date.now() - data.enqueuedAt };
   const base = { startKind: event.startKind === 'cold' ? ('cold' as const) : ('warm' as const), timings };
   let result: InvocationResult;
   switch (behave) {
