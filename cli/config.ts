@@ -5,7 +5,8 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { CliError, parseNumber } from '../worker/cli/args.js';
+import { CliError, parseBytes, parseNumber } from '../worker/cli/args.js';
+import { DEFAULT_MAX_RESULT_BYTES } from '../worker/function/instance.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 
 export interface FaasboxConfig {
@@ -23,6 +24,8 @@ export interface FaasboxConfig {
   pools: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
+  /** Longest result a function may answer with, in bytes (FAASBOX_MAX_RESULT_BYTES: 6291456 or 6m; 6 MiB, Lambda's sync limit). */
+  maxResultBytes: number;
   /**
    * Pool sizing (FAASBOX_POOL_*): the scheduler decides with these; a worker uses them
    * itself only while no scheduler decision is fresh. See sizingOf().
@@ -44,6 +47,7 @@ const DEFAULTS: FaasboxConfig = {
   workerMemoryMb: 4096,
   pools: true,
   workerMetricsPort: 9464,
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -107,6 +111,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
   if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = parseNumber('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
+  if (env.FAASBOX_MAX_RESULT_BYTES) cfg.maxResultBytes = parseBytes('FAASBOX_MAX_RESULT_BYTES', env.FAASBOX_MAX_RESULT_BYTES);
+  if (!Number.isInteger(cfg.maxResultBytes) || cfg.maxResultBytes < 1024) throw new CliError(`maxResultBytes (FAASBOX_MAX_RESULT_BYTES) must be a whole number of bytes, at least 1024; got ${cfg.maxResultBytes}`);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

@@ -24,6 +24,8 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   OOM_KILLED: 'OOM_KILLED',
   RUNTIME_CRASHED: 'RUNTIME_CRASHED',
+  // The function answered with more than the worker accepts (its reply was cut off, its container killed).
+  RESULT_TOO_LARGE: 'RESULT_TOO_LARGE',
   NO_CAPACITY: 'NO_CAPACITY',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
@@ -169,6 +171,12 @@ export class OomKilledError extends FaasboxError {
 export class RuntimeCrashedError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.RUNTIME_CRASHED, message, { cause });
+  }
+}
+
+export class ResultTooLargeError extends FaasboxError {
+  constructor(limitBytes: number) {
+    super(ErrorCode.RESULT_TOO_LARGE, `the function's result is larger than the limit of ${limitBytes} bytes`, { details: { limitBytes } });
   }
 }
 

@@ -48,6 +48,8 @@ export interface WorkerConfig {
    * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
    */
   lockMs?: number;
+  /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
+  maxResultBytes?: number;
 }
 
 /** A crashed worker's async invocations resume elsewhere within about 15 s. */
@@ -234,6 +236,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       event: data.event,
       http: data.http,
       timeoutMs: spec.timeoutMs,
+      ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
       context: {
         invocationId: data.invocationId,
         functionName: spec.name,
