@@ -15,6 +15,7 @@ import type { CgroupStats } from '../runtime/cgroups/index.js';
 import { readLines, type LineSplitter } from '../runtime/lines.js';
 import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
 import { ResultTooLargeError } from '../../common/errors.js';
+import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';
 
 export const CODE_DIR = '/var/task';
 const LOG_LIMIT = 64 * 1024;
@@ -318,9 +319,12 @@ export class RuntimeInstance {
       const execMs = performance.now() - t;
       const usage = this.usageSince(before);
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
-      if (reply.ok === true) {
-        return { ok: true, ...(reply.http ? { http: reply.http as InvokeOutcome['http'] } : { value: reply.value }), ...logs, execMs, loadMs, ...usage };
+      if (reply.ok === true && reply.http) {
+        const http = checkHttpAnswer(reply.http);
+        if (http instanceof MalformedHttpAnswer) return { ok: false, error: { code: 'FUNCTION_ERROR', message: http.message, name: http.name }, ...logs, execMs, loadMs, ...usage };
+        return { ok: true, http, ...logs, execMs, loadMs, ...usage };
       }
+      if (reply.ok === true) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
       const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
       return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
     } catch (err) {
