@@ -287,3 +287,27 @@ test('load errors: a missing entry, a missing export, a module that throws', asy
   assert.ok(r.ok === false && r.error.name === 'NotLoadedError', JSON.stringify(r));
   await s.close();
 });
+
+test('a handler name is looked up among the module\'s own exports, never up the prototype chain', async () => {
+  const s = await booted();
+  const modules = {
+    'index.mjs': 'export default async () => "default"; export const handler = async () => "named";',
+    'fn.cjs': 'module.exports = async () => "cjs";',
+    'obj.cjs': 'module.exports = { handler: async () => "cjs named" };',
+  };
+  const dir = codeDir(modules);
+  for (const entry of Object.keys(modules)) {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf', 'call', 'bind']) {
+      const r = await s.load(dir, entry, { handler: name });
+      assert.ok(r.type === 'load-error' && r.error.name === 'HandlerNotFoundError', `${entry} ${name}: ${JSON.stringify(r)}`);
+      assert.match(r.type === 'load-error' ? r.error.message : '', new RegExp(`has no export "${name}"`));
+    }
+  }
+  // Own exports still resolve, named and default, ESM and CommonJS.
+  for (const [entry, handler, value] of [['index.mjs', 'handler', 'named'], ['index.mjs', 'default', 'default'], ['fn.cjs', 'default', 'cjs'], ['obj.cjs', 'handler', 'cjs named']] as const) {
+    assert.equal((await s.load(dir, entry, { handler })).type, 'loaded', `${entry} ${handler}`);
+    const r = await s.invoke({});
+    assert.ok(r.ok === true && 'value' in r && r.value === value, `${entry} ${handler}: ${JSON.stringify(r)}`);
+  }
+  await s.close();
+});

@@ -76,12 +76,15 @@ def load_module(code_dir, entry, env):
 
 def pick_handler(module, name, entry):
     """The callable `name` of the module. "default" (the platform's default name) means `handler` when the module has no `default`."""
-    if not name or (name == 'default' and not hasattr(module, 'default')):
+    # The module's own names only: getattr also finds what every module inherits from
+    # its type (__class__, __init_subclass__, __dir__, ...), callables that are no handler.
+    names = vars(module)
+    if not name or (name == 'default' and 'default' not in names):
         name = 'handler'
-    value = getattr(module, name, None)
+    value = names.get(name)
     if callable(value):
         return Handler(value, _is_coroutine_function(value))
-    public = ', '.join(n for n in vars(module) if not n.startswith('_')) or 'none'
+    public = ', '.join(n for n in names if not n.startswith('_')) or 'none'
     what = 'has no attribute' if value is None else 'attribute is not callable:'
     raise HandlerNotFoundError(f'{entry} {what} "{name}" (names: {public})')
 

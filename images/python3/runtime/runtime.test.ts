@@ -272,3 +272,15 @@ test('a request that is not JSON is reported on stderr and skipped', async () =>
   assert.match(s.stderr, /faasbox-runtime: ignoring a request that is not JSON/);
   await s.close();
 });
+
+test('a handler name is looked up among the module\'s own names, never what modules inherit from their type', async () => {
+  const s = await booted();
+  const dir = codeDir({ 'handler.py': 'def handler(e, c):\n    return "own"\n' });
+  for (const name of ['__class__', '__init_subclass__', '__dir__', '__new__', '__subclasshook__', '__reduce__', '__getattribute__']) {
+    const r = await s.load(dir, 'handler.py', { handler: name });
+    assert.ok(r.type === 'load-error' && r.error.name === 'HandlerNotFoundError', `${name}: ${JSON.stringify(r)}`);
+  }
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'handler' })).type, 'loaded');
+  assert.equal(valueOf(await s.invoke({})), 'own');
+  await s.close();
+});
