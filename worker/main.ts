@@ -235,6 +235,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       id: data.invocationId,
       event: data.event,
       http: data.http,
+      // The job's event is its body's JSON (InvocationJob.event): the body goes to the runtime once.
+      eventIsBody: data.http !== undefined,
       timeoutMs: spec.timeoutMs,
       ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
       context: {

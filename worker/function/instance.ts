@@ -69,6 +69,12 @@ export interface InvokeRequest {
    * saving a round trip to the runtime, and the timeout starts once the load is done.
    */
   afterLoad?: Promise<void>;
+  /**
+   * The event is the JSON of http.body (an invoke request's, InvocationJob.event): the body
+   * is then sent once, raw, behind the request line (PROTOCOL.md, bodyBytes), and the
+   * runtime parses the event from it, rather than getting the event and a base64 copy.
+   */
+  eventIsBody?: boolean;
   /** Longest result accepted (DEFAULT_MAX_RESULT_BYTES when unset); past it, RESULT_TOO_LARGE and the container is killed. */
   maxResultBytes?: number;
 }
@@ -196,6 +202,17 @@ class LogCollector {
   }
 }
 
+/** The invoke request line, and the raw body to send behind it (eventIsBody). */
+function invokeMessage(req: InvokeRequest): [Record<string, unknown> & { type: 'invoke' }, Buffer?] {
+  const http = req.http as Record<string, unknown> | undefined;
+  if (req.eventIsBody && http && typeof http.body === 'string') {
+    const { body, ...head } = http;
+    const raw = Buffer.from(body as string, 'base64');
+    return [{ type: 'invoke', id: req.id, context: req.context, http: head, bodyBytes: raw.length }, raw];
+  }
+  return [{ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http }];
+}
+
 export class RuntimeInstance {
   readonly bootedAt = Date.now();
   private readonly requests: Duplex;
@@ -295,7 +312,7 @@ export class RuntimeInstance {
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
     const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
-    const replied = this.request({ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http });
+    const replied = this.request(...invokeMessage(req));
     // Settled either way below; a load that failed leaves it to be rejected by the kill.
     replied.catch(() => {});
     const loadStart = performance.now();
@@ -404,10 +421,12 @@ export class RuntimeInstance {
     await this.container.delete();
   }
 
-  private request(msg: Record<string, unknown> & { type: 'load' | 'invoke' }): Promise<Reply> {
+  /** Writes one request line, and the raw body behind it when there is one (bodyBytes). */
+  private request(msg: Record<string, unknown> & { type: 'load' | 'invoke' }, body?: Buffer): Promise<Reply> {
     if (!this.alive) return Promise.reject(this.crashError(this.exitInfo!));
     const p = this.expect(msg.type === 'invoke', msg.type === 'load' ? (r) => r.type === 'loaded' || r.type === 'load-error' : (r) => r.type === 'result' && r.id === msg.id);
     this.requests.write(`${JSON.stringify(msg)}\n`);
+    if (body && body.length > 0) this.requests.write(body);
     return p;
   }
 

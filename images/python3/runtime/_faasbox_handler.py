@@ -135,12 +135,13 @@ def _http_request(http):
             from urllib.parse import urlencode
 
             url += '?' + urlencode(query, doseq=True)
-    body = http.get('body') or ''
+    body = http.get('body') or b''
     return {
         'method': str(http.get('method') or 'GET').upper(),
         'url': url,
         'headers': dict(http.get('headers') or {}),
-        'body': base64.b64decode(body) if body else b'',
+        # bytes when the body came raw behind the request line (bodyBytes), else base64.
+        'body': body if isinstance(body, bytes) else base64.b64decode(body) if body else b'',
     }
 
 
@@ -228,6 +229,12 @@ def _from_proxy_result(value):
 def parse_request(raw):
     """One request line (bytes) as a dict; ValueError when it is not JSON."""
     return json.loads(raw)
+
+
+def event_from_body(body):
+    """The event of a body sent raw (bodyBytes): its JSON, None when empty; ValueError when it is not JSON."""
+    # Decoded as the gateway decoded it when it checked the JSON (Node: invalid UTF-8 becomes U+FFFD).
+    return json.loads(body.decode('utf-8', 'replace')) if body else None
 
 
 def to_json(message):
