@@ -169,6 +169,7 @@ async function invoke(msg, io, body) {
       // The body came once, raw, behind the line (bodyBytes): the event is its JSON, and a
       // Request reads the same bytes. Its text is garbage once parsed; only the event and
       // the bytes stay (a 5 MB event used to be held as the line, the event and base64).
+      await makeRoomFor(body.length, msg.context?.memoryLimitMb);
       try {
         event = body.length === 0 ? null : JSON.parse(body.toString('utf8'));
       } catch (err) {
@@ -193,6 +194,34 @@ async function invoke(msg, io, body) {
   if (!r.ok) line = JSON.stringify({ type: 'result', id, ok: false, error: serializeError(r.error) });
   await io.markers(id);
   io.send(line);
+}
+
+/** Bodies from this size on may need room made for them (makeRoomFor). */
+const LARGE_BODY_BYTES = 1024 * 1024;
+
+/**
+ * Collects garbage before a large body is parsed, when the heap and buffers, plus about
+ * three times the body (its text, the event, and what the function makes of it), would
+ * pass half of the function's memory. V8 sizes its heap by the host's memory (4.3 GB
+ * here), not the container's, which it cannot see: each 5 MB event left 15 MB of garbage
+ * that no GC came for, and the tenth call of a 128 MB no-op function was OOM-killed
+ * (cgroup peaks 28, 43, 58 ... 128 MB). A V8 flag (--max-old-space-size) would size it,
+ * but any flag makes Node reject its built-in code cache (boot slower, see PROTOCOL.md),
+ * and a stem cell's memory limit is known only when it is specialised.
+ */
+async function makeRoomFor(bytes, memoryLimitMb) {
+  if (bytes < LARGE_BODY_BYTES || !(memoryLimitMb > 0)) return;
+  const { heapTotal, external } = process.memoryUsage();
+  if (heapTotal + external + 3 * bytes < (memoryLimitMb * 1024 * 1024) / 2) return;
+  try {
+    // A full GC without a V8 flag: the inspector protocol's, over an in-process session.
+    const session = new (require('node:inspector').Session)();
+    session.connect();
+    await new Promise((resolve) => session.post('HeapProfiler.collectGarbage', resolve));
+    session.disconnect();
+  } catch {
+    // A Node without the inspector: the event is delivered all the same.
+  }
 }
 
 /** Writes the end marker to stdout and stderr and waits until both (and all before them) are flushed. */

@@ -1,9 +1,10 @@
 /**
- * A function's answer is bounded (issue 13, item 3): a result past the limit (6 MiB) is
- * answered RESULT_TOO_LARGE at once, its container is killed rather than pooled, the
- * worker's other functions keep being served meanwhile, and the worker's memory does not
- * grow with what a function writes on its reply channel. Real stack: gateway, Redis,
- * worker, containers of both runtimes.
+ * Large payloads, both ways. A function's answer is bounded: a result past the limit
+ * (6 MiB) is answered RESULT_TOO_LARGE at once, its container is killed rather than
+ * pooled, the worker's other functions keep being served meanwhile, and the worker's
+ * memory does not grow with what a function writes on its reply channel. A large event
+ * reaches a small function without several copies of it in the container. Real stack:
+ * gateway, Redis, worker, containers of both runtimes.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -142,4 +143,32 @@ export default async (e) => {
   assert.equal(next.status, 200, next.text);
   assert.equal(next.json, 'calm');
   assert.notEqual(next.headers.get('x-cold-start'), 'warm');
+});
+
+/** The latest invocation's cgroup memory peak of a function, from the worker's metrics (observed just after the reply). */
+async function memoryPeakMb(fn: string): Promise<number> {
+  await new Promise((r) => setTimeout(r, 50));
+  const m = await s.worker.metrics.getSingleMetric('faasbox_function_memory_peak_bytes')!.get();
+  return (m.values.find((v) => v.labels.function === fn)?.value ?? NaN) / MB;
+}
+
+test('10 invocations with a 5 MB event each on a 128 MB no-op function all succeed (Node.js and Python; one string, many objects)', async (t) => {
+  assert.equal((await s.deploy('noop', { runtime: 'nodejs20', memoryMb: 128, code: 'export default async () => null' })).status, 201);
+  assert.equal((await s.deploy('pynoop', { runtime: 'python3', memoryMb: 128, code: 'def handler(event, context):\n    return None\n' })).status, 201);
+  const events = {
+    string: { data: 'x'.repeat(5 * 1000 * 1000) },
+    objects: { items: Array.from({ length: 80_000 }, (_, i) => ({ id: i, name: `item-${i}`, ok: true, tags: ["a", "b"] })) },
+  };
+  for (const fn of ['noop', 'pynoop']) {
+    for (const [what, event] of Object.entries(events)) {
+      const peaks: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        const r = await s.invoke(fn, event);
+        peaks.push((await memoryPeakMb(fn)).toFixed(1));
+        assert.equal(r.status, 200, `${fn}, ${what} event, call ${i + 1}: ${r.text} (memory peaks so far: ${peaks.join(', ')} MB)`);
+        assert.equal(r.json, null);
+      }
+      t.diagnostic(`${fn}, ${(JSON.stringify(event).length / 1e6).toFixed(1)} MB event of ${what}: memory peak per call ${peaks.join(', ')} MB`);
+    }
+  }
 });
