@@ -22,6 +22,7 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+  FAASBOX_MAX_RESULT_BYTES   largest result a function may answer with (default 6m; beyond: 502 RESULT_TOO_LARGE)
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
 fresh decision from a scheduler):
