@@ -6,6 +6,7 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   engine: () => import('./engine.js'),
   invoke: () => import('./invoke.js'),
   coldstart: () => import('./coldstart.js'),
+  thaw: () => import('./thaw.js'),
 };
 
 const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
@@ -14,6 +15,8 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
   invoke     [--n 400] [--seconds 5]    warm invocations through HTTP against bare BullMQ and HTTP
   coldstart  [--n 25] [--warmup 3]      warm, specialised and cold starts against \`node -e 0\`
                                         (--n measured rounds, after --warmup unmeasured ones)
+  thaw       [--n 50] [--idle 300]      a warm invocation after an idle pause: thawed (frozen while
+                                        idle) against never frozen, and back to back
 
 Each prints a table and ends with one JSON line.`;
 

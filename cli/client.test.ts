@@ -20,6 +20,8 @@ const base: InvocationRecord = {
 test('a succeeded record shows its start, its time per phase and its result', () => {
   const rec = { ...base, startKind: 'warm' as const, timings: { queueMs: 5, initMs: 0.04874, execMs: 1.386, totalMs: 17.4 }, result: { hello: 'world' } };
   assert.equal(recordSummary(rec), 'inv-1 hello succeeded (warm)\ntime: queue 5 ms, init 0.05 ms, exec 1.39 ms, total 17 ms\nresult: {"hello":"world"}');
+  // A warm container frozen while idle was thawed for it: the thaw is a phase of its own.
+  assert.match(recordSummary({ ...rec, timings: { ...rec.timings, thawMs: 0.31 } }), /^time: queue 5 ms, init 0\.05 ms, thaw 0\.31 ms, exec 1\.39 ms, total 17 ms$/m);
 });
 
 test('a failed record shows its error code, message and indented stack, and its attempts', () => {

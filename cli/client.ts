@@ -74,7 +74,7 @@ const HELP: Record<string, string> = {
 Prints the function's result; with --json the whole answer with invocation id and timings.`,
   logs: 'Usage: faasbox logs INVOCATION_ID [--json]',
   ls: 'Usage: faasbox ls [--json]',
-  get: 'Usage: faasbox get NAME [--json]',
+  get: 'Usage: faasbox get NAME [--json] [--reveal-env]\n\nEnv values show as null unless --reveal-env.',
   rm: 'Usage: faasbox rm NAME',
 };
 
@@ -203,7 +203,7 @@ export async function logs(argv: string[]): Promise<number> {
 export function recordSummary(rec: InvocationRecord): string {
   const lines = [`${rec.id} ${rec.function} ${rec.status}${rec.startKind ? ` (${rec.startKind})` : ''}${rec.attempts > 1 ? `, ${rec.attempts} attempts` : ''}`];
   const t = rec.timings;
-  if (t) lines.push(`time: queue ${ms(t.queueMs)}, init ${ms(t.initMs)}, exec ${ms(t.execMs)}, total ${ms(t.totalMs)}`);
+  if (t) lines.push(`time: queue ${ms(t.queueMs)}, init ${ms(t.initMs)}${t.thawMs !== undefined ? `, thaw ${ms(t.thawMs)}` : ''}, exec ${ms(t.execMs)}, total ${ms(t.totalMs)}`);
   if (rec.response) lines.push(`response: HTTP ${rec.response.status}, ${Buffer.from(rec.response.body, 'base64').length} bytes of body`);
   else if (rec.status === 'succeeded') lines.push(`result: ${JSON.stringify(rec.result ?? null)}`);
   if (rec.error) {
@@ -237,9 +237,10 @@ export async function ls(argv: string[]): Promise<number> {
 
 export async function get(argv: string[]): Promise<number> {
   if (wantsHelp('get', argv)) return 0;
-  const { positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, 'reveal-env': { type: 'boolean' } } });
   if (!positionals[0]) throw new CliError('get needs a function name');
-  console.log(JSON.stringify(await json(await call('GET', `/v1/functions/${encodeURIComponent(positionals[0])}`)), null, 2));
+  const query = values['reveal-env'] ? '?reveal=env' : '';
+  console.log(JSON.stringify(await json(await call('GET', `/v1/functions/${encodeURIComponent(positionals[0])}${query}`)), null, 2));
   return 0;
 }
 

@@ -1,6 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from './config.js';
+import { CliError } from '../worker/cli/args.js';
+import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
+
+test('FAASBOX_FREEZE_GRACE_MS sets the freeze grace (0: never frozen); default 50 ms; junk is refused naming the variable', () => {
+  assert.equal(loadConfig(undefined, {}).freezeGraceMs, DEFAULT_FREEZE_GRACE_MS);
+  assert.equal(DEFAULT_FREEZE_GRACE_MS, 50);
+  assert.equal(loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: '0' }).freezeGraceMs, 0);
+  assert.equal(loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: '250' }).freezeGraceMs, 250);
+  assert.throws(() => loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: 'soon' }), (e: unknown) => e instanceof CliError && /FAASBOX_FREEZE_GRACE_MS/.test(e.message));
+  assert.throws(() => loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: '-1' }), (e: unknown) => e instanceof CliError && /FAASBOX_FREEZE_GRACE_MS/.test(e.message));
+});
 
 test('the result limit: 6 MiB by default, FAASBOX_MAX_RESULT_BYTES with units, refused when not a size or too small', () => {
   assert.equal(loadConfig(undefined, {}).maxResultBytes, 6 * 1024 * 1024);

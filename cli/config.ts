@@ -8,6 +8,8 @@ import path from 'node:path';
 import { CliError, parseBytes, parseNumber } from '../worker/cli/args.js';
 import { DEFAULT_MAX_RESULT_BYTES } from '../worker/function/instance.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
+import { DEFAULT_CONFIG } from '../gateway/config.js';
+import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 
 export interface FaasboxConfig {
   stateDir: string;
@@ -15,6 +17,8 @@ export interface FaasboxConfig {
   port: number;
   host: string;
   apiKey?: string;
+  /** Key sealing function env values (FAASBOX_SECRET_KEY: 64 hex digits or base64 of 32 bytes); see cli/secret-key.ts. */
+  secretKey?: string;
   /** An existing Redis (FAASBOX_REDIS_URL); when unset, `faasbox up` starts its own. */
   redisUrl?: string;
   prefix: string;
@@ -22,8 +26,19 @@ export interface FaasboxConfig {
   workerMemoryMb: number;
   /** Warm pools (FAASBOX_POOLS=0 disables them: every invocation is cold). */
   pools: boolean;
+  /** Gateway: time for a request's headers, and for the whole request (FAASBOX_HEADERS_TIMEOUT_MS, FAASBOX_REQUEST_TIMEOUT_MS); past either, 408. */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  /** Gateway: deepest nesting of a JSON body (FAASBOX_MAX_JSON_DEPTH); deeper is 400. */
+  maxJsonDepth: number;
+  /** A bearer token for the gateway's and a worker's /metrics, besides the API key (FAASBOX_METRICS_TOKEN). */
+  metricsToken?: string;
+  /** /metrics without a token (FAASBOX_METRICS_PUBLIC=1): an explicit opt-out. */
+  metricsPublic: boolean;
   /** Port of a standalone worker's /metrics (FAASBOX_WORKER_METRICS_PORT). */
   workerMetricsPort: number;
+  /** Idle warm containers are frozen after this many ms (FAASBOX_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs: number;
   /** Longest result a function may answer with, in bytes (FAASBOX_MAX_RESULT_BYTES: 6291456 or 6m; 6 MiB, Lambda's sync limit). */
   maxResultBytes: number;
   /**
@@ -47,6 +62,11 @@ const DEFAULTS: FaasboxConfig = {
   workerMemoryMb: 4096,
   pools: true,
   workerMetricsPort: 9464,
+  headersTimeoutMs: DEFAULT_CONFIG.headersTimeoutMs,
+  requestTimeoutMs: DEFAULT_CONFIG.requestTimeoutMs,
+  maxJsonDepth: DEFAULT_CONFIG.maxJsonDepth,
+  metricsPublic: false,
+  freezeGraceMs: DEFAULT_FREEZE_GRACE_MS,
   maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
@@ -56,6 +76,13 @@ const DEFAULTS: FaasboxConfig = {
   poolMinStems: DEFAULT_SIZING.minStems,
   poolMaxStems: DEFAULT_SIZING.maxStems,
 };
+
+/** Environment variable -> gateway setting. */
+const GATEWAY_ENV = {
+  FAASBOX_HEADERS_TIMEOUT_MS: 'headersTimeoutMs',
+  FAASBOX_REQUEST_TIMEOUT_MS: 'requestTimeoutMs',
+  FAASBOX_MAX_JSON_DEPTH: 'maxJsonDepth',
+} as const;
 
 /** Environment variable -> sizing setting. */
 const POOL_ENV = {
@@ -98,7 +125,7 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError(`config file ${f} must hold a JSON object`);
     for (const [k, v] of Object.entries(parsed)) {
-      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
+      if (!(k in DEFAULTS) && k !== 'apiKey' && k !== 'secretKey' && k !== 'metricsToken' && k !== 'redisUrl') throw new CliError(`config file ${f}: unknown setting "${k}"`);
       if (k in DEFAULTS && typeof v !== typeof DEFAULTS[k as keyof FaasboxConfig]) throw new CliError(`config file ${f}: "${k}" must be a ${typeof DEFAULTS[k as keyof FaasboxConfig]}`);
       (cfg as unknown as Record<string, unknown>)[k] = v;
     }
@@ -107,10 +134,18 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_PORT) cfg.port = parseNumber('FAASBOX_PORT', env.FAASBOX_PORT);
   if (env.FAASBOX_HOST) cfg.host = env.FAASBOX_HOST;
   if (env.FAASBOX_API_KEY) cfg.apiKey = env.FAASBOX_API_KEY;
+  if (env.FAASBOX_SECRET_KEY) cfg.secretKey = env.FAASBOX_SECRET_KEY;
+  if (env.FAASBOX_METRICS_TOKEN) cfg.metricsToken = env.FAASBOX_METRICS_TOKEN;
+  if (env.FAASBOX_METRICS_PUBLIC) cfg.metricsPublic = ['1', 'true', 'yes', 'on'].includes(env.FAASBOX_METRICS_PUBLIC.toLowerCase());
   if (env.FAASBOX_REDIS_URL) cfg.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) cfg.prefix = env.FAASBOX_PREFIX;
   if (env.FAASBOX_WORKER_MEMORY_MB) cfg.workerMemoryMb = parseNumber('FAASBOX_WORKER_MEMORY_MB', env.FAASBOX_WORKER_MEMORY_MB);
   if (env.FAASBOX_WORKER_METRICS_PORT) cfg.workerMetricsPort = parseNumber('FAASBOX_WORKER_METRICS_PORT', env.FAASBOX_WORKER_METRICS_PORT);
+  for (const [name, key] of Object.entries(GATEWAY_ENV)) {
+    const v = env[name];
+    if (v) cfg[key] = parseNumber(name, v, 'positive');
+  }
+  if (env.FAASBOX_FREEZE_GRACE_MS) cfg.freezeGraceMs = parseNumber('FAASBOX_FREEZE_GRACE_MS', env.FAASBOX_FREEZE_GRACE_MS);
   if (env.FAASBOX_MAX_RESULT_BYTES) cfg.maxResultBytes = parseBytes('FAASBOX_MAX_RESULT_BYTES', env.FAASBOX_MAX_RESULT_BYTES);
   if (!Number.isInteger(cfg.maxResultBytes) || cfg.maxResultBytes < 1024) throw new CliError(`maxResultBytes (FAASBOX_MAX_RESULT_BYTES) must be a whole number of bytes, at least 1024; got ${cfg.maxResultBytes}`);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());

@@ -1,20 +1,28 @@
 /**
  * A redis-server child process: the dev stack's own Redis (and the tests'). Installed
  * from the distribution's packages when missing; data under a directory of ours,
- * append-only persistence on, bound to loopback.
+ * append-only persistence on.
+ *
+ * The dev stack's server (startRedisServer) listens on nothing but a Unix socket that
+ * only its owner may open (mode 0700, in a 0700 dir), and requires a password generated
+ * once into the data dir (0600): another local user can neither reach it (a loopback TCP
+ * port is open to every uid on the machine) nor use a socket path that leaks. The
+ * password reaches redis-server on its stdin, never on its command line (which every uid
+ * can read in /proc).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import path from 'node:path';
 
 export interface RedisServer {
-  /** What clients on this machine use: the Unix socket when there is one, else tcpUrl. */
+  /** What clients on this machine use: the Unix socket, with the password (`path?password=...`, as ioredis reads it). */
   url: string;
-  tcpUrl: string;
-  /** The Unix socket's path (absent when the data dir's path is too long for one). */
-  socket?: string;
-  port: number;
+  /** The Unix socket's path: the only address the server listens on. */
+  socket: string;
+  /** The file (0600) holding the password. */
+  passwordFile: string;
   dir: string;
   pid: number;
   child: ChildProcess;
@@ -50,10 +58,18 @@ export function freePort(): Promise<number> {
   });
 }
 
-/** One raw RESP PING, without a client library. */
-export function ping(port: number): Promise<boolean> {
+/** A RESP command as bytes. */
+function resp(...args: string[]): string {
+  return `*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`;
+}
+
+/**
+ * One raw RESP PING (after AUTH when a password is given), without a client library; at
+ * a loopback port, or at a Unix socket's path.
+ */
+export function ping(target: number | string, password?: string): Promise<boolean> {
   return new Promise((resolve) => {
-    const sock = connect(port, '127.0.0.1');
+    const sock = typeof target === 'number' ? connect(target, '127.0.0.1') : connect(target);
     let buf = '';
     const done = (ok: boolean) => {
       sock.destroy();
@@ -61,10 +77,11 @@ export function ping(port: number): Promise<boolean> {
     };
     sock.setTimeout(500, () => done(false));
     sock.once('error', () => done(false));
-    sock.once('connect', () => sock.write('*1\r\n$4\r\nPING\r\n'));
+    sock.once('connect', () => sock.write((password === undefined ? '' : resp('AUTH', password)) + resp('PING')));
+    const replies = password === undefined ? 1 : 2;
     sock.on('data', (d) => {
       buf += d.toString();
-      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'));
+      if (buf.split('\r\n').length > replies) done(buf.endsWith('+PONG\r\n') && (password === undefined || buf.startsWith('+OK\r\n')));
     });
   });
 }
@@ -85,16 +102,35 @@ export function launchRedis(port: number, dir: string, socket?: string): ChildPr
   );
 }
 
-/** Resolves when the server answers PING; throws (and kills it) if it exits or stays silent for 10 s. */
-export async function waitForRedis(child: ChildProcess, port: number, dir: string): Promise<void> {
+/**
+ * The dev stack's server: no TCP port (`port 0`), the Unix socket (owner only), and
+ * `requirepass` given as a config file on stdin.
+ */
+export function launchPrivateRedis(dir: string, socket: string, password: string): ChildProcess {
+  const child = spawn(
+    redisServerBinary(),
+    ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    { stdio: ['pipe', 'ignore', 'ignore'] },
+  );
+  // A server that dies at once is reported by waitForRedis; its closed stdin is no error of ours.
+  child.stdin!.on('error', () => {});
+  child.stdin!.end(`requirepass ${password}\n`);
+  return child;
+}
+
+/**
+ * Resolves when the server answers PING (at a port, or a socket path with its password);
+ * throws (and kills it) if it exits or stays silent for 10 s.
+ */
+export async function waitForRedis(child: ChildProcess, target: number | string, dir: string, password?: string): Promise<void> {
   let exited: number | null | undefined = child.exitCode ?? undefined;
   child.once('exit', (code) => (exited = code));
   const start = Date.now();
-  while (!(await ping(port))) {
+  while (!(await ping(target, password))) {
     if (exited !== undefined) throw new Error(`redis-server exited with ${exited}; see ${path.join(dir, 'redis.log')}`);
     if (Date.now() - start > 10_000) {
       child.kill('SIGKILL');
-      throw new Error(`redis-server did not answer on port ${port} within 10 s`);
+      throw new Error(`redis-server did not answer on ${typeof target === 'number' ? `port ${target}` : target} within 10 s`);
     }
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -109,22 +145,30 @@ export function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<
   });
 }
 
-export async function startRedisServer(opts: { dir: string; port?: number }): Promise<RedisServer> {
+/** The dev stack's Redis password: generated once into dir (0600), the same on every start. */
+export function redisPassword(dir: string): { password: string; file: string } {
+  const file = path.join(dir, 'password');
+  if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
+  return { password: readFileSync(file, 'utf8').trim(), file };
+}
+
+export async function startRedisServer(opts: { dir: string }): Promise<RedisServer> {
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
-  const port = opts.port ?? (await freePort());
   // Services on this machine talk to it over a Unix socket: measured in bench/invoke, each
   // command written to a loopback TCP socket cost the writer several times more CPU, and
   // an invocation is a dozen commands.
   const socket = path.resolve(opts.dir, 'redis.sock');
-  const withSocket = Buffer.byteLength(socket) <= MAX_SOCKET_PATH;
-  const child = launchRedis(port, opts.dir, withSocket ? socket : undefined);
-  await waitForRedis(child, port, opts.dir);
-  const tcpUrl = `redis://127.0.0.1:${port}`;
+  if (Buffer.byteLength(socket) > MAX_SOCKET_PATH) {
+    throw new Error(`the Redis socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes (a Unix socket's limit): choose a shorter FAASBOX_STATE_DIR`);
+  }
+  const { password, file } = redisPassword(opts.dir);
+  const child = launchPrivateRedis(opts.dir, socket, password);
+  await waitForRedis(child, socket, opts.dir, password);
   return {
-    url: withSocket ? socket : tcpUrl,
-    tcpUrl,
-    ...(withSocket ? { socket } : {}),
-    port,
+    // Hex, so nothing in it needs escaping in the query.
+    url: `${socket}?password=${password}`,
+    socket,
+    passwordFile: file,
     dir: opts.dir,
     pid: child.pid!,
     child,

@@ -7,7 +7,7 @@ import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
-import { scrape } from '../common/metrics.js';
+import { loadSecretBox } from './secret-key.js';
 
 const UP_HELP = `Usage: faasbox up [--config FILE] [--json]
 
@@ -18,10 +18,20 @@ gateway, a worker and the scheduler. Prints where to reach them; Ctrl-C stops ev
 Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_PORT               gateway port (default 8080)
   FAASBOX_API_KEY            management API key (default: generated once, stored in the state dir)
+  FAASBOX_SECRET_KEY         key sealing function env values in Redis (AES-256-GCM): 64 hex
+                             digits or base64 of 32 bytes (default: generated once into the
+                             state dir's secret-key, 0600); every service needs the same
   FAASBOX_STATE_DIR          state directory (default /var/lib/faasbox)
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+  FAASBOX_HEADERS_TIMEOUT_MS time for a request's headers (default 10000), then 408
+  FAASBOX_REQUEST_TIMEOUT_MS time for a whole request, body included (default 60000), then 408
+  FAASBOX_MAX_JSON_DEPTH     deepest nesting of a JSON body (default 64), deeper is 400
+  FAASBOX_METRICS_TOKEN      a bearer token that may read /metrics (the API key always may)
+  FAASBOX_METRICS_PUBLIC     1: /metrics without a token (default: a token is required)
+  FAASBOX_FREEZE_GRACE_MS    idle warm containers are frozen (cgroup freezer) this long after
+                             their invocation (default 50; 0: never frozen)
   FAASBOX_MAX_RESULT_BYTES   largest result a function may answer with (default 6m; beyond: 502 RESULT_TOO_LARGE)
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
@@ -38,7 +48,20 @@ fresh decision from a scheduler):
 const SERVICE_HELP = `Usage: faasbox gateway|worker|scheduler [--config FILE]
 
 Runs one service in the foreground. Needs FAASBOX_REDIS_URL (or redisUrl in the file);
-the gateway needs FAASBOX_API_KEY. See faasbox up --help for the settings.`;
+the gateway needs FAASBOX_API_KEY. The gateway and the worker take FAASBOX_SECRET_KEY (or
+the state dir's secret-key file); without one, functions with env values are refused.
+See faasbox up --help for the settings.`;
+
+/** What the gateway takes from the shared configuration besides its address and key. */
+function gatewaySettings(cfg: FaasboxConfig) {
+  return {
+    headersTimeoutMs: cfg.headersTimeoutMs,
+    requestTimeoutMs: cfg.requestTimeoutMs,
+    maxJsonDepth: cfg.maxJsonDepth,
+    metricsPublic: cfg.metricsPublic,
+    ...(cfg.metricsToken ? { metricsToken: cfg.metricsToken } : {}),
+  };
+}
 
 function log(line: string): void {
   process.stderr.write(`faasbox: ${line}\n`);
@@ -87,28 +110,31 @@ export async function up(argv: string[]): Promise<number> {
       mkdirSync(cfg.stateDir, { recursive: true, mode: 0o700 });
       writeFileSync(path.join(cfg.stateDir, 'api-key'), `${apiKey}\n`, { mode: 0o600 });
     }
+    // One key for all three services, created on the first start.
+    const secrets = loadSecretBox(cfg, { create: true });
     const { startWorker } = await import('../worker/main.js');
     const { Registry, collectDefaultMetrics } = await import('prom-client');
     // One process, one /metrics: the gateway serves the worker's metrics too.
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, metrics });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, metrics, secrets });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
-    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
+    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg) }, { metrics, secrets });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
-    const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redisUrl, stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
+    // The socket's path, never the password that the URL carries.
+    const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redis ? redis.socket : '(FAASBOX_REDIS_URL)', stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
     if (values.json) console.log(JSON.stringify(info));
     else {
       console.log(`faasbox is up
   gateway   ${info.gateway}
   metrics   ${info.metrics}
-  redis     ${info.redis}${redis ? ` (pid ${redis.pid}, data in ${redis.dir})` : ''}
+  redis     ${info.redis}${redis ? ` (pid ${redis.pid}, data in ${redis.dir}, password in ${redis.passwordFile})` : ''}
   worker    ${info.worker} (memory budget ${cfg.workerMemoryMb} MB, pools ${cfg.pools ? 'on' : 'off'})
   state     ${info.stateDir}
   api key   ${generated ? apiKey : info.apiKey}
@@ -146,22 +172,19 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     const apiKey = apiKeyFor(cfg);
     if (!apiKey) throw new Error('gateway: set FAASBOX_API_KEY');
     const { startGateway } = await import('../gateway/main.js');
-    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host });
+    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg) }, { secrets: loadSecretBox(cfg, { create: false }) });
     log(`gateway listening on ${g.url}`);
     close = g.close;
   } else {
+    const { MetricsGuard } = await import('../gateway/metrics-auth.js');
+    const guard = new MetricsGuard([cfg.metricsToken, apiKeyFor(cfg)], cfg.metricsPublic);
+    if (!guard.isPublic && !guard.hasTokens) {
+      throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
+    }
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes });
-    const { createServer } = await import('node:http');
-    // The worker has no API; it serves only its metrics, for Prometheus to scrape.
-    const srv = createServer((req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":{"code":"ROUTE_NOT_FOUND","message":"only /metrics here"}}');
-        return;
-      }
-      void scrape(w.metrics).then((body) => res.writeHead(200, { 'content-type': w.metrics.contentType }).end(body));
-    });
-    await new Promise<void>((r) => srv.listen(cfg.workerMetricsPort, cfg.host, r));
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, secrets: loadSecretBox(cfg, { create: false }) });
+    const { serveMetrics } = await import('./metrics-server.js');
+    const { server: srv } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);
     close = async () => {
       srv.close();

@@ -17,6 +17,8 @@ export const ErrorCode = {
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  // The request's headers or body did not arrive within the gateway's timeouts.
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   // The function is running as many invocations as its `concurrency` allows.
   CONCURRENCY_LIMIT: 'CONCURRENCY_LIMIT',
   // Outcomes of running a function.
@@ -27,8 +29,12 @@ export const ErrorCode = {
   // The function answered with more than the worker accepts (its reply was cut off, its container killed).
   RESULT_TOO_LARGE: 'RESULT_TOO_LARGE',
   NO_CAPACITY: 'NO_CAPACITY',
+  // A version's code could not be unpacked on the worker (the deploy checks packages, so: disk, or a package older than that check).
+  CODE_UNPACK_FAILED: 'CODE_UNPACK_FAILED',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
+  // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
+  SECRET_KEY_INVALID: 'SECRET_KEY_INVALID',
   INTERNAL: 'INTERNAL',
 } as const;
 
@@ -107,6 +113,21 @@ export class PayloadTooLargeError extends FaasboxError {
   }
 }
 
+/** A package that would unpack past a bound (bytes, members, path length): the bound is named. */
+export class PackageTooLargeError extends FaasboxError {
+  constructor(message: string, bound: string, limit: number) {
+    super(ErrorCode.PAYLOAD_TOO_LARGE, `package: ${message}`, { details: { bound, limit } });
+  }
+}
+
+export class CodeUnpackFailedError extends FaasboxError {
+  constructor(digest: string, reason: string) {
+    super(ErrorCode.CODE_UNPACK_FAILED, `the function's code (${digest.slice(0, 12)}) could not be unpacked on the worker: ${reason}; deploy it again`, {
+      details: { digest },
+    });
+  }
+}
+
 export class UnauthorizedError extends FaasboxError {
   constructor(message = 'missing API key: send Authorization: Bearer <key>') {
     super(ErrorCode.UNAUTHORIZED, message);
@@ -116,6 +137,12 @@ export class UnauthorizedError extends FaasboxError {
 export class ForbiddenError extends FaasboxError {
   constructor(message = 'API key is not valid for this resource') {
     super(ErrorCode.FORBIDDEN, message);
+  }
+}
+
+export class RequestTimeoutError extends FaasboxError {
+  constructor(message: string, details?: { headersTimeoutMs: number; requestTimeoutMs: number }) {
+    super(ErrorCode.REQUEST_TIMEOUT, message, { details });
   }
 }
 
@@ -197,6 +224,12 @@ export class NoCapacityError extends FaasboxError {
 export class UnavailableError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.UNAVAILABLE, message, { cause });
+  }
+}
+
+export class SecretKeyError extends FaasboxError {
+  constructor(message: string, cause?: unknown) {
+    super(ErrorCode.SECRET_KEY_INVALID, message, { cause });
   }
 }
 

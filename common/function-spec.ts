@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { sniffFormat } from './archive/index.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
 
@@ -66,7 +67,26 @@ export const DEFAULT_HANDLER: Record<Runtime, string> = {
 /** Names the platform sets itself inside the container; a function may not override them. */
 const RESERVED_ENV_PREFIXES = ['FAASBOX_', 'NODE_OPTIONS', 'NODE_EXTRA_CA_CERTS', 'PYTHONPATH', 'PYTHONHOME', 'LD_'];
 const ENV_KEY = /^[A-Za-z][A-Za-z0-9_]*$/;
-const ENTRY_PATH = /^(?!\/)(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._/-]{1,255}$/;
+/**
+ * The one rule for an entry path, which both the deploy schema and the worker's code store
+ * apply: components of letters, digits, ".", "_" and "-" joined by single slashes, none of
+ * them "." or "..", 255 bytes at most. So a nested entry (lib/handler.mjs) is fine, for a
+ * single file as for a package, and is written exactly where the runtime will look.
+ */
+const ENTRY_PATH = /^(?!.*(^|\/)\.\.?(\/|$))[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+const ENTRY_MAX_BYTES = 255;
+
+export const ENTRY_RULE = 'entry must be a relative path inside the package (a/b.mjs), without "." or ".." segments, 255 bytes at most';
+
+export function isEntryPath(entry: string): boolean {
+  return entry.length <= ENTRY_MAX_BYTES && ENTRY_PATH.test(entry);
+}
+
+/** The entry's path components; throws on anything the rule refuses (a spec read back from Redis is checked again). */
+export function entryParts(entry: string): string[] {
+  if (!isEntryPath(entry)) throw new Error(ENTRY_RULE);
+  return entry.split('/');
+}
 const HANDLER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 export const functionNameSchema = z
@@ -96,7 +116,7 @@ export const deployRequestSchema = z
     runtime: z.enum(RUNTIMES),
     code: z.string().min(1).optional(),
     package: z.base64('package must be base64 (of a tar.gz or zip archive)').min(1).optional(),
-    entry: z.string().regex(ENTRY_PATH, 'entry must be a relative path inside the package, without ".." segments').optional(),
+    entry: z.string().refine(isEntryPath, ENTRY_RULE).optional(),
     handler: z.string().regex(HANDLER, 'handler must be the name of an exported function').optional(),
     env: envSchema.default({}),
     memoryMb: int(LIMITS.memoryMb.min, LIMITS.memoryMb.max).default(LIMITS.memoryMb.default),
@@ -119,6 +139,7 @@ export const deployRequestSchema = z
 
 export type DeployRequest = z.input<typeof deployRequestSchema>;
 
+/** What a deploy may send; the reader (common/archive) also knows plain tar, for image layers. */
 export type PackageFormat = 'tar.gz' | 'zip';
 
 /** Where the function's code lives: a blob in the registry, addressed by its sha256. */
@@ -158,9 +179,8 @@ export function sha256Hex(data: Buffer | string): string {
 }
 
 function packageFormat(bytes: Buffer): PackageFormat | undefined {
-  if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) return 'tar.gz';
-  if (bytes.length >= 4 && bytes.readUInt32BE(0) === 0x504b0304) return 'zip';
-  return undefined;
+  const format = sniffFormat(bytes);
+  return format === 'tar.gz' || format === 'zip' ? format : undefined;
 }
 
 export interface ParseDeployOptions {

@@ -7,7 +7,7 @@
  * macrotask after its reply is on its way (afterReply), and a scrape waits one macrotask
  * too (scrape): it still sees every invocation answered before it began.
  */
-import type { Registry } from 'prom-client';
+import type { Metric, Registry } from 'prom-client';
 
 /**
  * The collector registered under name, or the one make() registers: components that run
@@ -25,4 +25,24 @@ export function afterReply(observe: () => void): void {
 export async function scrape(registry: Registry): Promise<string> {
   await new Promise<void>((resolve) => setImmediate(resolve));
   return registry.metrics();
+}
+
+/**
+ * Removes every series labelled function=name from every metric of the registry: a
+ * deleted function's name must not stay listed on /metrics (nor its series grow the
+ * registry forever). Histograms are removed by their labels without `le`.
+ */
+export async function forgetFunction(registry: Registry, name: string): Promise<void> {
+  for (const metric of registry.getMetricsAsArray() as unknown as Metric[]) {
+    const { values } = await metric.get();
+    const done = new Set<string>();
+    for (const { labels } of values) {
+      if (labels.function !== name) continue;
+      const { le: _le, ...series } = labels;
+      const key = JSON.stringify(series);
+      if (done.has(key)) continue;
+      done.add(key);
+      metric.remove(series);
+    }
+  }
 }

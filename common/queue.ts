@@ -70,6 +70,8 @@ export interface HttpResponseData {
 export const timingsSchema = z.object({
   queueMs: z.number().nonnegative(),
   initMs: z.number().nonnegative(),
+  /** Only when a warm container frozen while idle was thawed for this invocation. */
+  thawMs: z.number().nonnegative().optional(),
   execMs: z.number().nonnegative(),
   totalMs: z.number().nonnegative(),
 });

@@ -14,6 +14,10 @@
  *   {p}:code:{digest}             STRING  code bytes
  *   {p}:coderefs:{digest}         SET     names of functions whose versions use the blob
  *
+ * Env values never reach Redis in clear: both stored copies of a spec (the fn hash's and the
+ * version record's) hold `envSealed` instead of `env` (sealed-spec.ts), sealed and opened
+ * here and nowhere else, so every service that reads specs needs the same key.
+ *
  * Deploys and deletes are single Lua scripts: atomic against each other, so a delete of one
  * function cannot free a blob that a concurrent deploy of another is starting to use. The
  * delete script derives keys from the prefix, so the registry needs a single Redis node
@@ -23,6 +27,8 @@ import type { Redis } from 'ioredis';
 import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
 import { RedisScript } from './redis-script.js';
+import { openSpec, sealSpec, versionedSpec, type StoredSpec } from './sealed-spec.js';
+import type { SecretBox } from './secrets.js';
 
 /** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
 export const FUNCTION_EVENTS_CHANNEL = 'function-events';
@@ -120,6 +126,8 @@ export class FunctionRegistry {
   constructor(
     private readonly redis: Redis,
     readonly prefix: string,
+    /** Seals env values; without it, only functions without env can be deployed or read. */
+    private readonly secrets?: SecretBox,
   ) {}
 
   get eventsChannel(): string {
@@ -145,9 +153,10 @@ export class FunctionRegistry {
   /** Deploy: store the code and the version (if new) and point the function at it. */
   async put(spec: FunctionSpec, code: Buffer): Promise<PutResult> {
     this.invalidate(spec.name);
-    const version = versionOf(spec);
+    const version = versionOf(versionedSpec(this.secrets, spec));
     const now = new Date();
-    const record: FunctionVersion = { name: spec.name, version, spec, createdAt: now.toISOString() };
+    const sealed = sealSpec(this.secrets, spec);
+    const record = { name: spec.name, version, spec: sealed, createdAt: now.toISOString() };
     const reply = (await putScript.run(
       this.redis,
       [
@@ -158,7 +167,7 @@ export class FunctionRegistry {
         `${this.prefix}:coderefs:${spec.code.digest}`,
         this.functionsKey,
       ],
-      [spec.name, version, JSON.stringify(record), JSON.stringify(spec), now.getTime(), code, this.eventsChannel, now.toISOString()],
+      [spec.name, version, JSON.stringify(record), JSON.stringify(sealed), now.getTime(), code, this.eventsChannel, now.toISOString()],
     )) as [number, string | null, string, string];
     const [createdVersion, previous, createdAt, updatedAt] = reply;
     const fn: FunctionRecord = { name: spec.name, version, spec, createdAt, updatedAt };
@@ -201,7 +210,7 @@ export class FunctionRegistry {
       if (hit && Date.now() - hit.at < this.cacheTtlMs) return hit.record;
     }
     const h = await this.redis.hgetall(this.fnKey(name));
-    const record = h.version ? toRecord(name, h) : undefined;
+    const record = h.version ? toRecord(name, h, this.secrets) : undefined;
     if (this.cacheTtlMs > 0) this.cache.set(name, { record, at: Date.now() });
     return record;
   }
@@ -223,7 +232,7 @@ export class FunctionRegistry {
       const [err, h] = replies[i] ?? [];
       if (err) throw err;
       // A delete may land between SMEMBERS and HGETALL; such a name is simply gone.
-      if (h && (h as Record<string, string>).version) out.push(toRecord(name, h as Record<string, string>));
+      if (h && (h as Record<string, string>).version) out.push(toRecord(name, h as Record<string, string>, this.secrets));
     });
     return out;
   }
@@ -243,7 +252,13 @@ export class FunctionRegistry {
   async getVersion(name: string, version: string): Promise<FunctionVersion> {
     const raw = await this.redis.get(this.versionKey(name, version));
     if (raw === null) throw new VersionNotFoundError(name, version);
-    return JSON.parse(raw) as FunctionVersion;
+    const stored = JSON.parse(raw) as Omit<FunctionVersion, 'spec'> & { spec: StoredSpec };
+    return { ...stored, spec: openSpec(this.secrets, stored.spec) };
+  }
+
+  /** Whether any function still uses the code (its blob goes with the last one: delete). */
+  async hasCode(digest: string): Promise<boolean> {
+    return (await this.redis.exists(this.codeKey(digest))) === 1;
   }
 
   async getCode(digest: string): Promise<Buffer> {
@@ -265,11 +280,11 @@ export class FunctionRegistry {
   }
 }
 
-function toRecord(name: string, h: Record<string, string>): FunctionRecord {
+function toRecord(name: string, h: Record<string, string>, secrets: SecretBox | undefined): FunctionRecord {
   return {
     name,
     version: h.version as string,
-    spec: JSON.parse(h.spec as string) as FunctionSpec,
+    spec: openSpec(secrets, JSON.parse(h.spec as string) as StoredSpec),
     createdAt: h.createdAt as string,
     updatedAt: h.updatedAt as string,
   };

@@ -1,6 +1,7 @@
 /** Reading JSON request bodies with the right 4xx for each way they can be wrong. */
 import type { Context } from 'hono';
-import { InvalidJsonError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../common/errors.js';
+import { InvalidJsonError, PayloadTooLargeError, RequestTimeoutError, UnsupportedMediaTypeError, ValidationError } from '../common/errors.js';
+import { nestsDeeperThan } from './json-depth.js';
 
 export function isJsonContentType(contentType: string | undefined): boolean {
   if (contentType === undefined) return false;
@@ -21,6 +22,17 @@ export interface JsonBody {
  * path more than the rest of its request parsing together.)
  */
 export async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
+  try {
+    return await readBodyBytes(c, maxBytes);
+  } catch (err) {
+    // The socket closed mid-body: the client went away, or the server's request timeout
+    // (request-timeouts.ts) answered 408 and closed it. No one is left to answer.
+    if ((err as NodeJS.ErrnoException).code === 'ECONNRESET') throw new RequestTimeoutError('the request body stopped before its end (the client went away, or the request timeout passed)');
+    throw err;
+  }
+}
+
+async function readBodyBytes(c: Context, maxBytes: number): Promise<Buffer> {
   const declared = c.req.header('content-length');
   if (declared !== undefined) {
     if (Number(declared) > maxBytes) throw new PayloadTooLargeError(maxBytes);
@@ -40,6 +52,8 @@ export async function readBody(c: Context, maxBytes: number): Promise<Buffer> {
 
 export interface ReadJsonOptions {
   maxBytes: number;
+  /** Deepest nesting of arrays and objects accepted (json-depth.ts). */
+  maxDepth: number;
   allowEmpty?: boolean;
   emptyValue?: unknown;
 }
@@ -53,6 +67,10 @@ export async function readJson(c: Context, options: ReadJsonOptions): Promise<Js
   const raw = await readBody(c, options.maxBytes);
   if (raw.length === 0 && options.allowEmpty) return { value: options.emptyValue ?? null, raw };
   if (contentType !== undefined && !isJsonContentType(contentType)) throw new UnsupportedMediaTypeError(contentType);
+  if (nestsDeeperThan(raw, options.maxDepth)) {
+    const message = `nests arrays and objects more than ${options.maxDepth} levels deep, the limit`;
+    throw new ValidationError(`request body ${message}`, [{ path: '', message }]);
+  }
   try {
     return { value: JSON.parse(raw.toString('utf8')) as unknown, raw };
   } catch (err) {

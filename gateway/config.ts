@@ -1,4 +1,5 @@
 /** Gateway configuration: defaults, and reading it from the environment. */
+import { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from '../common/archive/index.js';
 import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
 
@@ -15,8 +16,19 @@ export interface GatewayConfig {
   maxDeployBytes: number;
   /** Largest code or package after decoding. */
   maxCodeBytes: number;
+  /** What a package may unpack to, checked at deploy; workers unpack with the same bounds (keep them equal). */
+  packageBounds: UnpackBounds;
   /** Largest invoke body (the event). */
   maxInvokeBytes: number;
+  /** Deepest nesting of arrays and objects in a JSON body (FAASBOX_MAX_JSON_DEPTH); deeper is 400. */
+  maxJsonDepth: number;
+  /**
+   * Time for a request's headers to arrive (FAASBOX_HEADERS_TIMEOUT_MS), and for the whole
+   * request, body included (FAASBOX_REQUEST_TIMEOUT_MS); past either, 408 and the socket
+   * closes. Not the time to answer: a sync invocation may take minutes after its body.
+   */
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
   /** How long a sync invocation may wait in the queue for a worker before 503 NO_CAPACITY. */
   syncQueueTimeoutMs: number;
   /** Extra time, beyond the function's load and run (timeoutMs each), for container start and the reply trip. */
@@ -26,6 +38,10 @@ export interface GatewayConfig {
   recordTtlSeconds: number;
   /** How long the invoke path may use a function record from memory (0: always ask Redis). */
   functionCacheMs: number;
+  /** A token that may read /metrics besides the management key (FAASBOX_METRICS_TOKEN). */
+  metricsToken?: string;
+  /** /metrics for anyone, without a token (FAASBOX_METRICS_PUBLIC=1): an explicit opt-out. */
+  metricsPublic: boolean;
 }
 
 export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
@@ -35,17 +51,30 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
   prefix: 'faasbox',
   maxDeployBytes: 16 * 1024 * 1024,
   maxCodeBytes: LIMITS.defaultCodeBytes,
+  packageBounds: DEFAULT_UNPACK_BOUNDS,
   maxInvokeBytes: 6 * 1024 * 1024,
+  maxJsonDepth: 64,
+  // Node's own defaults are 60 s and 300 s: a client that sent headers and never its body
+  // held a socket for 318 s (300 s plus Node's 30 s checking interval, at worst).
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
   syncQueueTimeoutMs: 10_000,
   syncGraceMs: 10_000,
   asyncMaxAgeMs: 6 * 3600 * 1000,
   recordTtlSeconds: DEFAULT_RECORD_TTL_S,
   functionCacheMs: 2000,
+  metricsPublic: false,
 };
 
 export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: string }): GatewayConfig {
   const config = { ...DEFAULT_CONFIG, ...overrides };
   if (!config.apiKey) throw new Error('gateway: an API key is required (FAASBOX_API_KEY)');
+  if (!Number.isInteger(config.maxJsonDepth) || config.maxJsonDepth < 1) throw new Error(`gateway: maxJsonDepth must be a positive integer, got ${config.maxJsonDepth}`);
+  for (const k of ['headersTimeoutMs', 'requestTimeoutMs'] as const) {
+    if (!Number.isInteger(config[k]) || config[k] < 1) throw new Error(`gateway: ${k} must be a positive integer (ms), got ${config[k]}`);
+  }
+  // Node refuses a headers timeout longer than the request's.
+  if (config.headersTimeoutMs > config.requestTimeoutMs) throw new Error(`gateway: headersTimeoutMs (${config.headersTimeoutMs}) exceeds requestTimeoutMs (${config.requestTimeoutMs})`);
   return config;
 }
 

@@ -17,6 +17,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   VERSION_NOT_FOUND: 404,
   INVOCATION_NOT_FOUND: 404,
   ROUTE_NOT_FOUND: 404,
+  REQUEST_TIMEOUT: 408,
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   CONCURRENCY_LIMIT: 429, // the function's own limit, not the platform's capacity (that is NO_CAPACITY)
@@ -30,7 +31,9 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   TIMEOUT: 504, // the handler ran past timeoutMs and was killed
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
+  CODE_UNPACK_FAILED: 500, // the deploy accepted the package; unpacking it failed on the worker
   UNAVAILABLE: 503,
+  SECRET_KEY_INVALID: 500, // the operator's to fix: the services do not share the key the env was sealed with
   INTERNAL: 500,
 };
 

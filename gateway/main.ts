@@ -2,6 +2,7 @@
  * The gateway as a service: connects to Redis, builds the app and serves it on
  * @hono/node-server. `faasbox gateway` and `faasbox up` call startGateway.
  */
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import { Redis } from 'ioredis';
@@ -9,9 +10,12 @@ import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
-import { FunctionRegistry } from '../common/registry.js';
+import { FunctionRegistry, type FunctionEvent } from '../common/registry.js';
+import { forgetFunction } from '../common/metrics.js';
+import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayConfig } from './config.js';
+import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
 
 export interface RunningGateway {
   url: string;
@@ -22,6 +26,8 @@ export interface RunningGateway {
 export interface StartGatewayOptions {
   /** A registry shared with other components in the same process; default: a new one. */
   metrics?: Registry;
+  /** Seals and opens functions' env values (common/secrets.ts); without it, deploys with env are refused. */
+  secrets?: SecretBox;
 }
 
 export async function startGateway(
@@ -46,22 +52,24 @@ export async function startGateway(
       metrics = new Registry();
       collectDefaultMetrics({ register: metrics });
     }
-    const registry = new FunctionRegistry(redis, config.prefix);
+    const registry = new FunctionRegistry(redis, config.prefix, options.secrets);
     registry.cacheFinds(config.functionCacheMs);
-    if (config.functionCacheMs > 0) {
-      // Deploys and deletes through other gateways invalidate this one's cache.
-      const sub = redis.duplicate();
-      release.push(() => sub.disconnect());
-      await sub.subscribe(registry.eventsChannel);
-      sub.on('message', (_channel: string, message: string) => {
-        try {
-          const ev = JSON.parse(message) as { name: string; version?: string };
-          registry.invalidate(ev.name, ev.version);
-        } catch {
-          // not an event of ours
-        }
-      });
-    }
+    // Deploys and deletes through other gateways invalidate this one's cache, and a
+    // deleted function's series leave its /metrics.
+    const sub = redis.duplicate();
+    release.push(() => sub.disconnect());
+    await sub.subscribe(registry.eventsChannel);
+    const registryOfMetrics = metrics;
+    sub.on('message', (_channel: string, message: string) => {
+      let ev: FunctionEvent;
+      try {
+        ev = JSON.parse(message) as FunctionEvent;
+      } catch {
+        return; // not an event of ours
+      }
+      if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
+      if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
+    });
     const app = createApp({
       config,
       redis,
@@ -72,8 +80,9 @@ export async function startGateway(
       metrics,
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host }, () => resolve(s));
+      const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));
       s.once('error', reject);
+      answerClientErrors(s as Server, config);
     });
     release.push(
       () =>

@@ -9,6 +9,7 @@ import { DelayedError, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Engine } from './runtime/engine.js';
 import { CodeStore } from './function/code.js';
+import type { UnpackBounds } from '../common/archive/index.js';
 import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './pool/pool.js';
 import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
@@ -23,9 +24,10 @@ import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { WorkerMetrics } from './metrics.js';
-import { afterReply } from '../common/metrics.js';
+import { afterReply, forgetFunction } from '../common/metrics.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../scheduler/placement.js';
+import type { SecretBox } from '../common/secrets.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -42,12 +44,18 @@ export interface WorkerConfig {
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
+  /** Opens functions' sealed env values (common/secrets.ts); the gateway's key. */
+  secrets?: SecretBox;
   /**
    * How long a job stays locked to this worker without a renewal (renewed every half of
    * it while the job runs). When the worker dies, another one takes the job back after
    * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
    */
   lockMs?: number;
+  /** What a package may unpack to: the gateway's packageBounds (default DEFAULT_UNPACK_BOUNDS). */
+  packageBounds?: UnpackBounds;
+  /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
+  freezeGraceMs?: number;
   /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
   maxResultBytes?: number;
 }
@@ -86,7 +94,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
-  const code = new CodeStore(cfg.stateDir);
+  const code = new CodeStore(cfg.stateDir, cfg.packageBounds);
   const metricsRegistry = cfg.metrics ?? new Registry();
   if (!cfg.metrics) collectDefaultMetrics({ register: metricsRegistry });
   let poolRef: Pool | undefined;
@@ -103,6 +111,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     stemShapes: cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [],
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
     targets: () => targets.current(),
+    ...(cfg.freezeGraceMs !== undefined ? { freezeGraceMs: cfg.freezeGraceMs } : {}),
     log: (line) => console.error(`worker ${id}: ${line}`),
     onEvent: (e) => {
       metrics.onPoolEvent(e);
@@ -113,9 +122,11 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
-  const registry = new FunctionRegistry(redis, cfg.prefix);
+  const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const invocations = new InvocationStore(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
+  // Layers of code deleted while no worker of this state dir listened go at start.
+  code.sweep((d) => registry.hasCode(d)).catch((err: Error) => console.error(`worker ${id}: sweeping code layers: ${err.message}`));
 
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   await sub.subscribe(registry.eventsChannel);
@@ -129,8 +140,15 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // A deleted or replaced function's warm containers go. Versions are immutable, so a
     // replaced function's stay cached; a deleted function's are forgotten, so that jobs
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
-    if (ev.type === 'deleted') for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
-    if (ev.type === 'deleted' || (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version)) void pool.dropFunction(ev.name);
+    // Its code layers go too, after its idle containers, unless another function uses the code.
+    if (ev.type === 'deleted') {
+      const digests = ev.versions.map((v) => versions.get(`${ev.name}@${v}`)?.spec.code.digest);
+      for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
+      // Nor may its name stay listed on /metrics.
+      void forgetFunction(metricsRegistry, ev.name);
+      void pool.dropFunction(ev.name).then(() => dropLayers(digests));
+    }
+    if (ev.type === 'deployed' && ev.previous && ev.previous !== ev.version) void pool.dropFunction(ev.name);
     // Pre-pull: the new version's spec and code layer are fetched and unpacked now, in the
     // background, so that its first invocation here does not wait for them.
     if (ev.type === 'deployed') {
@@ -149,6 +167,19 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       versions.set(key, v);
     }
     return v;
+  }
+
+  /** Removes the layers of code no function uses any more; an invocation holding one defers it (CodeStore.pin). */
+  async function dropLayers(digests: (string | undefined)[]): Promise<void> {
+    const inUse = new Set([...versions.values()].map((v) => v.spec.code.digest));
+    for (const d of new Set(digests)) {
+      if (!d || inUse.has(d)) continue;
+      try {
+        if (!(await registry.hasCode(d))) await code.discard(d);
+      } catch (err) {
+        console.error(`worker ${id}: removing code layer ${d}: ${(err as Error).message}`);
+      }
+    }
   }
 
   async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
@@ -216,6 +247,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       throw err;
     }
     const fetchMs = performance.now() - initStart;
+    // The code layer stays on disk until this invocation is done, even if its function is deleted meanwhile.
+    using _layer = code.pin(versions.get(t.key)!.spec.code.digest);
     let lease;
     try {
       lease = await pool.acquire(t);
@@ -248,6 +281,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       },
     });
     await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    // Deleted while it ran: the delete dropped only idle containers, this one goes now (and its layer with the pin).
+    if (!versions.has(t.key)) void pool.dropFunction(t.name);
     const initMs = fetchMs + lease.initMs + outcome.loadMs;
     // The function's own code failed to load: its error, reported as the function's.
     const error = outcome.error && { ...outcome.error, code: outcome.error.code === 'LOAD_FAILED' ? ('FUNCTION_ERROR' as const) : outcome.error.code };
@@ -271,7 +306,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const result: InvocationResult = {
       ok: outcome.ok,
       startKind: lease.startKind,
-      timings: { queueMs, initMs, execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
+      timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
       usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
       workerId: id,
     };

@@ -1,11 +1,22 @@
 /** Management of functions: deploy, list, get, versions, delete. All need the management key. */
-import { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
+import { checkPackage } from '../../common/code-package.js';
+import { ValidationError } from '../../common/errors.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
+import { forgetFunction } from '../../common/metrics.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
 import type { GatewayDeps } from '../deps.js';
-import { functionView, versionView } from '../views.js';
+import { functionView, versionView, type ViewOptions } from '../views.js';
+
+/** `?reveal=env` shows env values; anything else in `reveal` is refused, not ignored. */
+function viewOptions(c: Context): ViewOptions {
+  const reveal = c.req.query('reveal');
+  if (reveal === undefined) return {};
+  if (reveal === 'env') return { revealEnv: true };
+  throw new ValidationError(`invalid query: reveal must be "env", got ${JSON.stringify(reveal)}`, [{ path: 'reveal', message: 'must be "env"' }]);
+}
 
 export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   const app = new Hono();
@@ -14,7 +25,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
 
   app.get('/', keys.middleware(), async (c) => {
     const functions = await registry.list();
-    return c.json({ functions: functions.map(functionView) });
+    return c.json({ functions: functions.map((fn) => functionView(fn)) });
   });
 
   app.put(
@@ -22,8 +33,9 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
     keys.middleware(),
     async (c) => {
       const fnName = name(c.req.param('name'));
-      const { value } = await readJson(c, { maxBytes: config.maxDeployBytes });
+      const { value } = await readJson(c, { maxBytes: config.maxDeployBytes, maxDepth: config.maxJsonDepth });
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
+      await checkPackage(spec.code, code, config.packageBounds);
       const put = await registry.put(spec, code);
       return c.json(
         { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion },
@@ -33,7 +45,8 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   );
 
   app.get('/:name', keys.middleware(), async (c) => {
-    return c.json(functionView(await registry.get(name(c.req.param('name')))));
+    const opts = viewOptions(c);
+    return c.json(functionView(await registry.get(name(c.req.param('name'))), opts));
   });
 
   app.get('/:name/versions', keys.middleware(), async (c) => {
@@ -42,12 +55,15 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   });
 
   app.get('/:name/versions/:version', keys.middleware(), async (c) => {
-    return c.json(versionView(await registry.getVersion(name(c.req.param('name')), c.req.param('version'))));
+    const opts = viewOptions(c);
+    return c.json(versionView(await registry.getVersion(name(c.req.param('name')), c.req.param('version')), opts));
   });
 
   app.delete('/:name', keys.middleware(), async (c) => {
     const fnName = name(c.req.param('name'));
     const { versions } = await registry.delete(fnName);
+    // Its series go from this process's /metrics at once; other processes forget it on the 'deleted' event.
+    await forgetFunction(deps.metrics, fnName);
     return c.json({ name: fnName, deleted: true, versions });
   });
 

@@ -1,13 +1,18 @@
-/** Liveness, readiness and Prometheus metrics; unauthenticated, as probes and scrapers expect. */
+/**
+ * Liveness and readiness, unauthenticated as probes expect; Prometheus metrics, which
+ * need a token unless made public (metrics-auth.ts).
+ */
 import { Hono } from 'hono';
 import { UnavailableError } from '../../common/errors.js';
 import { scrape } from '../../common/metrics.js';
 import type { GatewayDeps } from '../deps.js';
+import { MetricsGuard } from '../metrics-auth.js';
 
 const READY_TIMEOUT_MS = 1000;
 
 export function healthApp(deps: GatewayDeps): Hono {
   const app = new Hono();
+  const guard = new MetricsGuard([deps.config.metricsToken, deps.config.apiKey], deps.config.metricsPublic);
 
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
@@ -28,6 +33,7 @@ export function healthApp(deps: GatewayDeps): Hono {
   });
 
   app.get('/metrics', async (c) => {
+    guard.check(c.req.header('authorization'));
     return c.body(await scrape(deps.metrics), 200, { 'Content-Type': deps.metrics.contentType });
   });
 

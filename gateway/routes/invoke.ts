@@ -66,7 +66,9 @@ function httpRequestData(c: Context, raw: Buffer): HttpRequestData {
 function serverTiming(result: InvocationResult): string {
   const t = result.timings;
   const ms = (n: number) => Math.round(n * 100) / 100;
-  return `queue;dur=${ms(t.queueMs)}, init;dur=${ms(t.initMs)}, exec;dur=${ms(t.execMs)}, total;dur=${ms(t.totalMs)}`;
+  // thaw only when one happened: its absence shows a warm start that found the container running.
+  const thaw = t.thawMs !== undefined ? `, thaw;dur=${ms(t.thawMs)}` : '';
+  return `queue;dur=${ms(t.queueMs)}, init;dur=${ms(t.initMs)}${thaw}, exec;dur=${ms(t.execMs)}, total;dur=${ms(t.totalMs)}`;
 }
 
 /** A function's failure as the error the API answers with; its stack goes in details. */
@@ -88,7 +90,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       keys.requireInvoke(c, fn?.spec);
       if (!fn) throw new FunctionNotFoundError(name);
       const mode = invokeMode(c);
-      const { value: event, raw } = await readJson(c, { maxBytes: config.maxInvokeBytes, allowEmpty: true, emptyValue: null });
+      const { value: event, raw } = await readJson(c, { maxBytes: config.maxInvokeBytes, maxDepth: config.maxJsonDepth, allowEmpty: true, emptyValue: null });
 
       const id = randomUUID();
       const enqueuedAt = Date.now();

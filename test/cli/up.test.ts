@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +84,20 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     const human = cli('logs', answer.invocationId);
     assert.equal(human.code, 0, human.err);
     assert.match(human.out, /^\S+ hello succeeded \((warm|specialized|cold)\)\ntime: queue .*\nresult: \{"hello":"faasbox"\}\nhi from faasbox\n$/);
+
+    // Env values: sealed in Redis, shown by `get` only when asked for.
+    const vault = cli('deploy', 'vault', '--env', 'TOKEN=up-test-secret-0123', '--code', 'export default async () => process.env.TOKEN.length');
+    assert.equal(vault.code, 0, vault.err);
+    assert.ok(!vault.out.includes('up-test-secret-0123'), vault.out);
+    const shown = cli('get', 'vault');
+    assert.equal(shown.code, 0, shown.err);
+    assert.equal(JSON.parse(shown.out).spec.env.TOKEN, null);
+    assert.equal(JSON.parse(cli('get', 'vault', '--reveal-env').out).spec.env.TOKEN, 'up-test-secret-0123');
+    assert.equal(cli('invoke', 'vault').out.trim(), String('up-test-secret-0123'.length));
+    // The key and the Redis password were generated once into the state dir, owner only.
+    for (const file of [path.join(state, 'secret-key'), path.join(state, 'redis', 'password')]) {
+      assert.equal(statSync(file).mode & 0o777, 0o600, file);
+    }
 
     const listed = cli('ls');
     assert.equal(listed.code, 0, listed.err);

@@ -8,7 +8,11 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { createHash } from 'node:crypto';
+import { Redis } from 'ioredis';
+import { startStack, eventually, STACK_KEY, type TestStack } from '../support/stack.js';
+import { dumpRedis } from '../support/redis-dump.js';
+import { FunctionRegistry } from '../../common/registry.js';
 
 let s: TestStack;
 before(async () => {
@@ -157,6 +161,30 @@ export default async () => ({ greeting: process.env.GREETING, leaked: Object.key
   assert.equal(slot?.memoryMb, 96, 'the container was sized for the function');
 });
 
+test('an env secret reaches the function, and no key or value in Redis holds it in clear', async () => {
+  const secret = 'e2e-s3cret-never-in-redis-4242';
+  const d = await s.deploy('sealed-env', {
+    runtime: 'nodejs20',
+    env: { API_TOKEN: secret },
+    // The answer (stored in the record) is the value's digest, not the value.
+    code: `import { createHash } from 'node:crypto';
+export default async () => createHash('sha256').update(process.env.API_TOKEN ?? '').digest('hex')`,
+  });
+  assert.equal(d.status, 201, d.text);
+  assert.ok(!d.text.includes(secret), 'the deploy answer shows the value');
+  const r = await s.invoke('sealed-env');
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.json, createHash('sha256').update(secret).digest('hex'));
+  const redis = new Redis(s.redis.url);
+  try {
+    const everything = await dumpRedis(redis);
+    assert.ok(everything.length > 0);
+    assert.deepEqual(everything.filter((line) => line.includes(secret) || line.includes(Buffer.from(secret).toString('base64'))), []);
+  } finally {
+    redis.disconnect();
+  }
+});
+
 test('a function error is a 502 FUNCTION_ERROR with the stack; the container keeps serving', async () => {
   await s.deploy('boom', { runtime: 'nodejs20', code: 'let n = 0; export default async (e) => { n++; if (e.fail) throw new TypeError("bad input " + n); return n; }' });
   const r = await s.invoke('boom', { fail: true });
@@ -251,7 +279,7 @@ test('a public function is invocable without a key', async () => {
 });
 
 test('metrics pass promtool and show start kinds, pool state, CPU and memory per function', async () => {
-  const res = await fetch(`${s.url}/metrics`);
+  const res = await fetch(`${s.url}/metrics`, { headers: { authorization: `Bearer ${STACK_KEY}` } });
   assert.equal(res.status, 200);
   const text = await res.text();
   const check = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
@@ -269,3 +297,29 @@ test('metrics pass promtool and show start kinds, pool state, CPU and memory per
   assert.match(text, /faasbox_pool_evictions_total\{reason="[a-z]+"\} [1-9]/);
   assert.match(text, /faasbox_pool_memory_committed_bytes [1-9]/);
 });
+
+test('metrics need a token, and a deleted function leaves them: gateway and worker series alike', async () => {
+  const none = await fetch(`${s.url}/metrics`);
+  assert.equal(none.status, 401);
+  assert.equal(((await none.json()) as { error: { code: string } }).error.code, 'UNAUTHORIZED');
+
+  await s.deploy('ephemeral', { runtime: 'nodejs20', code: 'export default async () => "brief"' });
+  assert.equal((await s.invoke('ephemeral')).status, 200);
+  const scrape = async () => (await s.get('/metrics')).text;
+  await eventually(async () => /faasbox_worker_invocations_total\{function="ephemeral"/.test(await scrape()), 10_000, 'the worker counted the invocation');
+  assert.match(await scrape(), /faasbox_invocation_duration_seconds_count\{function="ephemeral"/);
+
+  // Deleted through another process's registry: this gateway and this worker hear of it
+  // only by the 'deleted' event, as in a deployment with several of each.
+  const redis = new Redis(s.redis.url);
+  try {
+    await new FunctionRegistry(redis, s.prefix).delete('ephemeral');
+  } finally {
+    redis.disconnect();
+  }
+  await eventually(async () => !(await scrape()).includes('ephemeral'), 10_000, 'the deleted function left /metrics');
+  assert.match(await scrape(), /function="hello"/, 'other functions keep their series');
+  // And one deleted through this gateway's API, earlier in this file.
+  assert.doesNotMatch(await scrape(), /function="gone"/);
+});
+

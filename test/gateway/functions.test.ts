@@ -3,8 +3,12 @@ import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { Redis } from 'ioredis';
-import type { FunctionEvent } from '../../common/registry.js';
+import { FunctionRegistry, type FunctionEvent } from '../../common/registry.js';
+import { SecretBox } from '../../common/secrets.js';
+import { versionOf } from '../../common/function-spec.js';
+import { tar, zip } from '../support/archives.js';
 import { redisForFile } from '../support/redis.js';
+import { dumpRedis } from '../support/redis-dump.js';
 import { API_KEY, auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
 const server = redisForFile();
@@ -88,7 +92,7 @@ describe('deploy', () => {
   });
 
   test('accepts tar.gz and zip packages with an entry', async () => {
-    const tgz = gzipSync(Buffer.from('pretend tar'));
+    const tgz = gzipSync(tar([{ name: 'src/main.mjs', data: 'export const run = () => 1;' }]));
     const res = await gw.deploy('pkg', { runtime: 'nodejs20', package: tgz.toString('base64'), entry: 'src/main.mjs', handler: 'run' });
     assert.equal(res.status, 201);
     assert.equal(res.json.spec.code.kind, 'package');
@@ -97,8 +101,7 @@ describe('deploy', () => {
     assert.equal(res.json.spec.handler, 'run');
     assert.deepEqual(await gw.deps.registry.getCode(res.json.spec.code.digest), tgz);
 
-    const zip = Buffer.concat([Buffer.from([0x50, 0x4b, 0x03, 0x04]), Buffer.alloc(26)]);
-    const z = await gw.deploy('pkgzip', { runtime: 'python3', package: zip.toString('base64'), entry: 'app.py', handler: 'main' });
+    const z = await gw.deploy('pkgzip', { runtime: 'python3', package: zip([{ name: 'app.py', data: 'def main(e, c): return 1' }]).toString('base64'), entry: 'app.py', handler: 'main' });
     assert.equal(z.status, 201);
     assert.equal(z.json.spec.code.format, 'zip');
   });
@@ -277,6 +280,70 @@ describe('get, list, delete', () => {
     const again = await gw.deploy('phoenix', { runtime: 'nodejs20', code: NODE_CODE });
     assert.equal(again.status, 201);
     assert.equal(again.json.createdVersion, true);
+  });
+});
+
+describe('env values are secrets', () => {
+  const SECRET = 'hunter2-s3cr3t-value-0123456789';
+  const env = { DB_PASSWORD: SECRET, MODE: 'prod-mode-value' };
+
+  test('no key or value anywhere in Redis holds an env value in clear', async () => {
+    await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env });
+    // A second version, so both the function's and each version's stored spec are covered.
+    await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env, memoryMb: 256 });
+    const everything = await dumpRedis(gw.redis);
+    assert.ok(everything.some((line) => line.includes('"envSealed":"gcm1:')), 'no sealed spec stored');
+    for (const value of Object.values(env)) {
+      const hits = everything.filter((line) => line.includes(value) || line.includes(Buffer.from(value).toString('base64')));
+      assert.deepEqual(hits, [], `${value} is stored in clear`);
+    }
+    // The registry (with the key) still reads them back.
+    const fn = await gw.deps.registry.get('vault');
+    assert.deepEqual(fn.spec.env, env);
+    // The version id (shown to invokers) is no plain digest of the values either.
+    assert.notEqual(fn.version, versionOf(fn.spec));
+    const again = await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env, memoryMb: 256 });
+    assert.equal(again.json.version, fn.version, 'an identical re-deploy keeps its version');
+    const changed = await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env: { ...env, MODE: 'other' }, memoryMb: 256 });
+    assert.notEqual(changed.json.version, fn.version, 'a changed value makes a new version');
+  });
+
+  test('the API shows env names with null values, and the values only with ?reveal=env', async () => {
+    const deployed = await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env });
+    const redacted = { DB_PASSWORD: null, MODE: null };
+    assert.deepEqual(deployed.json.spec.env, redacted);
+    const got = await body(await gw.app.request('/v1/functions/vault', { headers: auth }));
+    assert.deepEqual(got.spec.env, redacted);
+    const listed = await body(await gw.app.request('/v1/functions', { headers: auth }));
+    assert.deepEqual(listed.functions[0].spec.env, redacted);
+    const version = await body(await gw.app.request(`/v1/functions/vault/versions/${deployed.json.version}`, { headers: auth }));
+    assert.deepEqual(version.spec.env, redacted);
+    const versions = await gw.app.request('/v1/functions/vault/versions', { headers: auth });
+    assert.ok(!(await versions.text()).includes(SECRET));
+
+    assert.deepEqual((await body(await gw.app.request('/v1/functions/vault?reveal=env', { headers: auth }))).spec.env, env);
+    assert.deepEqual((await body(await gw.app.request(`/v1/functions/vault/versions/${deployed.json.version}?reveal=env`, { headers: auth }))).spec.env, env);
+    const bad = await gw.app.request('/v1/functions/vault?reveal=all', { headers: auth });
+    assert.equal(bad.status, 400);
+    assert.equal((await body(bad)).error.code, 'VALIDATION_FAILED');
+    // Revealing needs the management key like every other read.
+    assert.equal((await gw.app.request('/v1/functions/vault?reveal=env')).status, 401);
+  });
+
+  test('a wrong or missing key is SECRET_KEY_INVALID, not garbage', async () => {
+    await gw.deploy('vault', { runtime: 'nodejs20', code: NODE_CODE, env });
+    const wrong = new FunctionRegistry(gw.redis, gw.prefix, new SecretBox(SecretBox.generateKey()));
+    await assert.rejects(wrong.get('vault'), (err: Error & { code?: string }) => err.code === 'SECRET_KEY_INVALID' && /not the one they were stored with/.test(err.message));
+    const keyless = new FunctionRegistry(gw.redis, gw.prefix);
+    await assert.rejects(keyless.get('vault'), (err: Error & { code?: string }) => err.code === 'SECRET_KEY_INVALID' && /FAASBOX_SECRET_KEY/.test(err.message));
+    await assert.rejects(keyless.put({ ...(await gw.deps.registry.get('vault')).spec, name: 'other' }, Buffer.from(NODE_CODE)), /FAASBOX_SECRET_KEY/);
+    // A function without env needs no key.
+    await gw.deploy('plain', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.deepEqual((await keyless.get('plain')).spec.env, {});
+    // Sealed under one function's name, it does not open as another's.
+    const stored = JSON.parse((await gw.redis.hget(`${gw.prefix}:fn:vault`, 'spec')) as string) as { envSealed: string };
+    await gw.redis.hset(`${gw.prefix}:fn:plain`, 'spec', JSON.stringify({ ...JSON.parse((await gw.redis.hget(`${gw.prefix}:fn:plain`, 'spec')) as string), envSealed: stored.envSealed }));
+    await assert.rejects(gw.deps.registry.get('plain'), (err: Error & { code?: string }) => err.code === 'SECRET_KEY_INVALID');
   });
 });
 

@@ -21,9 +21,12 @@ import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
+import { SecretBox } from '../../common/secrets.js';
 import type { TestRedis } from '../support/redis.js';
 
 export const API_KEY = 'test-management-key-0123456789';
+/** Seals the test functions' env values, as the deployment's key does. */
+export const TEST_SECRETS = new SecretBox(SecretBox.generateKey());
 export const auth = { Authorization: `Bearer ${API_KEY}` };
 export const jsonHeaders = { 'Content-Type': 'application/json', ...auth };
 
@@ -48,7 +51,7 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayC
   const deps: GatewayDeps = {
     config,
     redis,
-    registry: new FunctionRegistry(redis, prefix),
+    registry: new FunctionRegistry(redis, prefix, TEST_SECRETS),
     invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds),
     concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,
@@ -129,7 +132,8 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
   if (behave === 'infra-fail') throw new Error('stand-in worker lost its container');
   // Unref'd: a hung job must not keep the test process alive after the worker is closed.
   if (behave === 'hang') await new Promise((r) => setTimeout(r, 60_000).unref());
-  const timings = { queueMs, initMs: 1.5, execMs: 2.25, totalMs: Date.now() - data.enqueuedAt };
+  // thawMs: as a worker reports a warm container thawed for the invocation.
+  const timings = { queueMs, initMs: 1.5, ...(typeof event.thawMs === 'number' ? { thawMs: event.thawMs } : {}), execMs: 2.25, totalMs: Date.now() - data.enqueuedAt };
   const base = { startKind: event.startKind === 'cold' ? ('cold' as const) : ('warm' as const), timings };
   let result: InvocationResult;
   switch (behave) {

@@ -54,6 +54,14 @@ describe('sync invoke', () => {
     assert.equal(rec.startKind, 'warm');
   });
 
+  test('a thaw the worker reports is a Server-Timing phase of its own, and is kept in the record', async () => {
+    const res = await gw.invoke('echo', { behave: 'ok', thawMs: 0.125 });
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('server-timing') ?? '', /^queue;dur=[\d.]+, init;dur=1\.5, thaw;dur=0\.13, exec;dur=2\.25, total;dur=[\d.]+$/);
+    const rec = await poll(res.headers.get('x-invocation-id') as string, (r) => r.status === 'succeeded');
+    assert.equal(rec.timings?.thawMs, 0.125);
+  });
+
   test('reports the start kind the worker saw', async () => {
     const res = await gw.invoke('echo', { behave: 'ok', startKind: 'cold' });
     assert.equal(res.headers.get('x-cold-start'), 'cold');
@@ -170,7 +178,7 @@ describe('sync invoke', () => {
     await gw.invoke('echo', { behave: 'ok' });
     await gw.invoke('echo', { behave: 'throw' });
     await gw.app.request('/no/such/route');
-    const text = await (await gw.app.request('/metrics')).text();
+    const text = await (await gw.app.request('/metrics', { headers: auth })).text();
     assert.match(text, /faasbox_gateway_http_requests_total\{method="POST",route="\/v1\/functions\/:name\/invoke",status="200"\} 1/);
     assert.match(text, /faasbox_gateway_http_requests_total\{method="POST",route="\/v1\/functions\/:name\/invoke",status="502"\} 1/);
     assert.match(text, /faasbox_gateway_http_requests_total\{method="GET",route="unmatched",status="404"\} 1/);

@@ -42,7 +42,7 @@ describe('startGateway', () => {
       assert.deepEqual((await inv.json()).echo, { behave: 'ok', over: 'http' });
       assert.ok(inv.headers.get('server-timing'));
 
-      const metrics = await (await fetch(`${running.url}/metrics`)).text();
+      const metrics = await (await fetch(`${running.url}/metrics`, { headers: { Authorization: `Bearer ${API_KEY}` } })).text();
       assert.match(metrics, /process_cpu_seconds_total/, 'default process metrics are exported');
       assert.match(metrics, /faasbox_invocation_duration_seconds_count\{function="web"/);
     } finally {

@@ -12,6 +12,7 @@ import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
 import { Registry } from 'prom-client';
+import { SecretBox } from '../../common/secrets.js';
 
 export const STACK_KEY = 'stack-test-key-0123456789abcdef';
 
@@ -24,6 +25,8 @@ export interface InvokeReply {
 
 export interface TestStack {
   url: string;
+  /** The Redis key prefix the stack's gateway and worker share. */
+  prefix: string;
   redis: TestRedis;
   worker: RunningWorker;
   gateway: RunningGateway;
@@ -47,14 +50,17 @@ async function reply(r: Response): Promise<InvokeReply> {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig> } = {}): Promise<TestStack> {
+export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number } = {}): Promise<TestStack> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
   // One registry, as `faasbox up` has it: the gateway's /metrics shows the worker's too.
   const metrics = new Registry();
+  // One key for both, as `faasbox up` gives them.
+  const secrets = new SecretBox(SecretBox.generateKey());
   const worker = await startWorker({
     metrics,
+    secrets,
     redisUrl: redis.url,
     prefix,
     stateDir: path.join(work, 'state'),
@@ -62,12 +68,14 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     pools: opts.pools ?? true,
     cgroupRoot: `/faasbox-test-${name}-${process.pid}`,
     ...(opts.sizing ? { sizing: opts.sizing } : {}),
+    ...(opts.freezeGraceMs !== undefined ? { freezeGraceMs: opts.freezeGraceMs } : {}),
   });
-  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics });
+  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };
   const get = async (p: string) => reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
   return {
     url: gateway.url,
+    prefix,
     redis,
     worker,
     gateway,

@@ -403,8 +403,52 @@ export class RuntimeInstance {
     return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
   }
 
+  private freezeTimer: NodeJS.Timeout | undefined;
+
+  /**
+   * Idle from now on: the container is frozen after graceMs unless wake() comes first, so
+   * that whatever its function left running (a busy child, timers) stops burning CPU
+   * while no invocation is in flight. A freeze that fails (a task that would not stop)
+   * leaves it running, as before, and is told to onFailure.
+   */
+  freezeAfter(graceMs: number, onFailure?: (err: Error) => void): void {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = setTimeout(() => {
+      this.freezeTimer = undefined;
+      if (this.alive && this.container.state === 'running') this.container.freeze().catch((err: Error) => onFailure?.(err));
+    }, graceMs);
+    this.freezeTimer.unref();
+  }
+
+  /**
+   * Busy again: cancels a pending freeze and thaws a frozen container (a cgroup write and
+   * the state file: 0.18 ms at p50 on this v1 host, 0.08 ms of it the write). The ms
+   * spent thawing, or undefined when there was nothing to thaw.
+   */
+  wake(): number | undefined {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = undefined;
+    if (this.container.state !== 'frozen') return undefined;
+    const t = performance.now();
+    this.container.thaw();
+    return performance.now() - t;
+  }
+
+  /**
+   * A frozen container whose runtime was SIGKILLed from outside would die only once
+   * thawed, by the next invocation (cgroup v1): thawed now, its kill lands and the exit
+   * is seen as it would be for a running one. True when it was thawed for that.
+   */
+  thawIfKilled(): boolean {
+    if (this.container.state !== 'frozen' || !this.container.killPending()) return false;
+    this.container.thaw();
+    return true;
+  }
+
   /** Kills the container's processes; concurrent calls (a load timeout and the invocation failing on it) share one kill. */
   async kill(): Promise<void> {
+    clearTimeout(this.freezeTimer);
+    this.freezeTimer = undefined;
     if (!this.alive) return;
     // A kill that failed is tried afresh by the next call.
     this.killing ??= this.container.kill('SIGKILL').catch((err: unknown) => {

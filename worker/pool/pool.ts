@@ -26,6 +26,13 @@ import {
 } from './policy.js';
 import { decide, emptyHistory, observe, type DemandReport, type PoolTargets } from '../../scheduler/sizing.js';
 
+/**
+ * An idle function container is frozen this long after its invocation ends (OpenWhisk's
+ * pauseGrace is 50 ms too): back-to-back invocations never pay a thaw, and a busy child
+ * left behind gets at most this much CPU after the answer.
+ */
+export const DEFAULT_FREEZE_GRACE_MS = 50;
+
 /** Background work waits until nothing has been in flight this long (see Pool.whenQuiet). */
 const REFILL_QUIET_MS = 10;
 /** ...but never longer than this once asked for. */
@@ -53,6 +60,8 @@ export interface PoolOptions {
   targetsMaxAgeMs?: number;
   /** Where the pool says which sizing it follows (default: stderr). */
   log?: (line: string) => void;
+  /** Idle function containers are frozen after this long (default DEFAULT_FREEZE_GRACE_MS); 0: never frozen. */
+  freezeGraceMs?: number;
 }
 
 /** How far back a demand report lists specialisation times; the scheduler keeps its own window. */
@@ -90,6 +99,8 @@ export interface Lease {
    * (boot, limits); the load itself is still in flight in `loading`.
    */
   initMs: number;
+  /** Time spent thawing the container (a warm one frozen while idle); absent when there was no thaw. */
+  thawMs?: number;
   /**
    * The function's load, for specialised and cold starts: sent, not awaited, so the
    * invocation's request follows it down the pipe without a round trip in between.
@@ -215,7 +226,9 @@ export class Pool {
     if (choice.kind === 'warm') {
       choice.slot.state = 'busy';
       const entry = this.entries.get(choice.slot.id)!;
-      return { instance: entry.instance!, startKind: 'warm', initMs: performance.now() - t, slot: choice.slot, target };
+      const initMs = performance.now() - t;
+      const thawMs = entry.instance!.wake();
+      return { instance: entry.instance!, startKind: 'warm', initMs, ...(thawMs !== undefined ? { thawMs } : {}), slot: choice.slot, target };
     }
     this.noteStemDemand(target);
     if (choice.kind === 'specialized') {
@@ -271,6 +284,12 @@ export class Pool {
       return;
     }
     slot.state = 'idle';
+    // Only function containers get here. Stem cells are never frozen: only faasbox's
+    // runtime runs in one, blocked on its request pipe (measured: 0 ms of CPU in 5 s for an
+    // idle nodejs20 and python3 stem), so a freeze would save nothing and put a thaw on the
+    // specialised start's path.
+    const grace = this.opts.freezeGraceMs ?? DEFAULT_FREEZE_GRACE_MS;
+    if (grace > 0) lease.instance.freezeAfter(grace, (err) => this.opts.log?.(`freezing idle container ${slot.id}: ${err.message}`));
     this.wakeOne();
   }
 
@@ -496,6 +515,9 @@ export class Pool {
       // Folded on every pass, not only without targets, so that the pool's own sizing
       // has its window of history ready the moment the scheduler's targets go stale.
       const own = decide(observe(this.history, this.demandReport(now), {}, this.sizing), now, this.sizing);
+      // Off the request path (0.02 ms per frozen container), so that the next invocation does
+      // not find one dead (see thawIfKilled).
+      for (const e of this.entries.values()) if (e.slot.state === 'idle') e.instance?.thawIfKilled();
       const idleTtlMs = targets?.idleTtlMs ?? this.sizing.idleTtlMs;
       const scaleDownDelayMs = targets?.scaleDownDelayMs ?? this.sizing.scaleDownDelayMs;
       // Reclaim idle function containers beyond what demand justifies (scale to zero after the TTL).

@@ -15,6 +15,7 @@ import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
+import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
 
 export interface ContainerIO {
@@ -215,6 +216,8 @@ export class Container {
 
   /** Releases the parked process: it drops privileges, installs seccomp and execs. */
   start(): void {
+    // frozen -> running is a thaw's transition, not a start's.
+    if (this.status === 'frozen') throw new EngineError('INVALID_STATE', `container ${this.id} is frozen; only a created container starts`, { id: this.id, from: this.status, to: 'running' });
     this.transition('running');
     this.init.start();
     this.persist();
@@ -231,7 +234,7 @@ export class Container {
         ...(ex.error ? { error: ex.error } : {}),
         usage,
       };
-      if (this.status === 'created' || this.status === 'running') this.transition('stopped');
+      if (this.status === 'created' || this.status === 'running' || this.status === 'frozen') this.transition('stopped');
       this.persisted.exit = { exitCode: result.exitCode, signal: result.signal, oomKilled: result.oomKilled };
       try {
         this.persist();
@@ -278,16 +281,63 @@ export class Container {
   }
 
   /**
+   * Stops every process of the running container (the cgroup freezer), so that what its
+   * last invocation left behind (a busy child, timers, sockets) uses no CPU until thaw().
+   * Resolves true once the kernel reports it frozen, false when thaw() or a kill came
+   * first. A freeze that fails (a task that would not stop) leaves it running.
+   */
+  async freeze(): Promise<boolean> {
+    this.transition('frozen');
+    this.persist();
+    try {
+      return await this.cgroup.freeze();
+    } catch (err) {
+      if (this.status === 'frozen') {
+        this.transition('running');
+        this.persist();
+      }
+      throw err;
+    }
+  }
+
+  /** Lets a frozen container run again (also one whose freeze is still under way): a cgroup write and the state file. */
+  thaw(): void {
+    if (this.status !== 'frozen') return;
+    this.cgroup.thaw();
+    this.transition('running');
+    this.persist();
+  }
+
+  /**
+   * Whether the container's init or its command (init's children) has a SIGKILL pending:
+   * sent from outside while frozen, it takes effect only once the container thaws (cgroup
+   * v1 freezes tasks out of signal delivery; v2 lets a fatal signal through).
+   */
+  killPending(): boolean {
+    const init = this.init.pid;
+    return init > 0 && [init, ...childrenOf(init)].some(sigkillPending);
+  }
+
+  /**
    * SIGKILL kills every process of the cgroup (forks included); other signals go to
-   * the container's init, which forwards them to the user process.
+   * the container's init, which forwards them to the user process. A frozen container
+   * is thawed after the signal is sent: on cgroup v1 a frozen task acts on no signal,
+   * SIGKILL included, until it thaws (v2's cgroup.kill kills frozen tasks, and the thaw
+   * then only clears the empty cgroup's freeze).
    */
   async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
     if (this.status === 'deleted' || this.status === 'stopped') return;
+    const frozen = this.status === 'frozen';
     if (signal === 'SIGKILL') {
       this.init.signal('SIGKILL');
-      await this.cgroup.kill();
+      try {
+        await this.cgroup.kill();
+      } finally {
+        if (frozen) this.cgroup.thaw();
+      }
     } else {
       this.init.signal(signal);
+      if (frozen) this.thaw();
     }
   }
 

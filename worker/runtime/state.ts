@@ -1,20 +1,27 @@
 /**
  * Container states and the only transitions allowed between them.
  *
- *   creating ──▶ created ──▶ running ──▶ stopped ──▶ deleted
- *       │           │                       ▲
- *       │           └───────────────────────┘  (killed while parked)
+ *   creating ──▶ created ──▶ running ─────────▶ stopped ──▶ deleted
+ *       │           │         ▲    │            ▲  ▲
+ *       │           │    thaw │    │ freeze     │  │
+ *       │           │         │    ▼            │  │
+ *       │           │         frozen ───────────┘  │  (killed while frozen)
+ *       │           └──────────────────────────────┘  (killed while parked)
  *       └──▶ deleted (creation failed and was undone)
+ *
+ * frozen: every process stopped by the cgroup freezer (an idle warm container); only a
+ * thaw makes it running again (start() is for created containers only).
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { EngineError } from './errors.js';
 
-export type Status = 'creating' | 'created' | 'running' | 'stopped' | 'deleted';
+export type Status = 'creating' | 'created' | 'running' | 'frozen' | 'stopped' | 'deleted';
 
 const NEXT: Record<Status, readonly Status[]> = {
   creating: ['created', 'deleted'],
   created: ['running', 'stopped'],
-  running: ['stopped'],
+  running: ['frozen', 'stopped'],
+  frozen: ['running', 'stopped'],
   stopped: ['deleted'],
   deleted: [],
 };

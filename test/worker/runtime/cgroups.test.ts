@@ -192,6 +192,34 @@ test('a restarted worker lists leftovers under the root and garbage-collects the
   await a.destroy(); // idempotent
 });
 
+/** CPU a cgroup's members use over ms, in microseconds. */
+async function cpuOver(cg: Cgroup, ms: number): Promise<number> {
+  const a = cg.usage().cpuUsageUsec;
+  await sleep(ms);
+  return cg.usage().cpuUsageUsec - a;
+}
+
+test(`freeze() stops a busy loop (no CPU while frozen), thaw() lets it run again, kill() ends it while frozen (cgroup v${driver.version})`, async () => {
+  const cg = create('freeze', { pids: 16 });
+  const shell = runIn(cg, 'while :; do :; done');
+  await until(() => cg.pids().includes(shell.pid!), 'the shell to join');
+  await until(() => cg.usage().cpuUsageUsec > 20_000, 'the loop to burn CPU');
+  assert.equal(await cg.freeze(), true);
+  if (driver.version === 1) assert.equal(read(`${dirOf(cg, 'freezer.state')}/freezer.state`), 'FROZEN');
+  else assert.match(read(`${dirOf(cg, 'cgroup.events')}/cgroup.events`), /^frozen 1$/m);
+  const frozenCpu = await cpuOver(cg, 500);
+  assert.ok(frozenCpu < 20_000, `${frozenCpu} us of CPU in 500 ms while frozen`);
+  cg.thaw();
+  const before = cg.usage().cpuUsageUsec;
+  await until(() => cg.usage().cpuUsageUsec > before + 20_000, 'the loop to run again after thaw()');
+  assert.equal(await cg.freeze(), true);
+  const exit = once(shell, 'exit');
+  await cg.kill();
+  assert.deepEqual(cg.pids(), []);
+  assert.deepEqual(await exit, [null, 'SIGKILL']);
+  if (driver.version === 1) assert.equal(read(`${dirOf(cg, 'freezer.state')}/freezer.state`), 'THAWED', 'the kill thawed the cgroup (v1 delivers SIGKILL to a frozen task only then)');
+});
+
 const unified = existsSync(UNIFIED) && cgroupVersionAt(UNIFIED) === 2;
 
 test('v2 on the real (controller-less) cgroup2 mount: detected by magic; create refuses without writing anything', { skip: !unified && 'no cgroup2 mount at /sys/fs/cgroup/unified' }, () => {
@@ -222,6 +250,46 @@ for (const mode of ['cgroup.kill', 'freeze, SIGKILL, thaw'] as const) {
       if (shell.signalCode === null) await once(shell, 'exit');
       assert.equal(shell.signalCode, 'SIGKILL');
       if (mode !== 'cgroup.kill') assert.equal(read(`${dir}/cgroup.freeze`), '0', 'thawed again');
+      await cg.destroy();
+      assert.equal(existsSync(dir), false);
+    } finally {
+      await cg.destroy().catch(() => {});
+      try {
+        rmdirSync(parent);
+      } catch {
+        // the other mode's cgroup may still be there
+      }
+    }
+  });
+}
+
+for (const mode of ['cgroup.kill', 'freeze, SIGKILL, thaw'] as const) {
+  test(`v2 freeze on the real kernel: "frozen 1" in cgroup.events, no CPU while frozen, killed while frozen via ${mode}`, { skip: !unified && 'no cgroup2 mount' }, async () => {
+    const parent = `${UNIFIED}${ROOT}`;
+    const dir = `${parent}/${mode === 'cgroup.kill' ? 'frozen-kill' : 'frozen-freeze'}`;
+    if (!existsSync(parent)) mkdirSync(parent);
+    mkdirSync(dir);
+    const fs = mode === 'cgroup.kill' ? realFs : { ...realFs, exists: (p: string) => !p.endsWith('/cgroup.kill') && realFs.exists(p) };
+    const cg = new CgroupV2Group(fs, 'f', dir);
+    try {
+      const shell = runIn(cg, 'while :; do :; done');
+      await until(() => cg.pids().includes(shell.pid!), 'the shell to join');
+      await until(() => cg.usage().cpuUsageUsec > 20_000, 'the loop to burn CPU');
+      assert.equal(await cg.freeze(), true);
+      assert.match(read(`${dir}/cgroup.events`), /^frozen 1$/m);
+      const frozenCpu = await cpuOver(cg, 500);
+      assert.ok(frozenCpu < 20_000, `${frozenCpu} us of CPU in 500 ms while frozen`);
+      cg.thaw();
+      assert.match(read(`${dir}/cgroup.events`), /^frozen 0$/m);
+      const before = cg.usage().cpuUsageUsec;
+      await until(() => cg.usage().cpuUsageUsec > before + 20_000, 'the loop to run again after thaw()');
+      assert.equal(await cg.freeze(), true);
+      const exit = once(shell, 'exit');
+      await cg.kill();
+      assert.deepEqual(cg.pids(), []);
+      assert.deepEqual(await exit, [null, 'SIGKILL']);
+      cg.thaw();
+      assert.equal(read(`${dir}/cgroup.freeze`), '0');
       await cg.destroy();
       assert.equal(existsSync(dir), false);
     } finally {

@@ -186,6 +186,66 @@ test('lifecycle: create parks the process before exec; start, kill, delete; tran
   assert.equal(te.engine.cgroups.open(c.id), undefined);
 });
 
+test('freeze: a spinning container uses no CPU while frozen, cannot be started, runs again after thaw, and is killed while frozen', async () => {
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'spin', '600000'] }, limits: { cpus: 0.5 } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  try {
+    c.start();
+    const cpu = () => c.usage().cpuUsageUsec;
+    await eventually(() => cpu() > 20_000, 'the probe to spin');
+    assert.equal(await c.freeze(), true);
+    assert.equal(c.state, 'frozen');
+    assert.equal(te.engine.state(c.id)?.status, 'frozen');
+    assert.throws(() => c.start(), (e: unknown) => e instanceof EngineError && e.code === 'INVALID_STATE');
+    await assert.rejects(c.freeze(), (e: unknown) => e instanceof EngineError && e.code === 'INVALID_STATE');
+    const a = cpu();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(cpu() - a < 20_000, `${cpu() - a} us of CPU in 500 ms while frozen`);
+    c.thaw();
+    assert.equal(c.state, 'running');
+    const b = cpu();
+    await eventually(() => cpu() > b + 20_000, 'the probe to spin again after thaw');
+    assert.equal(await c.freeze(), true);
+    await c.kill();
+    const r = await c.wait();
+    assert.equal(r.signal, 9);
+    assert.equal(c.state, 'stopped');
+  } finally {
+    await c.delete();
+  }
+  assert.equal(te.engine.cgroups.open(c.id), undefined);
+});
+
+test('a frozen container gets a SIGTERM once thawed by kill(), and delete() of a frozen one leaves nothing', async () => {
+  const spec = { rootfs: { layers: te.layers }, process: { args: ['/probe', 'sleep', '10000'] } };
+  const a = await te.engine.create(spec, { stdio: ['ignore', 'ignore', 'ignore'] });
+  a.start();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await a.freeze(), true);
+  await a.kill('SIGTERM');
+  assert.equal(a.state, 'running', 'thawed so the signal is acted on');
+  assert.equal((await a.wait()).signal, 15);
+  await a.delete();
+  const b = await te.engine.create(spec, { stdio: ['ignore', 'ignore', 'ignore'] });
+  b.start();
+  const pids = () => te.engine.cgroups.open(b.id)?.pids() ?? [];
+  await eventually(() => pids().length >= 2, 'init and the probe');
+  const members = pids();
+  assert.equal(await b.freeze(), true);
+  await b.delete();
+  assert.equal(b.state, 'deleted');
+  assert.equal(te.engine.cgroups.open(b.id), undefined);
+  assert.equal(existsSync(b.config.paths.dir), false);
+  for (const pid of members) assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} is gone`);
+});
+
+async function eventually(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 test('kill reaches every process of the container, forks included', async () => {
   const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/bin/sh', '-c', 'sleep 1000 & sleep 1000 & sleep 1000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
   c.start();

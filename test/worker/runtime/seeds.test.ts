@@ -172,3 +172,25 @@ test('gc of everything takes the engine\'s own seeds too', async (t) => {
   assert.deepEqual(te.engine.cgroups.list(), []);
   for (const pid of pids) await waitFor(`seed ${pid} gone`, () => gone(pid));
 });
+
+test('a container from a seed is frozen in the freezer hierarchy under its own name (the seed\'s freezer cgroup renamed with the rest)', async (t) => {
+  if (!v1()) return t.skip('seeds are made on cgroup v1 only');
+  await primed(te.engine);
+  const takes = countTakes(te.engine);
+  const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'spin', '600000'] }, limits: { cpus: 0.5 } }, { stdio: ['ignore', 'ignore', 'ignore'] });
+  try {
+    assert.equal(takes.taken, 1, 'the create took a seed');
+    c.start();
+    await waitFor('the probe to spin', () => c.usage().cpuUsageUsec > 20_000);
+    assert.equal(await c.freeze(), true);
+    const state = `/sys/fs/cgroup/freezer${te.engine.cgroups.root}/${c.id}/freezer.state`;
+    assert.equal(readFileSync(state, 'utf8').trim(), 'FROZEN');
+    const a = c.usage().cpuUsageUsec;
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(c.usage().cpuUsageUsec - a < 20_000, `${c.usage().cpuUsageUsec - a} us of CPU in 300 ms while frozen`);
+    c.thaw();
+    assert.equal(readFileSync(state, 'utf8').trim(), 'THAWED');
+  } finally {
+    await c.delete();
+  }
+});

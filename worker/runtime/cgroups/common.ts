@@ -9,6 +9,11 @@ export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 const KILL_TIMEOUT_MS = 10_000;
 /** How long destroy() retries rmdir while the last task detaches (EBUSY). */
 const RMDIR_TIMEOUT_MS = 2_000;
+/**
+ * How long freeze() waits for every task to stop. A task in uninterruptible sleep (I/O,
+ * reclaim under the memory limit) keeps the cgroup FREEZING until it wakes.
+ */
+const FREEZE_TIMEOUT_MS = 1_000;
 
 const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}$/;
 
@@ -186,6 +191,40 @@ export abstract class BaseCgroup implements Cgroup {
   get procsFiles(): string[] {
     return this.dirs.map((d) => `${d}/cgroup.procs`);
   }
+
+  /** A freeze() asked for and not undone by thaw() since. */
+  private freezeWanted = false;
+
+  /**
+   * Stops every member with the cgroup freezer; resolves true once the kernel reports the
+   * whole cgroup frozen (FREEZING, or v2's "frozen 0", lasts until every task has
+   * stopped), false when thaw() came first. Not frozen within timeoutMs: thawed again
+   * and CGROUP_BUSY, so that the cgroup is never left half-frozen.
+   */
+  async freeze(timeoutMs = FREEZE_TIMEOUT_MS): Promise<boolean> {
+    this.freezeWanted = true;
+    this.writeFreeze(true);
+    if (await waitUntil(() => !this.freezeWanted || this.isFrozen(), timeoutMs)) return this.freezeWanted;
+    this.thaw();
+    throw new CgroupError('CGROUP_BUSY', this.dirs[0]!, `not frozen within ${timeoutMs} ms`, {
+      hint: 'a task in uninterruptible sleep (I/O, memory reclaim) holds the freezer back; it was thawed again',
+    });
+  }
+
+  /** Lets every member run again; takes effect at once (nothing to wait for). */
+  thaw(): void {
+    this.freezeWanted = false;
+    this.writeFreeze(false);
+  }
+
+  /** Writes the freezer's state (kept open: a thaw is on a warm invocation's path). */
+  protected writeFreezer(path: string, value: string): void {
+    if (!this.writeKept(path, value)) this.writeFile(path, value);
+  }
+
+  protected abstract writeFreeze(frozen: boolean): void;
+  /** Whether every member is frozen now (the kernel's word, not what was asked). */
+  protected abstract isFrozen(): boolean;
 
   abstract stats(): CgroupStats;
   abstract usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;

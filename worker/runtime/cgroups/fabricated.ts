@@ -22,6 +22,11 @@ export interface FabricatedOptions {
   peakWritable?: boolean;
   /** v2: memory.swap.max exists (CONFIG_SWAP). Default true. */
   swap?: boolean;
+  /**
+   * The freezers stop tasks only when the test says so (tree.set): until then v1 reads
+   * FREEZING and v2's cgroup.events "frozen 0", as the kernel does while a task runs on.
+   */
+  freezeLags?: boolean;
   /** v1: mount points (below the tree) -> controllers. Default: cpu and cpuacct co-mounted. */
   v1Mounts?: Record<string, string[]>;
 }
@@ -213,10 +218,11 @@ export class FabricatedCgroupfs {
         for (const pid of this.livePids(dir)) process.kill(pid, 'SIGKILL');
         return;
       case 'cgroup.freeze':
-        realFs.write(path.join(dir, 'cgroup.events'), `populated 1\nfrozen ${value.trim()}\n`);
+        if (!(this.opts.freezeLags && value.trim() === '1')) realFs.write(path.join(dir, 'cgroup.events'), `populated 1\nfrozen ${value.trim()}\n`);
         break;
       case 'freezer.state':
         for (const pid of this.livePids(dir)) process.kill(pid, value.trim() === 'FROZEN' ? 'SIGSTOP' : 'SIGCONT');
+        if (this.opts.freezeLags && value.trim() === 'FROZEN') return realFs.write(p, 'FREEZING\n');
         break;
     }
     realFs.write(p, value.endsWith('\n') ? value : `${value}\n`);

@@ -62,6 +62,15 @@ export interface Cgroup {
   resetPeak(): void;
   pids(): number[];
   /**
+   * Stops every member (cgroup freezer: v1 freezer.state, v2 cgroup.freeze) and resolves
+   * true once the kernel reports them all frozen, false if thaw() came first; throws
+   * CGROUP_BUSY (thawed again) when a task would not stop in time. kill() works on a
+   * frozen cgroup.
+   */
+  freeze(timeoutMs?: number): Promise<boolean>;
+  /** Undoes freeze() (also one still waiting): one write, effective at once. */
+  thaw(): void;
+  /**
    * Every process, forks racing included; resolves when cgroup.procs is empty (exited
    * tasks that their parent has yet to reap may still count in pidsCurrent).
    */

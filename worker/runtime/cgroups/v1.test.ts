@@ -272,6 +272,36 @@ test('kill freezes, SIGKILLs every member, thaws, and resolves once the cgroup i
   assert.deepEqual(tree.writesTo('freezer.state'), ['FROZEN', 'THAWED']);
 });
 
+test('freeze writes FROZEN to the freezer hierarchy and waits while the kernel reads FREEZING; thaw writes THAWED', async () => {
+  const { tree, driver } = setup({ freezeLags: true });
+  const cg = driver.create('c1', {});
+  let frozen: boolean | undefined;
+  const freezing = cg.freeze().then((v) => (frozen = v));
+  await new Promise((r) => setTimeout(r, 30));
+  assert.equal(tree.read('freezer/faasbox/c1/freezer.state').trim(), 'FREEZING');
+  assert.equal(frozen, undefined, 'FREEZING is not frozen yet');
+  tree.set('freezer/faasbox/c1/freezer.state', 'FROZEN\n');
+  assert.equal(await freezing, true);
+  cg.thaw();
+  assert.deepEqual(tree.writesTo('freezer.state'), ['FROZEN', 'THAWED']);
+  // A freeze that cannot complete is undone, not left FREEZING.
+  await assert.rejects(cg.freeze(50), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_BUSY');
+  assert.equal(tree.read('freezer/faasbox/c1/freezer.state').trim(), 'THAWED');
+});
+
+test('kill of a frozen cgroup SIGKILLs its members and leaves it thawed, so the kills land', async () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  const kid = sleeper();
+  tree.set('freezer/faasbox/c1/cgroup.procs', `${kid.pid}\n`);
+  assert.equal(await cg.freeze(), true);
+  const exit = once(kid, 'exit');
+  await cg.kill();
+  assert.deepEqual(await exit, [null, 'SIGKILL']);
+  assert.deepEqual(tree.writesTo('freezer.state'), ['FROZEN', 'FROZEN', 'THAWED']);
+  assert.equal(tree.read('freezer/faasbox/c1/freezer.state').trim(), 'THAWED');
+});
+
 test('destroy refuses (CGROUP_BUSY) when a member cannot be removed, after retrying', async () => {
   const { tree, driver } = setup();
   const cg = driver.create('c1', {});

@@ -242,6 +242,15 @@ export class CgroupV1Group extends BaseCgroup {
     if (!this.writeKept(path, '0')) this.writeFile(path, '0');
   }
 
+  protected writeFreeze(frozen: boolean): void {
+    this.writeFreezer(`${this.by.freezer}/freezer.state`, frozen ? 'FROZEN' : 'THAWED');
+  }
+
+  protected isFrozen(): boolean {
+    // Each read also makes the kernel check again whether FREEZING has become FROZEN.
+    return this.fs.read(`${this.by.freezer}/freezer.state`).trim() === 'FROZEN';
+  }
+
   protected async killAll(): Promise<void> {
     // A frozen task cannot fork, so the member list read while frozen is complete; the
     // SIGKILLs stay pending and take effect the moment the cgroup thaws.
@@ -253,7 +262,8 @@ export class CgroupV1Group extends BaseCgroup {
       await waitUntil(() => this.fs.read(state).trim() === 'FROZEN', 1000);
       sigkillAll(this.pids());
     } finally {
-      this.writeFile(state, 'THAWED');
+      // Also the end of a freeze() of the idle container: the kills land as it thaws.
+      this.thaw();
     }
   }
 }

@@ -210,6 +210,44 @@ test('without cgroup.kill (before 5.14) kill freezes, SIGKILLs, thaws', async ()
   assert.deepEqual(tree.writesTo('cgroup.freeze'), ['1', '0']);
 });
 
+test('freeze writes cgroup.freeze 1 and resolves only once cgroup.events says "frozen 1"; thaw writes 0', async () => {
+  const { tree, driver } = setup({ freezeLags: true });
+  const cg = driver.create('c1', {});
+  let frozen: boolean | undefined;
+  const freezing = cg.freeze().then((v) => (frozen = v));
+  await new Promise((r) => setTimeout(r, 30));
+  // cgroup.freeze holds what was asked; the kernel reports the tasks stopped in cgroup.events.
+  assert.equal(frozen, undefined, 'freeze() waited for the kernel');
+  tree.set('faasbox/c1/cgroup.events', 'populated 1\nfrozen 1\n');
+  assert.equal(await freezing, true);
+  cg.thaw();
+  assert.deepEqual(tree.writesTo('cgroup.freeze'), ['1', '0']);
+});
+
+test('a thaw while the freeze still waits ends the wait at once (false); a freeze that never completes thaws again and is CGROUP_BUSY', async () => {
+  const { tree, driver } = setup({ freezeLags: true });
+  const cg = driver.create('c1', {});
+  const freezing = cg.freeze();
+  cg.thaw();
+  assert.equal(await freezing, false);
+  await assert.rejects(cg.freeze(50), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_BUSY' && /not frozen within 50 ms/.test(e.message));
+  assert.deepEqual(tree.writesTo('cgroup.freeze'), ['1', '0', '1', '0']);
+});
+
+test('a frozen cgroup is killed through cgroup.kill and its freeze is undone by thaw', async () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', {});
+  const kid = sleeper();
+  tree.set('faasbox/c1/cgroup.procs', `${kid.pid}\n`);
+  assert.equal(await cg.freeze(), true);
+  const exit = once(kid, 'exit');
+  await cg.kill();
+  assert.deepEqual(await exit, [null, 'SIGKILL']);
+  cg.thaw();
+  assert.deepEqual(tree.writesTo('cgroup.kill'), ['1']);
+  assert.deepEqual(tree.writesTo('cgroup.freeze'), ['1', '0']);
+});
+
 test('list, open, destroy (idempotent), removeRoot', async () => {
   const { tree, driver } = setup();
   driver.create('b', {});

@@ -247,6 +247,16 @@ export class CgroupV2Group extends BaseCgroup {
     }
   }
 
+  protected writeFreeze(frozen: boolean): void {
+    this.writeFreezer(`${this.dir}/cgroup.freeze`, frozen ? '1' : '0');
+  }
+
+  protected isFrozen(): boolean {
+    // cgroup.freeze says what was asked; "frozen 1" in cgroup.events comes once every
+    // task has actually stopped (an empty cgroup is frozen at once).
+    return /^frozen 1$/m.test(this.fs.read(`${this.dir}/cgroup.events`));
+  }
+
   protected async killAll(): Promise<void> {
     const kill = `${this.dir}/cgroup.kill`;
     if (this.fs.exists(kill)) {
@@ -261,7 +271,7 @@ export class CgroupV2Group extends BaseCgroup {
       await waitUntil(() => /^frozen 1$/m.test(this.fs.read(`${this.dir}/cgroup.events`)), 1000);
       sigkillAll(this.pids());
     } finally {
-      this.writeFile(freeze, '0');
+      this.thaw();
     }
   }
 
