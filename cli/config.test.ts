@@ -12,3 +12,11 @@ test('FAASBOX_FREEZE_GRACE_MS sets the freeze grace (0: never frozen); default 5
   assert.throws(() => loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: 'soon' }), (e: unknown) => e instanceof CliError && /FAASBOX_FREEZE_GRACE_MS/.test(e.message));
   assert.throws(() => loadConfig(undefined, { FAASBOX_FREEZE_GRACE_MS: '-1' }), (e: unknown) => e instanceof CliError && /FAASBOX_FREEZE_GRACE_MS/.test(e.message));
 });
+
+test('the result limit: 6 MiB by default, FAASBOX_MAX_RESULT_BYTES with units, refused when not a size or too small', () => {
+  assert.equal(loadConfig(undefined, {}).maxResultBytes, 6 * 1024 * 1024);
+  assert.equal(loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: '8m' }).maxResultBytes, 8 * 1024 * 1024);
+  assert.equal(loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: '100000' }).maxResultBytes, 100_000);
+  assert.throws(() => loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: 'lots' }), /FAASBOX_MAX_RESULT_BYTES must be a size/);
+  assert.throws(() => loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: '12' }), /at least 1024/);
+});

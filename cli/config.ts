@@ -5,7 +5,8 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { CliError, parseNumber } from '../worker/cli/args.js';
+import { CliError, parseBytes, parseNumber } from '../worker/cli/args.js';
+import { DEFAULT_MAX_RESULT_BYTES } from '../worker/function/instance.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 import { DEFAULT_CONFIG } from '../gateway/config.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
@@ -38,6 +39,8 @@ export interface FaasboxConfig {
   workerMetricsPort: number;
   /** Idle warm containers are frozen after this many ms (FAASBOX_FREEZE_GRACE_MS); 0: never. */
   freezeGraceMs: number;
+  /** Longest result a function may answer with, in bytes (FAASBOX_MAX_RESULT_BYTES: 6291456 or 6m; 6 MiB, Lambda's sync limit). */
+  maxResultBytes: number;
   /**
    * Pool sizing (FAASBOX_POOL_*): the scheduler decides with these; a worker uses them
    * itself only while no scheduler decision is fresh. See sizingOf().
@@ -64,6 +67,7 @@ const DEFAULTS: FaasboxConfig = {
   maxJsonDepth: DEFAULT_CONFIG.maxJsonDepth,
   metricsPublic: false,
   freezeGraceMs: DEFAULT_FREEZE_GRACE_MS,
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   poolMinWarm: DEFAULT_SIZING.minWarm,
   poolMaxWarm: DEFAULT_SIZING.maxWarm,
   poolIdleTtlMs: DEFAULT_SIZING.idleTtlMs,
@@ -142,6 +146,8 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     if (v) cfg[key] = parseNumber(name, v, 'positive');
   }
   if (env.FAASBOX_FREEZE_GRACE_MS) cfg.freezeGraceMs = parseNumber('FAASBOX_FREEZE_GRACE_MS', env.FAASBOX_FREEZE_GRACE_MS);
+  if (env.FAASBOX_MAX_RESULT_BYTES) cfg.maxResultBytes = parseBytes('FAASBOX_MAX_RESULT_BYTES', env.FAASBOX_MAX_RESULT_BYTES);
+  if (!Number.isInteger(cfg.maxResultBytes) || cfg.maxResultBytes < 1024) throw new CliError(`maxResultBytes (FAASBOX_MAX_RESULT_BYTES) must be a whole number of bytes, at least 1024; got ${cfg.maxResultBytes}`);
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

@@ -26,6 +26,8 @@ export const ErrorCode = {
   TIMEOUT: 'TIMEOUT',
   OOM_KILLED: 'OOM_KILLED',
   RUNTIME_CRASHED: 'RUNTIME_CRASHED',
+  // The function answered with more than the worker accepts (its reply was cut off, its container killed).
+  RESULT_TOO_LARGE: 'RESULT_TOO_LARGE',
   NO_CAPACITY: 'NO_CAPACITY',
   // The worker running a sync invocation died (crashed, killed) before it answered.
   WORKER_LOST: 'WORKER_LOST',
@@ -198,6 +200,12 @@ export class OomKilledError extends FaasboxError {
 export class RuntimeCrashedError extends FaasboxError {
   constructor(message: string, cause?: unknown) {
     super(ErrorCode.RUNTIME_CRASHED, message, { cause });
+  }
+}
+
+export class ResultTooLargeError extends FaasboxError {
+  constructor(limitBytes: number) {
+    super(ErrorCode.RESULT_TOO_LARGE, `the function's result is larger than the limit of ${limitBytes} bytes`, { details: { limitBytes } });
   }
 }
 

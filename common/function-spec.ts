@@ -99,7 +99,7 @@ const envSchema = z
       .string()
       .regex(ENV_KEY, 'environment variable names start with a letter and contain only letters, digits and "_"')
       .refine((k) => !RESERVED_ENV_PREFIXES.some((p) => k.toUpperCase().startsWith(p)), {
-        message: `reserved environment variable name (reserved: ${RESERVED_ENV_PREFIXES.join(', ')}*)`,
+        message: `this environment variable name is reserved for the platform (reserved: names starting with ${RESERVED_ENV_PREFIXES.join(', ')})`,
       }),
     z.string(),
   )

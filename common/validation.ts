@@ -3,10 +3,14 @@ import { z } from 'zod';
 import { ValidationError, type ValidationIssue } from './errors.js';
 
 export function issuesOf(error: z.ZodError): ValidationIssue[] {
-  return error.issues.map((issue) => ({
-    path: issue.path.length === 0 ? '(root)' : issue.path.map(String).join('.'),
-    message: issue.message,
-  }));
+  const at = (path: PropertyKey[]) => (path.length === 0 ? '(root)' : path.map(String).join('.'));
+  // A record key that fails its schema is one "Invalid key in record" issue with the key's
+  // own issues inside: those say what is wrong (e.g. that an env name is reserved).
+  return error.issues.flatMap((issue) =>
+    issue.code === 'invalid_key' && issue.issues.length > 0
+      ? issue.issues.map((inner) => ({ path: at([...issue.path, ...inner.path]), message: inner.message }))
+      : [{ path: at(issue.path), message: issue.message }],
+  );
 }
 
 export function validationErrorFrom(error: z.ZodError, what: string): ValidationError {

@@ -25,6 +25,9 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   // outcome has its own status so that proxies and dashboards can tell them apart.
   FUNCTION_ERROR: 502, // the handler threw or rejected: a bad answer from upstream
   RUNTIME_CRASHED: 500, // the runtime process died (exit, signal) without an answer
+  // Not 413, which blames the request: the caller's request was fine, the function's
+  // answer was not, so a bad gateway, as Lambda-fronting proxies answer an oversized reply.
+  RESULT_TOO_LARGE: 502,
   TIMEOUT: 504, // the handler ran past timeoutMs and was killed
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline

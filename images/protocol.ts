@@ -16,7 +16,8 @@
  *     |  ... more invokes, one at a time ...     |
  *     |  closes fd 3 ----------------------------|  exits 0
  *
- * Messages are JSON, one per line ("\n"-terminated), never split across lines.
+ * Messages are JSON, one per line ("\n"-terminated), never split across lines; an invoke
+ * with bodyBytes is followed by that many raw bytes (its body) before the next line.
  */
 
 /** fd numbers inside the container. */
@@ -152,6 +153,12 @@ export interface InvokeMessage {
   context: InvokeContextPayload;
   /** Present when an HTTP request caused the invocation (Web-standard handlers get it as a Request). */
   http?: HttpRequestPayload;
+  /**
+   * When present, exactly this many bytes follow the line on fd 3: the request's raw body,
+   * sent once and unencoded. The line then has no `event` and no `http.body`: the event is
+   * the body's JSON (null for 0 bytes), and the Request or context.http reads the bytes.
+   */
+  bodyBytes?: number;
 }
 
 export type WorkerMessage = LoadMessage | InvokeMessage;

@@ -57,6 +57,8 @@ export interface WorkerConfig {
   packageBounds?: UnpackBounds;
   /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
   freezeGraceMs?: number;
+  /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
+  maxResultBytes?: number;
 }
 
 /**
@@ -274,7 +276,10 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       id: data.invocationId,
       event: data.event,
       http: data.http,
+      // The job's event is its body's JSON (InvocationJob.event): the body goes to the runtime once.
+      eventIsBody: data.http !== undefined,
       timeoutMs: spec.timeoutMs,
+      ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
       context: {
         invocationId: data.invocationId,
         functionName: spec.name,

@@ -31,8 +31,22 @@ const asyncQuerySchema = z.enum(['true', 'false', '1', '0']).optional();
 
 /** Request headers a function never sees: credentials for us, and hop-by-hop ones. */
 const HIDDEN_REQUEST_HEADERS = new Set(['authorization', 'connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer']);
-/** Response headers the gateway owns (it frames the body itself). */
-const DROPPED_RESPONSE_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'trailer']);
+/**
+ * Response headers the gateway owns: framing (it frames the body itself), and the
+ * platform's own, which a function's answer must not replace.
+ */
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'trailer',
+  'x-invocation-id',
+  'x-function-version',
+  'x-cold-start',
+  'server-timing',
+]);
 
 function invokeMode(c: Context): InvocationMode {
   const q = parseWith(asyncQuerySchema, c.req.query('async'), 'query parameter async');

@@ -47,6 +47,52 @@ test('an HTTP-style handler answers with its own status, headers and body', asyn
   assert.equal(r.text, 'made tea');
 });
 
+test("the platform's headers win over a function's, and a malformed HTTP answer is the function's error (502 naming the header or status)", async () => {
+  // A Lambda-proxy answer chosen by the event: a Response would refuse most of these itself.
+  const d = await s.deploy('badweb', {
+    runtime: 'nodejs20',
+    code: `const answers = {
+  spoof: { statusCode: 200, headers: { 'x-invocation-id': 'forged', 'X-Function-Version': '999', 'x-cold-start': 'forged', 'server-timing': 'forged;dur=0', 'x-own': 'kept' }, body: 'spoofed' },
+  crlf: { statusCode: 200, headers: { 'x-bad': 'a\\r\\nx-injected: 1' }, body: '' },
+  name: { statusCode: 200, headers: { 'bad name': 'v' }, body: '' },
+  ascii: { statusCode: 200, headers: { 'x-u': 'caf\u00e9 \u20ac' }, body: '' },
+  big: { statusCode: 200, headers: { 'x-big': 'a'.repeat(200000) }, body: '' },
+  switch: { statusCode: 101, headers: { upgrade: 'websocket' }, body: '' },
+  fine: { statusCode: 418, headers: { 'x-tea': 'pot' }, body: 'short and stout' },
+};
+export default async (e) => answers[e.a];`,
+  });
+  assert.equal(d.status, 201, d.text);
+  const spoof = await s.invoke('badweb', { a: 'spoof' });
+  assert.equal(spoof.status, 200, spoof.text);
+  assert.match(spoof.headers.get('x-invocation-id') ?? '', /^[0-9a-f-]{36}$/);
+  assert.equal(spoof.headers.get('x-function-version'), d.json.version);
+  assert.ok(['warm', 'specialized', 'cold'].includes(spoof.headers.get('x-cold-start')!), spoof.headers.get('x-cold-start')!);
+  assert.match(spoof.headers.get('server-timing') ?? '', /^queue;dur=/);
+  assert.equal(spoof.headers.get('x-own'), 'kept');
+  assert.equal(spoof.text, 'spoofed');
+  const refused: [string, RegExp][] = [
+    ['crlf', /header "x-bad" has a CR or LF in its value/],
+    ['name', /header name "bad name" is not a valid HTTP field name/],
+    ['ascii', /header "x-u" has a non-ASCII character/],
+    ['big', /headers exceed 8192 bytes \(at header "x-big"\)/],
+    ['switch', /status 101 is not a final HTTP status \(200-599\)/],
+  ];
+  for (const [a, message] of refused) {
+    const r = await s.invoke('badweb', { a });
+    assert.equal(r.status, 502, `${a}: ${r.text}`);
+    assert.equal(r.json?.error?.code, 'FUNCTION_ERROR', `${a}: ${r.text}`);
+    assert.match(r.json.error.message, message, a);
+    assert.equal(r.headers.get('x-injected'), null);
+    assert.match(r.headers.get('x-invocation-id') ?? '', /^[0-9a-f-]{36}$/);
+  }
+  // The container stays in service: a malformed answer is an ordinary function error.
+  const fine = await s.invoke('badweb', { a: 'fine' });
+  assert.equal(fine.status, 418, fine.text);
+  assert.equal(fine.text, 'short and stout');
+  assert.equal(fine.headers.get('x-cold-start'), 'warm');
+});
+
 test('async invoke: 202 with a Location, then the record has status, result, timings and output', async () => {
   await s.deploy('logger', { runtime: 'nodejs20', code: 'export default async (e) => { console.log("out:" + e.n); console.error("err:" + e.n); return e.n * 2; }' });
   const r = await s.invoke('logger', { n: 21 }, { query: '?async=true' });

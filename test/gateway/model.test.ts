@@ -23,6 +23,26 @@ describe('function spec', () => {
     assert.notEqual(versionOf(a), versionOf(d));
   });
 
+  test('a reserved or malformed env name is refused with a message that says what is wrong with it', () => {
+    for (const key of ['FAASBOX_WORKER', 'LD_PRELOAD', 'node_options']) {
+      assert.throws(
+        () => parseDeploy('f', { runtime: 'nodejs20', code: 'x', env: { [key]: '1' } }),
+        (err: ValidationError) => {
+          assert.ok(err instanceof ValidationError);
+          assert.deepEqual(err.issues.map((i) => i.path), [`env.${key}`]);
+          assert.match(err.issues[0]!.message, /environment variable name is reserved for the platform \(reserved: names starting with FAASBOX_, /);
+          assert.match(err.message, new RegExp(`^invalid function spec: env\\.${key}: this environment variable name is reserved`));
+          return true;
+        },
+        key,
+      );
+    }
+    assert.throws(
+      () => parseDeploy('f', { runtime: 'nodejs20', code: 'x', env: { '1ABC': '1' } }),
+      (err: ValidationError) => /env\.1ABC: environment variable names start with a letter/.test(err.message),
+    );
+  });
+
   test('canonical JSON sorts keys at every level', () => {
     assert.equal(canonicalJson({ b: 1, a: { d: 2, c: [{ f: 1, e: 2 }] } }), '{"a":{"c":[{"e":2,"f":1}],"d":2},"b":1}');
   });

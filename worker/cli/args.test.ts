@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CliError, parseBytes, parseNumber } from './args.js';
+import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 
 test('parseNumber applies its rule and names the flag in the error', () => {
   assert.equal(parseNumber('FAASBOX_PORT', '0'), 0);
@@ -28,4 +28,13 @@ test('parseBytes reads sizes with units and refuses the rest', () => {
   assert.equal(parseBytes('--memory', '1G'), 1024 ** 3);
   assert.throws(() => parseBytes('--memory', '64x'), /--memory must be a size like 64m or 1g, got "64x"/);
   assert.throws(() => parseBytes('--memory', '0'), /--memory must be positive/);
+});
+
+test('wantsHelp sees -h/--help anywhere before "--", never after it', () => {
+  assert.equal(wantsHelp(['--help']), true);
+  assert.equal(wantsHelp(['ID', '-h']), true);
+  assert.equal(wantsHelp(['--all', '--help', '--json']), true);
+  assert.equal(wantsHelp([]), false);
+  assert.equal(wantsHelp(['--rootfs', 'x', '--', 'node', '--help']), false);
+  assert.equal(wantsHelp(['--help=yes']), false);
 });

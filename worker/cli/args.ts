@@ -7,6 +7,16 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * Whether a command's arguments ask for its help (-h or --help before any "--": what
+ * follows "--" is another program's). Checked before anything else, so that asking for
+ * help never runs the command.
+ */
+export function wantsHelp(argv: readonly string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).some((a) => a === '-h' || a === '--help');
+}
+
 /** What a numeric flag or setting accepts: any number >= 0, any number > 0, or 0, 1, 2, ... */
 export type NumberRule = 'non-negative' | 'positive' | 'whole';
 

@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { Engine } from '../runtime/engine.js';
 import type { ContainerSpec } from '../runtime/spec.js';
 import { EngineError } from '../runtime/errors.js';
-import { CliError, parseBytes, parseNumber } from './args.js';
+import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 
 const HELP = `Usage: faasbox ctr <command> [options]
 
@@ -38,11 +38,30 @@ Global:
 
 On OOM, run prints "OOM" on stderr and exits with 137.`;
 
+const GLOBAL_HELP = `  --state-dir DIR     state directory (default $FAASBOX_STATE_DIR or /var/lib/faasbox)
+  -h, --help          this help`;
+
+/** Each command's own usage, for "faasbox ctr CMD --help" (which never runs CMD). */
+const USAGE: Record<string, string> = {
+  run: HELP.slice(HELP.indexOf('Options for run:')).replace('Options for run:', 'Usage: faasbox ctr run [options] -- CMD [ARGS...]\n\nRuns one container in the foreground; exits with CMD\'s exit code.\n\nOptions:'),
+  list: `Usage: faasbox ctr list [--json]\n\nThe containers in the state dir (alias: ls).\n\n  --json              as JSON\n${GLOBAL_HELP}`,
+  state: `Usage: faasbox ctr state ID [--json]\n\nOne container's state.\n\n  --json              as one line of JSON\n${GLOBAL_HELP}`,
+  kill: `Usage: faasbox ctr kill ID [SIGNAL]\n\nSignals a container; SIGKILL, the default, kills its whole cgroup.\n\n${GLOBAL_HELP}`,
+  delete: `Usage: faasbox ctr delete ID [--json]\n\nKills and removes a container (alias: rm).\n\n  --json              print what was removed as JSON\n${GLOBAL_HELP}`,
+  gc: `Usage: faasbox ctr gc [--all] [--json]\n\nRemoves what crashed owners left: containers, cgroups, mounts.\n\n  --all               also containers whose owner is alive\n  --json              print what was removed as JSON\n${GLOBAL_HELP}`,
+};
+const ALIASES: Record<string, string> = { ls: 'list', rm: 'delete' };
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     console.log(HELP);
     return cmd ? 0 : 2;
+  }
+  const usage = USAGE[ALIASES[cmd] ?? cmd];
+  if (usage && wantsHelp(rest)) {
+    console.log(usage);
+    return 0;
   }
   switch (cmd) {
     case 'run':
@@ -92,10 +111,6 @@ async function run(args: string[]): Promise<number> {
       id: { type: 'string' },
     },
   });
-  if (values.help) {
-    console.log(HELP);
-    return 0;
-  }
   const cmdline = command.length ? command : positionals;
   if (!values.rootfs) throw new CliError('run needs --rootfs DIR');
   if (cmdline.length === 0) throw new CliError('run needs a command after --');

@@ -12,11 +12,19 @@ import type { Duplex, Readable } from 'node:stream';
 import type { Engine } from '../runtime/engine.js';
 import type { Container, ExitResult } from '../runtime/container.js';
 import type { CgroupStats } from '../runtime/cgroups/index.js';
-import { readLines } from '../runtime/lines.js';
+import { readLines, type LineSplitter } from '../runtime/lines.js';
 import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
+import { ResultTooLargeError } from '../../common/errors.js';
+import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';
 
 export const CODE_DIR = '/var/task';
 const LOG_LIMIT = 64 * 1024;
+/**
+ * The longest reply line a runtime may write (bytes of the JSON message: a result's value,
+ * or an HTTP body in base64). 6 MiB, Lambda's limit on a synchronous response. A reply
+ * past it is cut off where it crosses the limit: the worker never holds more of it.
+ */
+export const DEFAULT_MAX_RESULT_BYTES = 6 * 1024 * 1024;
 
 export interface RuntimeImage {
   name: string;
@@ -61,12 +69,20 @@ export interface InvokeRequest {
    * saving a round trip to the runtime, and the timeout starts once the load is done.
    */
   afterLoad?: Promise<void>;
+  /**
+   * The event is the JSON of http.body (an invoke request's, InvocationJob.event): the body
+   * is then sent once, raw, behind the request line (PROTOCOL.md, bodyBytes), and the
+   * runtime parses the event from it, rather than getting the event and a base64 copy.
+   */
+  eventIsBody?: boolean;
+  /** Longest result accepted (DEFAULT_MAX_RESULT_BYTES when unset); past it, RESULT_TOO_LARGE and the container is killed. */
+  maxResultBytes?: number;
 }
 
 export type OutputStream = 'stdout' | 'stderr';
 
 /** LOAD_FAILED: the function's module did not load (its error, or its load timed out); the instance is dead. */
-export type InvokeFailure = 'FUNCTION_ERROR' | 'LOAD_FAILED' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED';
+export type InvokeFailure = 'FUNCTION_ERROR' | 'LOAD_FAILED' | 'TIMEOUT' | 'OOM_KILLED' | 'RUNTIME_CRASHED' | 'RESULT_TOO_LARGE';
 
 export interface InvokeOutcome {
   ok: boolean;
@@ -87,7 +103,7 @@ type Reply = Record<string, unknown> & { type: string };
 
 export class InstanceError extends Error {
   constructor(
-    readonly code: 'RUNTIME_CRASHED' | 'LOAD_FAILED' | 'BOOT_FAILED' | 'OOM_KILLED' | 'TIMEOUT',
+    readonly code: 'RUNTIME_CRASHED' | 'LOAD_FAILED' | 'BOOT_FAILED' | 'OOM_KILLED' | 'TIMEOUT' | 'RESULT_TOO_LARGE',
     message: string,
     readonly stack_?: string,
   ) {
@@ -186,6 +202,17 @@ class LogCollector {
   }
 }
 
+/** The invoke request line, and the raw body to send behind it (eventIsBody). */
+function invokeMessage(req: InvokeRequest): [Record<string, unknown> & { type: 'invoke' }, Buffer?] {
+  const http = req.http as Record<string, unknown> | undefined;
+  if (req.eventIsBody && http && typeof http.body === 'string') {
+    const { body, ...head } = http;
+    const raw = Buffer.from(body as string, 'base64');
+    return [{ type: 'invoke', id: req.id, context: req.context, http: head, bodyBytes: raw.length }, raw];
+  }
+  return [{ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http }];
+}
+
 export class RuntimeInstance {
   readonly bootedAt = Date.now();
   private readonly requests: Duplex;
@@ -193,7 +220,8 @@ export class RuntimeInstance {
   private readonly stdout: LogCollector;
   private readonly stderr: LogCollector;
   /** Replies expected, in request order: the runtime answers strictly one request after another. */
-  private readonly pending: { accepts: (r: Reply) => boolean; resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+  private readonly pending: { invoke: boolean; accepts: (r: Reply) => boolean; resolve: (r: Reply) => void; reject: (e: Error) => void }[] = [];
+  private readonly replyLines: LineSplitter;
   private exitInfo: ExitResult | undefined;
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
@@ -206,7 +234,7 @@ export class RuntimeInstance {
     this.requests = container.extraStream(0);
     this.replies = container.extraStream(1);
     this.requests.on('error', () => {});
-    readLines(this.replies, (line) => this.onReply(line));
+    this.replyLines = readLines(this.replies, (line) => this.onReply(line), { maxLineBytes: DEFAULT_MAX_RESULT_BYTES, onOverflow: (bytes) => this.onReplyOverflow(bytes) });
     this.replies.on('error', () => {});
     this.stdout = new LogCollector(container.stdout!);
     this.stderr = new LogCollector(container.stderr!);
@@ -236,7 +264,7 @@ export class RuntimeInstance {
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
     );
     const inst = new RuntimeInstance(c, opts);
-    const ready = inst.expect((r) => r.type === 'ready');
+    const ready = inst.expect(false, (r) => r.type === 'ready');
     c.start();
     try {
       await ready;
@@ -278,12 +306,13 @@ export class RuntimeInstance {
   /** Runs one invocation under the function's timeout; on timeout the whole cgroup is killed. */
   async invoke(req: InvokeRequest): Promise<InvokeOutcome> {
     this.container.resetPeak();
+    this.replyLines.maxLineBytes = req.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const before = this.container.usage();
     const marker = `${END_MARKER}${req.id}\n`;
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
     const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
-    const replied = this.request({ type: 'invoke', id: req.id, event: req.event, context: req.context, http: req.http });
+    const replied = this.request(...invokeMessage(req));
     // Settled either way below; a load that failed leaves it to be rejected by the kill.
     replied.catch(() => {});
     const loadStart = performance.now();
@@ -307,18 +336,21 @@ export class RuntimeInstance {
       const execMs = performance.now() - t;
       const usage = this.usageSince(before);
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
-      if (reply.ok === true) {
-        return { ok: true, ...(reply.http ? { http: reply.http as InvokeOutcome['http'] } : { value: reply.value }), ...logs, execMs, loadMs, ...usage };
+      if (reply.ok === true && reply.http) {
+        const http = checkHttpAnswer(reply.http);
+        if (http instanceof MalformedHttpAnswer) return { ok: false, error: { code: 'FUNCTION_ERROR', message: http.message, name: http.name }, ...logs, execMs, loadMs, ...usage };
+        return { ok: true, http, ...logs, execMs, loadMs, ...usage };
       }
+      if (reply.ok === true) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
       const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
       return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
     } catch (err) {
       const execMs = performance.now() - t;
       let code: InvokeFailure = 'RUNTIME_CRASHED';
-      if (err instanceof InstanceError && (err.code === 'TIMEOUT' || err.code === 'OOM_KILLED')) code = err.code;
+      if (err instanceof InstanceError && (err.code === 'TIMEOUT' || err.code === 'OOM_KILLED' || err.code === 'RESULT_TOO_LARGE')) code = err.code;
       await this.kill();
       const ex = await this.exited;
-      if (code !== 'TIMEOUT' && ex.oomKilled) code = 'OOM_KILLED';
+      if ((code === 'RUNTIME_CRASHED' || code === 'OOM_KILLED') && ex.oomKilled) code = 'OOM_KILLED';
       const message =
         code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.options.memoryMb} MB` : (err as Error).message;
       return {
@@ -433,17 +465,32 @@ export class RuntimeInstance {
     await this.container.delete();
   }
 
-  private request(msg: Record<string, unknown> & { type: 'load' | 'invoke' }): Promise<Reply> {
+  /** Writes one request line, and the raw body behind it when there is one (bodyBytes). */
+  private request(msg: Record<string, unknown> & { type: 'load' | 'invoke' }, body?: Buffer): Promise<Reply> {
     if (!this.alive) return Promise.reject(this.crashError(this.exitInfo!));
-    const p = this.expect(msg.type === 'load' ? (r) => r.type === 'loaded' || r.type === 'load-error' : (r) => r.type === 'result' && r.id === msg.id);
+    const p = this.expect(msg.type === 'invoke', msg.type === 'load' ? (r) => r.type === 'loaded' || r.type === 'load-error' : (r) => r.type === 'result' && r.id === msg.id);
     this.requests.write(`${JSON.stringify(msg)}\n`);
+    if (body && body.length > 0) this.requests.write(body);
     return p;
   }
 
-  private expect(accepts: (r: Reply) => boolean): Promise<Reply> {
+  private expect(invoke: boolean, accepts: (r: Reply) => boolean): Promise<Reply> {
     return new Promise((resolve, reject) => {
-      this.pending.push({ accepts, resolve, reject });
+      this.pending.push({ invoke, accepts, resolve, reject });
     });
+  }
+
+  /**
+   * A reply line crossed the result limit: the reader has stopped reading it (readLines
+   * destroyed the stream), every request waiting is failed now, not once the runtime has
+   * finished writing, and the container is killed, so it never returns to the pool.
+   */
+  private onReplyOverflow(bytes: number): void {
+    const limit = this.replyLines.maxLineBytes;
+    const tooLarge = new InstanceError('RESULT_TOO_LARGE', new ResultTooLargeError(limit).message);
+    const broken = new InstanceError('RUNTIME_CRASHED', `the runtime wrote a reply line of more than ${limit} bytes (${bytes} so far) and was killed`);
+    for (const p of this.pending.splice(0)) p.reject(p.invoke ? tooLarge : broken);
+    this.kill().catch(() => {});
   }
 
   private onReply(line: string): void {

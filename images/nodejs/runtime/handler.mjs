@@ -19,13 +19,13 @@ export class HandlerNotFoundError extends Error {
 
 /** Picks the export `name` from an imported module namespace; throws HandlerNotFoundError. */
 export function pickHandler(mod, name, entry) {
-  let value = mod[name];
+  // Own exports only: looked up through the prototype chain, "constructor" (or
+  // "toString", "__proto__") named Object's or Function's and ran that as the handler.
+  let value = ownExport(mod, name);
   // CJS `module.exports = { handler }` arrives as the default export, not always as a named one.
-  if (value === undefined && mod.default !== null && (typeof mod.default === 'object' || typeof mod.default === 'function')) {
-    value = mod.default[name];
-  }
+  if (value === undefined && isObject(mod.default)) value = ownExport(mod.default, name);
   // CJS compiled from ESM (`exports.__esModule`, `exports.default = fn`): the real default is one level down.
-  if (name === 'default' && typeof value === 'object' && value !== null && typeof value.fetch !== 'function' && value.default !== undefined) {
+  if (name === 'default' && typeof value === 'object' && value !== null && typeof value.fetch !== 'function' && ownExport(value, 'default') !== undefined) {
     value = value.default;
   }
   if (typeof value === 'function') return { style: name === 'fetch' ? 'fetch' : 'plain', target: value };
@@ -90,6 +90,10 @@ export function serializeError(err) {
     message = String(err);
   }
   return { name: 'Error', message };
+}
+
+function ownExport(obj, name) {
+  return Object.hasOwn(obj, name) ? obj[name] : undefined;
 }
 
 function isObject(v) {

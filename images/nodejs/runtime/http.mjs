@@ -26,7 +26,8 @@ export function toRequest(http, event) {
     headers.append(name, String(value));
   }
   const init = { method, headers };
-  if (!BODYLESS_METHODS.has(method) && http.body) init.body = Buffer.from(http.body, 'base64');
+  // A Buffer when the body came raw (bodyBytes), else base64.
+  if (!BODYLESS_METHODS.has(method) && http.body && http.body.length > 0) init.body = Buffer.isBuffer(http.body) ? http.body : Buffer.from(http.body, 'base64');
   return new Request(requestUrl(http), init);
 }
 

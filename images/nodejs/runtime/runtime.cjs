@@ -156,15 +156,32 @@ async function load(msg, io) {
   io.send(JSON.stringify({ type: 'loaded', ms: performance.now() - started }));
 }
 
-async function invoke(msg, io) {
+async function invoke(msg, io, body) {
   const id = String(msg.id);
   const { runHandler, makeContext, serializeError } = await lib();
   let r;
   if (!handler) {
     r = { ok: false, error: Object.assign(new Error('no function is loaded'), { name: 'NotLoadedError' }) };
   } else {
-    const context = makeContext(id, msg.context, msg.http, msg.event);
-    r = await asOperation(() => runHandler(handler, msg.event, context, msg.http, { ...functionEnv }));
+    let event = msg.event;
+    let http = msg.http;
+    if (body) {
+      // The body came once, raw, behind the line (bodyBytes): the event is its JSON, and a
+      // Request reads the same bytes. Its text is garbage once parsed; only the event and
+      // the bytes stay (a 5 MB event used to be held as the line, the event and base64).
+      await makeRoomFor(body.length, msg.context?.memoryLimitMb);
+      try {
+        event = body.length === 0 ? null : JSON.parse(body.toString('utf8'));
+      } catch (err) {
+        event = undefined;
+        r = { ok: false, error: new SyntaxError(`the invocation's body is not JSON: ${err.message}`) };
+      }
+      http = { ...(http ?? { method: 'POST', url: '/', headers: {} }), body };
+    }
+    if (!r) {
+      const context = makeContext(id, msg.context, http, event);
+      r = await asOperation(() => runHandler(handler, event, context, http, { ...functionEnv }));
+    }
   }
   let line;
   if (r.ok) {
@@ -177,6 +194,34 @@ async function invoke(msg, io) {
   if (!r.ok) line = JSON.stringify({ type: 'result', id, ok: false, error: serializeError(r.error) });
   await io.markers(id);
   io.send(line);
+}
+
+/** Bodies from this size on may need room made for them (makeRoomFor). */
+const LARGE_BODY_BYTES = 1024 * 1024;
+
+/**
+ * Collects garbage before a large body is parsed, when the heap and buffers, plus about
+ * three times the body (its text, the event, and what the function makes of it), would
+ * pass half of the function's memory. V8 sizes its heap by the host's memory (4.3 GB
+ * here), not the container's, which it cannot see: each 5 MB event left 15 MB of garbage
+ * that no GC came for, and the tenth call of a 128 MB no-op function was OOM-killed
+ * (cgroup peaks 28, 43, 58 ... 128 MB). A V8 flag (--max-old-space-size) would size it,
+ * but any flag makes Node reject its built-in code cache (boot slower, see PROTOCOL.md),
+ * and a stem cell's memory limit is known only when it is specialised.
+ */
+async function makeRoomFor(bytes, memoryLimitMb) {
+  if (bytes < LARGE_BODY_BYTES || !(memoryLimitMb > 0)) return;
+  const { heapTotal, external } = process.memoryUsage();
+  if (heapTotal + external + 3 * bytes < (memoryLimitMb * 1024 * 1024) / 2) return;
+  try {
+    // A full GC without a V8 flag: the inspector protocol's, over an in-process session.
+    const session = new (require('node:inspector').Session)();
+    session.connect();
+    await new Promise((resolve) => session.post('HeapProfiler.collectGarbage', resolve));
+    session.disconnect();
+  } catch {
+    // A Node without the inspector: the event is delivered all the same.
+  }
 }
 
 /** Writes the end marker to stdout and stderr and waits until both (and all before them) are flushed. */
@@ -197,16 +242,9 @@ function writeMarkers(id) {
   );
 }
 
-async function dispatch(line, io = wire) {
-  let msg;
-  try {
-    msg = JSON.parse(line);
-  } catch {
-    process.stderr.write(`faasbox-runtime: ignoring a request that is not JSON: ${line.slice(0, 200)}\n`);
-    return;
-  }
+async function dispatch(msg, io = wire, body) {
   if (msg?.type === 'load') return load(msg, io);
-  if (msg?.type === 'invoke') return invoke(msg, io);
+  if (msg?.type === 'invoke') return invoke(msg, io, body);
   process.stderr.write(`faasbox-runtime: ignoring unknown request type ${JSON.stringify(msg?.type)}\n`);
 }
 
@@ -214,23 +252,56 @@ async function dispatch(line, io = wire) {
 let queue = Promise.resolve();
 /** Where replies go while the boot's warm-up runs (warmUp()): nowhere. */
 let warmIo;
+/** Pieces of the request line being read (Buffers, views of the chunks read). */
 let partial = [];
+/** The raw body being read behind an invoke line with bodyBytes: { msg, bytes, filled }. */
+let pendingBody;
 const requests = new net.Socket({ fd: REQUEST_FD, readable: true, writable: false });
-requests.setEncoding('utf8');
 requests.on('data', (chunk) => {
-  // Only the new chunk is searched, so a multi-megabyte event costs linear time.
+  // Only the new chunk is searched, so a multi-megabyte event costs linear time; a body
+  // is copied once, into a buffer of its announced size.
   let start = 0;
-  let nl;
-  while ((nl = chunk.indexOf('\n', start)) >= 0) {
-    partial.push(chunk.slice(start, nl));
-    const line = partial.join('');
+  while (start < chunk.length) {
+    if (pendingBody) {
+      const n = chunk.copy(pendingBody.bytes, pendingBody.filled, start);
+      pendingBody.filled += n;
+      start += n;
+      if (pendingBody.filled === pendingBody.bytes.length) {
+        const { msg, bytes } = pendingBody;
+        pendingBody = undefined;
+        enqueue(msg, bytes);
+      }
+      continue;
+    }
+    const nl = chunk.indexOf(0x0a, start);
+    if (nl < 0) {
+      partial.push(chunk.subarray(start));
+      break;
+    }
+    partial.push(chunk.subarray(start, nl));
+    const line = partial.length === 1 ? partial[0].toString('utf8') : Buffer.concat(partial).toString('utf8');
     partial = [];
     start = nl + 1;
-    const io = warmIo ?? wire;
-    if (line.trim() !== '') queue = queue.then(() => dispatch(line, io));
+    if (line.trim() === '') continue;
+    let msg;
+    try {
+      msg = JSON.parse(line);
+    } catch {
+      // Said in its turn, after the requests before it, like any other answer.
+      const head = line.slice(0, 200);
+      queue = queue.then(() => void process.stderr.write(`faasbox-runtime: ignoring a request that is not JSON: ${head}\n`));
+      continue;
+    }
+    const size = msg?.type === 'invoke' ? msg.bodyBytes : undefined;
+    if (Number.isSafeInteger(size) && size > 0) pendingBody = { msg, bytes: Buffer.allocUnsafe(size), filled: 0 };
+    else enqueue(msg, size === 0 ? Buffer.alloc(0) : undefined);
   }
-  if (start < chunk.length) partial.push(chunk.slice(start));
 });
+
+function enqueue(msg, body) {
+  const io = warmIo ?? wire;
+  queue = queue.then(() => dispatch(msg, io, body));
+}
 // The worker closed our request fd: it is done with us.
 requests.on('end', () => process.exit(0));
 requests.on('error', () => process.exit(0));

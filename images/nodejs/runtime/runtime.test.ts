@@ -287,3 +287,59 @@ test('load errors: a missing entry, a missing export, a module that throws', asy
   assert.ok(r.ok === false && r.error.name === 'NotLoadedError', JSON.stringify(r));
   await s.close();
 });
+
+test('a handler name is looked up among the module\'s own exports, never up the prototype chain', async () => {
+  const s = await booted();
+  const modules = {
+    'index.mjs': 'export default async () => "default"; export const handler = async () => "named";',
+    'fn.cjs': 'module.exports = async () => "cjs";',
+    'obj.cjs': 'module.exports = { handler: async () => "cjs named" };',
+  };
+  const dir = codeDir(modules);
+  for (const entry of Object.keys(modules)) {
+    for (const name of ['constructor', 'toString', 'hasOwnProperty', '__proto__', 'valueOf', 'call', 'bind']) {
+      const r = await s.load(dir, entry, { handler: name });
+      assert.ok(r.type === 'load-error' && r.error.name === 'HandlerNotFoundError', `${entry} ${name}: ${JSON.stringify(r)}`);
+      assert.match(r.type === 'load-error' ? r.error.message : '', new RegExp(`has no export "${name}"`));
+    }
+  }
+  // Own exports still resolve, named and default, ESM and CommonJS.
+  for (const [entry, handler, value] of [['index.mjs', 'handler', 'named'], ['index.mjs', 'default', 'default'], ['fn.cjs', 'default', 'cjs'], ['obj.cjs', 'handler', 'cjs named']] as const) {
+    assert.equal((await s.load(dir, entry, { handler })).type, 'loaded', `${entry} ${handler}`);
+    const r = await s.invoke({});
+    assert.ok(r.ok === true && 'value' in r && r.value === value, `${entry} ${handler}: ${JSON.stringify(r)}`);
+  }
+  await s.close();
+});
+
+test('an invoke with bodyBytes: the raw body follows the line, however it is chunked; the event is its JSON and the Request has its bytes', async () => {
+  const dir = codeDir({
+    'index.mjs': `export default async (event, context) => ({ event, text: await context.request.text(), method: context.request.method });`,
+    'web.mjs': `export default { async fetch(req) { return new Response('got ' + (await req.text())); } };`,
+  });
+  const s = await booted();
+  assert.equal((await s.load(dir, 'index.mjs')).type, 'loaded');
+  const context = { invocationId: 'x', functionName: 'f', functionVersion: 'v1', memoryLimitMb: 128, deadline: Date.now() + 60_000 };
+  const http = { method: 'POST', url: '/f', headers: { 'content-type': 'application/json' } };
+  const body = Buffer.from('{"caf\u00e9":"\u20ac","n":[1,2,3]}');
+  const line = (id: string, b: Buffer) => Buffer.from(`${JSON.stringify({ type: 'invoke', id, context, http, bodyBytes: b.length })}\n`);
+  // The line, the body cut inside a multi-byte character, and the next request in the same write as the body's end.
+  const all = Buffer.concat([line('a', body), body, line('b', Buffer.alloc(0)), line('c', body), body]);
+  const cuts = [5, all.indexOf(body) + 3, all.indexOf(body) + body.length - 2];
+  let at = 0;
+  for (const cut of [...cuts, all.length]) {
+    s.requests.write(all.subarray(at, cut));
+    await new Promise((r) => setTimeout(r, 20));
+    at = cut;
+  }
+  const expected = { event: { 'caf\u00e9': '\u20ac', n: [1, 2, 3] }, text: body.toString(), method: 'POST' };
+  assert.deepEqual(await s.next(), { type: 'result', id: 'a', ok: true, value: expected });
+  assert.deepEqual(await s.next(), { type: 'result', id: 'b', ok: true, value: { event: null, text: '', method: 'POST' } });
+  assert.deepEqual(await s.next(), { type: 'result', id: 'c', ok: true, value: expected });
+  // A fetch-style handler reads the same bytes.
+  assert.equal((await s.load(dir, 'web.mjs')).type, 'loaded');
+  s.requests.write(Buffer.concat([line('d', body), body]));
+  const d = (await s.next()) as { http?: { body: string } };
+  assert.equal(Buffer.from(d.http!.body, 'base64').toString(), `got ${body.toString()}`);
+  await s.close();
+});

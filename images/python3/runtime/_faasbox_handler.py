@@ -76,12 +76,15 @@ def load_module(code_dir, entry, env):
 
 def pick_handler(module, name, entry):
     """The callable `name` of the module. "default" (the platform's default name) means `handler` when the module has no `default`."""
-    if not name or (name == 'default' and not hasattr(module, 'default')):
+    # The module's own names only: getattr also finds what every module inherits from
+    # its type (__class__, __init_subclass__, __dir__, ...), callables that are no handler.
+    names = vars(module)
+    if not name or (name == 'default' and 'default' not in names):
         name = 'handler'
-    value = getattr(module, name, None)
+    value = names.get(name)
     if callable(value):
         return Handler(value, _is_coroutine_function(value))
-    public = ', '.join(n for n in vars(module) if not n.startswith('_')) or 'none'
+    public = ', '.join(n for n in names if not n.startswith('_')) or 'none'
     what = 'has no attribute' if value is None else 'attribute is not callable:'
     raise HandlerNotFoundError(f'{entry} {what} "{name}" (names: {public})')
 
@@ -132,12 +135,13 @@ def _http_request(http):
             from urllib.parse import urlencode
 
             url += '?' + urlencode(query, doseq=True)
-    body = http.get('body') or ''
+    body = http.get('body') or b''
     return {
         'method': str(http.get('method') or 'GET').upper(),
         'url': url,
         'headers': dict(http.get('headers') or {}),
-        'body': base64.b64decode(body) if body else b'',
+        # bytes when the body came raw behind the request line (bodyBytes), else base64.
+        'body': body if isinstance(body, bytes) else base64.b64decode(body) if body else b'',
     }
 
 
@@ -225,6 +229,12 @@ def _from_proxy_result(value):
 def parse_request(raw):
     """One request line (bytes) as a dict; ValueError when it is not JSON."""
     return json.loads(raw)
+
+
+def event_from_body(body):
+    """The event of a body sent raw (bodyBytes): its JSON, None when empty; ValueError when it is not JSON."""
+    # Decoded as the gateway decoded it when it checked the JSON (Node: invalid UTF-8 becomes U+FFFD).
+    return json.loads(body.decode('utf-8', 'replace')) if body else None
 
 
 def to_json(message):

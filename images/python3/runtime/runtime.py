@@ -77,6 +77,36 @@ def flush_stdio():
             pass
 
 
+def body_size(msg):
+    """The bytes of raw body announced behind an invoke line (bodyBytes), or None."""
+    if not isinstance(msg, dict) or msg.get('type') != 'invoke':
+        return None
+    size = msg.get('bodyBytes')
+    return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
+
+
+def read_body(size, buf, start):
+    """The `size` bytes after buf[start:], read into one buffer of that size (the part
+    already buffered first, the rest straight from fd 3); returns them and what the buffer
+    held beyond them."""
+    body = bytearray(size)
+    have = min(size, len(buf) - start)
+    body[:have] = buf[start : start + have]
+    rest = buf[start + have :]
+    filled = have
+    with memoryview(body) as view:
+        while filled < size:
+            try:
+                n = os.readv(REQUEST_FD, [view[filled:]])
+            except OSError:
+                n = 0
+            if n == 0:
+                flush_stdio()
+                os._exit(0)
+            filled += n
+    return bytes(body), rest
+
+
 def diagnose(text):
     try:
         os.write(2, f'faasbox-runtime: {text}\n'.encode('utf-8', 'replace'))
@@ -104,7 +134,7 @@ class Shim:
         self.handler = handler
         send(lib.to_json({'type': 'loaded', 'ms': round((time.perf_counter() - started) * 1000, 3)}))
 
-    def invoke(self, msg):
+    def invoke(self, msg, body=None):
         lib = self.lib
         invocation_id = str(msg.get('id'))
         line = None
@@ -112,9 +142,20 @@ class Shim:
         if self.handler is None:
             failure = lib.not_loaded()
         else:
-            context = lib.Context(invocation_id, msg.get('context'), msg.get('http'))
+            event = msg.get('event')
+            http = msg.get('http')
+            if body is not None:
+                # The body came once, raw, behind the line (bodyBytes): the event is its JSON,
+                # and context.http's body is the same bytes.
+                try:
+                    event = lib.event_from_body(body)
+                except ValueError as err:
+                    failure = ValueError(f"the invocation's body is not JSON: {err}")
+                http = {**(http if isinstance(http, dict) else {'method': 'POST', 'url': '/', 'headers': {}}), 'body': body}
+        if self.handler is not None and failure is None:
+            context = lib.Context(invocation_id, msg.get('context'), http)
             try:
-                payload = lib.run(self.handler, msg.get('event'), context)
+                payload = lib.run(self.handler, event, context)
             except BaseException as err:  # sys.exit() in a handler fails the invocation, not the runtime
                 failure = err
             else:
@@ -127,17 +168,20 @@ class Shim:
         write_markers(invocation_id)
         send(line)
 
-    def dispatch(self, raw):
+    def parse(self, raw):
+        """One request line as a message, or None (reported) when it is not JSON."""
         try:
-            msg = self.lib.parse_request(raw)
+            return self.lib.parse_request(raw)
         except ValueError:
             diagnose(f'ignoring a request that is not JSON: {raw[:200]!r}')
-            return
+            return None
+
+    def dispatch(self, msg, body=None):
         kind = msg.get('type') if isinstance(msg, dict) else None
         if kind == 'load':
             self.load(msg)
         elif kind == 'invoke':
-            self.invoke(msg)
+            self.invoke(msg, body)
         else:
             diagnose(f'ignoring unknown request type {kind!r}')
 
@@ -164,8 +208,18 @@ class Shim:
                     break
                 line = bytes(buf[start:nl])
                 start = search_from = nl + 1
-                if line.strip():
-                    self.dispatch(line)
+                if not line.strip():
+                    continue
+                msg = self.parse(line)
+                del line
+                size = body_size(msg)
+                if size:
+                    body, buf = read_body(size, buf, start)
+                    start = search_from = 0
+                    self.dispatch(msg, body)
+                    del body
+                elif msg is not None:
+                    self.dispatch(msg, b'' if size == 0 else None)
             if start:
                 del buf[:start]
 

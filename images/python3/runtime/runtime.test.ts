@@ -272,3 +272,43 @@ test('a request that is not JSON is reported on stderr and skipped', async () =>
   assert.match(s.stderr, /faasbox-runtime: ignoring a request that is not JSON/);
   await s.close();
 });
+
+test('a handler name is looked up among the module\'s own names, never what modules inherit from their type', async () => {
+  const s = await booted();
+  const dir = codeDir({ 'handler.py': 'def handler(e, c):\n    return "own"\n' });
+  for (const name of ['__class__', '__init_subclass__', '__dir__', '__new__', '__subclasshook__', '__reduce__', '__getattribute__']) {
+    const r = await s.load(dir, 'handler.py', { handler: name });
+    assert.ok(r.type === 'load-error' && r.error.name === 'HandlerNotFoundError', `${name}: ${JSON.stringify(r)}`);
+  }
+  assert.equal((await s.load(dir, 'handler.py', { handler: 'handler' })).type, 'loaded');
+  assert.equal(valueOf(await s.invoke({})), 'own');
+  await s.close();
+});
+
+test('an invoke with bodyBytes: the raw body follows the line, however it is chunked; the event is its JSON and context.http has its bytes', async () => {
+  const dir = codeDir({ 'handler.py': "def handler(event, context):\n    return {'event': event, 'body': context.http['body'].decode('utf-8'), 'method': context.http['method']}\n" });
+  const s = await booted();
+  assert.equal((await s.load(dir, 'handler.py')).type, 'loaded');
+  const context = { invocationId: 'x', functionName: 'f', functionVersion: 'v1', memoryLimitMb: 128, deadline: Date.now() + 60_000 };
+  const http = { method: 'POST', url: '/f', headers: { 'content-type': 'application/json' } };
+  const body = Buffer.from('{"caf\u00e9":"\u20ac","n":[1,2.0,3]}');
+  const line = (id: string, b: Buffer) => Buffer.from(`${JSON.stringify({ type: 'invoke', id, context, http, bodyBytes: b.length })}\n`);
+  const big = Buffer.from(JSON.stringify({ blob: 'z'.repeat(300_000) }));
+  const all = Buffer.concat([line('a', body), body, line('b', Buffer.alloc(0)), line('c', big), big, line('d', body), body]);
+  const cuts = [5, all.indexOf(body) + 3, all.indexOf(body) + body.length - 2, all.indexOf(big) + 70_000];
+  let at = 0;
+  for (const cut of [...cuts, all.length]) {
+    s.requests.write(all.subarray(at, cut));
+    await new Promise((r) => setTimeout(r, 20));
+    at = cut;
+  }
+  const expected = { event: { 'caf\u00e9': '\u20ac', n: [1, 2.0, 3] }, body: body.toString(), method: 'POST' };
+  assert.deepEqual(await s.next(), { type: 'result', id: 'a', ok: true, value: expected });
+  assert.deepEqual(await s.next(), { type: 'result', id: 'b', ok: true, value: { event: null, body: '', method: 'POST' } });
+  const c = (await s.next()) as { id: string; value: { event: { blob: string }; body: string } };
+  assert.equal(c.id, 'c');
+  assert.equal(c.value.event.blob.length, 300_000);
+  assert.equal(c.value.body.length, big.length);
+  assert.deepEqual(await s.next(), { type: 'result', id: 'd', ok: true, value: expected });
+  await s.close();
+});

@@ -4,7 +4,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, mkdirSync, copyFileSync, chmodSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -112,4 +112,51 @@ test('ctr --help, list --json and gc --json answer', () => {
   const gc = faasbox(['ctr', 'gc', '--json']);
   assert.equal(gc.code, 0);
   assert.deepEqual(JSON.parse(gc.stdout), { containers: [], cgroups: [], mounts: [] });
+});
+
+test('every ctr command answers --help with its usage, exit 0, and does nothing: a running container stays, gc removes nothing', async () => {
+  const id = `help-${process.pid}`;
+  const env = { ...process.env, FAASBOX_STATE_DIR: path.join(work, 'state'), FAASBOX_CGROUP_ROOT: cgroupRoot };
+  const running = spawn(process.execPath, [bin, 'ctr', 'run', '--rootfs', rootfs, '--id', id, '--', 'sleep', '120'], { env, stdio: 'ignore' });
+  const exited = new Promise<number | null>((r) => running.once('exit', (code) => r(code)));
+  try {
+    const stateOf = () => {
+      const r = faasbox(['ctr', 'state', id, '--json']);
+      return r.code === 0 ? (JSON.parse(r.stdout) as { status: string }).status : undefined;
+    };
+    const until = Date.now() + 20_000;
+    while (stateOf() !== 'running') {
+      assert.ok(Date.now() < until, 'the container did not start');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const cases: [string[], string][] = [
+      [['run', '--help', '--rootfs', rootfs, '--id', `${id}-2`, '--', 'sh', '-c', 'exit 3'], 'run'],
+      [['run', '-h'], 'run'],
+      [['list', '--help'], 'list'],
+      [['ls', '-h'], 'list'],
+      [['state', id, '--help'], 'state'],
+      [['kill', id, '--help'], 'kill'],
+      [['kill', '--help', id, 'SIGTERM'], 'kill'],
+      [['delete', id, '--help'], 'delete'],
+      [['rm', '-h', id], 'delete'],
+      [['gc', '--all', '--help'], 'gc'],
+      [['gc', '--help'], 'gc'],
+    ];
+    for (const [args, name] of cases) {
+      const r = faasbox(['ctr', ...args]);
+      assert.equal(r.code, 0, `ctr ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stdout, new RegExp(`^Usage: faasbox ctr ${name} `), `ctr ${args.join(' ')}`);
+      assert.equal(stateOf(), 'running', `ctr ${args.join(' ')} left the container running`);
+    }
+    const list = faasbox(['ctr', 'list', '--json']);
+    assert.deepEqual((JSON.parse(list.stdout) as { id: string }[]).map((c) => c.id), [id], 'no container was made or removed');
+    // What follows "--" is the command's own: its --help is not ctr's.
+    const own = faasbox(['ctr', 'run', '--rootfs', rootfs, '--', 'sh', '-c', 'echo "$1"', 'sh', '--help']);
+    assert.equal(own.code, 0, own.stderr);
+    assert.equal(own.stdout, '--help\n');
+  } finally {
+    faasbox(['ctr', 'kill', id]);
+    await exited;
+    faasbox(['ctr', 'delete', id]);
+  }
 });
