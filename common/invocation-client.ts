@@ -17,6 +17,7 @@
  */
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { StorageLimits } from './limits.js';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from './queue.js';
 import { place, workersKey, type PlacementWant, type WorkerReport } from '../scheduler/placement.js';
 
@@ -40,6 +41,8 @@ export interface InvocationClientOptions {
   queueName?: string;
   /** false: every job goes to the shared queue (no placement). */
   placement?: boolean;
+  /** How many finished jobs BullMQ keeps (default: DEFAULT_STORAGE_LIMITS). */
+  kept?: Pick<StorageLimits, 'completedJobsKept' | 'failedJobsKept'>;
   /** Set by open(): the connection the lanes add jobs on (see there). */
   addConnection?: Redis;
 }
@@ -179,7 +182,7 @@ export class InvocationClient {
    * always go to the shared queue: a 202 must survive the crash of any one worker.
    */
   async enqueue(job: InvocationJob): Promise<void> {
-    await this.shared.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+    await this.shared.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job, this.options.kept));
   }
 
   /**
@@ -198,7 +201,7 @@ export class InvocationClient {
       if (name) this.laneUsers.set(name, (this.laneUsers.get(name) ?? 0) + 1);
       try {
         const lane = await this.laneFor(name);
-        await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+        await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job, this.options.kept));
         const early = await raceTimer(reply, job.deadline - Date.now());
         if (early) return early;
         if (await this.withdraw(id, lane.queue)) {

@@ -18,7 +18,7 @@ import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import { OutputBatcher } from './function/output.js';
 import { ConcurrencyLimiter } from '../common/concurrency.js';
-import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
+import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -231,8 +231,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       ...(lease.loading ? { afterLoad: lease.loading } : {}),
       onOutput: (stream, chunk) => output.push(stream, chunk),
       id: data.invocationId,
-      event: data.event,
-      http: data.http,
+      ...requestOf(data),
       timeoutMs: spec.timeoutMs,
       context: {
         invocationId: data.invocationId,

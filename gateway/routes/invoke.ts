@@ -19,7 +19,7 @@ import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.
 import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
 import { afterReply } from '../../common/metrics.js';
-import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
+import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
@@ -40,13 +40,14 @@ function invokeMode(c: Context): InvocationMode {
   return 'sync';
 }
 
-function httpRequestData(c: Context, raw: Buffer): HttpRequestData {
+/** The request without its body: the job holds that once (bodyFields). */
+function httpRequestData(c: Context): Omit<HttpRequestData, 'body'> {
   const headers: Record<string, string> = {};
   c.req.raw.headers.forEach((value, key) => {
     if (!HIDDEN_REQUEST_HEADERS.has(key)) headers[key] = value;
   });
   const url = new URL(c.req.url);
-  return { method: c.req.method, url: url.pathname + url.search, headers, body: raw.toString('base64') };
+  return { method: c.req.method, url: url.pathname + url.search, headers };
 }
 
 function serverTiming(result: InvocationResult): string {
@@ -82,8 +83,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         invocationId: id,
         function: name,
         version: fn.version,
-        event,
-        http: httpRequestData(c, raw),
+        ...bodyFields(event, raw),
+        http: httpRequestData(c),
         mode,
         enqueuedAt,
         deadline: enqueuedAt + (mode === 'sync' ? config.syncQueueTimeoutMs : config.asyncMaxAgeMs),

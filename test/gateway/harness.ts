@@ -15,7 +15,7 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { InvocationStore } from '../../common/invocations.js';
-import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../../common/queue.js';
+import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../../common/queue.js';
 import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
@@ -116,7 +116,7 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
   }
   await deps.invocations.start({ id: data.invocationId, function: data.function, version: data.version, mode: data.mode, createdAt: new Date(data.enqueuedAt) }, job.attemptsMade + 1);
   const version = await deps.registry.getVersion(data.function, data.version);
-  const event = (data.event ?? {}) as { behave?: string; stdoutBytes?: number; sleepMs?: number; [k: string]: unknown };
+  const event = (requestOf(data).event ?? {}) as { behave?: string; stdoutBytes?: number; sleepMs?: number; [k: string]: unknown };
   const behave = event.behave ?? 'ok';
   if (event.sleepMs) await sleep(event.sleepMs);
   if (event.stdoutBytes) {
