@@ -76,11 +76,14 @@ const MAX_SOCKET_PATH = 107;
  * Spawns redis-server on a loopback port with its data (AOF on) in dir, and on a Unix
  * socket (owner only) when one is given.
  */
-export function launchRedis(port: number, dir: string, socket?: string): ChildProcess {
+export function launchRedis(port: number, dir: string, socket?: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB): ChildProcess {
   const unix = socket ? ['--unixsocket', socket, '--unixsocketperm', '700'] : [];
+  // A full Redis refuses writes (OOM) instead of evicting: BullMQ requires noeviction, and
+  // eviction would silently drop accepted jobs; the gateway answers 503 STORAGE_FULL.
+  const memory = ['--maxmemory', `${maxMemoryMb}mb`, '--maxmemory-policy', 'noeviction'];
   return spawn(
     redisServerBinary(),
-    ['--port', String(port), '--bind', '127.0.0.1', ...unix, '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    ['--port', String(port), '--bind', '127.0.0.1', ...unix, ...memory, '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: 'ignore' },
   );
 }
@@ -109,7 +112,10 @@ export function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<
   });
 }
 
-export async function startRedisServer(opts: { dir: string; port?: number }): Promise<RedisServer> {
+/** The dev stack's Redis maxmemory unless configured (FAASBOX_REDIS_MAXMEMORY_MB). */
+export const DEFAULT_REDIS_MAXMEMORY_MB = 1024;
+
+export async function startRedisServer(opts: { dir: string; port?: number; maxMemoryMb?: number }): Promise<RedisServer> {
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   const port = opts.port ?? (await freePort());
   // Services on this machine talk to it over a Unix socket: measured in bench/invoke, each
@@ -117,7 +123,7 @@ export async function startRedisServer(opts: { dir: string; port?: number }): Pr
   // an invocation is a dozen commands.
   const socket = path.resolve(opts.dir, 'redis.sock');
   const withSocket = Buffer.byteLength(socket) <= MAX_SOCKET_PATH;
-  const child = launchRedis(port, opts.dir, withSocket ? socket : undefined);
+  const child = launchRedis(port, opts.dir, withSocket ? socket : undefined, opts.maxMemoryMb);
   await waitForRedis(child, port, opts.dir);
   const tcpUrl = `redis://127.0.0.1:${port}`;
   return {

@@ -5,7 +5,7 @@
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, generateApiKey, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
+import { loadConfig, generateApiKey, limitsOf, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
 import { scrape } from '../common/metrics.js';
 
@@ -73,7 +73,7 @@ export async function up(argv: string[]): Promise<number> {
     let redis: RedisServer | undefined;
     if (!redisUrl) {
       ensureRedisInstalled(log);
-      redis = await startRedisServer({ dir: path.join(cfg.stateDir, 'redis') });
+      redis = await startRedisServer({ dir: path.join(cfg.stateDir, 'redis'), maxMemoryMb: cfg.redisMaxMemoryMb });
       cleanup.push(() => redis!.stop());
       redisUrl = redis.url;
     }
@@ -92,13 +92,13 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), metrics });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), limits: limitsOf(cfg), metrics });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
-    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host }, { metrics });
+    const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, limits: limitsOf(cfg) }, { metrics });
     cleanup.push(() => gateway.close());
     writeClientInfo(cfg.stateDir, { url: gateway.url, apiKey });
     const info = { gateway: gateway.url, metrics: `${gateway.url}/metrics`, redis: redisUrl, stateDir: cfg.stateDir, worker: worker.id, apiKey: generated ? apiKey : '(from FAASBOX_API_KEY or the state dir)' };
@@ -145,12 +145,12 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     const apiKey = apiKeyFor(cfg);
     if (!apiKey) throw new Error('gateway: set FAASBOX_API_KEY');
     const { startGateway } = await import('../gateway/main.js');
-    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host });
+    const g = await startGateway({ apiKey, redisUrl: cfg.redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, limits: limitsOf(cfg) });
     log(`gateway listening on ${g.url}`);
     close = g.close;
   } else {
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg) });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, sizing: sizingOf(cfg), limits: limitsOf(cfg) });
     const { createServer } = await import('node:http');
     // The worker has no API; it serves only its metrics, for Prometheus to scrape.
     const srv = createServer((req, res) => {

@@ -260,6 +260,12 @@ export class InvocationStore {
     await this.advance(inv.id, 'failed', { finishedAt: finishedAt.toISOString(), error: JSON.stringify(error) }, { inv });
   }
 
+  /** Delete a record and its output: an invocation that was not accepted after all. */
+  async discard(id: string): Promise<void> {
+    const key = this.key(id);
+    await this.redis.del(key, `${key}:stdout`, `${key}:stderr`);
+  }
+
   /** Append function output, keeping at most OUTPUT_LIMIT_BYTES per stream. Returns bytes kept. */
   async appendOutput(id: string, stream: OutputStream, chunk: Buffer | string, limitBytes = OUTPUT_LIMIT_BYTES): Promise<number> {
     const key = this.key(id);

@@ -17,6 +17,7 @@
  *      InvocationResult from the processor, so a client that polls after the reply sees it.
  *      (A sync invocation's reply is the result itself: its record write may be sent and
  *      not awaited: it is on the wire before the job completes.)
+ *      An async invocation's queued bytes are then released (QueuedBytes.release).
  *   5. Outcomes of the function (its error, timeout, OOM, crash) are results with ok:false,
  *      never thrown: a thrown error means the infrastructure failed and BullMQ may retry.
  */

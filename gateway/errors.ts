@@ -6,7 +6,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ErrorCode, FaasboxError, InternalError, PayloadTooLargeError, RouteNotFoundError } from '../common/errors.js';
+import { ErrorCode, FaasboxError, InternalError, PayloadTooLargeError, RouteNotFoundError, StorageFullError } from '../common/errors.js';
 
 export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   VALIDATION_FAILED: 400,
@@ -20,6 +20,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   CONCURRENCY_LIMIT: 429, // the function's own limit, not the platform's capacity (that is NO_CAPACITY)
+  QUEUE_FULL: 429, // the function's own bound on queued async bytes (StorageLimits)
   // The function ran and failed. 5xx because the request itself was acceptable; each
   // outcome has its own status so that proxies and dashboards can tell them apart.
   FUNCTION_ERROR: 502, // the handler threw or rejected: a bad answer from upstream
@@ -28,6 +29,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   OOM_KILLED: 507, // the function exhausted its memory limit and was killed
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
   UNAVAILABLE: 503,
+  STORAGE_FULL: 503, // Redis at its maxmemory: retry later (Retry-After)
   INTERNAL: 500,
 };
 
@@ -44,6 +46,7 @@ export function errorBody(err: FaasboxError): ErrorBody {
 /** Normalise anything thrown into a FaasboxError; unknown errors are logged and hidden. */
 export function asFaasboxError(err: unknown, c: Context): FaasboxError {
   if (err instanceof FaasboxError) return err;
+  if (StorageFullError.matches(err)) return new StorageFullError(err);
   if (err instanceof HTTPException) {
     if (err.status === 413) return new PayloadTooLargeError(-1);
     if (err.status === 404) return new RouteNotFoundError(c.req.method, c.req.path);
@@ -53,5 +56,6 @@ export function asFaasboxError(err: unknown, c: Context): FaasboxError {
 }
 
 export function errorResponse(c: Context, err: FaasboxError): Response {
+  if (err instanceof StorageFullError) c.header('Retry-After', String(err.retryAfterS));
   return c.json(errorBody(err), HTTP_STATUS[err.code]);
 }

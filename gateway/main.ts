@@ -11,7 +11,7 @@ import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
 import { FunctionRegistry } from '../common/registry.js';
 import { createApp } from './app.js';
-import { gatewayConfig, type GatewayConfig } from './config.js';
+import { gatewayConfig, type GatewayInput } from './config.js';
 
 export interface RunningGateway {
   url: string;
@@ -25,7 +25,7 @@ export interface StartGatewayOptions {
 }
 
 export async function startGateway(
-  input: Partial<GatewayConfig> & { apiKey: string },
+  input: GatewayInput,
   options: StartGatewayOptions = {},
 ): Promise<RunningGateway> {
   const config = gatewayConfig(input);
@@ -39,14 +39,14 @@ export async function startGateway(
   };
   try {
     await redis.connect();
-    const queue = await InvocationClient.open({ connection: redis, prefix: config.prefix });
+    const queue = await InvocationClient.open({ connection: redis, prefix: config.prefix, kept: config.limits });
     release.push(() => queue.close());
     let metrics = options.metrics;
     if (!metrics) {
       metrics = new Registry();
       collectDefaultMetrics({ register: metrics });
     }
-    const registry = new FunctionRegistry(redis, config.prefix);
+    const registry = new FunctionRegistry(redis, config.prefix, config.limits.versionsPerFunction);
     registry.cacheFinds(config.functionCacheMs);
     if (config.functionCacheMs > 0) {
       // Deploys and deletes through other gateways invalidate this one's cache.
@@ -66,7 +66,7 @@ export async function startGateway(
       config,
       redis,
       registry,
-      invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds),
+      invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds, config.limits.recordsPerFunction),
       queue,
       concurrency: new ConcurrencyLimiter(redis, config.prefix),
       metrics,

@@ -16,6 +16,8 @@ import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
+import type { StorageLimits } from '../common/limits.js';
+import { QueuedBytes } from '../common/queued-bytes.js';
 import { OutputBatcher } from './function/output.js';
 import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
@@ -48,6 +50,8 @@ export interface WorkerConfig {
    * at most this plus its stalled-check interval (half of it). BullMQ's default is 30 s.
    */
   lockMs?: number;
+  /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
+  limits?: Partial<StorageLimits>;
 }
 
 /** A crashed worker's async invocations resume elsewhere within about 15 s. */
@@ -112,7 +116,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
   const registry = new FunctionRegistry(redis, cfg.prefix);
-  const invocations = new InvocationStore(redis, cfg.prefix);
+  const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);
+  const queued = new QueuedBytes(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
 
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
@@ -185,8 +190,11 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       // the job counts as done. A sync caller gets the result itself from the job's
       // completion event; its record write is already on the wire and need not hold the
       // reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
-      if (data.mode === 'async') await written;
-      else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+      if (data.mode === 'async') {
+        await written;
+        // Its body no longer waits to run: the function's room in the queue comes back.
+        queued.release(data.function, data.invocationId).catch((err: Error) => console.error(`worker ${id}: releasing ${data.invocationId}'s queued bytes: ${err.message}`));
+      } else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
       return result;
     };
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({

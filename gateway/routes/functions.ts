@@ -26,7 +26,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
       const put = await registry.put(spec, code);
       return c.json(
-        { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion },
+        { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion, prunedVersions: put.prunedVersions },
         put.createdFunction ? 201 : 200,
       );
     },

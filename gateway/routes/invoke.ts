@@ -12,12 +12,14 @@ import {
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
+  QueueFullError,
   TimeoutError,
   type ErrorInfo,
 } from '../../common/errors.js';
 import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.js';
 import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
+import { QueuedBytes, JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import { afterReply } from '../../common/metrics.js';
 import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
@@ -66,6 +68,7 @@ function functionFailure(info: ErrorInfo): FaasboxError {
 export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
   const app = new Hono();
   const { registry, invocations, queue, concurrency, config } = deps;
+  const queued = new QueuedBytes(deps.redis, config.prefix);
 
   app.post(
     '/:name/invoke',
@@ -94,10 +97,24 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       c.header('X-Function-Version', fn.version);
 
       if (mode === 'async') {
-        // The record goes before the job on the same Redis connection (ioredis keeps the
-        // order), so the id answered here can be looked up at once; not awaiting it first
-        // saves a round trip. (A sync invocation's record is made by the worker that takes it.)
-        await Promise.all([invocations.create(record), queue.enqueue(job)]);
+        // The body is held in Redis until a worker runs the job: bounded per function.
+        const bytes = raw.length + JOB_OVERHEAD_BYTES;
+        const room = config.limits.queuedBytesPerFunction;
+        if (!(await queued.admit(name, id, bytes, room, job.deadline))) {
+          c.header('Retry-After', '1');
+          throw new QueueFullError(name, room);
+        }
+        // Record and job are written at once, on two connections: the order in which they
+        // land does not matter, as a record's status only moves forward (invocations.ts).
+        // (A sync invocation's record is made by the worker that takes it.) If either is
+        // refused (a full Redis), neither stays: a 503 must not leave a record that waits
+        // for a job, or a job the caller will submit again.
+        const written = await Promise.allSettled([invocations.create(record), queue.enqueue(job)]);
+        const refused = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+        if (refused) {
+          await Promise.allSettled([queue.withdraw(id), invocations.discard(id), queued.release(name, id)]);
+          throw refused.reason;
+        }
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
         return c.json({ invocationId: id, status: 'queued' }, 202);

@@ -15,10 +15,11 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { InvocationStore } from '../../common/invocations.js';
+import { QueuedBytes } from '../../common/queued-bytes.js';
 import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../../common/queue.js';
 import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
-import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
+import { gatewayConfig, type GatewayInput } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import type { TestRedis } from '../support/redis.js';
@@ -39,17 +40,17 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function testGateway(server: TestRedis, overrides: Partial<GatewayConfig> = {}): Promise<TestGateway> {
+export async function testGateway(server: TestRedis, overrides: Partial<GatewayInput> = {}): Promise<TestGateway> {
   const prefix = overrides.prefix ?? `test-${randomUUID()}`;
   const redis = new Redis(server.url, { lazyConnect: true });
   await redis.connect();
   const config = gatewayConfig({ apiKey: API_KEY, redisUrl: server.url, prefix, ...overrides });
-  const queue = await InvocationClient.open({ connection: redis, prefix });
+  const queue = await InvocationClient.open({ connection: redis, prefix, kept: config.limits });
   const deps: GatewayDeps = {
     config,
     redis,
-    registry: new FunctionRegistry(redis, prefix),
-    invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds),
+    registry: new FunctionRegistry(redis, prefix, config.limits.versionsPerFunction),
+    invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds, config.limits.recordsPerFunction),
     concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,
     metrics: new Registry(),
@@ -161,6 +162,7 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
       throw new Error(`unknown behaviour ${behave}`);
   }
   await deps.invocations.complete(data.invocationId, result);
+  if (data.mode === 'async') await new QueuedBytes(deps.redis, deps.config.prefix).release(data.function, data.invocationId);
   return result;
 }
 
