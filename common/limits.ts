@@ -12,7 +12,7 @@ export interface StorageLimits {
   queuedBytesPerFunction: number;
   /** Invocation records kept per function; the oldest go first beyond it. */
   recordsPerFunction: number;
-  /** Versions kept per function; a deploy beyond it prunes the oldest version that is not the function's current one. */
+  /** Versions kept per function; a deploy beyond it prunes the oldest versions other than the function's current one and the one it replaced. */
   versionsPerFunction: number;
   /** Finished async jobs (BullMQ's, body included) kept for inspection, on top of their age limit. */
   completedJobsKept: number;

@@ -73,7 +73,8 @@ export interface PutResult {
 // Returns {createdVersion 0|1, previous version or false, createdAt ISO of the function,
 //          updatedAt ISO, pruned versions}
 //
-// Beyond the versions kept, the oldest versions other than the current one are deleted
+// Beyond the versions kept, the oldest versions (by first deploy) other than the current one
+// and the one it replaces (its invocations may still be queued or running) are deleted
 // (each can hold 10 MiB of code, and nothing else ever removed one), with their code blob
 // when no version of the function still uses it and no other function refers to it.
 const putScript = new RedisScript(
@@ -101,7 +102,7 @@ if count > keep then
   end
   for _, v in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
     if count <= keep then break end
-    if v ~= ARGV[2] then
+    if v ~= ARGV[2] and v ~= previous then
       local digest = digestOf(v)
       redis.call('DEL', p .. ':ver:' .. name .. ':' .. v)
       redis.call('ZREM', KEYS[2], v)

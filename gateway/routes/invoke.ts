@@ -98,7 +98,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
 
       if (mode === 'async') {
         // The body is held in Redis until a worker runs the job: bounded per function.
-        const bytes = raw.length + JOB_OVERHEAD_BYTES;
+        let bytes = raw.length + JOB_OVERHEAD_BYTES;
+        for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
         const room = config.limits.queuedBytesPerFunction;
         if (!(await queued.admit(name, id, bytes, room, job.deadline))) {
           c.header('Retry-After', '1');
