@@ -145,7 +145,10 @@ test('finished jobs are capped by count, failed ones too', async () => {
     for (let i = 0; i < 6; i++) await gw.invoke('many', { behave: 'ok' }, { query: '?async=true' });
     for (let i = 0; i < 4; i++) await gw.invoke('many', { behave: 'ok' }); // sync: removed on completion
     const q = gw.deps.queue.queue;
-    await eventually(async () => (await q.getJobCounts('wait', 'active')).wait + (await q.getJobCounts('active')).active === 0, 10_000, 'the jobs to run');
+    await eventually(async () => {
+      const left = await q.getJobCounts('wait', 'active');
+      return (left.wait ?? 0) + (left.active ?? 0) === 0;
+    }, 10_000, 'the jobs to run');
     assert.ok((await q.getCompletedCount()) <= 3, `completed jobs kept: ${await q.getCompletedCount()}`);
     // Sync jobs are not retried: an infrastructure failure fails them at once.
     for (let i = 0; i < 4; i++) assert.equal((await gw.invoke('many', { behave: 'infra-fail' })).status, 500);
