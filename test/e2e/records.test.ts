@@ -1,22 +1,27 @@
 /**
  * "Asynchronous records tell the truth": thousands of sequential async invocations of a
- * no-op function through the real stack (gateway, BullMQ on a real redis-server, worker,
- * containers) all end in a final status with their result, and `attempts` equal to the
+ * no-op function through the real stack (gateway, BullMQ on a real redis-server, a worker
+ * in a process of its own as the services run, containers) all end in a final status with their result, and `attempts` equal to the
  * number of times BullMQ handed the job to a worker; the same across a gateway restart and
  * across a restart of the test's own redis-server (by its pid, on the same data dir and
  * AOF). Before the records moved only forward, 26 of 2,000 ended `queued` with a result
- * and a finish time, 55 around a Redis reconnect, and 1.7-23% showed `attempts: 0`.
+ * and a finish time, 55 around a Redis reconnect, and 1.7-23% showed `attempts: 0`. The
+ * worker must be another process for the race to happen at all: in the gateway's process
+ * the gateway's record write always left before the worker could see the job.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { eventually } from '../support/stack.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
-import { startWorker, type RunningWorker } from '../../worker/main.js';
+import { type WorkerConfig } from '../../worker/main.js';
+import { Engine } from '../../worker/runtime/engine.js';
 import { InvocationStore, type InvocationRecord } from '../../common/invocations.js';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
@@ -31,9 +36,23 @@ const limits = { completedJobsKept: 3 * N, recordsPerFunction: 3 * N };
 
 let redis: TestRedis;
 let client: Redis;
-let worker: RunningWorker;
+let worker: ChildProcess;
 let gateway: RunningGateway;
 let work: string;
+
+const workerModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/main.js');
+const cgroupRoot = `/faasbox-test-records-${process.pid}`;
+
+/** The worker in a process of its own; SIGTERM closes it (containers included) and ends it. */
+async function workerProcess(cfg: WorkerConfig): Promise<ChildProcess> {
+  const script = `const { startWorker } = await import(process.argv[1]); const w = await startWorker(JSON.parse(process.argv[2])); process.on('SIGTERM', () => w.close().then(() => process.exit(0), () => process.exit(1))); process.stdout.write('ready\\n'); setInterval(() => {}, 1 << 30);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, workerModule, JSON.stringify(cfg)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`worker process exited with ${code} before it was ready`)));
+  });
+  return child;
+}
 
 const startOurGateway = () => startGateway({ apiKey: KEY, redisUrl: redis.url, prefix, port: 0, limits });
 
@@ -41,21 +60,30 @@ before(async () => {
   work = mkdtempSync(path.join(tmpdir(), 'faasbox-records-'));
   redis = await startRedis();
   client = new Redis(redis.url, { maxRetriesPerRequest: null });
-  worker = await startWorker({ redisUrl: redis.url, prefix, stateDir: path.join(work, 'state'), budgetMb: 1024, pools: true, cgroupRoot: `/faasbox-test-records-${process.pid}`, limits });
+  client.on('error', () => {}); // while the test restarts Redis; commands wait for the reconnect
+  worker = await workerProcess({ redisUrl: redis.url, prefix, stateDir: path.join(work, 'state'), budgetMb: 1024, pools: true, cgroupRoot, limits });
   gateway = await startOurGateway();
 });
 
 after(async () => {
   await gateway?.close();
-  await worker?.close();
-  const report = await worker?.engine.gc({ all: true });
-  worker?.engine.cgroups.removeRoot();
+  if (worker && worker.exitCode === null && worker.signalCode === null) {
+    const exited = new Promise((r) => worker.once('exit', r));
+    worker.kill('SIGTERM');
+    await exited;
+  }
+  // Anything the worker process left (it should leave nothing) is found on its state dir.
+  const engine = work ? await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot }) : undefined;
+  const report = await engine?.gc({ all: true });
+  await engine?.close();
+  engine?.cgroups.removeRoot();
   client?.disconnect();
   await redis?.stop();
   const left = work ? mountsUnder(work) : [];
   if (work) rmSync(work, { recursive: true, force: true });
   assert.deepEqual(report?.containers ?? [], [], 'containers left behind');
   assert.deepEqual(left, [], 'mounts left behind');
+  assert.equal(worker?.exitCode, 0, 'the worker process closed cleanly');
 });
 
 async function api(method: string, p: string, body?: unknown): Promise<{ status: number; json: any }> { // eslint-disable-line @typescript-eslint/no-explicit-any
