@@ -10,8 +10,10 @@ import { DEFAULT_MAX_RESULT_BYTES } from '../worker/function/instance.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
 import { DEFAULT_CONFIG } from '../gateway/config.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
+import { DEFAULT_REDIS_MAXMEMORY_MB } from './redis.js';
+import { DEFAULT_STORAGE_LIMITS, STORAGE_LIMITS_ENV, storageLimits, type StorageLimits } from '../common/limits.js';
 
-export interface FaasboxConfig {
+export interface FaasboxConfig extends StorageLimits {
   stateDir: string;
   /** Gateway port (FAASBOX_PORT). */
   port: number;
@@ -52,6 +54,8 @@ export interface FaasboxConfig {
   poolWindowMs: number;
   poolMinStems: number;
   poolMaxStems: number;
+  /** The dev stack's Redis maxmemory in MiB (FAASBOX_REDIS_MAXMEMORY_MB); it refuses writes beyond (noeviction). */
+  redisMaxMemoryMb: number;
 }
 
 const DEFAULTS: FaasboxConfig = {
@@ -75,6 +79,8 @@ const DEFAULTS: FaasboxConfig = {
   poolWindowMs: DEFAULT_SIZING.windowMs,
   poolMinStems: DEFAULT_SIZING.minStems,
   poolMaxStems: DEFAULT_SIZING.maxStems,
+  redisMaxMemoryMb: DEFAULT_REDIS_MAXMEMORY_MB,
+  ...DEFAULT_STORAGE_LIMITS,
 };
 
 /** Environment variable -> gateway setting. */
@@ -106,6 +112,21 @@ export function sizingOf(cfg: FaasboxConfig): SizingConfig {
       windowMs: cfg.poolWindowMs,
       minStems: cfg.poolMinStems,
       maxStems: cfg.poolMaxStems,
+    });
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+}
+
+/** What each function may hold in Redis, checked (each a positive integer). */
+export function limitsOf(cfg: FaasboxConfig): StorageLimits {
+  try {
+    return storageLimits({
+      queuedBytesPerFunction: cfg.queuedBytesPerFunction,
+      recordsPerFunction: cfg.recordsPerFunction,
+      versionsPerFunction: cfg.versionsPerFunction,
+      completedJobsKept: cfg.completedJobsKept,
+      failedJobsKept: cfg.failedJobsKept,
     });
   } catch (err) {
     throw new CliError((err as Error).message);
@@ -153,7 +174,13 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     const v = env[name];
     if (v) cfg[key] = parseNumber(name, v);
   }
+  for (const [name, key] of Object.entries(STORAGE_LIMITS_ENV)) {
+    const v = env[name];
+    if (v) cfg[key] = parseNumber(name, v);
+  }
+  if (env.FAASBOX_REDIS_MAXMEMORY_MB) cfg.redisMaxMemoryMb = parseNumber('FAASBOX_REDIS_MAXMEMORY_MB', env.FAASBOX_REDIS_MAXMEMORY_MB);
   sizingOf(cfg);
+  limitsOf(cfg);
   cfg.stateDir = path.resolve(cfg.stateDir);
   return cfg;
 }

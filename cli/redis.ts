@@ -90,14 +90,23 @@ export function ping(target: number | string, password?: string): Promise<boolea
 const MAX_SOCKET_PATH = 107;
 
 /**
+ * A full Redis refuses writes (OOM) instead of evicting: BullMQ requires noeviction, and
+ * eviction would silently drop accepted jobs; the gateway answers 503 STORAGE_FULL.
+ */
+function memoryArgs(maxMemoryMb: number): string[] {
+  return ['--maxmemory', `${maxMemoryMb}mb`, '--maxmemory-policy', 'noeviction'];
+}
+
+/**
  * Spawns redis-server on a loopback port with its data (AOF on) in dir, and on a Unix
  * socket (owner only) when one is given.
  */
-export function launchRedis(port: number, dir: string, socket?: string): ChildProcess {
+export function launchRedis(port: number, dir: string, socket?: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB): ChildProcess {
   const unix = socket ? ['--unixsocket', socket, '--unixsocketperm', '700'] : [];
+  const memory = memoryArgs(maxMemoryMb);
   return spawn(
     redisServerBinary(),
-    ['--port', String(port), '--bind', '127.0.0.1', ...unix, '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    ['--port', String(port), '--bind', '127.0.0.1', ...unix, ...memory, '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: 'ignore' },
   );
 }
@@ -106,10 +115,10 @@ export function launchRedis(port: number, dir: string, socket?: string): ChildPr
  * The dev stack's server: no TCP port (`port 0`), the Unix socket (owner only), and
  * `requirepass` given as a config file on stdin.
  */
-export function launchPrivateRedis(dir: string, socket: string, password: string): ChildProcess {
+export function launchPrivateRedis(dir: string, socket: string, password: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB): ChildProcess {
   const child = spawn(
     redisServerBinary(),
-    ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', ...memoryArgs(maxMemoryMb), '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: ['pipe', 'ignore', 'ignore'] },
   );
   // A server that dies at once is reported by waitForRedis; its closed stdin is no error of ours.
@@ -152,7 +161,10 @@ export function redisPassword(dir: string): { password: string; file: string } {
   return { password: readFileSync(file, 'utf8').trim(), file };
 }
 
-export async function startRedisServer(opts: { dir: string }): Promise<RedisServer> {
+/** The dev stack's Redis maxmemory unless configured (FAASBOX_REDIS_MAXMEMORY_MB). */
+export const DEFAULT_REDIS_MAXMEMORY_MB = 1024;
+
+export async function startRedisServer(opts: { dir: string; maxMemoryMb?: number }): Promise<RedisServer> {
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   // Services on this machine talk to it over a Unix socket: measured in bench/invoke, each
   // command written to a loopback TCP socket cost the writer several times more CPU, and
@@ -162,7 +174,7 @@ export async function startRedisServer(opts: { dir: string }): Promise<RedisServ
     throw new Error(`the Redis socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes (a Unix socket's limit): choose a shorter FAASBOX_STATE_DIR`);
   }
   const { password, file } = redisPassword(opts.dir);
-  const child = launchPrivateRedis(opts.dir, socket, password);
+  const child = launchPrivateRedis(opts.dir, socket, password, opts.maxMemoryMb);
   await waitForRedis(child, socket, opts.dir, password);
   return {
     // Hex, so nothing in it needs escaping in the query.

@@ -21,6 +21,8 @@ export const ErrorCode = {
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
   // The function is running as many invocations as its `concurrency` allows.
   CONCURRENCY_LIMIT: 'CONCURRENCY_LIMIT',
+  // The function's async invocations waiting to run hold as many bytes as it may queue.
+  QUEUE_FULL: 'QUEUE_FULL',
   // Outcomes of running a function.
   FUNCTION_ERROR: 'FUNCTION_ERROR',
   TIMEOUT: 'TIMEOUT',
@@ -37,6 +39,8 @@ export const ErrorCode = {
   UNAVAILABLE: 'UNAVAILABLE',
   // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
   SECRET_KEY_INVALID: 'SECRET_KEY_INVALID',
+  // Redis is at its maxmemory (noeviction): nothing new is accepted until it has room.
+  STORAGE_FULL: 'STORAGE_FULL',
   INTERNAL: 'INTERNAL',
 } as const;
 
@@ -214,6 +218,28 @@ export class ConcurrencyLimitError extends FaasboxError {
     super(ErrorCode.CONCURRENCY_LIMIT, `function ${fn} is already running ${limit} invocation${limit === 1 ? '' : 's'}, its concurrency limit; retry later`, {
       details: { function: fn, concurrency: limit },
     });
+  }
+}
+
+export class QueueFullError extends FaasboxError {
+  constructor(fn: string, limitBytes: number) {
+    super(ErrorCode.QUEUE_FULL, `function ${fn} already has ${limitBytes} bytes of async invocations waiting to run, its limit; retry once some have run`, {
+      details: { function: fn, queuedBytesLimit: limitBytes },
+    });
+  }
+}
+
+export class StorageFullError extends FaasboxError {
+  /** Seconds a client should wait before retrying (the Retry-After header). */
+  readonly retryAfterS = 5;
+
+  constructor(cause?: unknown) {
+    super(ErrorCode.STORAGE_FULL, 'the platform\'s storage is full; nothing was accepted, retry later', { cause });
+  }
+
+  /** Redis refuses writes past its maxmemory with "OOM command not allowed ..." (noeviction). */
+  static matches(err: unknown): boolean {
+    return err instanceof Error && /\bOOM command not allowed\b/.test(err.message);
   }
 }
 

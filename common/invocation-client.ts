@@ -20,6 +20,7 @@
  */
 import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { StorageLimits } from './limits.js';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from './queue.js';
 import { place, workersKey, type PlacementWant, type WorkerReport } from '../scheduler/placement.js';
 import { LostJobs } from './lost-jobs.js';
@@ -46,6 +47,8 @@ export interface InvocationClientOptions {
   queueName?: string;
   /** false: every job goes to the shared queue (no placement). */
   placement?: boolean;
+  /** How many finished jobs BullMQ keeps (default: DEFAULT_STORAGE_LIMITS). */
+  kept?: Pick<StorageLimits, 'completedJobsKept' | 'failedJobsKept'>;
   /** Set by open(): the connection the lanes add jobs on (see there). */
   addConnection?: Redis;
 }
@@ -188,7 +191,7 @@ export class InvocationClient {
    * always go to the shared queue: a 202 must survive the crash of any one worker.
    */
   async enqueue(job: InvocationJob): Promise<void> {
-    await this.shared.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+    await this.shared.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job, this.options.kept));
   }
 
   /**
@@ -208,7 +211,7 @@ export class InvocationClient {
       if (name) this.laneUsers.set(name, (this.laneUsers.get(name) ?? 0) + 1);
       try {
         const lane = await this.laneFor(name);
-        await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job));
+        await lane.queue.add(INVOCATION_JOB_NAME, job, invocationJobOptions(job, this.options.kept));
         this.lost.watch(id, lane.queue);
         const early = await raceTimer(reply, job.deadline - Date.now());
         if (early) return early;
@@ -228,6 +231,12 @@ export class InvocationClient {
       this.waiters.delete(id);
       this.lost.unwatch(id);
     }
+  }
+
+  /** Remove an async job that no worker has taken yet; false if it is running or finished. */
+  async withdraw(jobId: string, queue: Queue = this.shared.queue): Promise<boolean> {
+    // Queue.remove refuses a job locked by a worker, which is exactly "already started".
+    return (await queue.remove(jobId)) === 1;
   }
 
   async close(): Promise<void> {

@@ -12,11 +12,17 @@
  *   {p}:inv:{id}:stdout   STRING  appended, capped at OUTPUT_LIMIT_BYTES
  *   {p}:inv:{id}:stderr   STRING  same
  *
- * Updates go through a script that refuses to touch a record that does not exist, so a late
- * worker cannot resurrect an expired record as a partial one.
+ *   {p}:fn:{name}:records ZSET    the function's record ids by creation time (µs): its oldest
+ *                                 records beyond StorageLimits.recordsPerFunction are deleted
+ *
+ * Status writes go through one script (advanceScript) under which a status only moves
+ * forward, whatever order the writes of gateway and workers land in; updates without an
+ * identity refuse a record that does not exist, so a late worker cannot resurrect an
+ * expired record as a partial one.
  */
 import type { Redis } from 'ioredis';
 import type { ErrorInfo } from './errors.js';
+import { DEFAULT_STORAGE_LIMITS } from './limits.js';
 import { RedisScript } from './redis-script.js';
 import type { HttpResponseData, InvocationMode, InvocationResult, StartKind, Timings } from './queue.js';
 
@@ -57,25 +63,64 @@ export interface NewInvocation {
   createdAt?: Date;
 }
 
-// KEYS: 1 record hash. ARGV: 1 ttl seconds, then field/value pairs.
-// Returns 1 when updated, 0 when the record does not exist.
-const updateScript = new RedisScript(
-  'invocation-update',
+// Every write of a record's status goes through this one script, so that the order in
+// which writes land cannot matter: the gateway's `queued` create travels on another
+// connection than BullMQ's add, and the worker's `running` and final writes have been
+// measured landing before it (26 of 2,000 async records ended `queued` with a result,
+// 55 after a Redis reconnect). A status only moves forward: queued -> running -> final;
+// running -> running is a new attempt, final -> final a later attempt's outcome. `attempts`
+// only grows, to the attempt number BullMQ counted when it handed the job out, so two
+// processes never read-modify-write it.
+//
+// A record that is created is indexed by its function (ZSET id -> creation time in µs, by
+// Redis's clock: ms tied between records made in a row), and the function's oldest records beyond its limit are deleted with their output.
+// The index key is derived from the prefix and the record's function, so (as the
+// registry's) this needs a single Redis node.
+//
+// KEYS: 1 record hash.
+// ARGV: 1 ttl seconds, 2 status, 3 attempt (0: not a start), 4 create when absent (1|0),
+//       5 key prefix, 6 records kept per function, 7 number n of identity field/value
+//       pairs (set only where absent), then those n pairs, then the pairs written with the
+//       status.
+// Returns 1 when the status was written, 0 when it would have gone back, -1 when the
+// record does not exist and is not to be created.
+const advanceScript = new RedisScript(
+  'invocation-advance',
   `
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+local rank = {queued = 0, running = 1, succeeded = 2, failed = 2}
+local created = redis.call('EXISTS', KEYS[1]) == 0
+if created and ARGV[4] ~= '1' then return -1 end
+local n = tonumber(ARGV[7])
+for i = 8, 7 + 2 * n, 2 do redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local attempt = tonumber(ARGV[3])
+redis.call('HSETNX', KEYS[1], 'attempts', 0)
+if attempt > tonumber(redis.call('HGET', KEYS[1], 'attempts')) then redis.call('HSET', KEYS[1], 'attempts', attempt) end
+local current = redis.call('HGET', KEYS[1], 'status')
+local want = rank[ARGV[2]]
+local wrote = 0
+if not current or want > rank[current] or (want == rank[current] and want > 0) then
+  redis.call('HSET', KEYS[1], 'status', ARGV[2], unpack(ARGV, 8 + 2 * n))
+  wrote = 1
+end
 redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
-`,
-);
-
-// KEYS: 1 record hash. ARGV: 1 ttl seconds, then field/value pairs. Creates or updates.
-const upsertScript = new RedisScript(
-  'invocation-upsert',
-  `
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-return 1
+if created then
+  local id = redis.call('HGET', KEYS[1], 'id')
+  local index = ARGV[5] .. ':fn:' .. redis.call('HGET', KEYS[1], 'function') .. ':records'
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  redis.call('ZADD', index, now, id)
+  redis.call('ZREMRANGEBYSCORE', index, '-inf', now - tonumber(ARGV[1]) * 1000000)
+  local over = redis.call('ZCARD', index) - tonumber(ARGV[6])
+  if over > 0 then
+    local gone = redis.call('ZPOPMIN', index, over)
+    for i = 1, #gone, 2 do
+      local key = ARGV[5] .. ':inv:' .. gone[i]
+      redis.call('DEL', key, key .. ':stdout', key .. ':stderr')
+    end
+  end
+  redis.call('EXPIRE', index, ARGV[1])
+end
+return wrote
 `,
 );
 
@@ -105,14 +150,22 @@ export class InvocationStore {
     private readonly redis: Redis,
     readonly prefix: string,
     readonly ttlSeconds = DEFAULT_RECORD_TTL_S,
+    /** Records kept per function (StorageLimits.recordsPerFunction). */
+    readonly recordsPerFunction = DEFAULT_STORAGE_LIMITS.recordsPerFunction,
   ) {}
 
   private key(id: string) {
     return `${this.prefix}:inv:${id}`;
   }
 
+  /** The ids of a function's records, oldest first, as the per-function limit keeps them. */
+  async idsOf(fn: string): Promise<string[]> {
+    return this.redis.zrange(recordsIndexKey(this.prefix, fn), '0', '-1');
+  }
+
+  /** An async invocation was accepted: queued, unless a worker's write got there first. */
   async create(inv: NewInvocation): Promise<void> {
-    await this.upsert(inv, { status: 'queued', attempts: 0 });
+    await this.advance(inv.id, 'queued', {}, { inv });
   }
 
   async get(id: string): Promise<InvocationRecord | undefined> {
@@ -148,27 +201,50 @@ export class InvocationStore {
     return rec;
   }
 
-  /** Set fields of an existing record; false when it does not exist (expired or never made). */
-  async update(id: string, fields: Record<string, string | number>): Promise<boolean> {
-    const flat = Object.entries(fields).flatMap(([k, v]) => [k, String(v)]);
-    if (flat.length === 0) return true;
-    return (await updateScript.run(this.redis, [this.key(id)], [this.ttlSeconds, ...flat])) === 1;
+  /**
+   * Move the record to `status` with `fields`, never back (see advanceScript). With `inv`
+   * the record is made when missing; without, a missing one stays missing (a late worker
+   * does not resurrect an expired record as a partial one).
+   */
+  private async advance(
+    id: string,
+    status: InvocationStatus,
+    fields: Record<string, string | number>,
+    opts: { inv?: NewInvocation; attempt?: number },
+  ): Promise<'written' | 'refused' | 'missing'> {
+    const ident = opts.inv ? Object.entries(identity(opts.inv)).flat() : [];
+    const reply = await advanceScript.run(
+      this.redis,
+      [this.key(id)],
+      [
+        this.ttlSeconds,
+        status,
+        opts.attempt ?? 0,
+        opts.inv ? 1 : 0,
+        this.prefix,
+        this.recordsPerFunction,
+        ident.length / 2,
+        ...ident,
+        ...Object.entries(fields).flatMap(([k, v]) => [k, String(v)]),
+      ],
+    );
+    return reply === 1 ? 'written' : reply === 0 ? 'refused' : 'missing';
   }
 
-  private async upsert(inv: NewInvocation, fields: Record<string, string | number>): Promise<void> {
-    const all = { ...identity(inv), ...fields };
-    await upsertScript.run(this.redis, [this.key(inv.id)], [this.ttlSeconds, ...Object.entries(all).flatMap(([k, v]) => [k, String(v)])]);
-  }
-
-  /** A worker took the job: the record is running, made now if the gateway made none (sync). */
+  /**
+   * A worker took the job: the record is running, made now if the gateway made none (sync).
+   * `attempt` is BullMQ's count of the times the job was handed to a worker.
+   */
   async start(inv: NewInvocation, attempt = 1, startedAt = new Date()): Promise<void> {
-    await this.upsert(inv, { status: 'running', startedAt: startedAt.toISOString(), attempts: attempt });
+    await this.advance(inv.id, 'running', { startedAt: startedAt.toISOString() }, { inv, attempt });
   }
 
-  /** Record the final outcome, exactly as the worker returns it to the queue. */
+  /**
+   * Record the final outcome, exactly as the worker returns it to the queue. False when the
+   * record does not exist (expired, or trimmed by the per-function limit).
+   */
   async complete(id: string, result: InvocationResult, finishedAt = new Date()): Promise<boolean> {
     const fields: Record<string, string> = {
-      status: result.ok ? 'succeeded' : 'failed',
       finishedAt: finishedAt.toISOString(),
       startKind: result.startKind,
       timings: JSON.stringify(result.timings),
@@ -176,12 +252,18 @@ export class InvocationStore {
     if (result.ok && result.http) fields.response = JSON.stringify(result.http);
     else if (result.ok) fields.result = JSON.stringify(result.value ?? null);
     if (result.error) fields.error = JSON.stringify(result.error);
-    return this.update(id, fields);
+    return (await this.advance(id, result.ok ? 'succeeded' : 'failed', fields, {})) !== 'missing';
   }
 
   /** Failed without a worker result (the gateway withdrew the job: NO_CAPACITY); made if missing. */
   async fail(inv: NewInvocation, error: ErrorInfo, finishedAt = new Date()): Promise<void> {
-    await this.upsert(inv, { status: 'failed', finishedAt: finishedAt.toISOString(), error: JSON.stringify(error) });
+    await this.advance(inv.id, 'failed', { finishedAt: finishedAt.toISOString(), error: JSON.stringify(error) }, { inv });
+  }
+
+  /** Delete a record and its output: an invocation that was not accepted after all. */
+  async discard(id: string): Promise<void> {
+    const key = this.key(id);
+    await this.redis.del(key, `${key}:stdout`, `${key}:stderr`);
   }
 
   /** Append function output, keeping at most OUTPUT_LIMIT_BYTES per stream. Returns bytes kept. */
@@ -189,6 +271,11 @@ export class InvocationStore {
     const key = this.key(id);
     return (await appendScript.run(this.redis, [`${key}:${stream}`, key], [chunk, limitBytes, this.ttlSeconds, `${stream}Truncated`])) as number;
   }
+}
+
+/** The function's records index; advanceScript builds the same key in Lua. */
+export function recordsIndexKey(prefix: string, fn: string): string {
+  return `${prefix}:fn:${fn}:records`;
 }
 
 function identity(inv: NewInvocation): Record<string, string> {

@@ -26,6 +26,7 @@
 import type { Redis } from 'ioredis';
 import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
+import { DEFAULT_STORAGE_LIMITS } from './limits.js';
 import { RedisScript } from './redis-script.js';
 import { openSpec, sealSpec, versionedSpec, type StoredSpec } from './sealed-spec.js';
 import type { SecretBox } from './secrets.js';
@@ -68,12 +69,20 @@ export interface PutResult {
   /** True when this content had never been deployed under this name. */
   createdVersion: boolean;
   previousVersion: string | null;
+  /** The oldest versions this deploy deleted, being beyond the versions kept per function. */
+  prunedVersions: string[];
 }
 
 // KEYS: 1 fn hash, 2 versions zset, 3 version record, 4 code blob, 5 code refs, 6 functions set
 // ARGV: 1 name, 2 version, 3 version JSON, 4 spec JSON, 5 now ms, 6 code bytes, 7 channel,
-//       8 now ISO
-// Returns {createdVersion 0|1, previous version or false, createdAt ISO of the function}
+//       8 now ISO, 9 versions kept, 10 prefix
+// Returns {createdVersion 0|1, previous version or false, createdAt ISO of the function,
+//          updatedAt ISO, pruned versions}
+//
+// Beyond the versions kept, the oldest versions (by first deploy) other than the current one
+// and the one it replaces (its invocations may still be queued or running) are deleted
+// (each can hold 10 MiB of code, and nothing else ever removed one), with their code blob
+// when no version of the function still uses it and no other function refers to it.
 const putScript = new RedisScript(
   'registry-put',
   `
@@ -89,7 +98,35 @@ if previous ~= ARGV[2] then
   redis.call('PUBLISH', ARGV[7], cjson.encode({type = 'deployed', name = ARGV[1], version = ARGV[2],
     previous = previous or cjson.null}))
 end
-return {createdVersion, previous, redis.call('HGET', KEYS[1], 'createdAt'), redis.call('HGET', KEYS[1], 'updatedAt')}
+local pruned = {}
+local count, keep = redis.call('ZCARD', KEYS[2]), tonumber(ARGV[9])
+if count > keep then
+  local p, name = ARGV[10], ARGV[1]
+  local digestOf = function(v)
+    local rec = redis.call('GET', p .. ':ver:' .. name .. ':' .. v)
+    return rec and cjson.decode(rec).spec.code.digest
+  end
+  for _, v in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+    if count <= keep then break end
+    if v ~= ARGV[2] and v ~= previous then
+      local digest = digestOf(v)
+      redis.call('DEL', p .. ':ver:' .. name .. ':' .. v)
+      redis.call('ZREM', KEYS[2], v)
+      count = count - 1
+      pruned[#pruned + 1] = v
+      local used = false
+      for _, other in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+        if digestOf(other) == digest then used = true break end
+      end
+      if digest and not used then
+        local refs = p .. ':coderefs:' .. digest
+        redis.call('SREM', refs, name)
+        if redis.call('SCARD', refs) == 0 then redis.call('DEL', p .. ':code:' .. digest, refs) end
+      end
+    end
+  end
+end
+return {createdVersion, previous, redis.call('HGET', KEYS[1], 'createdAt'), redis.call('HGET', KEYS[1], 'updatedAt'), pruned}
 `,
 );
 
@@ -128,6 +165,8 @@ export class FunctionRegistry {
     readonly prefix: string,
     /** Seals env values; without it, only functions without env can be deployed or read. */
     private readonly secrets?: SecretBox,
+    /** Versions kept per function (StorageLimits.versionsPerFunction). */
+    readonly versionsKept = DEFAULT_STORAGE_LIMITS.versionsPerFunction,
   ) {}
 
   get eventsChannel(): string {
@@ -167,9 +206,9 @@ export class FunctionRegistry {
         `${this.prefix}:coderefs:${spec.code.digest}`,
         this.functionsKey,
       ],
-      [spec.name, version, JSON.stringify(record), JSON.stringify(sealed), now.getTime(), code, this.eventsChannel, now.toISOString()],
-    )) as [number, string | null, string, string];
-    const [createdVersion, previous, createdAt, updatedAt] = reply;
+      [spec.name, version, JSON.stringify(record), JSON.stringify(sealed), now.getTime(), code, this.eventsChannel, now.toISOString(), this.versionsKept, this.prefix],
+    )) as [number, string | null, string, string, string[]];
+    const [createdVersion, previous, createdAt, updatedAt, prunedVersions] = reply;
     const fn: FunctionRecord = { name: spec.name, version, spec, createdAt, updatedAt };
     // The first invocation after a deploy (usually soon, from the same client) finds it in memory.
     if (this.cacheTtlMs > 0) this.cache.set(spec.name, { record: fn, at: Date.now() });
@@ -178,6 +217,7 @@ export class FunctionRegistry {
       createdFunction: previous === null,
       createdVersion: createdVersion === 1,
       previousVersion: previous ?? null,
+      prunedVersions,
     };
   }
 

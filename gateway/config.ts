@@ -2,6 +2,7 @@
 import { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from '../common/archive/index.js';
 import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
+import { storageLimits, type StorageLimits } from '../common/limits.js';
 
 export interface GatewayConfig {
   host: string;
@@ -42,9 +43,14 @@ export interface GatewayConfig {
   metricsToken?: string;
   /** /metrics for anyone, without a token (FAASBOX_METRICS_PUBLIC=1): an explicit opt-out. */
   metricsPublic: boolean;
+  /** What each function may hold in Redis (common/limits.ts). */
+  limits: StorageLimits;
 }
 
-export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
+/** What startGateway takes: any setting, the limits one by one. */
+export type GatewayInput = Partial<Omit<GatewayConfig, 'limits'>> & { apiKey: string; limits?: Partial<StorageLimits> };
+
+export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey' | 'limits'> = {
   host: '127.0.0.1',
   port: 8080,
   redisUrl: 'redis://127.0.0.1:6379',
@@ -66,8 +72,8 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey'> = {
   metricsPublic: false,
 };
 
-export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: string }): GatewayConfig {
-  const config = { ...DEFAULT_CONFIG, ...overrides };
+export function gatewayConfig(overrides: GatewayInput): GatewayConfig {
+  const config = { ...DEFAULT_CONFIG, ...overrides, limits: storageLimits(overrides.limits) };
   if (!config.apiKey) throw new Error('gateway: an API key is required (FAASBOX_API_KEY)');
   if (!Number.isInteger(config.maxJsonDepth) || config.maxJsonDepth < 1) throw new Error(`gateway: maxJsonDepth must be a positive integer, got ${config.maxJsonDepth}`);
   for (const k of ['headersTimeoutMs', 'requestTimeoutMs'] as const) {
@@ -79,8 +85,8 @@ export function gatewayConfig(overrides: Partial<GatewayConfig> & { apiKey: stri
 }
 
 /** FAASBOX_PORT, FAASBOX_HOST, FAASBOX_API_KEY, FAASBOX_REDIS_URL, FAASBOX_PREFIX. */
-export function gatewayConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<GatewayConfig> = {}): GatewayConfig {
-  const fromEnv: Partial<GatewayConfig> = {};
+export function gatewayConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<GatewayInput> = {}): GatewayConfig {
+  const fromEnv: Partial<GatewayInput> = {};
   if (env.FAASBOX_PORT) {
     const port = Number(env.FAASBOX_PORT);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`FAASBOX_PORT is not a port: ${env.FAASBOX_PORT}`);

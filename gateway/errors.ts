@@ -6,7 +6,7 @@
 import type { Context } from 'hono';
 import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { ErrorCode, FaasboxError, InternalError, PayloadTooLargeError, RouteNotFoundError } from '../common/errors.js';
+import { ErrorCode, FaasboxError, InternalError, PayloadTooLargeError, RouteNotFoundError, StorageFullError } from '../common/errors.js';
 
 export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   VALIDATION_FAILED: 400,
@@ -21,6 +21,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   PAYLOAD_TOO_LARGE: 413,
   UNSUPPORTED_MEDIA_TYPE: 415,
   CONCURRENCY_LIMIT: 429, // the function's own limit, not the platform's capacity (that is NO_CAPACITY)
+  QUEUE_FULL: 429, // the function's own bound on queued async bytes (StorageLimits)
   // The function ran and failed. 5xx because the request itself was acceptable; each
   // outcome has its own status so that proxies and dashboards can tell them apart.
   FUNCTION_ERROR: 502, // the handler threw or rejected: a bad answer from upstream
@@ -35,6 +36,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   CODE_UNPACK_FAILED: 500, // the deploy accepted the package; unpacking it failed on the worker
   UNAVAILABLE: 503,
   SECRET_KEY_INVALID: 500, // the operator's to fix: the services do not share the key the env was sealed with
+  STORAGE_FULL: 503, // Redis at its maxmemory: retry later (Retry-After)
   INTERNAL: 500,
 };
 
@@ -51,6 +53,7 @@ export function errorBody(err: FaasboxError): ErrorBody {
 /** Normalise anything thrown into a FaasboxError; unknown errors are logged and hidden. */
 export function asFaasboxError(err: unknown, c: Context): FaasboxError {
   if (err instanceof FaasboxError) return err;
+  if (StorageFullError.matches(err)) return new StorageFullError(err);
   if (err instanceof HTTPException) {
     if (err.status === 413) return new PayloadTooLargeError(-1);
     if (err.status === 404) return new RouteNotFoundError(c.req.method, c.req.path);
@@ -60,5 +63,6 @@ export function asFaasboxError(err: unknown, c: Context): FaasboxError {
 }
 
 export function errorResponse(c: Context, err: FaasboxError): Response {
+  if (err instanceof StorageFullError) c.header('Retry-After', String(err.retryAfterS));
   return c.json(errorBody(err), HTTP_STATUS[err.code]);
 }

@@ -14,7 +14,7 @@ import { FunctionRegistry, type FunctionEvent } from '../common/registry.js';
 import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
-import { gatewayConfig, type GatewayConfig } from './config.js';
+import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
 
 export interface RunningGateway {
@@ -31,7 +31,7 @@ export interface StartGatewayOptions {
 }
 
 export async function startGateway(
-  input: Partial<GatewayConfig> & { apiKey: string },
+  input: GatewayInput,
   options: StartGatewayOptions = {},
 ): Promise<RunningGateway> {
   const config = gatewayConfig(input);
@@ -45,14 +45,14 @@ export async function startGateway(
   };
   try {
     await redis.connect();
-    const queue = await InvocationClient.open({ connection: redis, prefix: config.prefix });
+    const queue = await InvocationClient.open({ connection: redis, prefix: config.prefix, kept: config.limits });
     release.push(() => queue.close());
     let metrics = options.metrics;
     if (!metrics) {
       metrics = new Registry();
       collectDefaultMetrics({ register: metrics });
     }
-    const registry = new FunctionRegistry(redis, config.prefix, options.secrets);
+    const registry = new FunctionRegistry(redis, config.prefix, options.secrets, config.limits.versionsPerFunction);
     registry.cacheFinds(config.functionCacheMs);
     // Deploys and deletes through other gateways invalidate this one's cache, and a
     // deleted function's series leave its /metrics.
@@ -74,7 +74,7 @@ export async function startGateway(
       config,
       redis,
       registry,
-      invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds),
+      invocations: new InvocationStore(redis, config.prefix, config.recordTtlSeconds, config.limits.recordsPerFunction),
       queue,
       concurrency: new ConcurrencyLimiter(redis, config.prefix),
       metrics,

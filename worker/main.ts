@@ -17,9 +17,11 @@ import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
+import type { StorageLimits } from '../common/limits.js';
+import { QueuedBytes } from '../common/queued-bytes.js';
 import { OutputBatcher } from './function/output.js';
 import { ConcurrencyLimiter } from '../common/concurrency.js';
-import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../common/queue.js';
+import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { WorkerLostError, isErrorCode, type ErrorInfo } from '../common/errors.js';
 import type { SizingConfig } from './pool/policy.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -59,6 +61,8 @@ export interface WorkerConfig {
   freezeGraceMs?: number;
   /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
   maxResultBytes?: number;
+  /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
+  limits?: Partial<StorageLimits>;
 }
 
 /**
@@ -127,7 +131,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
   const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
-  const invocations = new InvocationStore(redis, cfg.prefix);
+  const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);
+  const queued = new QueuedBytes(redis, cfg.prefix);
   const versions = new Map<string, FunctionVersion>();
   // Layers of code deleted while no worker of this state dir listened go at start.
   code.sweep((d) => registry.hasCode(d)).catch((err: Error) => console.error(`worker ${id}: sweeping code layers: ${err.message}`));
@@ -222,8 +227,11 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       // the job counts as done. A sync caller gets the result itself from the job's
       // completion event; its record write is already on the wire and need not hold the
       // reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
-      if (data.mode === 'async') await written;
-      else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+      if (data.mode === 'async') {
+        await written;
+        // Its body no longer waits to run: the function's room in the queue comes back.
+        queued.release(data.function, data.invocationId).catch((err: Error) => console.error(`worker ${id}: releasing ${data.invocationId}'s queued bytes: ${err.message}`));
+      } else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
       return result;
     };
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
@@ -274,9 +282,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       ...(lease.loading ? { afterLoad: lease.loading } : {}),
       onOutput: (stream, chunk) => output.push(stream, chunk),
       id: data.invocationId,
-      event: data.event,
-      http: data.http,
-      // The job's event is its body's JSON (InvocationJob.event): the body goes to the runtime once.
+      ...requestOf(data),
+      // The job's event is its body's JSON (requestOf): the body goes to the runtime once.
       eventIsBody: data.http !== undefined,
       timeoutMs: spec.timeoutMs,
       ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),

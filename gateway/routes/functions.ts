@@ -38,7 +38,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
       await checkPackage(spec.code, code, config.packageBounds);
       const put = await registry.put(spec, code);
       return c.json(
-        { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion },
+        { ...functionView(put.function), createdVersion: put.createdVersion, previousVersion: put.previousVersion, prunedVersions: put.prunedVersions },
         put.createdFunction ? 201 : 200,
       );
     },

@@ -12,6 +12,7 @@ import {
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
+  QueueFullError,
   TimeoutError,
   WorkerLostError,
   type ErrorInfo,
@@ -19,8 +20,9 @@ import {
 import { functionNameSchema, startedBudgetMs } from '../../common/function-spec.js';
 import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
+import { QueuedBytes, JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import { afterReply } from '../../common/metrics.js';
-import { invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
+import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
@@ -55,13 +57,14 @@ function invokeMode(c: Context): InvocationMode {
   return 'sync';
 }
 
-function httpRequestData(c: Context, raw: Buffer): HttpRequestData {
+/** The request without its body: the job holds that once (bodyFields). */
+function httpRequestData(c: Context): Omit<HttpRequestData, 'body'> {
   const headers: Record<string, string> = {};
   c.req.raw.headers.forEach((value, key) => {
     if (!HIDDEN_REQUEST_HEADERS.has(key)) headers[key] = value;
   });
   const url = new URL(c.req.url);
-  return { method: c.req.method, url: url.pathname + url.search, headers, body: raw.toString('base64') };
+  return { method: c.req.method, url: url.pathname + url.search, headers };
 }
 
 function serverTiming(result: InvocationResult): string {
@@ -82,6 +85,7 @@ function functionFailure(info: ErrorInfo): FaasboxError {
 export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
   const app = new Hono();
   const { registry, invocations, queue, concurrency, config } = deps;
+  const queued = new QueuedBytes(deps.redis, config.prefix);
 
   app.post(
     '/:name/invoke',
@@ -99,8 +103,8 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         invocationId: id,
         function: name,
         version: fn.version,
-        event,
-        http: httpRequestData(c, raw),
+        ...bodyFields(event, raw),
+        http: httpRequestData(c),
         mode,
         enqueuedAt,
         deadline: enqueuedAt + (mode === 'sync' ? config.syncQueueTimeoutMs : config.asyncMaxAgeMs),
@@ -110,10 +114,25 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
       c.header('X-Function-Version', fn.version);
 
       if (mode === 'async') {
-        // The record goes before the job on the same Redis connection (ioredis keeps the
-        // order), so the id answered here can be looked up at once; not awaiting it first
-        // saves a round trip. (A sync invocation's record is made by the worker that takes it.)
-        await Promise.all([invocations.create(record), queue.enqueue(job)]);
+        // The body is held in Redis until a worker runs the job: bounded per function.
+        let bytes = raw.length + JOB_OVERHEAD_BYTES;
+        for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
+        const room = config.limits.queuedBytesPerFunction;
+        if (!(await queued.admit(name, id, bytes, room, job.deadline))) {
+          c.header('Retry-After', '1');
+          throw new QueueFullError(name, room);
+        }
+        // Record and job are written at once, on two connections: the order in which they
+        // land does not matter, as a record's status only moves forward (invocations.ts).
+        // (A sync invocation's record is made by the worker that takes it.) If either is
+        // refused (a full Redis), neither stays: a 503 must not leave a record that waits
+        // for a job, or a job the caller will submit again.
+        const written = await Promise.allSettled([invocations.create(record), queue.enqueue(job)]);
+        const refused = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
+        if (refused) {
+          await Promise.allSettled([queue.withdraw(id), invocations.discard(id), queued.release(name, id)]);
+          throw refused.reason;
+        }
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
         return c.json({ invocationId: id, status: 'queued' }, 202);

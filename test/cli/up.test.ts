@@ -10,6 +10,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
 import { mountsUnder } from '../../worker/runtime/mounts.js';
 import { detectCgroupDriver } from '../../worker/runtime/cgroups/index.js';
@@ -34,7 +35,7 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
   const state = mkdtempSync(path.join(tmpdir(), 'faasbox-up-'));
   const cgroupRoot = `/faasbox-test-up-${process.pid}`;
   // As a newcomer's shell has it: no key, no Redis, no gateway URL of its own.
-  const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_PORT: '0', FAASBOX_CGROUP_ROOT: cgroupRoot };
+  const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_PORT: '0', FAASBOX_CGROUP_ROOT: cgroupRoot, FAASBOX_REDIS_MAXMEMORY_MB: '256' };
   for (const name of ['FAASBOX_API_KEY', 'FAASBOX_REDIS_URL', 'FAASBOX_URL', 'FAASBOX_CONFIG']) delete env[name];
   const up = spawn(process.execPath, [bin, 'up', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -54,6 +55,14 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     // Its own Redis, reached over a Unix socket in the state dir; the key was generated.
     assert.equal(info.redis, path.join(state, 'redis', 'redis.sock'));
     assert.match(info.apiKey, /^fbx_[A-Za-z0-9_-]{20,}$/);
+    // Bounded, and refusing writes rather than evicting accepted jobs when full (BullMQ's requirement).
+    const admin = new Redis(info.redis);
+    try {
+      assert.deepEqual(await admin.config('GET', 'maxmemory'), ['maxmemory', String(256 * 1024 * 1024)]);
+      assert.deepEqual(await admin.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'noeviction']);
+    } finally {
+      admin.disconnect();
+    }
 
     const cli = (...args: string[]) => {
       const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8', timeout: 60_000 });

@@ -15,10 +15,11 @@ import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { InvocationStore } from '../../common/invocations.js';
-import { INVOCATION_QUEUE, type InvocationJob, type InvocationResult } from '../../common/queue.js';
+import { QueuedBytes } from '../../common/queued-bytes.js';
+import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../../common/queue.js';
 import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
-import { gatewayConfig, type GatewayConfig } from '../../gateway/config.js';
+import { gatewayConfig, type GatewayInput } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import { SecretBox } from '../../common/secrets.js';
@@ -42,17 +43,17 @@ export interface TestGateway {
   close(): Promise<void>;
 }
 
-export async function testGateway(server: TestRedis, overrides: Partial<GatewayConfig> = {}): Promise<TestGateway> {
+export async function testGateway(server: TestRedis, overrides: Partial<GatewayInput> = {}): Promise<TestGateway> {
   const prefix = overrides.prefix ?? `test-${randomUUID()}`;
   const redis = new Redis(server.url, { lazyConnect: true });
   await redis.connect();
   const config = gatewayConfig({ apiKey: API_KEY, redisUrl: server.url, prefix, ...overrides });
-  const queue = await InvocationClient.open({ connection: redis, prefix });
+  const queue = await InvocationClient.open({ connection: redis, prefix, kept: config.limits });
   const deps: GatewayDeps = {
     config,
     redis,
-    registry: new FunctionRegistry(redis, prefix, TEST_SECRETS),
-    invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds),
+    registry: new FunctionRegistry(redis, prefix, TEST_SECRETS, config.limits.versionsPerFunction),
+    invocations: new InvocationStore(redis, prefix, config.recordTtlSeconds, config.limits.recordsPerFunction),
     concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,
     metrics: new Registry(),
@@ -119,7 +120,7 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
   }
   await deps.invocations.start({ id: data.invocationId, function: data.function, version: data.version, mode: data.mode, createdAt: new Date(data.enqueuedAt) }, job.attemptsMade + 1);
   const version = await deps.registry.getVersion(data.function, data.version);
-  const event = (data.event ?? {}) as { behave?: string; stdoutBytes?: number; sleepMs?: number; [k: string]: unknown };
+  const event = (requestOf(data).event ?? {}) as { behave?: string; stdoutBytes?: number; sleepMs?: number; [k: string]: unknown };
   const behave = event.behave ?? 'ok';
   if (event.sleepMs) await sleep(event.sleepMs);
   if (event.stdoutBytes) {
@@ -165,6 +166,7 @@ async function standInProcessor(deps: GatewayDeps, job: Job<InvocationJob, Invoc
       throw new Error(`unknown behaviour ${behave}`);
   }
   await deps.invocations.complete(data.invocationId, result);
+  if (data.mode === 'async') await new QueuedBytes(deps.redis, deps.config.prefix).release(data.function, data.invocationId);
   return result;
 }
 

@@ -1,0 +1,90 @@
+/**
+ * How many bytes of async invocations each function has accepted and not yet finished:
+ * the gateway admits an invocation against the function's bound (StorageLimits
+ * .queuedBytesPerFunction, 429 QUEUE_FULL beyond it) and the worker releases it once the
+ * final record is written. A job keeps its body in Redis until it runs, so without a bound
+ * one caller could fill Redis with invocations no worker will reach for hours.
+ *
+ * Keys, under the deployment prefix:
+ *   {p}:fn:{name}:queued        HASH  invocation id -> bytes, and `total`
+ *   {p}:fn:{name}:queued-until  ZSET  invocation id -> epoch ms after which its entry lapses
+ *
+ * An entry whose release never comes (its job failed for good, or its worker died between
+ * the record and the release) lapses after the job's deadline plus LAPSE_GRACE_MS, so the
+ * bound cannot leak shut. Admission and release are scripts: concurrent gateways cannot
+ * both take the last room.
+ */
+import type { Redis } from 'ioredis';
+import { RedisScript } from './redis-script.js';
+
+/**
+ * What a job costs in Redis besides its body and request headers: its hash and its record.
+ * Measured with MEMORY USAGE on an async job with an empty body and two headers: 1,816 B,
+ * so that empty bodies are bounded too.
+ */
+export const JOB_OVERHEAD_BYTES = 2048;
+/** An entry lapses this long after its job's deadline: past the run and retries of a job started just before it. */
+export const LAPSE_GRACE_MS = 3600_000;
+
+// KEYS: 1 bytes hash, 2 lapse zset. ARGV: 1 id, 2 bytes, 3 limit, 4 lapse at (ms), 5 now (ms).
+// Returns {1, total after} when admitted, {0, total} when the bytes do not fit.
+const admitScript = new RedisScript(
+  'queued-bytes-admit',
+  `
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[5], 'LIMIT', 0, 100)
+for _, id in ipairs(lapsed) do
+  local b = redis.call('HGET', KEYS[1], id)
+  if b then
+    redis.call('HDEL', KEYS[1], id)
+    redis.call('HINCRBY', KEYS[1], 'total', -tonumber(b))
+  end
+  redis.call('ZREM', KEYS[2], id)
+end
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+local bytes = tonumber(ARGV[2])
+if total + bytes > tonumber(ARGV[3]) then return {0, total} end
+redis.call('HSET', KEYS[1], ARGV[1], bytes)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return {1, redis.call('HINCRBY', KEYS[1], 'total', bytes)}
+`,
+);
+
+// KEYS: 1 bytes hash, 2 lapse zset. ARGV: 1 id. Returns the bytes released (0: none held).
+const releaseScript = new RedisScript(
+  'queued-bytes-release',
+  `
+local b = redis.call('HGET', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if not b then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'total', -tonumber(b))
+return tonumber(b)
+`,
+);
+
+export class QueuedBytes {
+  constructor(
+    private readonly redis: Redis,
+    readonly prefix: string,
+  ) {}
+
+  private keys(fn: string): string[] {
+    return [`${this.prefix}:fn:${fn}:queued`, `${this.prefix}:fn:${fn}:queued-until`];
+  }
+
+  /** Take `bytes` of the function's room for invocation `id`; false when they do not fit. */
+  async admit(fn: string, id: string, bytes: number, limit: number, deadline: number): Promise<boolean> {
+    const [admitted] = (await admitScript.run(this.redis, this.keys(fn), [id, bytes, limit, deadline + LAPSE_GRACE_MS, Date.now()])) as [number, number];
+    return admitted === 1;
+  }
+
+  /** Give back what invocation `id` holds (idempotent). */
+  async release(fn: string, id: string): Promise<number> {
+    return (await releaseScript.run(this.redis, this.keys(fn), [id])) as number;
+  }
+
+  /** Bytes the function holds now. */
+  async total(fn: string): Promise<number> {
+    return Number((await this.redis.hget(this.keys(fn)[0]!, 'total')) ?? 0);
+  }
+}
