@@ -56,7 +56,8 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     assert.equal(info.redis, path.join(state, 'redis', 'redis.sock'));
     assert.match(info.apiKey, /^fbx_[A-Za-z0-9_-]{20,}$/);
     // Bounded, and refusing writes rather than evicting accepted jobs when full (BullMQ's requirement).
-    const admin = new Redis(info.redis);
+    const password = readFileSync(path.join(state, 'redis', 'password'), 'utf8').trim();
+    const admin = new Redis({ path: info.redis, password });
     try {
       assert.deepEqual(await admin.config('GET', 'maxmemory'), ['maxmemory', String(256 * 1024 * 1024)]);
       assert.deepEqual(await admin.config('GET', 'maxmemory-policy'), ['maxmemory-policy', 'noeviction']);
