@@ -135,7 +135,7 @@ export PATH=/bin
 mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev
 die() { echo "VM: boot failed: $*"; poweroff -f; }
 for m in /modules/*.ko; do insmod "$m" || die "insmod $m"; done
-# msize: 9p's default (8 KiB; the kernel caps it at 512000) makes reading node_modules and dist/ several times slower.
+# msize: 9p's default (8 KiB) would split every read of dist/ and node_modules into many round trips; the kernel caps it at 512000.
 p9="trans=virtio,version=9p2000.L,msize=512000"
 R=/newroot
 mount -t tmpfs -o mode=0755,size=80% root $R || die "tmpfs root"
