@@ -109,6 +109,21 @@ test(`the driver detected on this machine (cgroup v${driver.version}) creates wi
     if (existsSync(`${dir}/memory.swap.max`)) assert.equal(read(`${dir}/memory.swap.max`), '0');
     assert.equal(read(`${dir}/cpu.max`), '50000 100000');
     assert.equal(read(`${dir}/pids.max`), '64');
+    cg.setLimits({ memoryBytes: 64 * MB });
+    assert.equal(read(`${dir}/memory.max`), String(64 * MB));
+    // cpu.max.burst (5.14+): after the quota, and a lower quota under a burst goes through
+    // (the burst is zeroed first; the kernel refuses burst > quota).
+    if (existsSync(`${dir}/cpu.max.burst`)) {
+      cg.setLimits({ cpuQuotaUs: 50_000, cpuBurstUs: 50_000 });
+      assert.equal(read(`${dir}/cpu.max.burst`), '50000');
+      cg.setLimits({ cpuQuotaUs: 20_000, cpuBurstUs: 10_000 });
+      assert.equal(read(`${dir}/cpu.max`), '20000 100000');
+      assert.equal(read(`${dir}/cpu.max.burst`), '10000');
+    }
+    cg.setLimits({ memoryBytes: 48 * MB, cpuQuotaUs: -1, pids: -1 });
+    assert.equal(read(`${dir}/memory.max`), String(48 * MB));
+    assert.equal(read(`${dir}/cpu.max`), 'max 100000');
+    assert.equal(read(`${dir}/pids.max`), 'max');
   }
 });
 
