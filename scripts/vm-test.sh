@@ -17,6 +17,9 @@
 #   --smp N            vCPUs (default 2)        --mem MB   guest memory (default 2048)
 #   --keep             keep the run's temp dir (console.log, out.log) and print its path
 #
+# Do not rebuild the checkout while a run is under way: the guest caches the 9p share
+# (cache=loose), and a file rewritten under it was once read half-written (SyntaxError).
+#
 # Exit status: COMMAND's; 124 when it ran past --timeout (the guest's timeout(1) ended
 # it); 125 when the VM reported no status (did not boot, or stopped answering and was
 # killed by the host-side limit: the reason is printed); 3 when the VM cannot be made on
