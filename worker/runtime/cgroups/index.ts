@@ -17,7 +17,7 @@ export { realFs, type CgroupFs, type CgroupFile } from './fs.js';
 export { v1ControllerMounts } from './mountinfo.js';
 export { parseKeyed, parsePids } from './common.js';
 export { CgroupV1, CgroupV1Group, V1_CONTROLLERS } from './v1.js';
-export { CgroupV2, CgroupV2Group, V2_CONTROLLERS } from './v2.js';
+export { CgroupV2, CgroupV2Group, V2_CONTROLLERS, WORKER_LEAF } from './v2.js';
 
 /** A negative or infinite value means "no limit" (memory, quota, pids); undefined leaves the value alone. */
 export interface CgroupLimits {

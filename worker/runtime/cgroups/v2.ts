@@ -8,9 +8,16 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
-import { BaseCgroup, checkName, rootRaced, limitValue, parseKeyed, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
+import { BaseCgroup, checkName, rootRaced, limitValue, parseKeyed, parsePids, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
 export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
+
+/**
+ * The leaf under faasbox's root that the worker moves itself to when the root is its own
+ * cgroup (a systemd unit with Delegate=yes, say). A leading dot: no container name can
+ * take it (checkName), and list() leaves it out, so gc never kills the worker.
+ */
+export const WORKER_LEAF = '.worker';
 
 export class CgroupV2 implements CgroupDriver {
   readonly version = 2 as const;
@@ -86,7 +93,30 @@ export class CgroupV2 implements CgroupDriver {
       parent = dir;
       parentIsOurs = created || i === parts.length - 1;
     }
+    this.leaveRoot();
     this.enable(this.rootDir);
+  }
+
+  /**
+   * The no-internal-processes rule: a non-root cgroup that holds processes cannot enable
+   * controllers for its children (EBUSY). When the root holds the worker itself (it was
+   * started in the cgroup delegated to it), the worker moves to a leaf of its own first.
+   * Anyone else's processes there are not moved: enable() then fails with its hint.
+   */
+  private leaveRoot(): void {
+    const procs = `${this.rootDir}/cgroup.procs`;
+    if (!parsePids(this.fs.read(procs)).includes(process.pid)) return;
+    const leaf = `${this.rootDir}/${WORKER_LEAF}`;
+    try {
+      if (!this.fs.exists(leaf)) this.fs.mkdir(leaf);
+      this.fs.write(`${leaf}/cgroup.procs`, String(process.pid));
+    } catch (err) {
+      if (errnoOf(err) === 'EEXIST') return this.leaveRoot();
+      throw new CgroupError('CGROUP_IO', leaf, 'cannot move the worker out of the cgroup root it was given', {
+        cause: err,
+        hint: 'start the worker in a leaf cgroup, or let it write its root cgroup.procs',
+      });
+    }
   }
 
   private requireEnabled(dir: string): void {
@@ -133,7 +163,7 @@ export class CgroupV2 implements CgroupDriver {
   }
 
   list(): string[] {
-    return this.fs.dirs(this.rootDir).sort();
+    return this.fs.dirs(this.rootDir).filter((n) => n !== WORKER_LEAF).sort();
   }
 
   /** Removes the root only: parents it created stay (harmless empty cgroups). */

@@ -12,6 +12,9 @@
  *                                  waitpid(init)                     mounts, pivot_root, ops,
  *                                                                    hostname, loopback up
  *        ◀─────────────────────────────────────────────────────────── "ready"       (parked: the pool can hold it)
+ *   ready = both "pid" and "ready" arrived, in either order: init runs before clone
+ *   returns in the monitor, and on cgroup v2 (cloned into its cgroup) it skips the
+ *   cgroup.procs write, so its "ready" can overtake the monitor's "pid".
  *   "start" ─────────────────────────────────────────────────────────▶ fork ─────────────────────▶ fds, rlimits, groups,
  *                                                                                                  uid/gid, caps, cwd,
  *                                                                                                  no_new_privs, seccomp,
