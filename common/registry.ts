@@ -46,6 +46,15 @@ export type FunctionEvent =
   | { type: 'deployed'; name: string; version: string; previous: string | null }
   | { type: 'deleted'; name: string; versions: string[] };
 
+/** A message on the registry's events channel, or undefined when it is not an event of ours. */
+export function parseFunctionEvent(message: string): FunctionEvent | undefined {
+  try {
+    return JSON.parse(message) as FunctionEvent;
+  } catch {
+    return undefined;
+  }
+}
+
 export interface FunctionVersion {
   name: string;
   version: string;

@@ -10,7 +10,7 @@ import { ConcurrencyLimiter } from '../common/concurrency.js';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { InvocationClient } from '../common/invocation-client.js';
 import { InvocationStore } from '../common/invocations.js';
-import { FunctionRegistry, type FunctionEvent } from '../common/registry.js';
+import { FunctionRegistry, parseFunctionEvent } from '../common/registry.js';
 import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
@@ -61,12 +61,8 @@ export async function startGateway(
     await sub.subscribe(registry.eventsChannel);
     const registryOfMetrics = metrics;
     sub.on('message', (_channel: string, message: string) => {
-      let ev: FunctionEvent;
-      try {
-        ev = JSON.parse(message) as FunctionEvent;
-      } catch {
-        return; // not an event of ours
-      }
+      const ev = parseFunctionEvent(message);
+      if (!ev) return;
       if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
       if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
     });

@@ -14,7 +14,7 @@ import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './po
 import type { RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
-import { FunctionRegistry, type FunctionEvent, type FunctionVersion } from '../common/registry.js';
+import { FunctionRegistry, parseFunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import type { StorageLimits } from '../common/limits.js';
@@ -140,12 +140,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   await sub.subscribe(registry.eventsChannel);
   sub.on('message', (_channel: string, message: string) => {
-    let ev: FunctionEvent;
-    try {
-      ev = JSON.parse(message) as FunctionEvent;
-    } catch {
-      return; // not an event of ours
-    }
+    const ev = parseFunctionEvent(message);
+    if (!ev) return;
     // A deleted or replaced function's warm containers go. Versions are immutable, so a
     // replaced function's stay cached; a deleted function's are forgotten, so that jobs
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
