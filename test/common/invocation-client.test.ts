@@ -5,14 +5,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
+import { job, report, standIn as standInWorker } from '../support/lanes.js';
 import { eventually } from '../support/stack.js';
 import { InvocationClient } from '../../common/invocation-client.js';
-import { INVOCATION_QUEUE, type InvocationJob } from '../../common/queue.js';
-import { workerQueueName, workersKey, type WorkerReport } from '../../scheduler/placement.js';
+import { workersKey } from '../../scheduler/placement.js';
 
 let server: TestRedis;
 let redis: Redis;
@@ -28,34 +26,7 @@ after(async () => {
   await server.stop();
 });
 
-function report(id: string): WorkerReport {
-  return { id, queue: workerQueueName(INVOCATION_QUEUE, id), at: Date.now(), freeMb: 1024, warm: { 'f@v1': 1 }, stems: {}, inflight: 0 };
-}
-
-function job(): InvocationJob {
-  const now = Date.now();
-  return { invocationId: randomUUID(), function: 'f', version: 'v1', event: {}, mode: 'sync', enqueuedAt: now, deadline: now + 10_000 };
-}
-
-/** A stand-in worker on its own queue that answers after delayMs. */
-function standIn(id: string, delayMs: number): { worker: Worker; close: () => Promise<void> } {
-  const conn = new Redis(server.url, { maxRetriesPerRequest: null });
-  const worker = new Worker(
-    workerQueueName(INVOCATION_QUEUE, id),
-    async () => {
-      await new Promise((r) => setTimeout(r, delayMs));
-      return { ok: true, value: id };
-    },
-    { connection: conn, prefix },
-  );
-  return {
-    worker,
-    close: async () => {
-      await worker.close();
-      conn.disconnect();
-    },
-  };
-}
+const standIn = (id: string, delayMs: number) => standInWorker(server.url, prefix, id, delayMs);
 
 test("a gone worker's lane is closed once nothing waits on it", { timeout: 30_000 }, async () => {
   const client = await InvocationClient.open({ connection: redis, prefix });
