@@ -11,7 +11,7 @@ import { Engine } from './runtime/engine.js';
 import { CodeStore } from './function/code.js';
 import type { UnpackBounds } from '../common/archive/index.js';
 import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './pool/pool.js';
-import type { RuntimeImage } from './function/instance.js';
+import type { InvokeOutcome, RuntimeImage } from './function/instance.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, parseFunctionEvent, type FunctionVersion } from '../common/registry.js';
@@ -259,8 +259,11 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       throw err;
     }
     const fetchMs = performance.now() - initStart;
+    // Taken now: a delete while the pool boots or waits for capacity forgets the version,
+    // and a lookup after the await would throw with the lease held (versions are immutable).
+    const spec = versions.get(t.key)!.spec;
     // The code layer stays on disk until this invocation is done, even if its function is deleted meanwhile.
-    using _layer = code.pin(versions.get(t.key)!.spec.code.digest);
+    using _layer = code.pin(spec.code.digest);
     let lease;
     try {
       lease = await pool.acquire(t);
@@ -268,30 +271,34 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       if (err instanceof NoCapacityError) return finish(failure({ code: 'NO_CAPACITY', message: err.message }));
       return finish(failure({ code: 'RUNTIME_CRASHED', message: (err as Error).message }));
     }
-    const spec = versions.get(t.key)!.spec;
     const output = new OutputBatcher(
       (stream, chunk) =>
         invocations.appendOutput(data.invocationId, stream, chunk).catch((err: Error) => console.error(`worker ${id}: output of ${data.invocationId}: ${err.message}`)),
       OUTPUT_LIMIT_BYTES,
     );
-    const outcome = await lease.instance.invoke({
-      ...(lease.loading ? { afterLoad: lease.loading } : {}),
-      onOutput: (stream, chunk) => output.push(stream, chunk),
-      id: data.invocationId,
-      ...requestOf(data),
-      // The job's event is its body's JSON (requestOf): the body goes to the runtime once.
-      eventIsBody: data.http !== undefined,
-      timeoutMs: spec.timeoutMs,
-      ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
-      context: {
-        invocationId: data.invocationId,
-        functionName: spec.name,
-        functionVersion: data.version,
-        memoryLimitMb: spec.memoryMb,
-        deadline: Date.now() + spec.timeoutMs,
-      },
-    });
-    await pool.release(lease, outcome.ok || outcome.error?.code === 'FUNCTION_ERROR');
+    let outcome: InvokeOutcome | undefined;
+    try {
+      outcome = await lease.instance.invoke({
+        ...(lease.loading ? { afterLoad: lease.loading } : {}),
+        onOutput: (stream, chunk) => output.push(stream, chunk),
+        id: data.invocationId,
+        ...requestOf(data),
+        // The job's event is its body's JSON (requestOf): the body goes to the runtime once.
+        eventIsBody: data.http !== undefined,
+        timeoutMs: spec.timeoutMs,
+        ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
+        context: {
+          invocationId: data.invocationId,
+          functionName: spec.name,
+          functionVersion: data.version,
+          memoryLimitMb: spec.memoryMb,
+          deadline: Date.now() + spec.timeoutMs,
+        },
+      });
+    } finally {
+      // Released on every path; a container whose invocation threw is not reused.
+      await pool.release(lease, outcome !== undefined && (outcome.ok || outcome.error?.code === 'FUNCTION_ERROR'));
+    }
     // Deleted while it ran: the delete dropped only idle containers, this one goes now (and its layer with the pin).
     if (!versions.has(t.key)) void pool.dropFunction(t.name);
     const initMs = fetchMs + lease.initMs + outcome.loadMs;
