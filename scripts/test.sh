@@ -18,7 +18,9 @@ fi
 if [ ${#files[@]} -eq 0 ]; then echo "test: no test files matched" >&2; exit 1; fi
 # One file at a time: integration tests share the kernel (cgroups, mounts) and 2 cores.
 rc=0
-node --test --test-concurrency=1 --test-reporter=spec "${files[@]}" || rc=$?
+# --test-timeout: a test that hangs (a container that never reports, a cleanup waiting on
+# it) fails with its name after 15 minutes instead of stalling CI to its limit.
+node --test --test-concurrency=1 --test-reporter=spec --test-timeout=900000 "${files[@]}" || rc=$?
 
 vm=${FAASBOX_VM:-$([ $# -eq 0 ] && echo 1 || echo 0)}
 if [ "$vm" != 1 ]; then
