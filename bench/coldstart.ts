@@ -7,13 +7,14 @@
  * plus the refill rate (pooled containers created per second) and the idle memory per
  * pooled container beyond the runtime's own RSS.
  */
+import { stopWorker } from './worker.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRedisServer } from '../cli/redis.js';
-import { startWorker, runtimeImages, type RunningWorker } from '../worker/main.js';
+import { startWorker, runtimeImages } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
 import { RuntimeInstance } from '../worker/function/instance.js';
 import { CodeStore } from '../worker/function/code.js';
@@ -62,11 +63,7 @@ export async function main(argv: string[]): Promise<void> {
   if (!Number.isInteger(warmupRounds) || warmupRounds < 0) throw new Error(`--warmup must be a whole number of rounds >= 0, not ${JSON.stringify(values.warmup)}`);
   const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-coldstart-'));
   const cleanup: (() => Promise<unknown>)[] = [];
-  const stop = (w: RunningWorker) => async () => {
-    await w.close();
-    await w.engine.gc({ all: true });
-    w.engine.cgroups.removeRoot();
-  };
+  const stop = stopWorker;
   try {
     const redis = await startRedisServer({ dir: path.join(work, 'redis') });
     cleanup.push(() => redis.stop(false));

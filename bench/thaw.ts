@@ -6,12 +6,13 @@
  *   thawed       after the same pause, on a worker that froze the container: thawed first
  * plus the worker's own account of the thaw (Server-Timing thaw;dur).
  */
+import { stopWorker } from './worker.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRedisServer } from '../cli/redis.js';
-import { startWorker, type RunningWorker } from '../worker/main.js';
+import { startWorker } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 import { median, percentile, round } from './stats.js';
@@ -27,11 +28,7 @@ export async function main(argv: string[]): Promise<void> {
   if (!(idleMs > DEFAULT_FREEZE_GRACE_MS)) throw new Error(`--idle must exceed the freeze grace (${DEFAULT_FREEZE_GRACE_MS} ms)`);
   const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-thaw-'));
   const cleanup: (() => Promise<unknown>)[] = [];
-  const stop = (w: RunningWorker) => async () => {
-    await w.close();
-    await w.engine.gc({ all: true });
-    w.engine.cgroups.removeRoot();
-  };
+  const stop = stopWorker;
   try {
     const redis = await startRedisServer({ dir: path.join(work, 'redis') });
     cleanup.push(() => redis.stop(false));
