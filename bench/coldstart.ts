@@ -16,8 +16,8 @@ import { parseArgs } from 'node:util';
 import { startRedisServer } from '../cli/redis.js';
 import { startWorker, runtimeImages } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
-import { RuntimeInstance } from '../worker/function/instance.js';
-import { CodeStore } from '../worker/function/code.js';
+import { RuntimeInstance } from '../worker/instance/instance.js';
+import { CodeStore } from '../worker/instance/code.js';
 import { median, round } from './stats.js';
 import { closeIdle, post } from './http.js';
 

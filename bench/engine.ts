@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { Engine } from '../worker/runtime/engine.js';
+import { Engine } from '../worker/engine/engine.js';
 import { buildImage } from '../images/build.js';
 import { interleave, median, round, percentile, type Contender } from './stats.js';
 

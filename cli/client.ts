@@ -7,7 +7,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { clientInfo } from './config.js';
-import { CliError, parseNumber } from '../worker/cli/args.js';
+import { CliError, parseNumber } from './args.js';
 import type { InvocationRecord } from '../common/invocations.js';
 
 export class ApiError extends Error {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { loadConfig } from './config.js';
-import { CliError } from '../worker/cli/args.js';
+import { CliError } from './args.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 
 test('FAASBOX_FREEZE_GRACE_MS sets the freeze grace (0: never frozen); default 50 ms; junk is refused naming the variable', () => {

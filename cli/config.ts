@@ -5,9 +5,9 @@
 import { readFileSync, existsSync, writeFileSync, mkdirSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { CliError, parseBytes, parseNumber } from '../worker/cli/args.js';
-import { DEFAULT_MAX_RESULT_BYTES } from '../worker/function/instance.js';
-import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../scheduler/sizing.js';
+import { CliError, parseBytes, parseNumber } from './args.js';
+import { DEFAULT_MAX_RESULT_BYTES } from '../worker/instance/instance.js';
+import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../common/policy/sizing.js';
 import { DEFAULT_CONFIG } from '../gateway/config.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 import { DEFAULT_REDIS_MAXMEMORY_MB } from './redis.js';

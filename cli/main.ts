@@ -32,8 +32,8 @@ const COMMANDS: Record<string, () => Promise<Main>> = {
   ls: async () => (await import('./client.js')).ls,
   get: async () => (await import('./client.js')).get,
   rm: async () => (await import('./client.js')).rm,
-  ctr: async () => (await import('../worker/cli/ctr.js')).main,
-  image: async () => (await import('../images/cli.js')).main,
+  ctr: async () => (await import('./ctr.js')).main,
+  image: async () => (await import('./images.js')).main,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -22,7 +22,7 @@ import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { StorageLimits } from './limits.js';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from './queue.js';
-import { place, workersKey, type PlacementWant, type WorkerReport } from '../scheduler/placement.js';
+import { place, workersKey, type PlacementWant, type WorkerReport } from './policy/placement.js';
 import { LostJobs } from './lost-jobs.js';
 
 export type SyncOutcome =

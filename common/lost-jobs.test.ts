@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LOST_CHECK_MS, SILENT_MS, WorkerSilence } from './lost-jobs.js';
-import type { WorkerReport } from '../scheduler/placement.js';
+import type { WorkerReport } from './policy/placement.js';
 
 const report = (id: string, at: number): WorkerReport => ({ id, queue: `invocations.w.${id}`, at, freeMb: 0, warm: {}, stems: {}, inflight: 0 });
 

@@ -17,7 +17,7 @@
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { WorkerReport } from '../scheduler/placement.js';
+import type { WorkerReport } from './policy/placement.js';
 
 /**
  * How often waiters are looked at, and how old one must be to be looked at: most sync

@@ -13,7 +13,7 @@
  *   wait forever. An async invocation is delivered at least once: a started one runs
  *   again elsewhere, as with BullMQ's own stalled jobs; a started sync one is answered
  *   WORKER_LOST instead (common/queue.ts).
- * - Sizes every live worker's pools (scheduler/sizing.ts): from the worker's demand
+ * - Sizes every live worker's pools (common/policy/sizing.ts): from the worker's demand
  *   report plus the invocations queued for it, the warm containers per function version
  *   and stem cells per shape it should keep, written to `<prefix>:pool-targets`. Queued
  *   means waiting in BullMQ, not yet taken by a worker: per function, counted over the
@@ -25,7 +25,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
-import { workersKey, type WorkerReport } from './placement.js';
+import { workersKey, type WorkerReport } from '../common/policy/placement.js';
 import {
   DEFAULT_SIZING,
   decide,
@@ -38,7 +38,7 @@ import {
   type PoolTargets,
   type SizingConfig,
   type WorkerHistory,
-} from './sizing.js';
+} from '../common/policy/sizing.js';
 
 /** Waiting jobs looked at per queue and tick to count queued invocations per function. */
 const QUEUED_SCAN = 500;

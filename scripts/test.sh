@@ -31,7 +31,7 @@ fi
 # (the engine, its cgroup drivers, zygote, seeds, the isolation proofs), the pool
 # tests that create containers and idle-container freezing end to end. The rest does not touch cgroups and would only add time:
 # measured: these files took 860-910 s per kernel in the VM (2 vCPUs, host load ~12).
-vm_files=(dist/test/worker/runtime/*.test.js dist/worker/runtime/cgroups/*.test.js dist/worker/runtime/process.test.js
+vm_files=(dist/test/worker/engine/*.test.js dist/worker/engine/cgroups/*.test.js dist/worker/engine/process.test.js
   dist/test/e2e/hostile.test.js dist/test/e2e/pools.test.js dist/test/e2e/workers.test.js dist/test/e2e/freeze.test.js)
 # --test-timeout: a hung file fails with its name instead of stalling CI to its limit.
 vm_cmd="node --test --test-concurrency=1 --test-reporter=spec --test-timeout=900000 ${vm_files[*]}"

@@ -1,14 +1,14 @@
 /**
  * The worker's link to the rest of the system. Several times a second it tells: its idle
  * warm containers per function version, idle stem cells per shape, free memory budget
- * and load (placement: the gateway routes invocations from these, scheduler/placement.ts),
+ * and load (placement: the gateway routes invocations from these, common/policy/placement.ts),
  * and its demand (sizing: the scheduler decides pool sizes from it,
- * scheduler/sizing.ts). It hears back the scheduler's pool targets for this worker.
+ * common/policy/sizing.ts). It hears back the scheduler's pool targets for this worker.
  */
 import type { Redis } from 'ioredis';
 import type { Pool } from './pool/pool.js';
-import { workersKey, type WorkerReport } from '../scheduler/placement.js';
-import { demandKey, parseTargets, poolTargetsKey, type DemandReport, type PoolTargets } from '../scheduler/sizing.js';
+import { workersKey, type WorkerReport } from '../common/policy/placement.js';
+import { demandKey, parseTargets, poolTargetsKey, type DemandReport, type PoolTargets } from '../common/policy/sizing.js';
 
 export function reportOf(id: string, queue: string, pool: Pool, budgetMb: number, inflight: number): WorkerReport {
   const warm: Record<string, number> = {};

@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { Engine } from '../../worker/runtime/engine.js';
+import { Engine } from '../../worker/engine/engine.js';
 import { buildImage } from '../build.js';
 import { imagesSourceDir } from '../sources.js';
 import { PYTHON_FLAGS, RUNTIME_COMMAND } from '../protocol.js';

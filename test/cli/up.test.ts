@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
-import { mountsUnder } from '../../worker/runtime/mounts.js';
-import { detectCgroupDriver } from '../../worker/runtime/cgroups/index.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
+import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');

@@ -10,7 +10,7 @@ import { startRedis, type TestRedis } from '../support/redis.js';
 import { job, report, standIn as standInWorker } from '../support/lanes.js';
 import { eventually } from '../support/stack.js';
 import { InvocationClient } from '../../common/invocation-client.js';
-import { workersKey } from '../../scheduler/placement.js';
+import { workersKey } from '../../common/policy/placement.js';
 
 let server: TestRedis;
 let redis: Redis;

@@ -13,7 +13,7 @@ import { job, report, standIn as standInWorker } from '../support/lanes.js';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { SILENT_MS } from '../../common/lost-jobs.js';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
-import { workersKey } from '../../scheduler/placement.js';
+import { workersKey } from '../../common/policy/placement.js';
 
 let server: TestRedis;
 let redis: Redis;

@@ -16,9 +16,9 @@ import { startRedis, type TestRedis } from '../support/redis.js';
 import { eventually } from '../support/stack.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { startWorker, type RunningWorker, type WorkerConfig } from '../../worker/main.js';
-import { Engine } from '../../worker/runtime/engine.js';
-import { mountsUnder } from '../../worker/runtime/mounts.js';
-import { detectCgroupDriver } from '../../worker/runtime/cgroups/index.js';
+import { Engine } from '../../worker/engine/engine.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
+import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 
 const KEY = 'crash-test-key-0123456789abcdef';
 const workerModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/main.js');

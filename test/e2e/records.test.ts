@@ -21,10 +21,10 @@ import { startRedis, type TestRedis } from '../support/redis.js';
 import { eventually } from '../support/stack.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { type WorkerConfig } from '../../worker/main.js';
-import { Engine } from '../../worker/runtime/engine.js';
+import { Engine } from '../../worker/engine/engine.js';
 import { InvocationStore, type InvocationRecord } from '../../common/invocations.js';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
-import { mountsUnder } from '../../worker/runtime/mounts.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
 
 const KEY = 'records-test-key-0123456789abcdef';
 const prefix = `records${process.pid}`;

@@ -11,10 +11,10 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
 import { startScheduler, type RunningScheduler } from '../../scheduler/main.js';
-import { workerQueueName, workersKey, type WorkerReport } from '../../scheduler/placement.js';
+import { workerQueueName, workersKey, type WorkerReport } from '../../common/policy/placement.js';
 import { INVOCATION_JOB_NAME, INVOCATION_QUEUE, invocationJobOptions, type InvocationJob } from '../../common/queue.js';
 import { InvocationStore } from '../../common/invocations.js';
-import { parseTargets, poolTargetsKey, type SizingConfig } from '../../scheduler/sizing.js';
+import { parseTargets, poolTargetsKey, type SizingConfig } from '../../common/policy/sizing.js';
 
 let s: TestStack;
 let sched: RunningScheduler;

@@ -20,9 +20,9 @@ import { startRedis, type TestRedis } from '../support/redis.js';
 import { eventually, STACK_KEY } from '../support/stack.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { startWorker, type RunningWorker, type WorkerConfig } from '../../worker/main.js';
-import { Engine } from '../../worker/runtime/engine.js';
+import { Engine } from '../../worker/engine/engine.js';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
-import { workerQueueName, workersKey, type WorkerReport } from '../../scheduler/placement.js';
+import { workerQueueName, workersKey, type WorkerReport } from '../../common/policy/placement.js';
 
 const workerModule = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../worker/main.js');
 const prefix = `exit${process.pid}`;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { buildImage, type BuiltImage } from '../../images/build.js';
 import { askPython, sharedLibraries } from '../../images/recipe.js';
 import { digestTree } from '../../images/digest.js';
-import { main as imageCli } from '../../images/cli.js';
+import { main as imageCli } from '../../cli/images.js';
 import { RUNTIME_COMMAND } from '../../images/protocol.js';
 import { ImageBuildError } from '../../images/errors.js';
 import { runToEnd, testEngine, type TestEngine } from '../support/engine.js';

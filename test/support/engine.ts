@@ -7,10 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, copyFileSync } fr
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Engine, mountsUnder } from '../../worker/runtime/engine.js';
+import { Engine, mountsUnder } from '../../worker/engine/engine.js';
 import { buildImage } from '../../images/build.js';
-import type { Container, ExitResult } from '../../worker/runtime/container.js';
-import type { ContainerSpec } from '../../worker/runtime/spec.js';
+import type { Container, ExitResult } from '../../worker/engine/container.js';
+import type { ContainerSpec } from '../../worker/engine/spec.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 

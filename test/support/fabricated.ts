@@ -1,11 +1,11 @@
 /**
- * One test file's fabricated cgroup trees (worker/runtime/cgroups/fabricated.ts), the
+ * One test file's fabricated cgroup trees (worker/engine/cgroups/fabricated.ts), the
  * drivers over them and the processes put into them; all gone after each test.
  */
 import { afterEach } from 'node:test';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { detectCgroupDriver, type CgroupDriver } from '../../worker/runtime/cgroups/index.js';
-import { FabricatedCgroupfs, type FabricatedOptions } from '../../worker/runtime/cgroups/fabricated.js';
+import { detectCgroupDriver, type CgroupDriver } from '../../worker/engine/cgroups/index.js';
+import { FabricatedCgroupfs, type FabricatedOptions } from '../../worker/engine/cgroups/fabricated.js';
 
 export interface FabricatedTrees {
   /** A fresh tree of the file's cgroup version. */

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { INVOCATION_QUEUE, type InvocationJob } from '../../common/queue.js';
-import { workerQueueName, type WorkerReport } from '../../scheduler/placement.js';
+import { workerQueueName, type WorkerReport } from '../../common/policy/placement.js';
 
 export function report(id: string): WorkerReport {
   return { id, queue: workerQueueName(INVOCATION_QUEUE, id), at: Date.now(), freeMb: 1024, warm: { 'f@v1': 1 }, stems: {}, inflight: 0 };

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { startRedis, type TestRedis } from './redis.js';
 import { startWorker, type RunningWorker } from '../../worker/main.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
-import { mountsUnder } from '../../worker/runtime/mounts.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
 import { Registry } from 'prom-client';
 import { SecretBox } from '../../common/secrets.js';

@@ -2,7 +2,7 @@
  * Pool policy as pure functions (OpenWhisk's ContainerPool habit): which container an
  * invocation takes, what to evict to make room, how many containers to keep warm.
  * The pool (pool.ts) holds the state and acts; everything it decides comes from here,
- * except how many containers to keep, which the scheduler decides (scheduler/sizing.ts).
+ * except how many containers to keep, which the scheduler decides (common/policy/sizing.ts).
  */
 
 export type Isolation = 'reuse' | 'fresh';
@@ -86,9 +86,9 @@ export function evictForStem(slots: readonly Slot[], needMb: number, budgetMb: n
   return evict(slots, needMb, budgetMb, (s) => s.kind === 'function' && now - s.lastUsedAt >= minIdleMs);
 }
 
-// Sizing is the scheduler's (scheduler/sizing.ts); a pool without fresh targets runs the
+// Sizing is the scheduler's (common/policy/sizing.ts); a pool without fresh targets runs the
 // same code over its own reports.
-export { DEFAULT_SIZING, type SizingConfig } from '../../scheduler/sizing.js';
+export { DEFAULT_SIZING, type SizingConfig } from '../../common/policy/sizing.js';
 
 /**
  * Function slots to reclaim: idle ones beyond the desired count that have been idle

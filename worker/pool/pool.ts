@@ -4,14 +4,14 @@
  * choices come from policy.ts; this class holds the state and does the work, keeping
  * creation off the request path (refills run in the background).
  *
- * How many containers to keep is the scheduler's decision (scheduler/sizing.ts), read
+ * How many containers to keep is the scheduler's decision (common/policy/sizing.ts), read
  * through opts.targets; when none is fresh the pool makes it itself, with the same code:
  * its own demand reports folded by observe() and decide(). Either way the pool keeps the
  * safety: never reclaim below what is in flight, only after the scale-down delay, never
  * beyond the memory budget.
  */
-import type { Engine } from '../runtime/engine.js';
-import { RuntimeInstance, type RuntimeImage } from '../function/instance.js';
+import type { Engine } from '../engine/engine.js';
+import { RuntimeInstance, type RuntimeImage } from '../instance/instance.js';
 import {
   DEFAULT_SIZING,
   evict,
@@ -24,7 +24,7 @@ import {
   type Slot,
   type StartKind,
 } from './policy.js';
-import { decide, emptyHistory, observe, type DemandReport, type PoolTargets } from '../../scheduler/sizing.js';
+import { decide, emptyHistory, observe, type DemandReport, type PoolTargets } from '../../common/policy/sizing.js';
 
 /**
  * An idle function container is frozen this long after its invocation ends (OpenWhisk's
@@ -421,7 +421,7 @@ export class Pool {
     }
   }
 
-  /** This pool's demand, for the scheduler to size it (scheduler/sizing.ts). */
+  /** This pool's demand, for the scheduler to size it (common/policy/sizing.ts). */
   demandReport(now = Date.now()): DemandReport {
     const functions: DemandReport['functions'] = {};
     for (const [key, d] of this.demand) {

@@ -1,15 +1,15 @@
 /**
- * Seeds (worker/runtime/seeds.ts) against the real kernel: a container made from a parked
+ * Seeds (worker/engine/seeds.ts) against the real kernel: a container made from a parked
  * seed still gets its own limits and namespaces; gc and close leave nothing of them.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { killPid, runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
-import type { ContainerSpec } from '../../../worker/runtime/spec.js';
-import { Engine } from '../../../worker/runtime/engine.js';
-import { limitsDiff, isLiveSeed } from '../../../worker/runtime/seeds.js';
-import type { Container } from '../../../worker/runtime/container.js';
+import type { ContainerSpec } from '../../../worker/engine/spec.js';
+import { Engine } from '../../../worker/engine/engine.js';
+import { limitsDiff, isLiveSeed } from '../../../worker/engine/seeds.js';
+import type { Container } from '../../../worker/engine/container.js';
 
 let te: TestEngine;
 before(async () => {

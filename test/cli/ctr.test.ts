@@ -10,12 +10,12 @@ import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildImage } from '../../../images/build.js';
-import { probeBinary } from '../../support/engine.js';
-import { mountsUnder } from '../../../worker/runtime/mounts.js';
-import { detectCgroupDriver } from '../../../worker/runtime/cgroups/index.js';
+import { buildImage } from '../../images/build.js';
+import { probeBinary } from '../support/engine.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
+import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 
-const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../..');
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');
 let work: string;
 let rootfs: string;

@@ -3,9 +3,9 @@
  */
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { buildImage, type BuildProgress } from './build.js';
-import { IMAGE_NAMES, isImageName } from './recipe.js';
-import { ImageBuildError } from './errors.js';
+import { buildImage, type BuildProgress } from '../images/build.js';
+import { IMAGE_NAMES, isImageName } from '../images/recipe.js';
+import { ImageBuildError } from '../images/errors.js';
 
 const DEFAULT_OUT = path.join(process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox', 'images');
 

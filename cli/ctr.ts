@@ -3,9 +3,9 @@
  * Scriptable: exit codes mirror the container's, --json everywhere output is data.
  */
 import { parseArgs } from 'node:util';
-import { Engine } from '../runtime/engine.js';
-import type { ContainerSpec } from '../runtime/spec.js';
-import { EngineError } from '../runtime/errors.js';
+import { Engine } from '../worker/engine/engine.js';
+import type { ContainerSpec } from '../worker/engine/spec.js';
+import { EngineError } from '../worker/engine/errors.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 
 const HELP = `Usage: faasbox ctr <command> [options]
@@ -133,7 +133,7 @@ async function run(args: string[]): Promise<number> {
   }
   const engine = await openEngine(values['state-dir']);
   const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig).catch(() => {});
-  let current: import('../runtime/container.js').Container | undefined;
+  let current: import('../worker/engine/container.js').Container | undefined;
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);
   try {

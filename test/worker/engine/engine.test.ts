@@ -9,10 +9,10 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { runToEnd, testEngine, type ContainerRun, type TestEngine } from '../../support/engine.js';
-import type { ContainerSpec } from '../../../worker/runtime/spec.js';
-import { mountsUnder } from '../../../worker/runtime/engine.js';
-import { EngineError } from '../../../worker/runtime/errors.js';
-import { mountSourceAt, STATE_MOUNT_SOURCE } from '../../../worker/runtime/state-mount.js';
+import type { ContainerSpec } from '../../../worker/engine/spec.js';
+import { mountsUnder } from '../../../worker/engine/engine.js';
+import { EngineError } from '../../../worker/engine/errors.js';
+import { mountSourceAt, STATE_MOUNT_SOURCE } from '../../../worker/engine/state-mount.js';
 
 let te: TestEngine;
 before(async () => {
@@ -298,7 +298,7 @@ test('invalid specs are refused with a typed error naming the field', async () =
 test('gc removes what a crashed owner left: processes, cgroups, mounts, state', async () => {
   // A separate Node process creates a container, then dies by SIGKILL without cleaning up.
   const script = `
-    const { Engine } = await import(${JSON.stringify(new URL('../../../worker/runtime/engine.js', import.meta.url).href)});
+    const { Engine } = await import(${JSON.stringify(new URL('../../../worker/engine/engine.js', import.meta.url).href)});
     const e = await Engine.open({ stateDir: ${JSON.stringify(te.engine.stateDir)}, cgroupRoot: ${JSON.stringify(te.engine.cgroups.root)} });
     const c = await e.create({ rootfs: { layers: ${JSON.stringify(te.layers)} }, process: { args: ['/probe', 'sleep', '100000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
     c.start();

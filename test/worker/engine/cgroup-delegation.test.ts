@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cgroupVersionAt, detectCgroupDriver, WORKER_LEAF } from '../../../worker/runtime/cgroups/index.js';
+import { cgroupVersionAt, detectCgroupDriver, WORKER_LEAF } from '../../../worker/engine/cgroups/index.js';
 
 const MOUNT = '/sys/fs/cgroup';
 const pureV2 = existsSync(MOUNT) && cgroupVersionAt(MOUNT) === 2;

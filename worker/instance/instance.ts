@@ -9,10 +9,10 @@
  * time, many in a row -> destroy.
  */
 import type { Duplex, Readable } from 'node:stream';
-import type { Engine } from '../runtime/engine.js';
-import type { Container, ExitResult } from '../runtime/container.js';
-import type { CgroupStats } from '../runtime/cgroups/index.js';
-import { readLines, type LineSplitter } from '../runtime/lines.js';
+import type { Engine } from '../engine/engine.js';
+import type { Container, ExitResult } from '../engine/container.js';
+import type { CgroupStats } from '../engine/cgroups/index.js';
+import { readLines, type LineSplitter } from '../engine/lines.js';
 import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
 import { ResultTooLargeError } from '../../common/errors.js';
 import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates syscalls.ts from the kernel UAPI headers installed on this machine
 # (Debian: linux-libc-dev). Run it by hand after a header upgrade and commit the result:
-#   bash worker/runtime/seccomp/gen-syscalls.sh
+#   bash worker/engine/seccomp/gen-syscalls.sh
 # The numbers are taken through the C preprocessor rather than by scraping #defines, so
 # that the asm-generic table's #ifdef maze (__ARCH_WANT_*, __NR3264_* aliases) is
 # resolved exactly as the kernel resolves it for each architecture.

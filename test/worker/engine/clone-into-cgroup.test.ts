@@ -8,10 +8,10 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, rmdirSync, readFileSync, statfsSync, existsSync } from 'node:fs';
 import { testEngine, type TestEngine } from '../../support/engine.js';
-import { encodeInitConfig } from '../../../worker/runtime/config.js';
-import { InitProcess } from '../../../worker/runtime/process.js';
-import { mountRootfs, unmountRootfs } from '../../../worker/runtime/rootfs/overlay.js';
-import { CGROUP2_SUPER_MAGIC } from '../../../worker/runtime/cgroups/index.js';
+import { encodeInitConfig } from '../../../worker/engine/config.js';
+import { InitProcess } from '../../../worker/engine/process.js';
+import { mountRootfs, unmountRootfs } from '../../../worker/engine/rootfs/overlay.js';
+import { CGROUP2_SUPER_MAGIC } from '../../../worker/engine/cgroups/index.js';
 
 const V2_MOUNT = ['/sys/fs/cgroup', '/sys/fs/cgroup/unified'].find((p) => existsSync(p) && statfsSync(p).type === CGROUP2_SUPER_MAGIC);
 const dir = V2_MOUNT ? `${V2_MOUNT}/faasbox-test-clone-into-${process.pid}` : '';

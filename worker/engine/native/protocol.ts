@@ -57,7 +57,7 @@ export type RecType = (typeof Rec)[keyof typeof Rec];
 export function initBinaryPath(): string {
   if (process.env.FAASBOX_INIT_BIN) return process.env.FAASBOX_INIT_BIN;
   const here = path.dirname(fileURLToPath(import.meta.url));
-  // Compiled to dist/worker/runtime/native/; the binary is built in the source tree.
+  // Compiled to dist/worker/engine/native/; the binary is built in the source tree.
   const root = here.includes(`${path.sep}dist${path.sep}`) ? here.replace(`${path.sep}dist${path.sep}`, path.sep) : here;
   return path.join(root, 'build', 'faasbox-init');
 }

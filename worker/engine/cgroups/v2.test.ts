@@ -1,7 +1,7 @@
 /**
  * The v2 driver, exercised ONLY against fabricated cgroup2 trees: this machine's kernel
  * offers its controllers through v1, and its cgroup2 mount (/sys/fs/cgroup/unified) has
- * no memory, cpu or pids controller. The real-kernel test (test/worker/runtime/
+ * no memory, cpu or pids controller. The real-kernel test (test/worker/engine/
  * cgroups.test.ts) covers the v2 kill/freeze paths on that empty hierarchy.
  */
 import { test } from 'node:test';

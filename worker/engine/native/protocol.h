@@ -1,6 +1,6 @@
 /*
  * The protocol between the worker (Node.js) and faasbox-init, the C pre-exec stage.
- * worker/runtime/native/protocol.ts holds the same constants; a unit test checks
+ * worker/engine/native/protocol.ts holds the same constants; a unit test checks
  * that the two agree.
  *
  *   worker (node)                 faasbox-init "monitor"            container init (pid 1)        user process (pid 2)

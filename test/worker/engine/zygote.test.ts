@@ -8,9 +8,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
 import { testEngine, type TestEngine } from '../../support/engine.js';
-import { ZygoteLauncher } from '../../../worker/runtime/zygote.js';
-import { socketpair } from '../../../worker/runtime/sys/fdpass.js';
-import { ConfigWriter, Rec, ZYGOTE_MAX_CONFIG } from '../../../worker/runtime/native/protocol.js';
+import { ZygoteLauncher } from '../../../worker/engine/zygote.js';
+import { socketpair } from '../../../worker/engine/sys/fdpass.js';
+import { ConfigWriter, Rec, ZYGOTE_MAX_CONFIG } from '../../../worker/engine/native/protocol.js';
 import { closeSync, openSync } from 'node:fs';
 
 let te: TestEngine;
@@ -87,7 +87,7 @@ test('containers launched through the zygote run and report', async () => {
 
 test('the zygote, parked and running containers die when the worker is SIGKILLed', async () => {
   const script = `
-    const { Engine } = await import(${JSON.stringify(new URL('../../../worker/runtime/engine.js', import.meta.url).href)});
+    const { Engine } = await import(${JSON.stringify(new URL('../../../worker/engine/engine.js', import.meta.url).href)});
     const e = await Engine.open({ stateDir: ${JSON.stringify(te.engine.stateDir)}, cgroupRoot: ${JSON.stringify(te.engine.cgroups.root)} });
     const spec = { rootfs: { layers: ${JSON.stringify(te.layers)} }, process: { args: ['/probe', 'sleep', '100000'] } };
     const parked = await e.create(spec, { stdio: ['ignore', 'ignore', 'ignore'] });

@@ -23,7 +23,7 @@ import {
   CgroupV2Group,
   type Cgroup,
   type CgroupDriver,
-} from '../../../worker/runtime/cgroups/index.js';
+} from '../../../worker/engine/cgroups/index.js';
 
 const MB = 1024 * 1024;
 const ROOT = `/faasbox-test-${randomBytes(4).toString('hex')}`;

@@ -1,7 +1,7 @@
 /**
  * The v1 driver against fabricated v1 trees (cpu and cpuacct co-mounted here, unlike
  * this machine's real kernel, so both layouts get exercised: the real one runs in
- * test/worker/runtime/cgroups.test.ts).
+ * test/worker/engine/cgroups.test.ts).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
