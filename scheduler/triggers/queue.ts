@@ -73,6 +73,7 @@ export class QueueConsumer implements Consumer {
     });
     this.worker.on('error', (err: Error) => ctx.state.error(t.name, `source queue ${source.queue}: ${err.message}`));
     this.lagQueue = new Queue(source.queue, { connection: this.connection, prefix: source.prefix });
+    this.lagQueue.on('error', () => {}); // its connection's errors are recorded already
     this.lagTimer = setInterval(() => void this.measureLag(), ctx.lagEveryMs);
     this.lagTimer.unref();
     if (!t.paused) this.run();

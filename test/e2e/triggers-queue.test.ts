@@ -11,6 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
+import { Registry } from 'prom-client';
 import { startStack, eventually, STACK_KEY, type TestStack } from '../support/stack.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { startScheduler, type RunningScheduler } from '../../scheduler/main.js';
@@ -22,13 +23,14 @@ let s: TestStack;
 let sched: RunningScheduler;
 let redis: Redis;
 let store: InvocationStore;
+const metrics = new Registry();
 const producers: Queue[] = [];
 
 before(async () => {
   s = await startStack('trq');
   redis = new Redis(s.redis.url, { maxRetriesPerRequest: null });
   store = new InvocationStore(redis, s.prefix);
-  sched = await startScheduler({ redisUrl: s.redis.url, prefix: s.prefix, intervalMs: 200, triggers: { maxEventBytes: 4096, lagEveryMs: 200 } });
+  sched = await startScheduler({ redisUrl: s.redis.url, prefix: s.prefix, intervalMs: 200, triggers: { maxEventBytes: 4096, lagEveryMs: 200 }, metrics });
   const echo = await s.deploy('echo', { runtime: 'nodejs20', code: 'export default async (event) => { if (event && event.fail) throw new Error("asked to fail"); return { got: event }; }' });
   assert.equal(echo.status, 201, echo.text);
   // Reports items whose data says so as failed, and what it saw.
@@ -103,6 +105,11 @@ test('each job is one invocation with its data as the event; the job completes o
   assert.equal(st.fired, 6);
   assert.equal(st.inFlight, 0);
   assert.ok(st.lastFireAt);
+  const series = await metrics.metrics();
+  assert.match(series, /faasbox_trigger_events_total\{trigger="orders",outcome="succeeded"\} 5/);
+  assert.match(series, /faasbox_trigger_events_total\{trigger="orders",outcome="failed"\} 1/);
+  assert.match(series, /faasbox_trigger_in_flight\{trigger="orders"\} 0/);
+  assert.match(series, /faasbox_trigger_last_fire_timestamp_seconds\{trigger="orders"\} \d/);
   assert.equal((await api('DELETE', '/v1/triggers/orders')).status, 200);
 });
 
@@ -132,6 +139,7 @@ test('a job an invocation cannot take fails with its reason and does not block t
   assert.match(refused.failedReason, /10\d{3} bytes of JSON, more than the 4096/);
   assert.equal(await (await settled(q, next.id!)).getState(), 'completed');
   await eventually(async () => (await api('GET', '/v1/triggers/big')).json.state.rejected === 1, 5000, 'the rejection in the state');
+  assert.match(await metrics.metrics(), /faasbox_trigger_events_total\{trigger="big",outcome="rejected"\} 1/);
   const st = (await api('GET', '/v1/triggers/big')).json.state;
   assert.match(st.lastError.message, new RegExp(`job ${huge.id}: the event is`));
   assert.ok(Date.parse(st.lastError.at) > 0);
@@ -166,6 +174,8 @@ test('a source Redis killed by its pid: the trigger shows the error, the schedul
     process.kill(src.pid, 'SIGKILL');
     await eventually(async () => (await api('GET', '/v1/triggers/remote')).json.state.connected === false, 15_000, 'the trigger to show its source down');
     const down = (await api('GET', '/v1/triggers/remote')).json.state;
+    assert.match(await metrics.metrics(), /faasbox_trigger_source_up\{trigger="remote"\} 0/);
+    assert.match(await metrics.metrics(), /faasbox_trigger_errors_total\{trigger="remote"\} [1-9]/);
     assert.match(down.lastError.message, /^source .*(ECONNREFUSED|Connection is closed|ECONNRESET)/);
     await sched.tick(); // the scheduler still works
     child = launchRedis(src.port, src.dir);
