@@ -1,4 +1,5 @@
 /** What the runner gives each trigger's consumer, and what it asks of one. */
+import { setMaxListeners } from 'node:events';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { TriggerRecord } from '../../common/triggers.js';
 import type { TriggerStateWriter } from './state.js';
@@ -63,4 +64,11 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
     }
     signal?.addEventListener('abort', done, { once: true });
   });
+}
+
+/** A consumer's stop signal: every invocation in flight listens on it, so no listener bound. */
+export function stopController(): AbortController {
+  const c = new AbortController();
+  setMaxListeners(0, c.signal);
+  return c;
 }

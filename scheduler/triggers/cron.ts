@@ -13,7 +13,7 @@
 import { lastTickAtOrBefore, nextTick, parseSchedule, type Schedule } from '../../common/cron.js';
 import type { CronSource } from '../../common/trigger-spec.js';
 import { triggerCronKey, triggerTickKey, type TriggerRecord } from '../../common/triggers.js';
-import type { Consumer, ConsumerContext } from './consumer.js';
+import { stopController, type Consumer, type ConsumerContext } from './consumer.js';
 
 /** A tick's lock outlives any clock skew between schedulers worth tolerating. */
 const TICK_LOCK_MS = 120_000;
@@ -30,7 +30,7 @@ export class CronConsumer implements Consumer {
   private readonly schedule: Schedule;
   private paused: boolean;
   private timer: NodeJS.Timeout | undefined;
-  private readonly stop = new AbortController();
+  private readonly stop = stopController();
   private inFlight = 0;
   private readonly running = new Set<Promise<void>>();
 

@@ -17,7 +17,7 @@ import type { Redis } from 'ioredis';
 import { batchingOf, type QueueSource } from '../../common/trigger-spec.js';
 import type { TriggerRecord } from '../../common/triggers.js';
 import { Batcher, runBatch, Slots, type BatchItem, type ItemOutcome } from './batch.js';
-import { sleep, sourceConnection, type Consumer, type ConsumerContext } from './consumer.js';
+import { sleep, sourceConnection, stopController, type Consumer, type ConsumerContext } from './consumer.js';
 import { checkEvent, EventRejectedError } from './event.js';
 import { ConsumerStoppedError } from './submit.js';
 
@@ -39,7 +39,7 @@ export class QueueConsumer implements Consumer {
   private worker: Worker | undefined;
   private lagQueue: Queue | undefined;
   private lagTimer: NodeJS.Timeout | undefined;
-  private readonly stop = new AbortController();
+  private readonly stop = stopController();
   private running = false;
   private inFlight = 0;
   private readonly batching;

@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import { batchingOf, type StreamSource } from '../../common/trigger-spec.js';
 import type { TriggerRecord } from '../../common/triggers.js';
 import { runBatch, Slots, type BatchItem } from './batch.js';
-import { sleep, sourceConnection, type Consumer, type ConsumerContext } from './consumer.js';
+import { sleep, sourceConnection, stopController, type Consumer, type ConsumerContext } from './consumer.js';
 import { checkEvent, EventRejectedError } from './event.js';
 import { ConsumerStoppedError } from './submit.js';
 
@@ -33,7 +33,7 @@ export class StreamConsumer implements Consumer {
   private readonly source: StreamSource;
   private reader: Redis | undefined;
   private cmd: Redis | undefined;
-  private readonly stop = new AbortController();
+  private readonly stop = stopController();
   private paused: boolean;
   private readonly slots: Slots;
   private readonly batching;
