@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { InvocationRecord } from '../../common/invocations.js';
-import { Batcher, backoffDelayMs, failedItemIds, runBatch, Slots, type BatchItem } from './batch.js';
+import { Batcher, backoffDelayMs, chunksByBytes, failedItemIds, runBatch, Slots, type BatchItem } from './batch.js';
 
 const rec = (id: string, over: Partial<InvocationRecord>): InvocationRecord => ({
   id, function: 'f', version: 'v', mode: 'async', status: 'succeeded', createdAt: '', attempts: 1, stdout: '', stderr: '', stdoutTruncated: false, stderrTruncated: false, ...over,
@@ -71,4 +71,18 @@ test('Slots hand over in order; Batcher flushes when full or after its window', 
   assert.deepEqual(batches, [[1, 2, 3]]);
   await new Promise((r) => setTimeout(r, 60));
   assert.deepEqual(batches, [[1, 2, 3], [4]]);
+});
+
+test('a batch over the event bound goes as several invocations, each within it', async () => {
+  const items: BatchItem[] = ['a', 'b', 'c', 'd', 'e'].map((id) => ({ id, event: id, bytes: 40 }));
+  // 2 + 41 per item: two fit in 100 bytes.
+  assert.deepEqual(chunksByBytes(items, 100).map((c) => c.map((i) => i.id)), [['a', 'b'], ['c', 'd'], ['e']]);
+  assert.deepEqual(chunksByBytes([{ id: 'big', event: 0, bytes: 500 }], 100).map((c) => c.length), [1]);
+  const seen: string[][] = [];
+  const out = await runBatch(items, async (batch, attempt) => {
+    seen.push(batch.map((i) => i.id));
+    return rec(`i${attempt}${batch[0]!.id}`, { result: { batchItemFailures: batch.filter((i) => i.id === 'c' && attempt === 1).map((i) => ({ itemIdentifier: i.id })) } });
+  }, { maxAttempts: 2 }, async () => {}, 100);
+  assert.deepEqual(seen, [['a', 'b'], ['c', 'd'], ['e'], ['c']]);
+  assert.equal([...out.values()].filter((o) => o.ok).length, 5);
 });

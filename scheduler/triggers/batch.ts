@@ -14,6 +14,8 @@ export interface BatchItem {
   /** The source's id (job id, entry id): the `itemIdentifier` the function names. */
   id: string;
   event: unknown;
+  /** Its event's JSON size, to keep each invocation's array within the event bound. */
+  bytes?: number;
 }
 
 export type ItemOutcome = { ok: true; invocationId: string } | { ok: false; invocationId?: string; reason: string };
@@ -46,35 +48,65 @@ export function failedItemIds(result: unknown, ids: ReadonlySet<string>): Set<st
 }
 
 /**
- * Runs a batch to its end: `invoke(items, attempt)` gives an attempt's final record.
- * Resolves with every item's outcome.
+ * Splits items, in order, into arrays whose JSON stays within maxBytes (an item over it
+ * alone goes alone: it was checked against the bound by itself).
+ */
+export function chunksByBytes(items: readonly BatchItem[], maxBytes: number): BatchItem[][] {
+  const out: BatchItem[][] = [];
+  let chunk: BatchItem[] = [];
+  let size = 2; // the brackets
+  for (const item of items) {
+    const b = (item.bytes ?? 0) + 1; // and a comma
+    if (chunk.length > 0 && size + b > maxBytes) {
+      out.push(chunk);
+      chunk = [];
+      size = 2;
+    }
+    chunk.push(item);
+    size += b;
+  }
+  if (chunk.length) out.push(chunk);
+  return out;
+}
+
+/**
+ * Runs a batch to its end: `invoke(items, attempt)` gives an attempt's final record; a
+ * batch whose array would pass maxBytes goes as several invocations. Resolves with every
+ * item's outcome.
  */
 export async function runBatch(
   items: readonly BatchItem[],
   invoke: (items: readonly BatchItem[], attempt: number) => Promise<InvocationRecord>,
   retry: RetrySettings | undefined,
   sleep: (ms: number) => Promise<void>,
+  maxBytes = Infinity,
 ): Promise<Map<string, ItemOutcome>> {
   const maxAttempts = retry?.maxAttempts ?? DELIVERY_LIMITS.maxAttempts.default;
   const backoff = retry?.backoff ?? DEFAULT_BACKOFF;
   const out = new Map<string, ItemOutcome>();
   let pending = [...items];
   for (let attempt = 1; pending.length > 0; attempt++) {
-    const rec = await invoke(pending, attempt);
-    if (rec.status !== 'succeeded') {
-      const reason = `invocation ${rec.id} ${rec.status}: ${rec.error ? `${rec.error.code}: ${rec.error.message}` : 'no error recorded'}`;
-      for (const item of pending) out.set(item.id, { ok: false, invocationId: rec.id, reason });
-      break;
+    const again: { item: BatchItem; invocationId: string }[] = [];
+    for (const chunk of chunksByBytes(pending, maxBytes)) {
+      const rec = await invoke(chunk, attempt);
+      if (rec.status !== 'succeeded') {
+        const reason = `invocation ${rec.id} ${rec.status}: ${rec.error ? `${rec.error.code}: ${rec.error.message}` : 'no error recorded'}`;
+        for (const item of chunk) out.set(item.id, { ok: false, invocationId: rec.id, reason });
+        continue;
+      }
+      const failed = failedItemIds(rec.result, new Set(chunk.map((i) => i.id)));
+      const failedSet = failed === 'all' ? new Set(chunk.map((i) => i.id)) : (failed ?? new Set<string>());
+      for (const item of chunk) {
+        if (failedSet.has(item.id)) again.push({ item, invocationId: rec.id });
+        else out.set(item.id, { ok: true, invocationId: rec.id });
+      }
     }
-    const failed = failedItemIds(rec.result, new Set(pending.map((i) => i.id)));
-    const failedSet = failed === 'all' ? new Set(pending.map((i) => i.id)) : (failed ?? new Set<string>());
-    for (const item of pending) if (!failedSet.has(item.id)) out.set(item.id, { ok: true, invocationId: rec.id });
-    pending = pending.filter((i) => failedSet.has(i.id));
-    if (pending.length === 0) break;
+    if (again.length === 0) break;
     if (attempt >= maxAttempts) {
-      for (const item of pending) out.set(item.id, { ok: false, invocationId: rec.id, reason: `the function reported item ${item.id} failed in each of ${attempt} attempts` });
+      for (const { item, invocationId } of again) out.set(item.id, { ok: false, invocationId, reason: `the function reported item ${item.id} failed in each of ${attempt} attempts` });
       break;
     }
+    pending = again.map((a) => a.item);
     await sleep(backoffDelayMs(backoff, attempt));
   }
   return out;

@@ -148,8 +148,9 @@ export class QueueConsumer implements Consumer {
   }
 
   private async processInBatch(job: Job, id: string, token: string | undefined): Promise<unknown> {
-    checkEvent(job.data, this.ctx.submitter.bounds);
-    const o = await new Promise<Outcome>((done) => this.batcher!.add({ item: { id, event: { id, data: job.data } }, key: this.eventKey(job), done }));
+    const event = { id, data: job.data };
+    const bytes = checkEvent(event, this.ctx.submitter.bounds);
+    const o = await new Promise<Outcome>((done) => this.batcher!.add({ item: { id, event, bytes }, key: this.eventKey(job), done }));
     if ('later' in o) {
       this.ctx.state.error(this.t.name, `job ${id}: ${o.later}`, false);
       await job.moveToDelayed(Date.now() + RESUBMIT_MS, token);
@@ -175,6 +176,7 @@ export class QueueConsumer implements Consumer {
         },
         t.spec.retry,
         (ms) => sleep(ms, this.stop.signal),
+        ctx.submitter.bounds.maxEventBytes,
       );
       for (const w of batch) {
         const o = outcomes.get(w.item.id);

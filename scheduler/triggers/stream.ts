@@ -202,8 +202,7 @@ export class StreamConsumer implements Consumer {
       for (const [id, raw] of entries) {
         const event = { id, fields: fieldsOf(raw) };
         try {
-          checkEvent(event, ctx.submitter.bounds);
-          items.push({ id, event });
+          items.push({ id, event, bytes: checkEvent(event, ctx.submitter.bounds) });
         } catch (err) {
           this.failed([id], err);
         }
@@ -218,6 +217,7 @@ export class StreamConsumer implements Consumer {
         },
         t.spec.retry,
         (ms) => sleep(ms, this.stop.signal),
+        ctx.submitter.bounds.maxEventBytes,
       );
       for (const o of outcomes.values()) ctx.state.finished(t.name, o.ok);
       // TODO(issue 14, delivery): items that failed for good go to the dead letters.
