@@ -21,12 +21,16 @@ export class TriggerMetrics {
   constructor(registry: Registry = new Registry()) {
     const registers = [registry];
     const labelNames = ['trigger'] as const;
-    this.inFlight = new Gauge({ name: 'faasbox_trigger_in_flight', help: 'Invocations a trigger submitted that are not final yet', labelNames, registers });
-    this.lag = new Gauge({ name: 'faasbox_trigger_lag', help: 'Events waiting in the trigger\'s source (queue: waiting + delayed jobs; stream: the group\'s lag)', labelNames, registers });
-    this.events = new Counter({ name: 'faasbox_trigger_events_total', help: 'Events a trigger took, by outcome (succeeded, failed, rejected)', labelNames: ['trigger', 'outcome'], registers });
-    this.errors = new Counter({ name: 'faasbox_trigger_errors_total', help: 'Errors of a trigger\'s source or submission (the source unreachable, the function missing)', labelNames, registers });
-    this.lastFire = new Gauge({ name: 'faasbox_trigger_last_fire_timestamp_seconds', help: 'When the trigger last submitted an invocation', labelNames, registers });
-    this.sourceUp = new Gauge({ name: 'faasbox_trigger_source_up', help: '1 while the trigger\'s source answers, 0 while it is unreachable', labelNames, registers });
+    // A scheduler that loses the lease and takes it again starts a new runner on the same
+    // registry: its series are found, not registered twice (prom-client throws).
+    const gauge = (name: string, help: string) => (registry.getSingleMetric(name) as Gauge | undefined) ?? new Gauge({ name, help, labelNames, registers });
+    const counter = (name: string, help: string, labels: readonly string[] = labelNames) => (registry.getSingleMetric(name) as Counter | undefined) ?? new Counter({ name, help, labelNames: labels, registers });
+    this.inFlight = gauge('faasbox_trigger_in_flight', 'Invocations a trigger submitted that are not final yet');
+    this.lag = gauge('faasbox_trigger_lag', 'Events waiting in the trigger\'s source (queue: waiting + delayed jobs; stream: the group\'s lag)');
+    this.events = counter('faasbox_trigger_events_total', 'Events a trigger took, by outcome (succeeded, failed, rejected)', ['trigger', 'outcome']);
+    this.errors = counter('faasbox_trigger_errors_total', 'Errors of a trigger\'s source or submission (the source unreachable, the function missing)');
+    this.lastFire = gauge('faasbox_trigger_last_fire_timestamp_seconds', 'When the trigger last submitted an invocation');
+    this.sourceUp = gauge('faasbox_trigger_source_up', '1 while the trigger\'s source answers, 0 while it is unreachable');
   }
 
   forget(trigger: string): void {
