@@ -111,3 +111,20 @@ test('a stream deleted under its trigger: the error shows, the group is made aga
   await eventually(async () => (await records('sink')).some((r) => entryOf(r) === second), 15_000, 'an entry of the new stream');
   await api('DELETE', '/v1/triggers/fragile');
 });
+
+test('a paused stream trigger reads nothing; resumed, it reads what was written meanwhile', async () => {
+  await api('PUT', '/v1/triggers/calm', { function: 'sink', source: { kind: 'stream', stream: 'calm', group: 'g' } });
+  const first = await redis.xadd('calm', '*', 'n', '1');
+  await eventually(async () => (await records('sink')).some((r) => entryOf(r) === first), 15_000, 'the first entry');
+  await api('POST', '/v1/triggers/calm/pause');
+  await new Promise((r) => setTimeout(r, 1500)); // a read in progress ends (it blocks 1 s at most)
+  const held = [(await redis.xadd('calm', '*', 'n', '2'))!, (await redis.xadd('calm', '*', 'n', '3'))!];
+  await new Promise((r) => setTimeout(r, 2000));
+  const seen = async () => (await records('sink')).map(entryOf);
+  for (const id of held) assert.ok(!(await seen()).includes(id), 'nothing is read while paused');
+  assert.equal(await pendingCount('calm', 'g'), 0, 'nor delivered');
+  await eventually(async () => (await api('GET', '/v1/triggers/calm')).json.state.lag === 2, 5000, 'the lag to show the 2 entries');
+  await api('POST', '/v1/triggers/calm/resume');
+  await eventually(async () => (await seen()).filter((id) => held.includes(id!)).length === 2, 15_000, 'the held entries after resume');
+  await api('DELETE', '/v1/triggers/calm');
+});
