@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   invoke: () => import('./invoke.js'),
   coldstart: () => import('./coldstart.js'),
   thaw: () => import('./thaw.js'),
+  events: () => import('./events.js'),
 };
 
 const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
@@ -17,6 +18,9 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
                                         (--n measured rounds, after --warmup unmeasured ones)
   thaw       [--n 50] [--idle 300]      a warm invocation after an idle pause: thawed (frozen while
                                         idle) against never frozen, and back to back
+  events     [--n 2000] [--rounds 3] [--concurrency 16] [--cron-seconds 10]
+                                        queue-trigger throughput (1 and batches of 10) against the bare
+                                        BullMQ drain, cron delay, async accept beside sync invoke
 
 Each prints a table and ends with one JSON line.`;
 

@@ -16,6 +16,7 @@ Commands:
                  run one service in the foreground (configuration by env or --config FILE)
   ctr ...        the container engine (run, list, state, kill, delete, gc)
   image ...      build runtime images (nodejs20, busybox)
+  trigger ...    queue, stream and cron triggers (add, ls, get, rm, pause, resume)
 
 Run "faasbox <command> --help" for a command's options.`;
 
@@ -34,6 +35,7 @@ const COMMANDS: Record<string, () => Promise<Main>> = {
   rm: async () => (await import('./client.js')).rm,
   ctr: async () => (await import('./ctr.js')).main,
   image: async () => (await import('./images.js')).main,
+  trigger: async () => (await import('./trigger.js')).main,
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -63,6 +63,11 @@ function gatewaySettings(cfg: FaasboxConfig) {
   };
 }
 
+/** What the scheduler's triggers take from the shared configuration: the gateway's bounds on an invoke. */
+function triggerSettings(cfg: FaasboxConfig) {
+  return { maxJsonDepth: cfg.maxJsonDepth, queuedBytesPerFunction: limitsOf(cfg).queuedBytesPerFunction };
+}
+
 function log(line: string): void {
   process.stderr.write(`faasbox: ${line}\n`);
 }
@@ -121,7 +126,7 @@ export async function up(argv: string[]): Promise<number> {
     const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
-    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
+    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg) });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
     const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg), limits: limitsOf(cfg) }, { metrics, secrets });
@@ -165,7 +170,14 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
   if (which === 'scheduler') {
     const { startScheduler } = await import('../scheduler/main.js');
     const sizing = sizingOf(cfg);
-    const sch = await startScheduler({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, sizing, onRescue: (e) => log(`moved ${e.moved} invocations from ${e.queue} (its worker went silent) to the shared queue`) });
+    const sch = await startScheduler({
+      redisUrl: cfg.redisUrl,
+      prefix: cfg.prefix,
+      sizing,
+      triggers: triggerSettings(cfg),
+      onRescue: (e) => log(`moved ${e.moved} invocations from ${e.queue} (its worker went silent) to the shared queue`),
+      onLeader: (leading) => log(leading ? 'leading: orphan rescue, pool sizing and triggers run here' : 'no longer leading'),
+    });
     log(`scheduler watching worker reports; sizing pools: warm ${sizing.minWarm}..${sizing.maxWarm} per function (idle TTL ${sizing.idleTtlMs} ms), stems ${sizing.minStems}..${sizing.maxStems} per shape`);
     close = sch.close;
   } else if (which === 'gateway') {

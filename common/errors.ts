@@ -16,6 +16,7 @@ export const ErrorCode = {
   FUNCTION_NOT_FOUND: 'FUNCTION_NOT_FOUND',
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
+  TRIGGER_NOT_FOUND: 'TRIGGER_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
   // The request's headers or body did not arrive within the gateway's timeouts.
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
@@ -171,6 +172,12 @@ export class InvocationNotFoundError extends FaasboxError {
     super(ErrorCode.INVOCATION_NOT_FOUND, `invocation ${JSON.stringify(id)} does not exist or has expired`, {
       details: { id },
     });
+  }
+}
+
+export class TriggerNotFoundError extends FaasboxError {
+  constructor(name: string) {
+    super(ErrorCode.TRIGGER_NOT_FOUND, `trigger ${JSON.stringify(name)} does not exist`, { details: { name } });
   }
 }
 

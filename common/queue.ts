@@ -26,6 +26,7 @@
  */
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
+import type { DeliveryOptions } from './delivery-spec.js';
 import { ERROR_CODES, type ErrorCode, type ErrorInfo } from './errors.js';
 import { DEFAULT_STORAGE_LIMITS, type StorageLimits } from './limits.js';
 
@@ -74,6 +75,8 @@ export interface InvocationJob {
   throttled?: number;
   /** Moved out of a dead worker's queue after it had started there (common/queue-handover.ts). */
   restarted?: boolean;
+  /** Async delivery: a trigger's overrides, the idempotency key, the source (common/delivery-spec.ts). */
+  delivery?: DeliveryOptions;
 }
 
 /**

@@ -264,6 +264,11 @@ export class FunctionRegistry {
     return record;
   }
 
+  /** The current version alone: needs no secret key (triggers resolve versions with it). */
+  async currentVersion(name: string): Promise<string | undefined> {
+    return (await this.redis.hget(this.fnKey(name), 'version')) ?? undefined;
+  }
+
   async get(name: string): Promise<FunctionRecord> {
     const fn = await this.find(name);
     if (!fn) throw new FunctionNotFoundError(name);

@@ -13,6 +13,7 @@ import { functionsApp } from './routes/functions.js';
 import { healthApp } from './routes/health.js';
 import { invocationsApp } from './routes/invocations.js';
 import { invokeApp } from './routes/invoke.js';
+import { triggersApp } from './routes/triggers.js';
 
 export function createApp(deps: GatewayDeps): Hono {
   const keys = new KeyChecker(deps.config.apiKey);
@@ -34,6 +35,7 @@ export function createApp(deps: GatewayDeps): Hono {
   app.route('/v1/functions', functionsApp(deps, keys));
   app.route('/v1/functions', invokeApp(deps, keys, metrics));
   app.route('/v1/invocations', invocationsApp(deps, keys));
+  app.route('/v1/triggers', triggersApp(deps, keys));
 
   app.notFound((c) => {
     unmatched.add(c);

@@ -13,6 +13,12 @@
  *   wait forever. An async invocation is delivered at least once: a started one runs
  *   again elsewhere, as with BullMQ's own stalled jobs; a started sync one is answered
  *   WORKER_LOST instead (common/queue.ts).
+ * - Runs the triggers (scheduler/triggers/runner.ts): queues, streams and schedules as
+ *   sources of async invocations.
+ *
+ * All three are the leader's work: one scheduler at a time holds the lease
+ * (scheduler/leader.ts); the others tick only to take it over when it lapses.
+ *
  * - Sizes every live worker's pools (common/policy/sizing.ts): from the worker's demand
  *   report plus the invocations queued for it, the warm containers per function version
  *   and stem cells per shape it should keep, written to `<prefix>:pool-targets`. Queued
@@ -23,6 +29,10 @@
  */
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import type { Registry } from 'prom-client';
+import { DEFAULT_STORAGE_LIMITS } from '../common/limits.js';
+import { LeaderLease } from './leader.js';
+import { TriggerRunner, type RunnerConfig } from './triggers/runner.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 import { workersKey, type WorkerReport } from '../common/policy/placement.js';
@@ -55,13 +65,32 @@ export interface SchedulerConfig {
   /** How workers' pools are sized (defaults: DEFAULT_SIZING). */
   sizing?: Partial<SizingConfig>;
   onTargets?: (worker: string, targets: PoolTargets) => void;
+  /** The leader's lease: another scheduler takes over this long after the leader's last renewal (default 5000). */
+  leaseMs?: number;
+  /** false: no triggers here; else their settings (defaults: the gateway's bounds on an invoke). */
+  triggers?: false | Partial<Omit<RunnerConfig, 'redisUrl' | 'prefix' | 'metrics'>>;
+  /** Where the trigger series go (default: a registry of the scheduler's own). */
+  metrics?: Registry;
+  onLeader?: (leading: boolean) => void;
 }
 
 export interface RunningScheduler {
   /** One pass now (tests; the loop runs by itself). */
   tick(): Promise<void>;
+  /** Whether this scheduler holds the lease now. */
+  readonly isLeader: boolean;
+  /** Its holder id in the lease (host:pid:random). */
+  readonly leaseId: string;
   close(): Promise<void>;
 }
+
+/** What a trigger's event may be, as the gateway's invoke body: 6 MiB, nesting 64 deep; 6 h to start. */
+const TRIGGER_DEFAULTS: Omit<RunnerConfig, 'redisUrl' | 'prefix' | 'metrics'> = {
+  maxEventBytes: 6 * 1024 * 1024,
+  maxJsonDepth: 64,
+  maxEventAgeMs: 6 * 3600 * 1000,
+  queuedBytesPerFunction: DEFAULT_STORAGE_LIMITS.queuedBytesPerFunction,
+};
 
 export async function startScheduler(cfg: SchedulerConfig): Promise<RunningScheduler> {
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
@@ -160,21 +189,60 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
     await size(live);
   }
 
+  const lease = new LeaderLease(redis, cfg.prefix, cfg.leaseMs ?? 5000);
+  let runner: TriggerRunner | undefined;
+  let runnerStarting: Promise<void> | undefined;
+
+  /** Starts or stops the trigger runner with the lease; a failed start is tried again next tick. */
+  async function followLease(leading: boolean): Promise<void> {
+    if (cfg.triggers === false) return;
+    if (leading && !runner) {
+      runnerStarting ??= TriggerRunner.start(redis, { ...TRIGGER_DEFAULTS, ...cfg.triggers, redisUrl: cfg.redisUrl, prefix: cfg.prefix, ...(cfg.metrics ? { metrics: cfg.metrics } : {}) })
+        .then((r) => void (runner = r))
+        .finally(() => (runnerStarting = undefined));
+      await runnerStarting;
+    } else if (!leading && runner) {
+      const r = runner;
+      runner = undefined;
+      await r.close();
+    }
+  }
+
+  async function leaderTick(): Promise<void> {
+    const was = lease.isLeader;
+    const leading = await lease.renew();
+    if (leading !== was) cfg.onLeader?.(leading);
+    await followLease(leading);
+    if (leading) await tick();
+  }
+
   const timer = setInterval(() => {
     if (closed) return;
-    running ??= tick()
+    running ??= leaderTick()
       .catch((err: Error) => console.error(`[faasbox] scheduler: ${err.message}`))
       .finally(() => (running = undefined));
   }, cfg.intervalMs ?? 1000);
   timer.unref();
+  // The first tick now, not an interval later: a scheduler started alone leads at once.
+  running = leaderTick()
+    .catch((err: Error) => console.error(`[faasbox] scheduler: ${err.message}`))
+    .finally(() => (running = undefined));
+  await running;
 
   return {
     tick,
+    get isLeader() {
+      return lease.isLeader;
+    },
+    leaseId: lease.id,
     async close() {
       if (closed) return;
       closed = true;
       clearInterval(timer);
       await running;
+      await runnerStarting?.catch(() => {});
+      await runner?.close();
+      await lease.release();
       for (const q of ownQueues.values()) await q.close();
       await shared.close();
       await redis.quit().catch(() => {});

@@ -22,6 +22,7 @@ import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
 import { QueuedBytes, JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import { afterReply } from '../../common/metrics.js';
+import { submitAsync } from '../../common/async-submit.js';
 import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -118,20 +119,9 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         let bytes = raw.length + JOB_OVERHEAD_BYTES;
         for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
         const room = config.limits.queuedBytesPerFunction;
-        if (!(await queued.admit(name, id, bytes, room, job.deadline))) {
+        if ((await submitAsync({ invocations, queue, queued }, job, bytes, room)) === 'full') {
           c.header('Retry-After', '1');
           throw new QueueFullError(name, room);
-        }
-        // Record and job are written at once, on two connections: the order in which they
-        // land does not matter, as a record's status only moves forward (invocations.ts).
-        // (A sync invocation's record is made by the worker that takes it.) If either is
-        // refused (a full Redis), neither stays: a 503 must not leave a record that waits
-        // for a job, or a job the caller will submit again.
-        const written = await Promise.allSettled([invocations.create(record), queue.enqueue(job)]);
-        const refused = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
-        if (refused) {
-          await Promise.allSettled([queue.withdraw(id), invocations.discard(id), queued.release(name, id)]);
-          throw refused.reason;
         }
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
