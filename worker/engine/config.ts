@@ -17,6 +17,7 @@ export const CLONE_NEWUTS = 0x04000000;
 export const CLONE_NEWIPC = 0x08000000;
 export const CLONE_NEWPID = 0x20000000;
 export const CLONE_NEWNET = 0x40000000;
+export const CLONE_NEWUSER = 0x10000000;
 
 const RLIMIT_NPROC = 6;
 const RLIMIT_NOFILE = 7;
@@ -44,6 +45,9 @@ export interface ContainerPaths {
   state: string;
   /** Shared mount points the host fills later (one per slot). */
   slots: string;
+  /** userns mode: the idmapped views of the lower dirs (one per layer) and of the bind sources. */
+  layers: string;
+  binds: string;
 }
 
 export interface ContainerConfig {
@@ -64,13 +68,17 @@ export interface ContainerConfig {
   hostname: string;
   cloneFlags: number;
   cgroup: CgroupLimits;
-  binds: { source: string; destination: string; flags: number }[];
+  binds: { source: string; destination: string; flags: number; idmap?: boolean }[];
   slots: { name: string; destination: string; hostPath: string }[];
   rootOps: RootOp[];
   maskedPaths: string[];
   readonlyPaths: string[];
   seccomp: 'default' | 'unconfined';
   network: 'none';
+  /** A user namespace of its own (CLONE_NEWUSER in cloneFlags); see userns/. */
+  userns: boolean;
+  /** Mounts made before pivot_root, inside the rootfs (userns mode: proc and /dev need the host's view). */
+  premounts: Extract<RootOp, { op: 'mount' }>[];
 }
 
 // As Docker/runc: kernel interfaces a container has no business reading or writing.
@@ -102,6 +110,8 @@ export function containerPaths(stateDir: string, id: string): ContainerPaths {
     rootfs: path.join(dir, 'rootfs'),
     state: path.join(dir, 'state.json'),
     slots: path.join(dir, 'slots'),
+    layers: path.join(dir, 'layers'),
+    binds: path.join(dir, 'binds'),
   };
 }
 
@@ -169,13 +179,17 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   const nofile = positiveInt('process.rlimits.nofile', spec.process.rlimits?.nofile, DEFAULTS.nofile);
   const nproc = positiveInt('process.rlimits.nproc', spec.process.rlimits?.nproc, DEFAULTS.nproc);
 
+  const userns = spec.userns ?? false;
+  if (typeof userns !== 'boolean') throw new InvalidSpecError('userns', 'must be true or false');
+  if (userns && (spec.process.groups ?? []).length) throw new InvalidSpecError('process.groups', 'must be empty in userns mode (setgroups is denied in the namespace)');
   const binds = (spec.mounts ?? []).map((m, i) => {
     const source = absolute(`mounts[${i}].source`, m.source);
     const destination = absolute(`mounts[${i}].destination`, m.destination);
     let flags = MS_NOSUID | MS_NODEV;
     if (m.readonly) flags |= MS_RDONLY;
     if (m.propagation === 'slave') flags |= MS_SLAVE;
-    return { source, destination, flags };
+    // userns mode: bound through an idmapped view of source (made at create), so that host root's files are the container root's.
+    return { source, destination, flags, ...(userns ? { idmap: true } : {}) };
   });
 
   const paths = containerPaths(stateDir, id);
@@ -203,11 +217,13 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     ],
     umask: spec.process.umask ?? DEFAULTS.umask,
     hostname,
-    cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,
+    cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | (userns ? CLONE_NEWUSER : 0),
     cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids },
-    binds,
+    binds: userns ? [...DEVICE_BINDS, ...binds] : binds,
     slots,
-    rootOps: defaultRootOps(diskBytes),
+    rootOps: userns ? defaultRootOps(diskBytes).filter((op) => !USERNS_PREMOUNTED.has(op)) : defaultRootOps(diskBytes),
+    premounts: userns ? USERNS_PREMOUNTS : [],
+    userns,
     maskedPaths: MASKED_PATHS,
     readonlyPaths: READONLY_PATHS,
     seccomp,
@@ -215,19 +231,35 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   };
 }
 
+const PROC_MOUNT = { op: 'mount', source: 'proc', target: '/proc', fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' } as const;
+const DEV_MOUNT = { op: 'mount', source: 'tmpfs', target: '/dev', fstype: 'tmpfs', flags: MS_NOSUID | MS_STRICTATIME, data: 'mode=755,size=64k' } as const;
+const DEVICES = [
+  ['null', 1, 3],
+  ['zero', 1, 5],
+  ['full', 1, 7],
+  ['random', 1, 8],
+  ['urandom', 1, 9],
+  ['tty', 5, 0],
+] as const;
+const CHR = 0o020000;
+const DEVICE_NODES: RootOp[] = DEVICES.map(([name, major, minor]) => ({ op: 'mknod', path: `/dev/${name}`, mode: CHR | 0o666, major, minor }));
+
+/*
+ * userns mode: a proc mount in a user namespace must find one already visible in its
+ * mount namespace (the kernel's mount_too_revealing), so proc is mounted before
+ * pivot_root drops the host's; and mknod is denied there, so the devices are the host's
+ * nodes bound in (nosuid, but not nodev: they are devices).
+ */
+const USERNS_PREMOUNTED = new Set<RootOp>([PROC_MOUNT, DEV_MOUNT, ...DEVICE_NODES]);
+const USERNS_PREMOUNTS = [PROC_MOUNT, DEV_MOUNT];
+const DEVICE_BINDS = DEVICES.map(([name]) => ({ source: `/dev/${name}`, destination: `/dev/${name}`, flags: MS_NOSUID }));
+
 /** The filesystem every container gets after pivot_root: its own /proc, a minimal /dev, a /tmp. */
 function defaultRootOps(diskBytes: number): RootOp[] {
-  const chr = 0o020000;
-  const dev = (name: string, major: number, minor: number): RootOp => ({ op: 'mknod', path: `/dev/${name}`, mode: chr | 0o666, major, minor });
   return [
-    { op: 'mount', source: 'proc', target: '/proc', fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' },
-    { op: 'mount', source: 'tmpfs', target: '/dev', fstype: 'tmpfs', flags: MS_NOSUID | MS_STRICTATIME, data: 'mode=755,size=64k' },
-    dev('null', 1, 3),
-    dev('zero', 1, 5),
-    dev('full', 1, 7),
-    dev('random', 1, 8),
-    dev('urandom', 1, 9),
-    dev('tty', 5, 0),
+    PROC_MOUNT,
+    DEV_MOUNT,
+    ...DEVICE_NODES,
     { op: 'mount', source: 'devpts', target: '/dev/pts', fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620' },
     { op: 'symlink', target: 'pts/ptmx', path: '/dev/ptmx' },
     { op: 'mount', source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: 'mode=1777,size=16m' },
@@ -242,7 +274,7 @@ function defaultRootOps(diskBytes: number): RootOp[] {
 /** The records faasbox-init reads on fd 3. */
 export function encodeInitConfig(
   config: ContainerConfig,
-  opts: { cgroupProcs: string[]; cgroupDir?: string; seccomp: Buffer | null; extraFds: number },
+  opts: { cgroupProcs: string[]; cgroupDir?: string; seccomp: Buffer | null; extraFds: number; binds?: ContainerConfig['binds'] },
 ): Buffer {
   const w = new ConfigWriter();
   for (const a of config.args) w.text(Rec.ARG, a);
@@ -259,7 +291,9 @@ export function encodeInitConfig(
   // Slave propagation (not private) so that a bind declared 'slave' still receives mounts from the host.
   const anySlave = config.binds.some((b) => b.flags & MS_SLAVE);
   w.text(Rec.PROPAGATION, MS_REC | (anySlave ? MS_SLAVE : MS_PRIVATE));
-  for (const b of config.binds) w.text(Rec.BIND, b.source, b.destination, b.flags);
+  if (config.userns) w.text(Rec.USERNS, 1);
+  for (const m of config.premounts) w.text(Rec.PREMOUNT, m.source, m.target, m.fstype, m.flags, m.data);
+  for (const b of opts.binds ?? config.binds) w.text(Rec.BIND, b.source, b.destination, b.flags);
   for (const op of config.rootOps) {
     switch (op.op) {
       case 'mount':

@@ -3,7 +3,7 @@
  * pool can hold it), started, waited for, killed, deleted. Every resource acquired
  * during create registers its release at once; a failure unwinds them in reverse.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
@@ -17,6 +17,9 @@ import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
+import { mountIdmapped } from './sys/idmap.js';
+import { idmapNamespace, idmappedOverlaySupported, UsernsUnsupportedError } from './userns/namespace.js';
+import type { IdRange, IdRanges } from './userns/ranges.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -42,6 +45,8 @@ export interface EngineParts {
   zygote?: ZygoteLauncher | undefined;
   /** Parked container inits (cgroup v1; see seeds.ts); absent: every init is made on demand. */
   seeds?: SeedPool | undefined;
+  /** Host id ranges for userns containers (userns/ranges.ts). */
+  userns?: IdRanges | undefined;
 }
 
 export class Container {
@@ -50,6 +55,8 @@ export class Container {
   private cgroup!: Cgroup;
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
+  /** userns mode: the host ids this container's 0..size-1 map to. */
+  idRange: IdRange | undefined;
 
   private constructor(
     readonly config: ContainerConfig,
@@ -106,6 +113,21 @@ export class Container {
       undo.push(() => rmSync(config.paths.dir, { recursive: true, force: true }));
       c.persist();
 
+      // userns mode: a range of its own, and a namespace with its maps for the idmapped mounts.
+      let usernsFd: number | undefined;
+      if (config.userns) {
+        if (!idmappedOverlaySupported()) throw new UsernsUnsupportedError('OverlayFS over idmapped layers (Linux 5.19+)');
+        if (!parts.userns) throw new EngineError('CREATE_FAILED', 'userns mode needs an engine with id ranges');
+        const ranges = parts.userns;
+        const range = ranges.allocate(config.id);
+        c.idRange = range;
+        undo.push(() => ranges.release(range));
+        for (const [f, v] of [['process.uid', config.uid], ['process.gid', config.gid]] as const) {
+          if (v >= range.size) throw new InvalidSpecError(f, `must be below ${range.size} in userns mode (the ids a container maps), got ${v}`);
+        }
+        usernsFd = await idmapNamespace(range);
+      }
+
       if (config.slots.length) {
         undo.push(() => void unmountAll(parts.sys, config.paths.slots));
         for (const slot of config.slots) {
@@ -135,8 +157,17 @@ export class Container {
         c.cgroup.assume({ ...config.cgroup, cpuBurstUs: config.cgroup.cpuBurstUs ?? 0 });
       }
 
-      mountRootfs(parts.sys, c.rootfsPlan());
-      undo.push(() => unmountRootfs(parts.sys, config.paths));
+      let binds = config.binds;
+      try {
+        mountRootfs(parts.sys, { ...c.rootfsPlan(), ...(usernsFd !== undefined ? { idmap: { usernsFd, hostId: c.idRange!.hostId } } : {}) });
+        undo.push(() => unmountRootfs(parts.sys, config.paths));
+        if (usernsFd !== undefined && binds.some((b) => b.idmap)) {
+          undo.push(() => void unmountAll(parts.sys, config.paths.binds));
+          binds = idmappedBinds(config, usernsFd);
+        }
+      } finally {
+        if (usernsFd !== undefined) closeSync(usernsFd);
+      }
 
       const extraFds = io.extraFds ?? [];
       c.init = new InitProcess({
@@ -145,11 +176,13 @@ export class Container {
           ...(c.cgroup.cloneInto ? { cgroupDir: c.cgroup.cloneInto } : {}),
           seccomp: parts.seccomp(config.seccomp),
           extraFds: extraFds.length,
+          binds,
         }),
         stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
         extraFds,
         zygote: parts.zygote,
         seed,
+        userns: c.idRange,
       });
       undo.push(async () => {
         c.init.signal('SIGKILL');
@@ -186,6 +219,8 @@ export class Container {
   /** A parked seed whose cgroup now carries this container's name, or undefined. */
   private takeSeed(): Seed | undefined {
     const { seeds, cgroups } = this.parts;
+    // A seed's namespaces are made before its container is known: none has a user namespace.
+    if (this.config.userns) return undefined;
     this.askedPool = !!seeds;
     const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
     if (!seed || !cgroups.rename) return undefined;
@@ -345,6 +380,16 @@ export class Container {
   fillSlot(name: string, hostDir: string): void {
     const slot = this.slot(name);
     const { sys } = this.parts;
+    if (this.config.userns) {
+      // Through the container's own namespace's mapping: host root's code is its root's.
+      const fd = openSync(`/proc/${this.init.pid}/ns/user`, 'r');
+      try {
+        mountIdmapped(hostDir, slot.hostPath, fd, { readonly: true });
+      } finally {
+        closeSync(fd);
+      }
+      return;
+    }
     sys.mount(hostDir, slot.hostPath, null, MS_BIND, null);
     sys.mount(null, slot.hostPath, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
   }
@@ -372,9 +417,24 @@ export class Container {
     await this.cgroup.destroy();
     if (this.config.slots.length) unmountAll(this.parts.sys, this.config.paths.slots);
     unmountRootfs(this.parts.sys, this.config.paths);
+    if (this.config.userns) unmountAll(this.parts.sys, this.config.paths.binds);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
+    if (this.idRange) this.parts.userns?.release(this.idRange);
     this.transition('deleted');
   }
+}
+
+/** userns mode: the bind sources marked idmap, each seen through an idmapped view under paths.binds. */
+function idmappedBinds(config: ContainerConfig, usernsFd: number): ContainerConfig['binds'] {
+  mkdirSync(config.paths.binds, { mode: 0o700 });
+  return config.binds.map((b, i) => {
+    if (!b.idmap) return b;
+    const view = `${config.paths.binds}/${i}`;
+    if (statSync(b.source).isDirectory()) mkdirSync(view);
+    else writeFileSync(view, '', { mode: 0o600 });
+    mountIdmapped(b.source, view, usernsFd);
+    return { ...b, source: view };
+  });
 }
 
 /** Unmounts every mount at or below dir, deepest first. */

@@ -3,7 +3,7 @@
  * flavour and compiles the seccomp filter once, creates containers from specs, lists
  * them from their state dirs, and garbage-collects what a crashed owner left behind.
  */
-import { readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
@@ -18,6 +18,7 @@ import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
 import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
+import { IdRanges, type RangeOptions } from './userns/ranges.js';
 
 export { mountsUnder };
 
@@ -33,6 +34,8 @@ export interface EngineOptions {
    * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
    */
   seeds?: number;
+  /** Host id ranges of userns containers (default: 65536 ids each, from 2^31). */
+  userns?: RangeOptions;
 }
 
 export interface GcReport {
@@ -50,6 +53,7 @@ export class Engine implements EngineParts {
   /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
+  readonly userns: IdRanges;
 
   private constructor(
     readonly stateDir: string,
@@ -58,7 +62,9 @@ export class Engine implements EngineParts {
     seeds: number,
     /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
     private readonly defaultRoot = false,
+    userns: RangeOptions = {},
   ) {
+    this.userns = new IdRanges(stateDir, userns);
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
   }
@@ -73,7 +79,7 @@ export class Engine implements EngineParts {
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
+    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined, opts.userns);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -180,6 +186,9 @@ export class Engine implements EngineParts {
       rmSync(paths.dir, { recursive: true, force: true });
       report.containers.push(id);
     }
+    // Id ranges whose container is gone (a crash between create and delete); a container
+    // made since the scan above has its dir, so its fresh lease stays.
+    this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {
       if (live.has(name) || report.cgroups.includes(name)) continue;

@@ -58,6 +58,12 @@ export interface ContainerSpec {
   network?: { mode: NetworkMode };
   seccomp?: SeccompMode;
   /**
+   * A user namespace of its own: the container's ids 0..65535 map to a host id range
+   * leased to it alone (userns/ranges.ts), and its layers and binds are idmapped mounts.
+   * The process's uid/gid are ids inside that range; groups must be empty.
+   */
+  userns?: boolean;
+  /**
    * Empty read-only mount points the host can fill while the container runs
    * (Container.fillSlot): how a warm container receives a function's code without a
    * restart. Host-to-container mount propagation, as Kubernetes' HostToContainer.
