@@ -30,6 +30,8 @@ Options for run:
   --cwd DIR           working directory inside (default /)
   --user UID[:GID]    user to run as (default 65534:65534)
   --id ID             container id (default: random)
+  --userns            a user namespace of its own: root inside is an unprivileged host id
+                      range leased to this container (default: $FAASBOX_USERNS=1 turns it on)
   --json              print the exit result as JSON on stderr after the command ends
 
 Global:
@@ -109,6 +111,7 @@ async function run(args: string[]): Promise<number> {
       cwd: { type: 'string' },
       user: { type: 'string' },
       id: { type: 'string' },
+      userns: { type: 'boolean' },
     },
   });
   const cmdline = command.length ? command : positionals;
@@ -120,6 +123,7 @@ async function run(args: string[]): Promise<number> {
     limits: {},
   };
   if (values.id) spec.id = values.id;
+  if (values.userns || process.env.FAASBOX_USERNS === '1') spec.userns = true;
   if (values.memory) spec.limits!.memoryBytes = parseBytes('--memory', values.memory);
   if (values.cpus) spec.limits!.cpus = parseNumber('--cpus', values.cpus, 'positive');
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');

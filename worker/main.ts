@@ -59,6 +59,8 @@ export interface WorkerConfig {
   packageBounds?: UnpackBounds;
   /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
   freezeGraceMs?: number;
+  /** Every container in a user namespace of its own (engine/userns/; FAASBOX_USERNS=1). */
+  userns?: boolean;
   /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
   maxResultBytes?: number;
   /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
@@ -98,7 +100,7 @@ export async function runtimeImages(stateDir: string): Promise<Record<string, Ru
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
-  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
+  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}), ...(cfg.userns ? { userns: { byDefault: true } } : {}) });
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);

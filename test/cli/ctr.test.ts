@@ -160,3 +160,15 @@ test('every ctr command answers --help with its usage, exit 0, and does nothing:
     faasbox(['ctr', 'delete', id]);
   }
 });
+
+test('ctr run --userns: root inside is an unprivileged host id range', () => {
+  const r = faasbox(['ctr', 'run', '--rootfs', rootfs, '--userns', '--user', '0', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map']);
+  assert.equal(r.code, 0, r.stderr);
+  const [uid, map] = r.stdout.trim().split('\n');
+  assert.equal(uid, '0');
+  const [inside, host, size] = map!.trim().split(/\s+/).map(Number);
+  assert.equal(inside, 0);
+  assert.ok(host! >= 2 ** 31, `host id ${host}`);
+  assert.equal(size, 65536);
+  assert.match(faasbox(['ctr', 'run', '--help']).stdout, /--userns/);
+});

@@ -34,8 +34,8 @@ export interface EngineOptions {
    * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
    */
   seeds?: number;
-  /** Host id ranges of userns containers (default: 65536 ids each, from 2^31). */
-  userns?: RangeOptions;
+  /** Host id ranges of userns containers (default: 65536 ids each, from 2^31); byDefault: every spec that does not say otherwise gets userns (a worker's FAASBOX_USERNS=1). */
+  userns?: RangeOptions & { byDefault?: boolean };
 }
 
 export interface GcReport {
@@ -54,6 +54,7 @@ export class Engine implements EngineParts {
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
   readonly userns: IdRanges;
+  private readonly usernsByDefault: boolean;
 
   private constructor(
     readonly stateDir: string,
@@ -62,9 +63,10 @@ export class Engine implements EngineParts {
     seeds: number,
     /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
     private readonly defaultRoot = false,
-    userns: RangeOptions = {},
+    userns: NonNullable<EngineOptions['userns']> = {},
   ) {
     this.userns = new IdRanges(stateDir, userns);
+    this.usernsByDefault = userns.byDefault ?? false;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
   }
@@ -89,7 +91,7 @@ export class Engine implements EngineParts {
   };
 
   config(spec: ContainerSpec): ContainerConfig {
-    return toConfig(spec, this.stateDir);
+    return toConfig(this.usernsByDefault && spec.userns === undefined ? { ...spec, userns: true } : spec, this.stateDir);
   }
 
   /** Prepares a container and parks its process before exec. */
