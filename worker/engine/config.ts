@@ -4,7 +4,7 @@
  */
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { DEFAULTS, capabilityNumber, type ContainerSpec } from './spec.js';
+import { DEFAULTS, capabilityNumber, type ContainerSpec, type IoLimits } from './spec.js';
 import { InvalidSpecError } from './errors.js';
 import { ConfigWriter, Rec } from './native/protocol.js';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE, MS_STRICTATIME } from './sys/index.js';
@@ -77,6 +77,8 @@ export interface ContainerConfig {
   network: 'none';
   /** A user namespace of its own (CLONE_NEWUSER in cloneFlags); see userns/. */
   userns: boolean;
+  /** The block device io limits apply to ("MAJ:MIN"), or why there is none (blockdev.ts); also for limits given later (updateLimits). */
+  ioDevice: { device: string } | { device?: undefined; why: string };
   /** Mounts made before pivot_root, inside the rootfs (userns mode: proc and /dev need the host's view). */
   premounts: Extract<RootOp, { op: 'mount' }>[];
 }
@@ -136,7 +138,25 @@ function envList(env: ContainerSpec['process']['env']): string[] {
   return list;
 }
 
-export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig {
+const NO_DEVICE = { why: 'no block device was given for io limits' } as const;
+
+/** The io limits as the cgroup takes them, checked: whole numbers, at least 0, on a device that exists. */
+export function ioLimit(field: string, io: IoLimits | undefined, dev: ContainerConfig['ioDevice']): CgroupLimits['io'] {
+  if (io === undefined) return undefined;
+  if (typeof io !== 'object' || io === null) throw new InvalidSpecError(field, 'must be an object');
+  for (const k of ['readBps', 'writeBps', 'readIops', 'writeIops'] as const) {
+    const v = io[k];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new InvalidSpecError(`${field}.${k}`, `must be a whole number >= 0 (0: no limit), got ${v}`);
+  }
+  const any = !!(io.readBps || io.writeBps || io.readIops || io.writeIops);
+  if (dev.device === undefined) {
+    if (any) throw new InvalidSpecError(field, `cannot be enforced: ${dev.why}`);
+    return undefined;
+  }
+  return { device: dev.device, ...io };
+}
+
+export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice?: ContainerConfig['ioDevice'] } = {}): ContainerConfig {
   const id = spec.id ?? newContainerId();
   if (!ID_PATTERN.test(id)) throw new InvalidSpecError('id', `must match ${ID_PATTERN}`);
   if (!spec.rootfs || !Array.isArray(spec.rootfs.layers) || spec.rootfs.layers.length === 0) {
@@ -192,6 +212,8 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     return { source, destination, flags, ...(userns ? { idmap: true } : {}) };
   });
 
+  const ioDevice = opts.ioDevice ?? NO_DEVICE;
+  const io = ioLimit('io', spec.io, ioDevice);
   const paths = containerPaths(stateDir, id);
   const slots = (spec.slots ?? []).map((s, i) => {
     if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(s.name)) throw new InvalidSpecError(`slots[${i}].name`, 'must be a short lowercase name');
@@ -218,7 +240,8 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     umask: spec.process.umask ?? DEFAULTS.umask,
     hostname,
     cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | (userns ? CLONE_NEWUSER : 0),
-    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids },
+    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids, ...(io ? { io } : {}) },
+    ioDevice,
     binds: userns ? [...DEVICE_BINDS, ...binds] : binds,
     slots,
     rootOps: userns ? defaultRootOps(diskBytes).filter((op) => !USERNS_PREMOUNTED.has(op)) : defaultRootOps(diskBytes),

@@ -8,8 +8,9 @@ import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHA
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
-import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
-import { encodeInitConfig, type ContainerConfig } from './config.js';
+import type { Cgroup, CgroupDriver, CgroupStats, IoUsage } from './cgroups/index.js';
+import { encodeInitConfig, ioLimit, type ContainerConfig } from './config.js';
+import type { IoLimits } from './spec.js';
 import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
@@ -289,11 +290,13 @@ export class Container {
    * New limits for a running container (a pooled container takes its function's limits).
    * Those not given stay; new cpus without a cpuBurst leave no burst.
    */
-  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number }): void {
+  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number; io?: IoLimits }): void {
     const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
     if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
       throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
     }
+    // {} (or all zeros) lifts earlier io limits: a function without any runs unthrottled.
+    const io = ioLimit('io', limits.io, this.config.ioDevice);
     // The cgroup writes only what changes: a stem cell specialised for a function of its
     // own size keeps its memory limit (on v1 that is five file operations, on the
     // invocation's path).
@@ -302,7 +305,13 @@ export class Container {
       ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
       ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
+      ...(io ? { io } : {}),
     });
+  }
+
+  /** Block I/O bytes since the container was made (before and after an invocation). */
+  ioUsage(): IoUsage {
+    return this.cgroup.ioUsage();
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */

@@ -19,6 +19,7 @@ import { mountsUnder } from './mounts.js';
 import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
 import { IdRanges, type RangeOptions } from './userns/ranges.js';
+import { blockDeviceOf } from './blockdev.js';
 
 export { mountsUnder };
 
@@ -55,6 +56,8 @@ export class Engine implements EngineParts {
   readonly seeds: SeedPool | undefined;
   readonly userns: IdRanges;
   private readonly usernsByDefault: boolean;
+  /** Where io limits apply: found once, at the first container (blockdev.ts). */
+  private ioDevice: ContainerConfig['ioDevice'] | undefined;
 
   private constructor(
     readonly stateDir: string,
@@ -91,7 +94,8 @@ export class Engine implements EngineParts {
   };
 
   config(spec: ContainerSpec): ContainerConfig {
-    return toConfig(this.usernsByDefault && spec.userns === undefined ? { ...spec, userns: true } : spec, this.stateDir);
+    this.ioDevice ??= blockDeviceOf(this.stateDir);
+    return toConfig(this.usernsByDefault && spec.userns === undefined ? { ...spec, userns: true } : spec, this.stateDir, { ioDevice: this.ioDevice });
   }
 
   /** Prepares a container and parks its process before exec. */

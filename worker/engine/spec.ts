@@ -43,6 +43,17 @@ export interface ResourceLimits {
   pids?: number;
 }
 
+/**
+ * Block I/O limits on the device holding the state dir and the image layers (see
+ * blockdev.ts for what that throttles); absent or 0: no limit on that axis.
+ */
+export interface IoLimits {
+  readBps?: number;
+  writeBps?: number;
+  readIops?: number;
+  writeIops?: number;
+}
+
 export interface ContainerSpec {
   id?: string;
   rootfs: {
@@ -54,6 +65,7 @@ export interface ContainerSpec {
   process: ProcessSpec;
   hostname?: string;
   limits?: ResourceLimits;
+  io?: IoLimits;
   mounts?: BindMount[];
   network?: { mode: NetworkMode };
   seccomp?: SeccompMode;

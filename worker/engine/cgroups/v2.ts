@@ -8,9 +8,12 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
+import { blkioUnsupported, ioMaxLine, parseIoStat } from './io.js';
 import { BaseCgroup, checkName, rootRaced, limitValue, parseKeyed, parsePids, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
 export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
+/** Enabled where the kernel offers it, needed only by containers with block I/O limits (io.max). */
+export const V2_OPTIONAL_CONTROLLERS = ['io'] as const;
 
 /**
  * The leaf under faasbox's root that the worker moves itself to when the root is its own
@@ -50,7 +53,8 @@ export class CgroupV2 implements CgroupDriver {
       });
     }
     const control = `${dir}/cgroup.subtree_control`;
-    const todo = V2_CONTROLLERS.filter((c) => !this.words(control).includes(c));
+    const wanted = [...V2_CONTROLLERS, ...V2_OPTIONAL_CONTROLLERS.filter((c) => available.includes(c))];
+    const todo = wanted.filter((c) => !this.words(control).includes(c));
     if (!todo.length) return;
     const value = todo.map((c) => `+${c}`).join(' ');
     try {
@@ -217,6 +221,11 @@ export class CgroupV2Group extends BaseCgroup {
       this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
     });
     if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
+    if (l.io !== undefined) {
+      const file = `${d}/io.max`;
+      if (!this.fs.exists(file)) throw blkioUnsupported(file, 'the io controller is not enabled for this cgroup');
+      this.writeFile(file, ioMaxLine(l.io, file));
+    }
   }
 
   stats(): CgroupStats {
@@ -235,7 +244,13 @@ export class CgroupV2Group extends BaseCgroup {
       pidsCurrent: this.readNumber(`${d}/pids.current`),
       throttledPeriods: cpu.nr_throttled ?? 0,
       throttledUsec: cpu.throttled_usec ?? 0,
+      ...this.ioUsage(),
     };
+  }
+
+  ioUsage(): { ioReadBytes: number; ioWriteBytes: number } {
+    const file = `${this.dir}/io.stat`;
+    return this.fs.exists(file) ? parseIoStat(this.fs.read(file)) : { ioReadBytes: 0, ioWriteBytes: 0 };
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
