@@ -16,6 +16,7 @@ import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, parseFunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
+import { ioUsageOf, isolationOptions } from './instance/isolation.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import type { StorageLimits } from '../common/limits.js';
 import { QueuedBytes } from '../common/queued-bytes.js';
@@ -212,6 +213,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       handler: spec.handler,
       env: spec.env,
       loadTimeoutMs: loadTimeoutMs(spec),
+      ...isolationOptions(spec),
     };
   }
 
@@ -318,6 +320,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
         execMs: outcome.execMs,
         cpuMs: outcome.cpuMs,
         memoryPeakBytes: outcome.memoryPeakBytes,
+        ...ioUsageOf(outcome),
       }),
     );
     output.push('stdout', outcome.stdout);
@@ -327,7 +330,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       ok: outcome.ok,
       startKind: lease.startKind,
       timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
-      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
+      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes, ...ioUsageOf(outcome) },
       workerId: id,
     };
     if (outcome.ok) {

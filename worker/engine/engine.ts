@@ -55,7 +55,8 @@ export class Engine implements EngineParts {
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
   readonly userns: IdRanges;
-  private readonly usernsByDefault: boolean;
+  /** Whether a spec that does not say gets a user namespace (FAASBOX_USERNS=1). */
+  readonly usernsByDefault: boolean;
   /** Where io limits apply: found once, at the first container (blockdev.ts). */
   private ioDevice: ContainerConfig['ioDevice'] | undefined;
 
