@@ -7,8 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { DEFAULTS, capabilityNumber, type ContainerSpec, type IoLimits } from './spec.js';
 import { InvalidSpecError } from './errors.js';
 import { ConfigWriter, Rec } from './native/protocol.js';
-import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE, MS_STRICTATIME } from './sys/index.js';
+import { MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE } from './sys/index.js';
 import type { CgroupLimits } from './cgroups/index.js';
+import { rootOpsFor } from './rootfs/root-ops.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -212,6 +213,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     return { source, destination, flags, ...(userns ? { idmap: true } : {}) };
   });
 
+  const root = rootOpsFor(diskBytes, userns);
   const ioDevice = opts.ioDevice ?? NO_DEVICE;
   const io = ioLimit('io', spec.io, ioDevice);
   const paths = containerPaths(stateDir, id);
@@ -242,56 +244,16 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | (userns ? CLONE_NEWUSER : 0),
     cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids, ...(io ? { io } : {}) },
     ioDevice,
-    binds: userns ? [...DEVICE_BINDS, ...binds] : binds,
+    binds: [...root.deviceBinds, ...binds],
     slots,
-    rootOps: userns ? defaultRootOps(diskBytes).filter((op) => !USERNS_PREMOUNTED.has(op)) : defaultRootOps(diskBytes),
-    premounts: userns ? USERNS_PREMOUNTS : [],
+    rootOps: root.rootOps,
+    premounts: root.premounts,
     userns,
     maskedPaths: MASKED_PATHS,
     readonlyPaths: READONLY_PATHS,
     seccomp,
     network,
   };
-}
-
-const PROC_MOUNT = { op: 'mount', source: 'proc', target: '/proc', fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' } as const;
-const DEV_MOUNT = { op: 'mount', source: 'tmpfs', target: '/dev', fstype: 'tmpfs', flags: MS_NOSUID | MS_STRICTATIME, data: 'mode=755,size=64k' } as const;
-const DEVICES = [
-  ['null', 1, 3],
-  ['zero', 1, 5],
-  ['full', 1, 7],
-  ['random', 1, 8],
-  ['urandom', 1, 9],
-  ['tty', 5, 0],
-] as const;
-const CHR = 0o020000;
-const DEVICE_NODES: RootOp[] = DEVICES.map(([name, major, minor]) => ({ op: 'mknod', path: `/dev/${name}`, mode: CHR | 0o666, major, minor }));
-
-/*
- * userns mode: a proc mount in a user namespace must find one already visible in its
- * mount namespace (the kernel's mount_too_revealing), so proc is mounted before
- * pivot_root drops the host's; and mknod is denied there, so the devices are the host's
- * nodes bound in (nosuid, but not nodev: they are devices).
- */
-const USERNS_PREMOUNTED = new Set<RootOp>([PROC_MOUNT, DEV_MOUNT, ...DEVICE_NODES]);
-const USERNS_PREMOUNTS = [PROC_MOUNT, DEV_MOUNT];
-const DEVICE_BINDS = DEVICES.map(([name]) => ({ source: `/dev/${name}`, destination: `/dev/${name}`, flags: MS_NOSUID }));
-
-/** The filesystem every container gets after pivot_root: its own /proc, a minimal /dev, a /tmp. */
-function defaultRootOps(diskBytes: number): RootOp[] {
-  return [
-    PROC_MOUNT,
-    DEV_MOUNT,
-    ...DEVICE_NODES,
-    { op: 'mount', source: 'devpts', target: '/dev/pts', fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620' },
-    { op: 'symlink', target: 'pts/ptmx', path: '/dev/ptmx' },
-    { op: 'mount', source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: 'mode=1777,size=16m' },
-    { op: 'symlink', target: '/proc/self/fd', path: '/dev/fd' },
-    { op: 'symlink', target: '/proc/self/fd/0', path: '/dev/stdin' },
-    { op: 'symlink', target: '/proc/self/fd/1', path: '/dev/stdout' },
-    { op: 'symlink', target: '/proc/self/fd/2', path: '/dev/stderr' },
-    { op: 'mount', source: 'tmpfs', target: '/tmp', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV, data: `mode=1777,size=${diskBytes}` },
-  ];
 }
 
 /** The records faasbox-init reads on fd 3. */

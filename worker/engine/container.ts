@@ -3,7 +3,7 @@
  * pool can hold it), started, waited for, killed, deleted. Every resource acquired
  * during create registers its release at once; a failure unwinds them in reverse.
  */
-import { closeSync, mkdirSync, openSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, rmSync } from 'node:fs';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
@@ -18,8 +18,8 @@ import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
-import { mountIdmapped } from './sys/idmap.js';
-import { idmapNamespace, idmappedOverlaySupported, UsernsUnsupportedError } from './userns/namespace.js';
+import { idmapNamespace } from './userns/namespace.js';
+import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
 
 export interface ContainerIO {
@@ -117,15 +117,10 @@ export class Container {
       // userns mode: a range of its own, and a namespace with its maps for the idmapped mounts.
       let usernsFd: number | undefined;
       if (config.userns) {
-        if (!idmappedOverlaySupported()) throw new UsernsUnsupportedError('OverlayFS over idmapped layers (Linux 5.19+)');
-        if (!parts.userns) throw new EngineError('CREATE_FAILED', 'userns mode needs an engine with id ranges');
         const ranges = parts.userns;
-        const range = ranges.allocate(config.id);
+        const range = leaseRange(config, ranges);
         c.idRange = range;
-        undo.push(() => ranges.release(range));
-        for (const [f, v] of [['process.uid', config.uid], ['process.gid', config.gid]] as const) {
-          if (v >= range.size) throw new InvalidSpecError(f, `must be below ${range.size} in userns mode (the ids a container maps), got ${v}`);
-        }
+        undo.push(() => ranges!.release(range));
         usernsFd = await idmapNamespace(range);
       }
 
@@ -389,16 +384,7 @@ export class Container {
   fillSlot(name: string, hostDir: string): void {
     const slot = this.slot(name);
     const { sys } = this.parts;
-    if (this.config.userns) {
-      // Through the container's own namespace's mapping: host root's code is its root's.
-      const fd = openSync(`/proc/${this.init.pid}/ns/user`, 'r');
-      try {
-        mountIdmapped(hostDir, slot.hostPath, fd, { readonly: true });
-      } finally {
-        closeSync(fd);
-      }
-      return;
-    }
+    if (this.config.userns) return fillSlotIdmapped(this.init.pid, hostDir, slot.hostPath);
     sys.mount(hostDir, slot.hostPath, null, MS_BIND, null);
     sys.mount(null, slot.hostPath, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
   }
@@ -431,19 +417,6 @@ export class Container {
     if (this.idRange) this.parts.userns?.release(this.idRange);
     this.transition('deleted');
   }
-}
-
-/** userns mode: the bind sources marked idmap, each seen through an idmapped view under paths.binds. */
-function idmappedBinds(config: ContainerConfig, usernsFd: number): ContainerConfig['binds'] {
-  mkdirSync(config.paths.binds, { mode: 0o700 });
-  return config.binds.map((b, i) => {
-    if (!b.idmap) return b;
-    const view = `${config.paths.binds}/${i}`;
-    if (statSync(b.source).isDirectory()) mkdirSync(view);
-    else writeFileSync(view, '', { mode: 0o600 });
-    mountIdmapped(b.source, view, usernsFd);
-    return { ...b, source: view };
-  });
 }
 
 /** Unmounts every mount at or below dir, deepest first. */
