@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage } from '../../images/build.js';
 import { probeBinary } from '../support/engine.js';
+import { usernsUnavailable } from '../support/userns.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 
@@ -161,7 +162,7 @@ test('every ctr command answers --help with its usage, exit 0, and does nothing:
   }
 });
 
-test('ctr run --userns: root inside is an unprivileged host id range', () => {
+test('ctr run --userns: root inside is an unprivileged host id range', { skip: usernsUnavailable() }, () => {
   const r = faasbox(['ctr', 'run', '--rootfs', rootfs, '--userns', '--user', '0', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map']);
   assert.equal(r.code, 0, r.stderr);
   const [uid, map] = r.stdout.trim().split('\n');

@@ -11,9 +11,11 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import path from 'node:path';
+import { tmpdir } from 'node:os';
 import { startStack, eventually, type TestStack } from '../support/stack.js';
 import { tar } from '../support/archives.js';
 import { blockDeviceOf } from '../../worker/engine/blockdev.js';
+import { usernsUnavailable } from '../support/userns.js';
 
 const MiB = 1024 * 1024;
 const FILE_MIB = 8;
@@ -25,7 +27,7 @@ after(async () => {
   await s.close();
 });
 
-const onDisk = blockDeviceOf(path.dirname(new URL(import.meta.url).pathname)).device !== undefined;
+const onDisk = blockDeviceOf(tmpdir()).device !== undefined;
 
 test('a function limited to 2 MiB/s of reads reads an 8 MiB file of its code at that rate; its record and the metrics show the bytes', { skip: !onDisk && 'no block device under the state dir (the v2 VM); test/worker/engine/io.test.ts tests the refusal' }, async () => {
   const handler = `import { readFileSync } from 'node:fs';
@@ -53,7 +55,7 @@ export default (e) => (e.read ? readFileSync('/var/task/blob.bin').length : 'loa
   assert.ok(Number(m[1]) >= FILE_MIB * MiB, m[0]);
 });
 
-test('userns: a function deployed with it runs as an id of a host range of its own; one without it does not', async () => {
+test('userns: a function deployed with it runs as an id of a host range of its own; one without it does not', { skip: usernsUnavailable() }, async () => {
   const code = `import { readFileSync } from 'node:fs';
 export default () => ({ uid: process.getuid(), map: readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\\s+/).map(Number) });`;
   assert.equal((await s.deploy('inns', { runtime: 'nodejs20', code, userns: true })).status, 201);

@@ -7,14 +7,24 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { release } from 'node:os';
 import { runToEnd, testEngine, type TestEngine } from '../../support/engine.js';
 import type { Container } from '../../../worker/engine/container.js';
 import type { ContainerSpec } from '../../../worker/engine/spec.js';
 import { leasesDir } from '../../../worker/engine/userns/ranges.js';
+import { EngineError } from '../../../worker/engine/errors.js';
 
 let te: TestEngine;
+/** Why this kernel cannot run userns containers here (the 6.1 VM: layers on tmpfs, idmapped only from 6.3), or undefined. */
+let unsupported: string | undefined;
 before(async () => {
   te = await testEngine('userns');
+  try {
+    await runToEnd(te.engine, spec(['/bin/true']));
+  } catch (err) {
+    if (!(err instanceof EngineError && err.code === 'USERNS_UNSUPPORTED')) throw err;
+    unsupported = err.message;
+  }
 });
 after(async () => {
   await te.cleanup();
@@ -42,7 +52,8 @@ async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void
   }
 }
 
-test('inside, id is 0 and /proc/self/uid_map maps it to the leased host range', async () => {
+test('inside, id is 0 and /proc/self/uid_map maps it to the leased host range', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const c = await te.engine.create(spec(['/bin/sh', '-c', 'id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map']), { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
     const range = c.idRange!;
@@ -56,7 +67,8 @@ test('inside, id is 0 and /proc/self/uid_map maps it to the leased host range', 
   }
 });
 
-test('files the container creates belong to its host id; the shared layers stay as they were', async () => {
+test('files the container creates belong to its host id; the shared layers stay as they were', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const lowerPasswd = path.join(te.layers[0]!, 'etc/passwd');
   const before = statSync(lowerPasswd);
   const content = readFileSync(lowerPasswd, 'utf8');
@@ -97,7 +109,8 @@ test('files the container creates belong to its host id; the shared layers stay 
   assert.equal(before.uid, 0, 'the layer is root\'s on disk, not chowned to any range');
 });
 
-test('two live containers get disjoint ranges, and their maps say so', async () => {
+test('two live containers get disjoint ranges, and their maps say so', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const [a, b] = await Promise.all([1, 2].map(() => te.engine.create(spec(['/bin/sh', '-c', 'read x']), { stdio: ['pipe', 'ignore', 'ignore'] })));
   try {
     const ra = a!.idRange!;
@@ -112,7 +125,8 @@ test('two live containers get disjoint ranges, and their maps say so', async () 
   }
 });
 
-test('bind mounts and the code slot are idmapped: host root\'s 0600 files are the container root\'s', async () => {
+test('bind mounts and the code slot are idmapped: host root\'s 0600 files are the container root\'s', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const hostDir = path.join(te.work, 'userns-bind');
   const codeDir = path.join(te.work, 'userns-code');
   for (const [d, f] of [[hostDir, 'secret'], [codeDir, 'index.js']] as const) {
@@ -139,7 +153,8 @@ test('bind mounts and the code slot are idmapped: host root\'s 0600 files are th
   assert.equal(statSync(path.join(codeDir, 'index.js')).uid, 0, 'the host file is not chowned');
 });
 
-test('the hostile probes fail in userns mode as in the default mode', async () => {
+test('the hostile probes fail in userns mode as in the default mode', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const probes = ['mount', 'ptrace1', 'rawsock', 'module', 'sysctl', 'unshare', 'kill1', 'chroot', 'mknod'];
   for (const probe of probes) {
     const plain = await runToEnd(te.engine, { rootfs: { layers: te.layers }, process: { args: ['/probe', probe] } });
@@ -171,7 +186,8 @@ test('the hostile probes fail in userns mode as in the default mode', async () =
   assert.equal(writes.out['write /tmp/probe-mark'], 'OK');
 });
 
-test('gc frees the range of a container that is gone', async () => {
+test('gc frees the range of a container that is gone', async (t) => {
+  if (unsupported) return t.skip(unsupported);
   const c = await te.engine.create(spec(['/bin/true']), { stdio: ['ignore', 'ignore', 'ignore'] });
   const leases = leasesDir(te.engine.stateDir);
   const lease = path.join(leases, String(c.idRange!.index));
@@ -186,4 +202,11 @@ test('gc frees the range of a container that is gone', async () => {
     await c.delete();
   }
   assert.ok(!existsSync(lease), 'delete releases the range');
+});
+
+test('where the kernel cannot, userns is refused as USERNS_UNSUPPORTED naming the feature, and leaves no lease', async (t) => {
+  if (!unsupported) return t.skip(`this kernel has idmapped overlays and tmpfs (${release()})`);
+  assert.match(unsupported, /user-namespace mode needs .*Linux \d+\.\d+/);
+  await assert.rejects(te.engine.create(spec(['/bin/true'])), (e: unknown) => e instanceof EngineError && e.code === 'USERNS_UNSUPPORTED');
+  assert.deepEqual(existsSync(leasesDir(te.engine.stateDir)) ? readdirSync(leasesDir(te.engine.stateDir)) : [], []);
 });

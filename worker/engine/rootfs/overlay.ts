@@ -70,6 +70,8 @@ function idmappedLayers(lowerDirs: string[], dir: string, idmap: { usernsFd: num
       mountIdmapped(lower, view, idmap.usernsFd, { readonly: true });
     } catch (err) {
       if (err instanceof SyscallError && err.errno === 38) throw new UsernsUnsupportedError('idmapped mounts (Linux 5.12+)');
+      // EINVAL: the layer's filesystem has no idmapped mounts (tmpfs before Linux 6.3).
+      if (err instanceof SyscallError && err.errno === 22) throw new UsernsUnsupportedError(`idmapped mounts of the filesystem holding ${lower} (tmpfs has them from Linux 6.3)`);
       throw err;
     }
     return view;

@@ -6,6 +6,7 @@ import { closeSync, mkdirSync, openSync, statSync, writeFileSync } from 'node:fs
 import type { ContainerConfig } from '../config.js';
 import { EngineError, InvalidSpecError } from '../errors.js';
 import { mountIdmapped } from '../sys/idmap.js';
+import { SyscallError } from '../sys/index.js';
 import { idmappedOverlaySupported, UsernsUnsupportedError } from './namespace.js';
 import type { IdRange, IdRanges } from './ranges.js';
 
@@ -24,6 +25,9 @@ export function fillSlotIdmapped(initPid: number, hostDir: string, slotHostPath:
   const fd = openSync(`/proc/${initPid}/ns/user`, 'r');
   try {
     mountIdmapped(hostDir, slotHostPath, fd, { readonly: true });
+  } catch (err) {
+    if (err instanceof SyscallError && err.errno === 22) throw new UsernsUnsupportedError(`idmapped mounts of the filesystem holding ${hostDir} (tmpfs has them from Linux 6.3)`);
+    throw err;
   } finally {
     closeSync(fd);
   }
@@ -37,7 +41,12 @@ export function idmappedBinds(config: ContainerConfig, usernsFd: number): Contai
     const view = `${config.paths.binds}/${i}`;
     if (statSync(b.source).isDirectory()) mkdirSync(view);
     else writeFileSync(view, '', { mode: 0o600 });
-    mountIdmapped(b.source, view, usernsFd);
+    try {
+      mountIdmapped(b.source, view, usernsFd);
+    } catch (err) {
+      if (err instanceof SyscallError && err.errno === 22) throw new UsernsUnsupportedError(`idmapped mounts of the filesystem holding ${b.source} (tmpfs has them from Linux 6.3)`);
+      throw err;
+    }
     return { ...b, source: view };
   });
 }
