@@ -120,7 +120,7 @@ export class Container {
         const ranges = parts.userns;
         const range = leaseRange(config, ranges);
         c.idRange = range;
-        undo.push(() => ranges!.release(range));
+        undo.push(() => ranges!.release(range, config.id));
         usernsFd = await idmapNamespace(range);
       }
 
@@ -414,7 +414,7 @@ export class Container {
     unmountRootfs(this.parts.sys, this.config.paths);
     if (this.config.userns) unmountAll(this.parts.sys, this.config.paths.binds);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
-    if (this.idRange) this.parts.userns?.release(this.idRange);
+    if (this.idRange) this.parts.userns?.release(this.idRange, this.id);
     this.transition('deleted');
   }
 }

@@ -204,6 +204,21 @@ test('gc frees the range of a container that is gone', async (t) => {
   assert.ok(!existsSync(lease), 'delete releases the range');
 });
 
+test('a container whose owner died (a worker SIGKILLed) goes with the next gc, and so does its range', async (t) => {
+  if (unsupported) return t.skip(unsupported);
+  const c = await te.engine.create(spec(['/bin/sh', '-c', 'read x']), { stdio: ['pipe', 'ignore', 'ignore'] });
+  const lease = path.join(leasesDir(te.engine.stateDir), String(c.idRange!.index));
+  // As a crashed worker leaves it: the state names an owner that no longer runs.
+  const state = JSON.parse(readFileSync(c.config.paths.state, 'utf8'));
+  writeFileSync(c.config.paths.state, JSON.stringify({ ...state, owner: { pid: state.owner.pid, startTime: 'a-process-long-gone' } }));
+  const report = await te.engine.gc();
+  assert.ok(report.containers.includes(c.id), JSON.stringify(report));
+  assert.ok(!existsSync(lease), 'the range is free again');
+  assert.ok(!existsSync(c.config.paths.layers), 'its idmapped layer views are gone');
+  await c.wait();
+  await c.delete();
+});
+
 test('where the kernel cannot, userns is refused as USERNS_UNSUPPORTED naming the feature, and leaves no lease', async (t) => {
   if (!unsupported) return t.skip(`this kernel has idmapped overlays and tmpfs (${release()})`);
   assert.match(unsupported, /user-namespace mode needs .*Linux \d+\.\d+/);

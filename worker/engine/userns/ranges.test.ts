@@ -51,8 +51,11 @@ test('a released range is leased again; exhaustion is a clear error', () => {
     assert.equal(r.count, 3);
     const got = [r.allocate('a'), r.allocate('b'), r.allocate('c')];
     assert.throws(() => r.allocate('d'), (e: unknown) => e instanceof EngineError && /all 3 user-namespace id ranges are leased/.test(e.message));
-    r.release(got[1]!);
+    r.release(got[1]!, 'b');
     assert.equal(r.allocate('d').index, got[1]!.index);
+    // A stale release (the range was freed by gc and leased again) leaves the new lease alone.
+    r.release(got[1]!, 'b');
+    assert.equal(r.leases().get(got[1]!.index), 'd');
   });
 });
 

@@ -82,8 +82,15 @@ export class IdRanges {
     return { index, hostId: this.base + index * this.size, size: this.size };
   }
 
-  release(range: IdRange): void {
-    rmSync(this.leasePath(range.index), { force: true });
+  /** Frees the range if it is still id's: gc may have freed it (its owner had died) and another container leased it since. */
+  release(range: IdRange, id: string): void {
+    const p = this.leasePath(range.index);
+    try {
+      if (readFileSync(p, 'utf8') !== id) return;
+    } catch {
+      return; // freed already
+    }
+    rmSync(p, { force: true });
   }
 
   /** Leases as index -> container id. */
