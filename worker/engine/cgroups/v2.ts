@@ -53,8 +53,8 @@ export class CgroupV2 implements CgroupDriver {
       });
     }
     const control = `${dir}/cgroup.subtree_control`;
-    const wanted = [...V2_CONTROLLERS, ...V2_OPTIONAL_CONTROLLERS.filter((c) => available.includes(c))];
-    const todo = wanted.filter((c) => !this.words(control).includes(c));
+    this.enableOptional(control, available);
+    const todo = V2_CONTROLLERS.filter((c) => !this.words(control).includes(c));
     if (!todo.length) return;
     const value = todo.map((c) => `+${c}`).join(' ');
     try {
@@ -120,6 +120,20 @@ export class CgroupV2 implements CgroupDriver {
         cause: err,
         hint: 'start the worker in a leaf cgroup, or let it write its root cgroup.procs',
       });
+    }
+  }
+
+  /**
+   * Best effort: a kernel that offers io but will not enable it here must not stop every
+   * container; only those with io limits then fail (io.max missing: CGROUP_UNSUPPORTED).
+   */
+  private enableOptional(control: string, available: string[]): void {
+    const todo = V2_OPTIONAL_CONTROLLERS.filter((c) => available.includes(c) && !this.words(control).includes(c));
+    if (!todo.length) return;
+    try {
+      this.fs.write(control, todo.map((c) => `+${c}`).join(' '));
+    } catch {
+      // see above
     }
   }
 
