@@ -30,6 +30,8 @@ Options for run:
   --cwd DIR           working directory inside (default /)
   --user UID[:GID]    user to run as (default 65534:65534)
   --id ID             container id (default: random)
+  --read-bps SIZE     block I/O limits on the disk of the state dir, per second (e.g. 5m);
+  --write-bps SIZE    see also --read-iops N and --write-iops N (default: none)
   --userns            a user namespace of its own: root inside is an unprivileged host id
                       range leased to this container (default: $FAASBOX_USERNS=1 turns it on)
   --json              print the exit result as JSON on stderr after the command ends
@@ -112,6 +114,10 @@ async function run(args: string[]): Promise<number> {
       user: { type: 'string' },
       id: { type: 'string' },
       userns: { type: 'boolean' },
+      'read-bps': { type: 'string' },
+      'write-bps': { type: 'string' },
+      'read-iops': { type: 'string' },
+      'write-iops': { type: 'string' },
     },
   });
   const cmdline = command.length ? command : positionals;
@@ -124,6 +130,13 @@ async function run(args: string[]): Promise<number> {
   };
   if (values.id) spec.id = values.id;
   if (values.userns || process.env.FAASBOX_USERNS === '1') spec.userns = true;
+  const io = {
+    ...(values['read-bps'] ? { readBps: parseBytes('--read-bps', values['read-bps']) } : {}),
+    ...(values['write-bps'] ? { writeBps: parseBytes('--write-bps', values['write-bps']) } : {}),
+    ...(values['read-iops'] ? { readIops: parseNumber('--read-iops', values['read-iops'], 'whole') } : {}),
+    ...(values['write-iops'] ? { writeIops: parseNumber('--write-iops', values['write-iops'], 'whole') } : {}),
+  };
+  if (Object.keys(io).length) spec.io = io;
   if (values.memory) spec.limits!.memoryBytes = parseBytes('--memory', values.memory);
   if (values.cpus) spec.limits!.cpus = parseNumber('--cpus', values.cpus, 'positive');
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');

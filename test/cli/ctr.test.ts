@@ -173,3 +173,18 @@ test('ctr run --userns: root inside is an unprivileged host id range', { skip: u
   assert.equal(size, 65536);
   assert.match(faasbox(['ctr', 'run', '--help']).stdout, /--userns/);
 });
+
+test('ctr run --read-bps and friends: block I/O limits, usage in --json, bad values exit 2', () => {
+  const ok = faasbox(['ctr', 'run', '--rootfs', rootfs, '--read-bps', '50m', '--write-iops', '1000', '--json', '--', 'true']);
+  if (ok.code !== 0) {
+    // Only a state dir without a block device (the v2 VM's tmpfs) may refuse, and must say why.
+    assert.match(ok.stderr, /io cannot be enforced: .*without a block device/);
+  } else {
+    const result = JSON.parse(ok.stderr.trim().split('\n').pop()!);
+    assert.equal(typeof result.usage.ioReadBytes, 'number');
+  }
+  const bad = faasbox(['ctr', 'run', '--rootfs', rootfs, '--read-bps', 'fast', '--', 'true']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--read-bps/);
+  assert.match(faasbox(['ctr', 'run', '--help']).stdout, /--read-bps/);
+});
