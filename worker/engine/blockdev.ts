@@ -23,6 +23,14 @@ export function devName(dev: bigint): string {
  * Partitions are mapped to their disk: io.max and blkio.throttle refuse a partition.
  */
 export function blockDeviceOf(p: string, sysRoot = '/sys'): { device: string } | { device?: undefined; why: string } {
+  try {
+    return findDisk(p, sysRoot);
+  } catch (err) {
+    return { why: `cannot tell which disk holds ${p}: ${(err as Error).message}` };
+  }
+}
+
+function findDisk(p: string, sysRoot: string): { device: string } | { device?: undefined; why: string } {
   let dev = devName(statSync(p, { bigint: true }).dev);
   if (dev.startsWith('0:')) {
     // An anonymous device (tmpfs, overlay, btrfs subvolumes, NFS): a block device only if

@@ -234,9 +234,10 @@ export class CgroupV1Group extends BaseCgroup {
     };
   }
 
+  /** Read before and after every invocation: kept open, as cpuacct.usage is. No blkio hierarchy: zeros. */
   ioUsage(): { ioReadBytes: number; ioWriteBytes: number } {
-    const file = this.by.blkio && `${this.by.blkio}/blkio.throttle.io_service_bytes`;
-    return file && this.fs.exists(file) ? parseBlkioServiceBytes(this.fs.read(file)) : { ioReadBytes: 0, ioWriteBytes: 0 };
+    const text = this.by.blkio && this.readKept(`${this.by.blkio}/blkio.throttle.io_service_bytes`);
+    return text ? parseBlkioServiceBytes(text) : { ioReadBytes: 0, ioWriteBytes: 0 };
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {

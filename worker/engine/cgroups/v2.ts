@@ -262,9 +262,10 @@ export class CgroupV2Group extends BaseCgroup {
     };
   }
 
+  /** Read before and after every invocation: kept open, as cpu.stat is. No io controller here: zeros. */
   ioUsage(): { ioReadBytes: number; ioWriteBytes: number } {
-    const file = `${this.dir}/io.stat`;
-    return this.fs.exists(file) ? parseIoStat(this.fs.read(file)) : { ioReadBytes: 0, ioWriteBytes: 0 };
+    const text = this.readKept(`${this.dir}/io.stat`);
+    return text === undefined ? { ioReadBytes: 0, ioWriteBytes: 0 } : parseIoStat(text);
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {
