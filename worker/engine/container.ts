@@ -18,7 +18,7 @@ import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
-import { idmapNamespace } from './userns/namespace.js';
+import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
 import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
 
@@ -48,6 +48,8 @@ export interface EngineParts {
   seeds?: SeedPool | undefined;
   /** Host id ranges for userns containers (userns/ranges.ts). */
   userns?: IdRanges | undefined;
+  /** Their idmap namespaces, kept open by range (userns/namespace.ts); absent: one made and closed per container. */
+  idmaps?: IdmapNamespaces | undefined;
 }
 
 export class Container {
@@ -121,7 +123,7 @@ export class Container {
         const range = leaseRange(config, ranges);
         c.idRange = range;
         undo.push(() => ranges!.release(range, config.id));
-        usernsFd = await idmapNamespace(range);
+        usernsFd = await (parts.idmaps ? parts.idmaps.fdFor(range) : idmapNamespace(range));
       }
 
       if (config.slots.length) {
@@ -162,7 +164,7 @@ export class Container {
           binds = idmappedBinds(config, usernsFd);
         }
       } finally {
-        if (usernsFd !== undefined) closeSync(usernsFd);
+        if (usernsFd !== undefined && !parts.idmaps) closeSync(usernsFd);
       }
 
       const extraFds = io.extraFds ?? [];

@@ -20,6 +20,7 @@ import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
 import { IdRanges, type RangeOptions } from './userns/ranges.js';
 import { blockDeviceOf } from './blockdev.js';
+import { IdmapNamespaces } from './userns/namespace.js';
 
 export { mountsUnder };
 
@@ -55,6 +56,7 @@ export class Engine implements EngineParts {
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
   readonly userns: IdRanges;
+  readonly idmaps = new IdmapNamespaces();
   /** Whether a spec that does not say gets a user namespace (FAASBOX_USERNS=1). */
   readonly usernsByDefault: boolean;
   /** Where io limits apply: found once, at the first container (blockdev.ts). */
@@ -138,6 +140,7 @@ export class Engine implements EngineParts {
   async close(): Promise<void> {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
+    this.idmaps.close();
     this.releaseStateMount();
     // Like the state tmpfs: the cgroup root goes once nothing is left in it (a `ctr run`
     // used to leave /faasbox/<hash> behind in every v1 hierarchy).

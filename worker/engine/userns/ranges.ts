@@ -40,7 +40,10 @@ export class IdRanges {
   readonly size: number;
   readonly count: number;
   private readonly dir: string;
-  /** Where the next scan starts: ranges are handed out round-robin, so a freed range rests before reuse. */
+  /**
+   * Where the next scan starts: the lowest range this engine knows may be free, so that
+   * freed ranges are leased again soon (their idmap namespaces are cached, namespace.ts).
+   */
   private next = 0;
 
   constructor(stateDir: string, opts: RangeOptions = {}) {
@@ -91,6 +94,7 @@ export class IdRanges {
       return; // freed already
     }
     rmSync(p, { force: true });
+    if (range.index < this.next) this.next = range.index;
   }
 
   /** Leases as index -> container id. */
