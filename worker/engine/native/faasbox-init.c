@@ -755,14 +755,14 @@ static void __attribute__((noreturn)) init_main(void) {
     take_container();
   if (cfg.userns) {
     /* Until the worker has written the maps, this process is the host's uid 0 with
-     * capabilities only in its new namespace: mounts there would be made as an unmapped
-     * id. Afterwards it becomes that namespace's root (host id: the range's first). */
+     * capabilities only in its new namespace, and no id it could become is mapped.
+     * build_root then becomes the namespace's root (setresuid 0: the range's first host
+     * id) once it holds the host paths it needs. */
     char line[64];
     if (read_line(sync_fd, line, sizeof line) < 0)
       _exit(0);
     if (strcmp(line, "mapped") != 0)
       bail("expected mapped, got '%s'", line);
-    /* build_root becomes the namespace's root (setresuid 0) once it holds the host paths. */
   }
   /* After joining, so that the namespace's root is the container's own cgroup. */
   if ((cfg.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
@@ -990,9 +990,11 @@ static void __attribute__((noreturn)) userns_holder(void) {
   if (write(1, "ready\n", 6) != 6)
     bail("write ready");
   char c;
-  while (read(0, &c, 1) > 0 || errno == EINTR)
-    ;
-  _exit(0);
+  for (;;) {
+    ssize_t r = read(0, &c, 1);
+    if (r == 0 || (r < 0 && errno != EINTR))
+      _exit(0);
+  }
 }
 
 int main(int argc, char **argv) {

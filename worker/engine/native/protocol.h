@@ -89,7 +89,10 @@
  *        ◀──────────────────────────── "pid <host pid>"            join cgroups (still host uid 0)
  *   /proc/PID/setgroups "deny",                                    read sync: "mapped"
  *   uid_map, gid_map "0 <host id> <n>"
- *   "mapped" ─────────────────────────────────────────────────────▶ setresgid/setresuid(0): the
+ *   "mapped" ─────────────────────────────────────────────────────▶ open the rootfs and the bind
+ *                                                                   sources (as host uid 0, the
+ *                                                                   owner of the 0700 state dir),
+ *                                                                   setresgid/setresuid(0): the
  *                                                                   range's first host id; then as
  *                                                                   any init (rootfs, "ready", ...)
  *
