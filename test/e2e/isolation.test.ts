@@ -75,3 +75,24 @@ export default () => ({ uid: process.getuid(), map: readFileSync('/proc/self/uid
   assert.equal(plain.status, 200, plain.text);
   assert.deepEqual(plain.json.map, [0, 0, 4294967295], 'the host\'s own ids');
 });
+
+test('worker-wide userns (FAASBOX_USERNS=1): stem cells are userns and specialise for a function; userns:false boots its own', { skip: usernsUnavailable() }, async () => {
+  const w = await startStack('isolation-wide', { userns: true, sizing: { minStems: 1, maxStems: 1 } });
+  try {
+    await eventually(() => w.worker.pool.slots().some((x) => x.kind === 'stem' && x.state === 'idle'), 30_000, 'a stem cell');
+    const code = `import { readFileSync } from 'node:fs';
+export default () => readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\\s+/).map(Number);`;
+    assert.equal((await w.deploy('wide', { runtime: 'nodejs20', code })).status, 201);
+    assert.equal((await w.deploy('optout', { runtime: 'nodejs20', code, userns: false })).status, 201);
+    const wide = await w.invoke('wide');
+    assert.equal(wide.status, 200, wide.text);
+    assert.equal(wide.headers.get('x-cold-start'), 'specialized');
+    assert.ok(wide.json[1] >= 2 ** 31, JSON.stringify(wide.json));
+    const out = await w.invoke('optout');
+    assert.equal(out.status, 200, out.text);
+    assert.equal(out.headers.get('x-cold-start'), 'cold');
+    assert.deepEqual(out.json, [0, 0, 4294967295]);
+  } finally {
+    await w.close();
+  }
+});
