@@ -122,6 +122,7 @@ export class Container {
         const ranges = parts.userns;
         const range = leaseRange(config, ranges);
         c.idRange = range;
+        c.persisted.userns = { hostId: range.hostId, size: range.size };
         undo.push(() => ranges!.release(range, config.id));
         usernsFd = await (parts.idmaps ? parts.idmaps.fdFor(range) : idmapNamespace(range));
       }

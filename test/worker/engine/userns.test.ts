@@ -58,6 +58,7 @@ test('inside, id is 0 and /proc/self/uid_map maps it to the leased host range', 
   try {
     const range = c.idRange!;
     assert.ok(range.hostId >= 2 ** 31, `host id ${range.hostId} from the unprivileged base`);
+    assert.deepEqual(te.engine.state(c.id)?.userns, { hostId: range.hostId, size: range.size }, 'the state (ctr state) shows the range');
     const out = collect(c);
     c.start();
     const lines = (await out).trim().split('\n').map((l) => l.trim().split(/\s+/).join(' '));
