@@ -20,3 +20,10 @@ test('the result limit: 6 MiB by default, FAASBOX_MAX_RESULT_BYTES with units, r
   assert.throws(() => loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: 'lots' }), /FAASBOX_MAX_RESULT_BYTES must be a size/);
   assert.throws(() => loadConfig(undefined, { FAASBOX_MAX_RESULT_BYTES: '12' }), /at least 1024/);
 });
+
+test('FAASBOX_USERNS=1 puts every container of the worker in a user namespace; junk is refused naming the variable', () => {
+  assert.equal(loadConfig(undefined, {}).userns, undefined);
+  assert.equal(loadConfig(undefined, { FAASBOX_USERNS: '1' }).userns, true);
+  assert.equal(loadConfig(undefined, { FAASBOX_USERNS: 'off' }).userns, false);
+  assert.throws(() => loadConfig(undefined, { FAASBOX_USERNS: 'maybe' }), (e: unknown) => e instanceof CliError && /FAASBOX_USERNS/.test(e.message));
+});

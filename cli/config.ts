@@ -41,6 +41,8 @@ export interface FaasboxConfig extends StorageLimits {
   workerMetricsPort: number;
   /** Idle warm containers are frozen after this many ms (FAASBOX_FREEZE_GRACE_MS); 0: never. */
   freezeGraceMs: number;
+  /** Every container of the worker in a user namespace of its own (FAASBOX_USERNS=1). */
+  userns?: boolean;
   /** Longest result a function may answer with, in bytes (FAASBOX_MAX_RESULT_BYTES: 6291456 or 6m; 6 MiB, Lambda's sync limit). */
   maxResultBytes: number;
   /**
@@ -169,6 +171,11 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
   if (env.FAASBOX_FREEZE_GRACE_MS) cfg.freezeGraceMs = parseNumber('FAASBOX_FREEZE_GRACE_MS', env.FAASBOX_FREEZE_GRACE_MS);
   if (env.FAASBOX_MAX_RESULT_BYTES) cfg.maxResultBytes = parseBytes('FAASBOX_MAX_RESULT_BYTES', env.FAASBOX_MAX_RESULT_BYTES);
   if (!Number.isInteger(cfg.maxResultBytes) || cfg.maxResultBytes < 1024) throw new CliError(`maxResultBytes (FAASBOX_MAX_RESULT_BYTES) must be a whole number of bytes, at least 1024; got ${cfg.maxResultBytes}`);
+  if (env.FAASBOX_USERNS) {
+    const v = env.FAASBOX_USERNS.toLowerCase();
+    if (!['0', '1', 'true', 'false', 'yes', 'no', 'on', 'off'].includes(v)) throw new CliError(`FAASBOX_USERNS must be 1 or 0, got "${env.FAASBOX_USERNS}"`);
+    cfg.userns = ['1', 'true', 'yes', 'on'].includes(v);
+  }
   if (env.FAASBOX_POOLS) cfg.pools = !['0', 'false', 'no', 'off'].includes(env.FAASBOX_POOLS.toLowerCase());
   for (const [name, key] of Object.entries(POOL_ENV)) {
     const v = env[name];

@@ -30,6 +30,10 @@ Options for run:
   --cwd DIR           working directory inside (default /)
   --user UID[:GID]    user to run as (default 65534:65534)
   --id ID             container id (default: random)
+  --read-bps SIZE     block I/O limits on the disk of the state dir, per second (e.g. 5m);
+  --write-bps SIZE    see also --read-iops N and --write-iops N (default: none)
+  --userns            a user namespace of its own: root inside is an unprivileged host id
+                      range leased to this container (default: $FAASBOX_USERNS=1 turns it on)
   --json              print the exit result as JSON on stderr after the command ends
 
 Global:
@@ -109,6 +113,11 @@ async function run(args: string[]): Promise<number> {
       cwd: { type: 'string' },
       user: { type: 'string' },
       id: { type: 'string' },
+      userns: { type: 'boolean' },
+      'read-bps': { type: 'string' },
+      'write-bps': { type: 'string' },
+      'read-iops': { type: 'string' },
+      'write-iops': { type: 'string' },
     },
   });
   const cmdline = command.length ? command : positionals;
@@ -120,6 +129,14 @@ async function run(args: string[]): Promise<number> {
     limits: {},
   };
   if (values.id) spec.id = values.id;
+  if (values.userns || process.env.FAASBOX_USERNS === '1') spec.userns = true;
+  const io = {
+    ...(values['read-bps'] ? { readBps: parseBytes('--read-bps', values['read-bps']) } : {}),
+    ...(values['write-bps'] ? { writeBps: parseBytes('--write-bps', values['write-bps']) } : {}),
+    ...(values['read-iops'] ? { readIops: parseNumber('--read-iops', values['read-iops'], 'whole') } : {}),
+    ...(values['write-iops'] ? { writeIops: parseNumber('--write-iops', values['write-iops'], 'whole') } : {}),
+  };
+  if (Object.keys(io).length) spec.io = io;
   if (values.memory) spec.limits!.memoryBytes = parseBytes('--memory', values.memory);
   if (values.cpus) spec.limits!.cpus = parseNumber('--cpus', values.cpus, 'positive');
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');

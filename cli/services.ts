@@ -25,6 +25,8 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_REDIS_URL          use this Redis instead of starting one
   FAASBOX_WORKER_MEMORY_MB   memory the worker may give to containers (default 4096)
   FAASBOX_POOLS              0 disables warm pools (every invocation cold)
+  FAASBOX_USERNS             1: every container in a user namespace of its own (root inside = an
+                             unprivileged host id range per container; needs Linux 5.19+)
   FAASBOX_HEADERS_TIMEOUT_MS time for a request's headers (default 10000), then 408
   FAASBOX_REQUEST_TIMEOUT_MS time for a whole request, body included (default 60000), then 408
   FAASBOX_MAX_JSON_DEPTH     deepest nesting of a JSON body (default 64), deeper is 400
@@ -123,7 +125,7 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg) });
@@ -194,7 +196,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
       throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
     }
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
     const { serveMetrics } = await import('./metrics-server.js');
     const { server: srv } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);

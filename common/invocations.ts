@@ -43,6 +43,8 @@ export interface InvocationRecord {
   finishedAt?: string;
   startKind?: StartKind;
   timings?: Timings;
+  /** What the invocation used, from its container's cgroup (CPU, peak memory, block I/O). */
+  usage?: NonNullable<InvocationResult['usage']>;
   /** The handler's JSON value, when it succeeded with one. */
   result?: unknown;
   /** The handler's HTTP-style response, when it returned one. */
@@ -193,6 +195,8 @@ export class InvocationStore {
     if (h.startKind) rec.startKind = h.startKind as StartKind;
     const timings = json<Timings>('timings');
     if (timings) rec.timings = timings;
+    const usage = json<NonNullable<InvocationResult['usage']>>('usage');
+    if (usage) rec.usage = usage;
     if (h.result !== undefined) rec.result = json<unknown>('result');
     const response = json<HttpResponseData>('response');
     if (response) rec.response = response;
@@ -249,6 +253,7 @@ export class InvocationStore {
       startKind: result.startKind,
       timings: JSON.stringify(result.timings),
     };
+    if (result.usage) fields.usage = JSON.stringify(result.usage);
     if (result.ok && result.http) fields.response = JSON.stringify(result.http);
     else if (result.ok) fields.result = JSON.stringify(result.value ?? null);
     if (result.error) fields.error = JSON.stringify(result.error);

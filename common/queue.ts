@@ -164,6 +164,8 @@ export const invocationResultSchema = z.object({
     .object({
       cpuMs: z.number().optional(),
       memoryPeakBytes: z.number().optional(),
+      ioReadBytes: z.number().optional(),
+      ioWriteBytes: z.number().optional(),
     })
     .optional(),
   workerId: z.string().optional(),
@@ -176,7 +178,7 @@ export interface InvocationResult {
   error?: ErrorInfo;
   startKind: StartKind;
   timings: Timings;
-  usage?: { cpuMs?: number; memoryPeakBytes?: number };
+  usage?: { cpuMs?: number; memoryPeakBytes?: number; ioReadBytes?: number; ioWriteBytes?: number };
   workerId?: string;
 }
 

@@ -16,6 +16,7 @@ import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, parseFunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
+import { ioUsageOf, isolationOptions } from './instance/isolation.js';
 import { InvocationStore, OUTPUT_LIMIT_BYTES, type NewInvocation } from '../common/invocations.js';
 import type { StorageLimits } from '../common/limits.js';
 import { QueuedBytes } from '../common/queued-bytes.js';
@@ -59,6 +60,8 @@ export interface WorkerConfig {
   packageBounds?: UnpackBounds;
   /** Idle warm containers are frozen after this long (pool.ts DEFAULT_FREEZE_GRACE_MS); 0: never. */
   freezeGraceMs?: number;
+  /** Every container in a user namespace of its own (engine/userns/; FAASBOX_USERNS=1). */
+  userns?: boolean;
   /** Longest result a function may answer with (bytes; default DEFAULT_MAX_RESULT_BYTES, 6 MiB): past it, RESULT_TOO_LARGE. */
   maxResultBytes?: number;
   /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
@@ -98,7 +101,7 @@ export async function runtimeImages(stateDir: string): Promise<Record<string, Ru
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
-  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
+  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}), ...(cfg.userns ? { userns: { byDefault: true } } : {}) });
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
@@ -210,6 +213,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       handler: spec.handler,
       env: spec.env,
       loadTimeoutMs: loadTimeoutMs(spec),
+      ...isolationOptions(spec),
     };
   }
 
@@ -316,6 +320,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
         execMs: outcome.execMs,
         cpuMs: outcome.cpuMs,
         memoryPeakBytes: outcome.memoryPeakBytes,
+        ...ioUsageOf(outcome),
       }),
     );
     output.push('stdout', outcome.stdout);
@@ -325,7 +330,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       ok: outcome.ok,
       startKind: lease.startKind,
       timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
-      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes },
+      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes, ...ioUsageOf(outcome) },
       workerId: id,
     };
     if (outcome.ok) {

@@ -18,6 +18,8 @@ export interface InvocationSample {
   execMs: number;
   cpuMs: number;
   memoryPeakBytes: number;
+  ioReadBytes?: number;
+  ioWriteBytes?: number;
 }
 
 export class WorkerMetrics {
@@ -26,6 +28,7 @@ export class WorkerMetrics {
   private readonly invocations: Counter<'function' | 'kind' | 'outcome'>;
   private readonly cpuSeconds: Counter<'function'>;
   private readonly memoryPeak: Gauge<'function'>;
+  private readonly ioBytes: Counter<'function' | 'direction'>;
   private readonly specializations: Counter<'runtime'>;
   private readonly evictions: Counter<'reason'>;
   private readonly created: Counter<'runtime'>;
@@ -52,6 +55,12 @@ export class WorkerMetrics {
     this.invocations = new Counter({ name: 'faasbox_worker_invocations_total', help: 'Invocations run by this worker', labelNames: ['function', 'kind', 'outcome'], registers });
     this.cpuSeconds = new Counter({ name: 'faasbox_function_cpu_seconds_total', help: 'CPU time used by invocations of a function, from its containers\' cgroups', labelNames: ['function'], registers });
     this.memoryPeak = new Gauge({ name: 'faasbox_function_memory_peak_bytes', help: 'Peak memory of the latest invocation of a function, from its container\'s cgroup', labelNames: ['function'], registers });
+    this.ioBytes = new Counter({
+      name: 'faasbox_function_io_bytes_total',
+      help: 'Block I/O of invocations of a function (read, write), from its containers\' cgroups (io.stat; on cgroup v1 only where the function has io limits)',
+      labelNames: ['function', 'direction'],
+      registers,
+    });
     this.specializations = new Counter({ name: 'faasbox_pool_specializations_total', help: 'Stem cells specialised for a function', labelNames: ['runtime'], registers });
     this.evictions = new Counter({ name: 'faasbox_pool_evictions_total', help: 'Pooled containers removed, by reason', labelNames: ['reason'], registers });
     this.created = new Counter({ name: 'faasbox_pool_containers_created_total', help: 'Containers booted by the pool', labelNames: ['runtime'], registers });
@@ -98,5 +107,7 @@ export class WorkerMetrics {
     this.invocations.inc({ function: s.fn, kind: s.startKind, outcome });
     if (s.cpuMs > 0) this.cpuSeconds.inc({ function: s.fn }, s.cpuMs / 1000);
     if (s.memoryPeakBytes > 0) this.memoryPeak.set({ function: s.fn }, s.memoryPeakBytes);
+    if (s.ioReadBytes) this.ioBytes.inc({ function: s.fn, direction: 'read' }, s.ioReadBytes);
+    if (s.ioWriteBytes) this.ioBytes.inc({ function: s.fn, direction: 'write' }, s.ioWriteBytes);
   }
 }

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildImage } from '../../images/build.js';
 import { probeBinary } from '../support/engine.js';
+import { usernsUnavailable } from '../support/userns.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 
@@ -159,4 +160,31 @@ test('every ctr command answers --help with its usage, exit 0, and does nothing:
     await exited;
     faasbox(['ctr', 'delete', id]);
   }
+});
+
+test('ctr run --userns: root inside is an unprivileged host id range', { skip: usernsUnavailable() }, () => {
+  const r = faasbox(['ctr', 'run', '--rootfs', rootfs, '--userns', '--user', '0', '--', 'sh', '-c', 'id -u; cat /proc/self/uid_map']);
+  assert.equal(r.code, 0, r.stderr);
+  const [uid, map] = r.stdout.trim().split('\n');
+  assert.equal(uid, '0');
+  const [inside, host, size] = map!.trim().split(/\s+/).map(Number);
+  assert.equal(inside, 0);
+  assert.ok(host! >= 2 ** 31, `host id ${host}`);
+  assert.equal(size, 65536);
+  assert.match(faasbox(['ctr', 'run', '--help']).stdout, /--userns/);
+});
+
+test('ctr run --read-bps and friends: block I/O limits, usage in --json, bad values exit 2', () => {
+  const ok = faasbox(['ctr', 'run', '--rootfs', rootfs, '--read-bps', '50m', '--write-iops', '1000', '--json', '--', 'true']);
+  if (ok.code !== 0) {
+    // Only a state dir without a block device (the v2 VM's tmpfs) may refuse, and must say why.
+    assert.match(ok.stderr, /io cannot be enforced: .*without a block device/);
+  } else {
+    const result = JSON.parse(ok.stderr.trim().split('\n').pop()!);
+    assert.equal(typeof result.usage.ioReadBytes, 'number');
+  }
+  const bad = faasbox(['ctr', 'run', '--rootfs', rootfs, '--read-bps', 'fast', '--', 'true']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--read-bps/);
+  assert.match(faasbox(['ctr', 'run', '--help']).stdout, /--read-bps/);
 });

@@ -55,6 +55,15 @@ describe('deploy', () => {
     assert.equal((await gw.deploy('b', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 1769, cpu: 250 })).json.spec.cpu, 250);
   });
 
+  test('io limits and userns are kept when given, and absent from the spec otherwise', async () => {
+    const limited = await gw.deploy('io', { runtime: 'nodejs20', code: NODE_CODE, io: { readBps: 5 * 1024 * 1024, writeIops: 100 }, userns: true });
+    assert.equal(limited.status, 201, JSON.stringify(limited.json));
+    assert.deepEqual(limited.json.spec.io, { readBps: 5 * 1024 * 1024, writeIops: 100 });
+    assert.equal(limited.json.spec.userns, true);
+    const plain = await gw.deploy('plain', { runtime: 'nodejs20', code: NODE_CODE });
+    assert.ok(!('io' in plain.json.spec) && !('userns' in plain.json.spec), JSON.stringify(plain.json.spec));
+  });
+
   test('an identical re-deploy returns the same version; a change creates a new immutable one', async () => {
     const first = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE });
     const again = await gw.deploy('fn', { runtime: 'nodejs20', code: NODE_CODE });
@@ -138,6 +147,13 @@ describe('deploy validation', () => {
     ['bad isolation', { runtime: 'nodejs20', code: NODE_CODE, isolation: 'shared' }, 'isolation'],
     ['short invoke key', { runtime: 'nodejs20', code: NODE_CODE, invokeKeys: ['short'] }, 'invokeKeys.0'],
     ['unknown field (typo)', { runtime: 'nodejs20', code: NODE_CODE, memory: 256 }, '(root)'],
+    ['io read rate below 64 KiB/s', { runtime: 'nodejs20', code: NODE_CODE, io: { readBps: 1000 } }, 'io.readBps'],
+    ['fractional io write rate', { runtime: 'nodejs20', code: NODE_CODE, io: { writeBps: 1048576.5 } }, 'io.writeBps'],
+    ['io iops below 10', { runtime: 'nodejs20', code: NODE_CODE, io: { readIops: 1 } }, 'io.readIops'],
+    ['negative io iops', { runtime: 'nodejs20', code: NODE_CODE, io: { writeIops: -5 } }, 'io.writeIops'],
+    ['unknown io key', { runtime: 'nodejs20', code: NODE_CODE, io: { readMbps: 5 } }, 'io'],
+    ['empty io', { runtime: 'nodejs20', code: NODE_CODE, io: {} }, 'io'],
+    ['userns not a boolean', { runtime: 'nodejs20', code: NODE_CODE, userns: 'yes' }, 'userns'],
   ];
   for (const [what, spec, path] of cases) {
     test(`400 for ${what}, naming ${path}`, async () => {

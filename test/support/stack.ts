@@ -50,7 +50,7 @@ async function reply(r: Response): Promise<InvokeReply> {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number } = {}): Promise<TestStack> {
+export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean } = {}): Promise<TestStack> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
@@ -69,6 +69,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     cgroupRoot: `/faasbox-test-${name}-${process.pid}`,
     ...(opts.sizing ? { sizing: opts.sizing } : {}),
     ...(opts.freezeGraceMs !== undefined ? { freezeGraceMs: opts.freezeGraceMs } : {}),
+    ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
   });
   const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };

@@ -4,11 +4,12 @@
  */
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { DEFAULTS, capabilityNumber, type ContainerSpec } from './spec.js';
+import { DEFAULTS, capabilityNumber, type ContainerSpec, type IoLimits } from './spec.js';
 import { InvalidSpecError } from './errors.js';
 import { ConfigWriter, Rec } from './native/protocol.js';
-import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE, MS_STRICTATIME } from './sys/index.js';
+import { MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE } from './sys/index.js';
 import type { CgroupLimits } from './cgroups/index.js';
+import { rootOpsFor } from './rootfs/root-ops.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -17,6 +18,7 @@ export const CLONE_NEWUTS = 0x04000000;
 export const CLONE_NEWIPC = 0x08000000;
 export const CLONE_NEWPID = 0x20000000;
 export const CLONE_NEWNET = 0x40000000;
+export const CLONE_NEWUSER = 0x10000000;
 
 const RLIMIT_NPROC = 6;
 const RLIMIT_NOFILE = 7;
@@ -44,6 +46,9 @@ export interface ContainerPaths {
   state: string;
   /** Shared mount points the host fills later (one per slot). */
   slots: string;
+  /** userns mode: the idmapped views of the lower dirs (one per layer) and of the bind sources. */
+  layers: string;
+  binds: string;
 }
 
 export interface ContainerConfig {
@@ -64,13 +69,19 @@ export interface ContainerConfig {
   hostname: string;
   cloneFlags: number;
   cgroup: CgroupLimits;
-  binds: { source: string; destination: string; flags: number }[];
+  binds: { source: string; destination: string; flags: number; idmap?: boolean }[];
   slots: { name: string; destination: string; hostPath: string }[];
   rootOps: RootOp[];
   maskedPaths: string[];
   readonlyPaths: string[];
   seccomp: 'default' | 'unconfined';
   network: 'none';
+  /** A user namespace of its own (CLONE_NEWUSER in cloneFlags); see userns/. */
+  userns: boolean;
+  /** The block device io limits apply to ("MAJ:MIN"), or why there is none (blockdev.ts); also for limits given later (updateLimits). */
+  ioDevice: { device: string } | { device?: undefined; why: string };
+  /** Mounts made before pivot_root, inside the rootfs (userns mode: proc and /dev need the host's view). */
+  premounts: Extract<RootOp, { op: 'mount' }>[];
 }
 
 // As Docker/runc: kernel interfaces a container has no business reading or writing.
@@ -102,6 +113,8 @@ export function containerPaths(stateDir: string, id: string): ContainerPaths {
     rootfs: path.join(dir, 'rootfs'),
     state: path.join(dir, 'state.json'),
     slots: path.join(dir, 'slots'),
+    layers: path.join(dir, 'layers'),
+    binds: path.join(dir, 'binds'),
   };
 }
 
@@ -126,7 +139,25 @@ function envList(env: ContainerSpec['process']['env']): string[] {
   return list;
 }
 
-export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig {
+const NO_DEVICE = { why: 'no block device was given for io limits' } as const;
+
+/** The io limits as the cgroup takes them, checked: whole numbers, at least 0, on a device that exists. */
+export function ioLimit(field: string, io: IoLimits | undefined, dev: ContainerConfig['ioDevice']): CgroupLimits['io'] {
+  if (io === undefined) return undefined;
+  if (typeof io !== 'object' || io === null) throw new InvalidSpecError(field, 'must be an object');
+  for (const k of ['readBps', 'writeBps', 'readIops', 'writeIops'] as const) {
+    const v = io[k];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new InvalidSpecError(`${field}.${k}`, `must be a whole number >= 0 (0: no limit), got ${v}`);
+  }
+  const any = !!(io.readBps || io.writeBps || io.readIops || io.writeIops);
+  if (dev.device === undefined) {
+    if (any) throw new InvalidSpecError(field, `cannot be enforced: ${dev.why}`);
+    return undefined;
+  }
+  return { device: dev.device, ...io };
+}
+
+export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice?: ContainerConfig['ioDevice'] } = {}): ContainerConfig {
   const id = spec.id ?? newContainerId();
   if (!ID_PATTERN.test(id)) throw new InvalidSpecError('id', `must match ${ID_PATTERN}`);
   if (!spec.rootfs || !Array.isArray(spec.rootfs.layers) || spec.rootfs.layers.length === 0) {
@@ -169,15 +200,22 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   const nofile = positiveInt('process.rlimits.nofile', spec.process.rlimits?.nofile, DEFAULTS.nofile);
   const nproc = positiveInt('process.rlimits.nproc', spec.process.rlimits?.nproc, DEFAULTS.nproc);
 
+  const userns = spec.userns ?? false;
+  if (typeof userns !== 'boolean') throw new InvalidSpecError('userns', 'must be true or false');
+  if (userns && (spec.process.groups ?? []).length) throw new InvalidSpecError('process.groups', 'must be empty in userns mode (setgroups is denied in the namespace)');
   const binds = (spec.mounts ?? []).map((m, i) => {
     const source = absolute(`mounts[${i}].source`, m.source);
     const destination = absolute(`mounts[${i}].destination`, m.destination);
     let flags = MS_NOSUID | MS_NODEV;
     if (m.readonly) flags |= MS_RDONLY;
     if (m.propagation === 'slave') flags |= MS_SLAVE;
-    return { source, destination, flags };
+    // userns mode: bound through an idmapped view of source (made at create), so that host root's files are the container root's.
+    return { source, destination, flags, ...(userns ? { idmap: true } : {}) };
   });
 
+  const root = rootOpsFor(diskBytes, userns);
+  const ioDevice = opts.ioDevice ?? NO_DEVICE;
+  const io = ioLimit('io', spec.io, ioDevice);
   const paths = containerPaths(stateDir, id);
   const slots = (spec.slots ?? []).map((s, i) => {
     if (!/^[a-z0-9][a-z0-9-]{0,31}$/.test(s.name)) throw new InvalidSpecError(`slots[${i}].name`, 'must be a short lowercase name');
@@ -203,11 +241,14 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     ],
     umask: spec.process.umask ?? DEFAULTS.umask,
     hostname,
-    cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP,
-    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids },
-    binds,
+    cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | (userns ? CLONE_NEWUSER : 0),
+    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids, ...(io ? { io } : {}) },
+    ioDevice,
+    binds: [...root.deviceBinds, ...binds],
     slots,
-    rootOps: defaultRootOps(diskBytes),
+    rootOps: root.rootOps,
+    premounts: root.premounts,
+    userns,
     maskedPaths: MASKED_PATHS,
     readonlyPaths: READONLY_PATHS,
     seccomp,
@@ -215,34 +256,10 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   };
 }
 
-/** The filesystem every container gets after pivot_root: its own /proc, a minimal /dev, a /tmp. */
-function defaultRootOps(diskBytes: number): RootOp[] {
-  const chr = 0o020000;
-  const dev = (name: string, major: number, minor: number): RootOp => ({ op: 'mknod', path: `/dev/${name}`, mode: chr | 0o666, major, minor });
-  return [
-    { op: 'mount', source: 'proc', target: '/proc', fstype: 'proc', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: '' },
-    { op: 'mount', source: 'tmpfs', target: '/dev', fstype: 'tmpfs', flags: MS_NOSUID | MS_STRICTATIME, data: 'mode=755,size=64k' },
-    dev('null', 1, 3),
-    dev('zero', 1, 5),
-    dev('full', 1, 7),
-    dev('random', 1, 8),
-    dev('urandom', 1, 9),
-    dev('tty', 5, 0),
-    { op: 'mount', source: 'devpts', target: '/dev/pts', fstype: 'devpts', flags: MS_NOSUID | MS_NOEXEC, data: 'newinstance,ptmxmode=0666,mode=0620' },
-    { op: 'symlink', target: 'pts/ptmx', path: '/dev/ptmx' },
-    { op: 'mount', source: 'shm', target: '/dev/shm', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV | MS_NOEXEC, data: 'mode=1777,size=16m' },
-    { op: 'symlink', target: '/proc/self/fd', path: '/dev/fd' },
-    { op: 'symlink', target: '/proc/self/fd/0', path: '/dev/stdin' },
-    { op: 'symlink', target: '/proc/self/fd/1', path: '/dev/stdout' },
-    { op: 'symlink', target: '/proc/self/fd/2', path: '/dev/stderr' },
-    { op: 'mount', source: 'tmpfs', target: '/tmp', fstype: 'tmpfs', flags: MS_NOSUID | MS_NODEV, data: `mode=1777,size=${diskBytes}` },
-  ];
-}
-
 /** The records faasbox-init reads on fd 3. */
 export function encodeInitConfig(
   config: ContainerConfig,
-  opts: { cgroupProcs: string[]; cgroupDir?: string; seccomp: Buffer | null; extraFds: number },
+  opts: { cgroupProcs: string[]; cgroupDir?: string; seccomp: Buffer | null; extraFds: number; binds?: ContainerConfig['binds'] },
 ): Buffer {
   const w = new ConfigWriter();
   for (const a of config.args) w.text(Rec.ARG, a);
@@ -259,7 +276,9 @@ export function encodeInitConfig(
   // Slave propagation (not private) so that a bind declared 'slave' still receives mounts from the host.
   const anySlave = config.binds.some((b) => b.flags & MS_SLAVE);
   w.text(Rec.PROPAGATION, MS_REC | (anySlave ? MS_SLAVE : MS_PRIVATE));
-  for (const b of config.binds) w.text(Rec.BIND, b.source, b.destination, b.flags);
+  if (config.userns) w.text(Rec.USERNS, 1);
+  for (const m of config.premounts) w.text(Rec.PREMOUNT, m.source, m.target, m.fstype, m.flags, m.data);
+  for (const b of opts.binds ?? config.binds) w.text(Rec.BIND, b.source, b.destination, b.flags);
   for (const op of config.rootOps) {
     switch (op.op) {
       case 'mount':

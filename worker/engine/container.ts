@@ -3,13 +3,14 @@
  * pool can hold it), started, waited for, killed, deleted. Every resource acquired
  * during create registers its release at once; a failure unwinds them in reverse.
  */
-import { mkdirSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, rmSync } from 'node:fs';
 import { MNT_DETACH, MS_BIND, MS_NODEV, MS_NOSUID, MS_RDONLY, MS_REMOUNT, MS_SHARED } from './sys/index.js';
 import { mountsUnder } from './mounts.js';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
-import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
-import { encodeInitConfig, type ContainerConfig } from './config.js';
+import type { Cgroup, CgroupDriver, CgroupStats, IoUsage } from './cgroups/index.js';
+import { encodeInitConfig, ioLimit, type ContainerConfig } from './config.js';
+import type { IoLimits } from './spec.js';
 import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
@@ -17,6 +18,9 @@ import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
+import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
+import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
+import type { IdRange, IdRanges } from './userns/ranges.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -42,6 +46,10 @@ export interface EngineParts {
   zygote?: ZygoteLauncher | undefined;
   /** Parked container inits (cgroup v1; see seeds.ts); absent: every init is made on demand. */
   seeds?: SeedPool | undefined;
+  /** Host id ranges for userns containers (userns/ranges.ts). */
+  userns?: IdRanges | undefined;
+  /** Their idmap namespaces, kept open by range (userns/namespace.ts); absent: one made and closed per container. */
+  idmaps?: IdmapNamespaces | undefined;
 }
 
 export class Container {
@@ -50,6 +58,8 @@ export class Container {
   private cgroup!: Cgroup;
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
+  /** userns mode: the host ids this container's 0..size-1 map to. */
+  idRange: IdRange | undefined;
 
   private constructor(
     readonly config: ContainerConfig,
@@ -106,6 +116,17 @@ export class Container {
       undo.push(() => rmSync(config.paths.dir, { recursive: true, force: true }));
       c.persist();
 
+      // userns mode: a range of its own, and a namespace with its maps for the idmapped mounts.
+      let usernsFd: number | undefined;
+      if (config.userns) {
+        const ranges = parts.userns;
+        const range = leaseRange(config, ranges);
+        c.idRange = range;
+        c.persisted.userns = { hostId: range.hostId, size: range.size };
+        undo.push(() => ranges!.release(range, config.id));
+        usernsFd = await (parts.idmaps ? parts.idmaps.fdFor(range) : idmapNamespace(range));
+      }
+
       if (config.slots.length) {
         undo.push(() => void unmountAll(parts.sys, config.paths.slots));
         for (const slot of config.slots) {
@@ -135,8 +156,17 @@ export class Container {
         c.cgroup.assume({ ...config.cgroup, cpuBurstUs: config.cgroup.cpuBurstUs ?? 0 });
       }
 
-      mountRootfs(parts.sys, c.rootfsPlan());
-      undo.push(() => unmountRootfs(parts.sys, config.paths));
+      let binds = config.binds;
+      try {
+        mountRootfs(parts.sys, { ...c.rootfsPlan(), ...(usernsFd !== undefined ? { idmap: { usernsFd, hostId: c.idRange!.hostId } } : {}) });
+        undo.push(() => unmountRootfs(parts.sys, config.paths));
+        if (usernsFd !== undefined && binds.some((b) => b.idmap)) {
+          undo.push(() => void unmountAll(parts.sys, config.paths.binds));
+          binds = idmappedBinds(config, usernsFd);
+        }
+      } finally {
+        if (usernsFd !== undefined && !parts.idmaps) closeSync(usernsFd);
+      }
 
       const extraFds = io.extraFds ?? [];
       c.init = new InitProcess({
@@ -145,11 +175,13 @@ export class Container {
           ...(c.cgroup.cloneInto ? { cgroupDir: c.cgroup.cloneInto } : {}),
           seccomp: parts.seccomp(config.seccomp),
           extraFds: extraFds.length,
+          binds,
         }),
         stdio: io.stdio ?? ['ignore', 'pipe', 'pipe'],
         extraFds,
         zygote: parts.zygote,
         seed,
+        userns: c.idRange,
       });
       undo.push(async () => {
         c.init.signal('SIGKILL');
@@ -186,6 +218,8 @@ export class Container {
   /** A parked seed whose cgroup now carries this container's name, or undefined. */
   private takeSeed(): Seed | undefined {
     const { seeds, cgroups } = this.parts;
+    // A seed's namespaces are made before its container is known: none has a user namespace.
+    if (this.config.userns) return undefined;
     this.askedPool = !!seeds;
     const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
     if (!seed || !cgroups.rename) return undefined;
@@ -254,11 +288,13 @@ export class Container {
    * New limits for a running container (a pooled container takes its function's limits).
    * Those not given stay; new cpus without a cpuBurst leave no burst.
    */
-  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number }): void {
+  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number; io?: IoLimits }): void {
     const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
     if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
       throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
     }
+    // {} (or all zeros) lifts earlier io limits: a function without any runs unthrottled.
+    const io = ioLimit('io', limits.io, this.config.ioDevice);
     // The cgroup writes only what changes: a stem cell specialised for a function of its
     // own size keeps its memory limit (on v1 that is five file operations, on the
     // invocation's path).
@@ -267,7 +303,13 @@ export class Container {
       ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
       ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
       ...(limits.pids ? { pids: limits.pids } : {}),
+      ...(io ? { io } : {}),
     });
+  }
+
+  /** Block I/O bytes since the container was made (before and after an invocation). */
+  ioUsage(): IoUsage {
+    return this.cgroup.ioUsage();
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */
@@ -345,6 +387,7 @@ export class Container {
   fillSlot(name: string, hostDir: string): void {
     const slot = this.slot(name);
     const { sys } = this.parts;
+    if (this.config.userns) return fillSlotIdmapped(this.init.pid, hostDir, slot.hostPath);
     sys.mount(hostDir, slot.hostPath, null, MS_BIND, null);
     sys.mount(null, slot.hostPath, null, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, null);
   }
@@ -372,7 +415,9 @@ export class Container {
     await this.cgroup.destroy();
     if (this.config.slots.length) unmountAll(this.parts.sys, this.config.paths.slots);
     unmountRootfs(this.parts.sys, this.config.paths);
+    if (this.config.userns) unmountAll(this.parts.sys, this.config.paths.binds);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
+    if (this.idRange) this.parts.userns?.release(this.idRange, this.id);
     this.transition('deleted');
   }
 }

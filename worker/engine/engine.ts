@@ -3,7 +3,7 @@
  * flavour and compiles the seccomp filter once, creates containers from specs, lists
  * them from their state dirs, and garbage-collects what a crashed owner left behind.
  */
-import { readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, mkdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { linuxSys, MNT_DETACH, type Sys } from './sys/index.js';
@@ -18,6 +18,9 @@ import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
 import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
+import { IdRanges, type RangeOptions } from './userns/ranges.js';
+import { blockDeviceOf } from './blockdev.js';
+import { IdmapNamespaces } from './userns/namespace.js';
 
 export { mountsUnder };
 
@@ -33,6 +36,8 @@ export interface EngineOptions {
    * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
    */
   seeds?: number;
+  /** Host id ranges of userns containers (default: 65536 ids each, from 2^31); byDefault: every spec that does not say otherwise gets userns (a worker's FAASBOX_USERNS=1). */
+  userns?: RangeOptions & { byDefault?: boolean };
 }
 
 export interface GcReport {
@@ -50,6 +55,12 @@ export class Engine implements EngineParts {
   /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
+  readonly userns: IdRanges;
+  readonly idmaps = new IdmapNamespaces();
+  /** Whether a spec that does not say gets a user namespace (FAASBOX_USERNS=1). */
+  readonly usernsByDefault: boolean;
+  /** Where io limits apply: found once, at the first container (blockdev.ts). */
+  private ioDevice: ContainerConfig['ioDevice'] | undefined;
 
   private constructor(
     readonly stateDir: string,
@@ -58,7 +69,10 @@ export class Engine implements EngineParts {
     seeds: number,
     /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
     private readonly defaultRoot = false,
+    userns: NonNullable<EngineOptions['userns']> = {},
   ) {
+    this.userns = new IdRanges(stateDir, userns);
+    this.usernsByDefault = userns.byDefault ?? false;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
   }
@@ -73,7 +87,7 @@ export class Engine implements EngineParts {
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
+    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined, opts.userns);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -83,7 +97,8 @@ export class Engine implements EngineParts {
   };
 
   config(spec: ContainerSpec): ContainerConfig {
-    return toConfig(spec, this.stateDir);
+    this.ioDevice ??= blockDeviceOf(this.stateDir);
+    return toConfig(this.usernsByDefault && spec.userns === undefined ? { ...spec, userns: true } : spec, this.stateDir, { ioDevice: this.ioDevice });
   }
 
   /** Prepares a container and parks its process before exec. */
@@ -125,6 +140,7 @@ export class Engine implements EngineParts {
   async close(): Promise<void> {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
+    this.idmaps.close();
     this.releaseStateMount();
     // Like the state tmpfs: the cgroup root goes once nothing is left in it (a `ctr run`
     // used to leave /faasbox/<hash> behind in every v1 hierarchy).
@@ -180,6 +196,9 @@ export class Engine implements EngineParts {
       rmSync(paths.dir, { recursive: true, force: true });
       report.containers.push(id);
     }
+    // Id ranges whose container is gone (a crash between create and delete); a container
+    // made since the scan above has its dir, so its fresh lease stays.
+    this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {
       if (live.has(name) || report.cgroups.includes(name)) continue;

@@ -6,7 +6,8 @@ export type EngineErrorCode =
   | 'INVALID_STATE'
   | 'CREATE_FAILED'
   | 'EXEC_FAILED'
-  | 'INIT_BINARY_MISSING';
+  | 'INIT_BINARY_MISSING'
+  | 'USERNS_UNSUPPORTED';
 
 export class EngineError extends Error {
   constructor(

@@ -13,6 +13,8 @@ import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, ZYGOTE_MAX_
 import { sendFds, socketpair } from './sys/fdpass.js';
 import type { ZygoteLauncher } from './zygote.js';
 import type { Seed } from './seeds.js';
+import { writeIdMaps } from './userns/namespace.js';
+import type { IdRange } from './userns/ranges.js';
 
 export type StdioSpec = 'inherit' | 'pipe' | 'ignore' | number;
 
@@ -34,6 +36,8 @@ export interface SpawnOptions {
   zygote?: ZygoteLauncher | undefined;
   /** A parked seed to hand the container to (native/protocol.h); its cgroup is already the container's. */
   seed?: Seed | undefined;
+  /** userns mode: the maps to write once init's pid is known; init waits for them ("mapped"). */
+  userns?: IdRange | undefined;
 }
 
 interface Ends {
@@ -57,9 +61,11 @@ export class InitProcess {
   private readyWaiters: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private readySeen = false;
   private onExitReport: () => void = () => {};
+  private readonly userns: IdRange | undefined;
   readonly exited: Promise<InitExit>;
 
   constructor(opts: SpawnOptions) {
+    this.userns = opts.userns;
     const seeded = opts.seed && launchBySeed(opts.seed, opts);
     if (seeded) {
       this.child = undefined;
@@ -170,6 +176,7 @@ export class InitProcess {
     switch (msg.kind) {
       case 'pid':
         this.pid = msg.pid;
+        if (this.userns) this.mapIds();
         this.settleReady();
         break;
       case 'ready':
@@ -186,6 +193,16 @@ export class InitProcess {
       case 'error':
         this.errors.push(msg.message);
         break;
+    }
+  }
+
+  private mapIds(): void {
+    try {
+      writeIdMaps(this.pid, this.userns!);
+      this.sync.write('mapped\n');
+    } catch (err) {
+      this.errors.push(`writing the id maps of pid ${this.pid}: ${(err as Error).message}`);
+      this.signal('SIGKILL');
     }
   }
 

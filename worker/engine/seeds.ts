@@ -80,16 +80,18 @@ export class Seed {
 }
 
 /** Limit values that undo a seed's limit the container did not ask for. */
-const UNSET: Required<CgroupLimits> = { memoryBytes: -1, cpuQuotaUs: -1, cpuPeriodUs: 100_000, cpuBurstUs: 0, pids: -1 };
+const UNSET: Required<Omit<CgroupLimits, 'io'>> = { memoryBytes: -1, cpuQuotaUs: -1, cpuPeriodUs: 100_000, cpuBurstUs: 0, pids: -1 };
 
 /** The writes that turn a seed's limits into the container's. */
 export function limitsDiff(seed: CgroupLimits, want: CgroupLimits): CgroupLimits {
   const out: CgroupLimits = {};
-  for (const k of Object.keys(UNSET) as (keyof CgroupLimits)[]) {
+  for (const k of Object.keys(UNSET) as (keyof typeof UNSET)[]) {
     if (seed[k] === want[k]) continue;
     const v = want[k] ?? UNSET[k];
     if (seed[k] !== v) out[k] = v;
   }
+  // A seed has no block I/O limits: the container's, if any, are written.
+  if (want.io) out.io = want.io;
   // The kernel checks a quota against the period: a new period goes with its quota.
   if (out.cpuPeriodUs !== undefined && out.cpuQuotaUs === undefined && want.cpuQuotaUs !== undefined) out.cpuQuotaUs = want.cpuQuotaUs;
   // A new quota resets the burst first (burst <= quota): the wanted burst goes with it.

@@ -43,6 +43,17 @@ export interface ResourceLimits {
   pids?: number;
 }
 
+/**
+ * Block I/O limits on the device holding the state dir and the image layers (see
+ * blockdev.ts for what that throttles); absent or 0: no limit on that axis.
+ */
+export interface IoLimits {
+  readBps?: number;
+  writeBps?: number;
+  readIops?: number;
+  writeIops?: number;
+}
+
 export interface ContainerSpec {
   id?: string;
   rootfs: {
@@ -54,9 +65,16 @@ export interface ContainerSpec {
   process: ProcessSpec;
   hostname?: string;
   limits?: ResourceLimits;
+  io?: IoLimits;
   mounts?: BindMount[];
   network?: { mode: NetworkMode };
   seccomp?: SeccompMode;
+  /**
+   * A user namespace of its own: the container's ids 0..65535 map to a host id range
+   * leased to it alone (userns/ranges.ts), and its layers and binds are idmapped mounts.
+   * The process's uid/gid are ids inside that range; groups must be empty.
+   */
+  userns?: boolean;
   /**
    * Empty read-only mount points the host can fill while the container runs
    * (Container.fillSlot): how a warm container receives a function's code without a

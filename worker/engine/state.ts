@@ -49,6 +49,8 @@ export interface PersistedState {
   args: string[];
   cgroup: string;
   exit?: { exitCode: number | null; signal: number | null; oomKilled: boolean };
+  /** userns mode: container ids 0..size-1 are host ids hostId.. (userns/ranges.ts). */
+  userns?: { hostId: number; size: number };
 }
 
 export function writeState(file: string, state: PersistedState): void {

@@ -39,6 +39,8 @@ export interface BootOptions {
   cpus: number;
   pids?: number;
   diskMb?: number;
+  /** A user namespace of its own (engine/userns/); absent: the engine's default. */
+  userns?: boolean;
   /**
    * false when the load follows the boot at once (a cold start): the runtime then skips
    * its warm-up, which pays off only for a runtime that waits (a stem cell).
@@ -97,6 +99,9 @@ export interface InvokeOutcome {
   loadMs: number;
   cpuMs: number;
   memoryPeakBytes: number;
+  /** Block I/O of the invocation (cgroup io.stat / blkio); absent where it could not be told apart from the container's. */
+  ioReadBytes?: number;
+  ioWriteBytes?: number;
 }
 
 type Reply = Record<string, unknown> & { type: string };
@@ -260,6 +265,7 @@ export class RuntimeInstance {
         process: { args: opts.image.args, env: { ...(opts.image.env ?? {}), ...(opts.warmUp === false ? { [WARM_UP_ENV]: '0' } : {}) }, cwd: '/tmp' },
         limits: { memoryBytes: opts.memoryMb * 1024 * 1024, cpus: opts.cpus, pids: opts.pids ?? 64 },
         slots: [{ name: 'code', destination: CODE_DIR }],
+        ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
       },
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
     );
@@ -307,7 +313,7 @@ export class RuntimeInstance {
   async invoke(req: InvokeRequest): Promise<InvokeOutcome> {
     this.container.resetPeak();
     this.replyLines.maxLineBytes = req.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
-    const before = this.container.usage();
+    const before = { ...this.container.usage(), ...this.container.ioUsage() };
     const marker = `${END_MARKER}${req.id}\n`;
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
@@ -363,6 +369,8 @@ export class RuntimeInstance {
         loadMs,
         cpuMs: ex.usage.cpuUsageUsec / 1000,
         memoryPeakBytes: ex.usage.memoryPeakBytes,
+        ioReadBytes: ex.usage.ioReadBytes - before.ioReadBytes,
+        ioWriteBytes: ex.usage.ioWriteBytes - before.ioWriteBytes,
       };
     } finally {
       clearTimeout(timer);
@@ -398,9 +406,15 @@ export class RuntimeInstance {
     };
   }
 
-  private usageSince(before: Pick<CgroupStats, 'cpuUsageUsec'>): { cpuMs: number; memoryPeakBytes: number } {
+  private usageSince(before: Pick<CgroupStats, 'cpuUsageUsec' | 'ioReadBytes' | 'ioWriteBytes'>): { cpuMs: number; memoryPeakBytes: number; ioReadBytes: number; ioWriteBytes: number } {
     const now = this.container.usage();
-    return { cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000, memoryPeakBytes: now.memoryPeakBytes };
+    const io = this.container.ioUsage();
+    return {
+      cpuMs: (now.cpuUsageUsec - before.cpuUsageUsec) / 1000,
+      memoryPeakBytes: now.memoryPeakBytes,
+      ioReadBytes: io.ioReadBytes - before.ioReadBytes,
+      ioWriteBytes: io.ioWriteBytes - before.ioWriteBytes,
+    };
   }
 
   private freezeTimer: NodeJS.Timeout | undefined;

@@ -12,6 +12,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { RuntimeInstance, type RuntimeImage } from '../instance/instance.js';
+import type { IsolationOptions } from '../instance/isolation.js';
 import {
   DEFAULT_SIZING,
   evict,
@@ -89,6 +90,9 @@ export interface FunctionTarget {
   env: Record<string, string>;
   /** How long the function's module may take to load (its top level run) before the container is killed. */
   loadTimeoutMs: number;
+  /** Block I/O limits and user-namespace mode (instance/isolation.ts). */
+  io?: IsolationOptions['io'];
+  userns?: IsolationOptions['userns'];
 }
 
 export interface Lease {
@@ -220,6 +224,9 @@ export class Pool {
 
   private async acquireInner(target: FunctionTarget): Promise<Lease> {
     const t = performance.now();
+    // A function whose userns mode differs from the stem cells' (the worker's default)
+    // cannot take one: its containers are booted for it, and reused warm as any other.
+    const ownBoot = target.userns !== undefined && target.userns !== this.opts.engine.usernsByDefault;
     const choice = this.opts.enabled
       ? select(this.slots(), { fn: target.key, runtime: target.runtime, memoryMb: target.memoryMb, isolation: target.isolation })
       : ({ kind: 'cold' } as const);
@@ -230,8 +237,8 @@ export class Pool {
       const thawMs = entry.instance!.wake();
       return { instance: entry.instance!, startKind: 'warm', initMs, ...(thawMs !== undefined ? { thawMs } : {}), slot: choice.slot, target };
     }
-    this.noteStemDemand(target);
-    if (choice.kind === 'specialized') {
+    if (!ownBoot) this.noteStemDemand(target);
+    if (choice.kind === 'specialized' && !ownBoot) {
       const slot = choice.slot;
       slot.state = 'busy';
       slot.kind = 'function';
@@ -254,7 +261,7 @@ export class Pool {
     this.entries.set(slot.id, { slot });
     let instance: RuntimeInstance;
     try {
-      instance = await this.boot(target.runtime, target.memoryMb, { warmUp: false });
+      instance = await this.boot(target.runtime, target.memoryMb, { warmUp: false, ...(ownBoot ? { userns: target.userns! } : {}) });
     } catch (err) {
       this.entries.delete(slot.id);
       throw err;
@@ -325,9 +332,10 @@ export class Pool {
     // throttled halfway through it (with 128 MB's 0.072 cores, a 7.2 ms slice per 100 ms
     // period, a module import plus a first call is enough to hit the throttle), while
     // its average stays within the quota.
-    const limits = { memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus };
+    const limits = { memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus, ...(target.io ? { io: target.io } : {}) };
     const load = () => instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
-    if (instance.options.memoryMb !== target.memoryMb) {
+    // Block I/O limits, like memory, are in place before the function's module is read.
+    if (instance.options.memoryMb !== target.memoryMb || target.io) {
       instance.container.updateLimits(limits);
       return load();
     }
@@ -346,12 +354,12 @@ export class Pool {
     return loading;
   }
 
-  private async boot(runtime: string, memoryMb: number, { warmUp = true } = {}): Promise<RuntimeInstance> {
+  private async boot(runtime: string, memoryMb: number, { warmUp = true, userns }: { warmUp?: boolean; userns?: boolean } = {}): Promise<RuntimeInstance> {
     const image = this.opts.images[runtime];
     if (!image) throw new Error(`no image for runtime ${runtime}`);
     const t = performance.now();
     try {
-      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1, warmUp });
+      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1, warmUp, ...(userns !== undefined ? { userns } : {}) });
       this.booting.add(booting);
       const inst = await booting.finally(() => this.booting.delete(booting));
       this.counters.created++;

@@ -1,5 +1,6 @@
 /** What v1 and v2 share: parsing, process listing, kill-and-wait, removal with retries. */
-import type { Cgroup, CgroupLimits, CgroupStats } from './index.js';
+import type { Cgroup, CgroupLimits, CgroupStats, IoUsage } from './index.js';
+import { sameIo } from './io.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
 
@@ -101,6 +102,7 @@ export abstract class BaseCgroup implements Cgroup {
     // A quota change takes the burst to 0 on the way (see above), and a burst kept from
     // before could exceed the new quota: it ends with the burst given, or none.
     if (diff.cpuQuotaUs !== undefined || diff.cpuPeriodUs !== undefined) diff.cpuBurstUs = l.cpuBurstUs ?? 0;
+    if (l.io !== undefined && !sameIo(l.io, this.known.io)) diff.io = l.io;
     if (Object.keys(diff).length === 0) return;
     try {
       this.writeLimits(diff);
@@ -114,6 +116,7 @@ export abstract class BaseCgroup implements Cgroup {
 
   assume(l: CgroupLimits): void {
     for (const k of LIMIT_KEYS) if (l[k] !== undefined) this.known[k] = l[k];
+    if (l.io !== undefined) this.known.io = l.io;
   }
 
   /** Writes these limits in an order the kernel accepts; the CPU bandwidth through writeCpuBandwidth. */
@@ -229,6 +232,7 @@ export abstract class BaseCgroup implements Cgroup {
   abstract stats(): CgroupStats;
   abstract usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;
   abstract resetPeak(): void;
+  abstract ioUsage(): IoUsage;
   /** Signals every member once, with forks shut out of the race. */
   protected abstract killAll(): Promise<void>;
 

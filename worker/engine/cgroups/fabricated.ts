@@ -160,6 +160,7 @@ export class FabricatedCgroupfs {
         files['cpu.stat'] = 'usage_usec 0\nuser_usec 0\nsystem_usec 0\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n';
       }
       if (parentControl.includes('pids')) Object.assign(files, { 'pids.max': 'max\n', 'pids.current': '0\n' });
+      if (parentControl.includes('io')) Object.assign(files, { 'io.max': '', 'io.stat': '' });
     }
     for (const [name, content] of Object.entries(files)) writeFileSync(path.join(dir, name), content);
   }
@@ -185,6 +186,10 @@ export class FabricatedCgroupfs {
         return { 'pids.max': 'max\n', 'pids.current': '0\n' };
       case 'freezer':
         return { 'freezer.state': 'THAWED\n' };
+      case 'blkio':
+        return Object.fromEntries(
+          ['read_bps_device', 'write_bps_device', 'read_iops_device', 'write_iops_device', 'io_service_bytes'].map((f) => [`blkio.throttle.${f}`, f === 'io_service_bytes' ? 'Total 0\n' : '']),
+        );
       default:
         return {};
     }

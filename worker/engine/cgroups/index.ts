@@ -11,8 +11,10 @@ import { CgroupV2 } from './v2.js';
 import { realFs, type CgroupFs } from './fs.js';
 import { v1ControllerMounts } from './mountinfo.js';
 import { CgroupError } from './errors.js';
+import type { IoLimit, IoUsage } from './io.js';
 
 export { CgroupError, type CgroupErrorCode } from './errors.js';
+export type { IoLimit, IoUsage } from './io.js';
 export { realFs, type CgroupFs, type CgroupFile } from './fs.js';
 export { v1ControllerMounts } from './mountinfo.js';
 export { parseKeyed, parsePids } from './common.js';
@@ -28,6 +30,8 @@ export interface CgroupLimits {
   /** CFS burst (at most the quota); 0: none. Skipped where the kernel has no burst file. */
   cpuBurstUs?: number;
   pids?: number;
+  /** Block I/O limits on one device (io.ts); a field 0 or absent: none on that axis. */
+  io?: IoLimit;
 }
 
 export interface CgroupStats {
@@ -42,6 +46,9 @@ export interface CgroupStats {
   pidsCurrent: number;
   throttledPeriods: number;
   throttledUsec: number;
+  /** Bytes read from / written to block devices (v2 io.stat, v1 blkio.throttle.io_service_bytes); 0 where the controller is absent. */
+  ioReadBytes: number;
+  ioWriteBytes: number;
 }
 
 export interface Cgroup {
@@ -60,6 +67,8 @@ export interface Cgroup {
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'>;
   /** Starts a new peak-memory measurement (per invocation, for reused containers). */
   resetPeak(): void;
+  /** Block I/O bytes since creation: one read, for before and after an invocation. */
+  ioUsage(): IoUsage;
   pids(): number[];
   /**
    * Stops every member (cgroup freezer: v1 freezer.state, v2 cgroup.freeze) and resolves

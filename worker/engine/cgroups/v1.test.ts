@@ -201,6 +201,8 @@ test('stats parse what the v1 kernel files say', () => {
     pidsCurrent: 3,
     throttledPeriods: 7,
     throttledUsec: 3500,
+    ioReadBytes: 0,
+    ioWriteBytes: 0,
   });
   // Nanosecond user/system split where the kernel offers it.
   tree.set(`${base('cpu,cpuacct')}/cpuacct.usage_user`, '1000000000\n');
@@ -315,4 +317,25 @@ test('a nested root is made level by level in every hierarchy', () => {
   driver.create('c1', {});
   assert.ok(tree.fs.exists(tree.abs('memory/faasbox/worker-1/c1')));
   assert.ok(tree.fs.exists(tree.abs('cpu,cpuacct/faasbox/worker-1/c1')));
+});
+
+test('block I/O: blkio is joined where mounted; the four throttle files get "MAJ:MIN value" (0 removes); io_service_bytes is read back', () => {
+  const { tree, driver } = setup({ v1Mounts: { memory: ['memory'], 'cpu,cpuacct': ['cpu', 'cpuacct'], pids: ['pids'], freezer: ['freezer'], blkio: ['blkio'] } });
+  const cg = driver.create('c1', { io: { device: '254:0', readBps: 5_000_000, writeBps: 1_000_000 } });
+  assert.ok(cg.procsFiles.map((p) => tree.rel(p)).includes('blkio/faasbox/c1/cgroup.procs'));
+  assert.deepEqual(tree.writesTo('c1/blkio.throttle.read_bps_device'), ['254:0 5000000']);
+  assert.deepEqual(tree.writesTo('c1/blkio.throttle.write_bps_device'), ['254:0 1000000']);
+  assert.deepEqual(tree.writesTo('c1/blkio.throttle.read_iops_device'), ['254:0 0']);
+  cg.setLimits({ io: { device: '254:0', readIops: 50 } });
+  assert.deepEqual(tree.writesTo('c1/blkio.throttle.read_bps_device'), ['254:0 5000000', '254:0 0']);
+  assert.deepEqual(tree.writesTo('c1/blkio.throttle.read_iops_device'), ['254:0 0', '254:0 50']);
+  tree.set('blkio/faasbox/c1/blkio.throttle.io_service_bytes', '254:0 Read 52428800\n254:0 Write 8192\n254:0 Sync 0\n254:0 Async 52436992\n254:0 Discard 0\n254:0 Total 52436992\nTotal 52436992\n');
+  assert.deepEqual(cg.ioUsage(), { ioReadBytes: 52428800, ioWriteBytes: 8192 });
+  assert.equal(cg.stats().ioWriteBytes, 8192);
+});
+
+test('block I/O limits without a blkio hierarchy: CGROUP_UNSUPPORTED; blkio stays optional for everything else', () => {
+  const { driver } = setup();
+  assert.equal(driver.create('plain', { pids: 10 }).procsFiles.length, 4);
+  assert.throws(() => driver.create('c1', { io: { device: '254:0', readBps: 1 } }), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED' && /blkio/.test(e.message));
 });

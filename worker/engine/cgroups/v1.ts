@@ -7,10 +7,19 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
+import { blkioThrottleWrites, blkioUnsupported, parseBlkioServiceBytes } from './io.js';
 import { BaseCgroup, checkName, rootRaced, limitValue, removeIfEmpty, sigkillAll, waitUntil, writeError } from './common.js';
 
 export const V1_CONTROLLERS = ['memory', 'cpu', 'cpuacct', 'pids', 'freezer'] as const;
 export type V1Controller = (typeof V1_CONTROLLERS)[number];
+/**
+ * Joined where mounted, needed only by containers with block I/O limits. Every
+ * container joins it (a limit may come at specialisation, when joining would be a
+ * migration of running tasks); one more cgroup.procs write per start, off the request
+ * path for seeds.
+ */
+export const V1_OPTIONAL_CONTROLLERS = ['blkio'] as const;
+type Dirs = Record<V1Controller, string> & { blkio?: string };
 
 /**
  * cpuacct.stat counts in USER_HZ ticks, which the kernel fixes at 100 for userspace on
@@ -32,11 +41,15 @@ export class CgroupV1 implements CgroupDriver {
     if (missing.length) {
       throw new CgroupError('CGROUP_UNSUPPORTED', '/proc/self/mountinfo', `cgroup v1 controllers not mounted: ${missing.join(', ')}`);
     }
-    this.hierarchies = [...new Set(V1_CONTROLLERS.map((c) => mounts.get(c)!))];
+    const present = [...V1_CONTROLLERS, ...V1_OPTIONAL_CONTROLLERS.filter((c) => mounts.has(c))];
+    this.controllers = present;
+    this.hierarchies = [...new Set(present.map((c) => mounts.get(c)!))];
   }
 
-  private dirsOf(name: string): Record<V1Controller, string> {
-    return Object.fromEntries(V1_CONTROLLERS.map((c) => [c, `${this.mounts.get(c)}${this.root}/${name}`])) as Record<V1Controller, string>;
+  private readonly controllers: string[];
+
+  private dirsOf(name: string): Dirs {
+    return Object.fromEntries(this.controllers.map((c) => [c, `${this.mounts.get(c)}${this.root}/${name}`])) as Dirs;
   }
 
   /** The root path in every hierarchy, each component made if missing (v1 needs no delegation). */
@@ -151,7 +164,7 @@ export class CgroupV1Group extends BaseCgroup {
   constructor(
     fs: CgroupFs,
     name: string,
-    private readonly by: Record<V1Controller, string>,
+    private readonly by: Dirs,
   ) {
     super(fs, name, [...new Set(Object.values(by))]);
   }
@@ -169,6 +182,11 @@ export class CgroupV1Group extends BaseCgroup {
       if (l.cpuQuotaUs !== undefined) this.writeFile(`${cpu}/cpu.cfs_quota_us`, limitValue(l.cpuQuotaUs, `${cpu}/cpu.cfs_quota_us`, '-1'));
     });
     if (l.pids !== undefined) this.writeFile(`${pids}/pids.max`, limitValue(l.pids, `${pids}/pids.max`, 'max'));
+    if (l.io !== undefined) {
+      const dir = this.by.blkio;
+      if (!dir || !this.fs.exists(`${dir}/blkio.throttle.read_bps_device`)) throw blkioUnsupported(dir ?? '/proc/self/mountinfo', 'no blkio hierarchy with throttling is mounted');
+      for (const [file, value] of blkioThrottleWrites(l.io, dir)) this.writeFile(file, value);
+    }
   }
 
   /**
@@ -212,7 +230,14 @@ export class CgroupV1Group extends BaseCgroup {
       pidsCurrent: this.readNumber(`${pids}/pids.current`),
       throttledPeriods: throttle.nr_throttled ?? 0,
       throttledUsec: Math.round((throttle.throttled_time ?? 0) / 1000),
+      ...this.ioUsage(),
     };
+  }
+
+  /** Read before and after every invocation: kept open, as cpuacct.usage is. No blkio hierarchy: zeros. */
+  ioUsage(): { ioReadBytes: number; ioWriteBytes: number } {
+    const text = this.by.blkio && this.readKept(`${this.by.blkio}/blkio.throttle.io_service_bytes`);
+    return text ? parseBlkioServiceBytes(text) : { ioReadBytes: 0, ioWriteBytes: 0 };
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {

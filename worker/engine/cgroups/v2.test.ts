@@ -21,13 +21,15 @@ test('a fabricated tree is not cgroup2 by statfs magic (so tests must force the 
   assert.throws(() => cgroupVersionAt(`${tree.mountRoot}/missing`), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED');
 });
 
-test('create enables memory, cpu, pids at the mount root and in faasbox root, then writes the limits', () => {
+test('create enables memory, cpu, pids (and io, offered here) at the mount root and in faasbox root, then writes the limits', () => {
   const { tree, driver } = setup();
   assert.equal(driver.version, 2);
   const cg = driver.create('c1', { memoryBytes: 32 * MB, cpuQuotaUs: 50_000, cpuPeriodUs: 100_000, pids: 64 });
   assert.deepEqual(cg.procsFiles.map((p) => tree.rel(p)), ['faasbox/c1/cgroup.procs']);
   assert.deepEqual(tree.writes, [
+    { path: 'cgroup.subtree_control', value: '+io' },
     { path: 'cgroup.subtree_control', value: '+memory +cpu +pids' },
+    { path: 'faasbox/cgroup.subtree_control', value: '+io' },
     { path: 'faasbox/cgroup.subtree_control', value: '+memory +cpu +pids' },
     { path: 'faasbox/c1/memory.max', value: String(32 * MB) },
     { path: 'faasbox/c1/memory.swap.max', value: '0' },
@@ -44,7 +46,7 @@ test('only the missing controllers are enabled, and none are removed', () => {
   const { tree, driver } = setup();
   tree.set('cgroup.subtree_control', 'cpuset io memory\n');
   driver.create('c1', {});
-  assert.deepEqual(tree.writesTo('cgroup.subtree_control'), ['+cpu +pids', '+memory +cpu +pids']);
+  assert.deepEqual(tree.writesTo('cgroup.subtree_control'), ['+cpu +pids', '+io', '+memory +cpu +pids']);
   assert.equal(tree.read('cgroup.subtree_control').trim(), 'cpuset io memory cpu pids');
 });
 
@@ -91,13 +93,15 @@ test('a nested root: levels faasbox creates get controllers; an existing level i
   writeFileSync(tree.abs('system.slice/cgroup.subtree_control'), 'memory cpu pids\n');
   driver.create('c1', { pids: 10 });
   assert.deepEqual(tree.writesTo('system.slice/cgroup.subtree_control'), []);
+  // io is not offered below system.slice here (its controllers list lacks it): not asked for.
   assert.deepEqual(tree.writesTo('system.slice/faasbox/cgroup.subtree_control'), ['+memory +cpu +pids']);
 
   const fresh = setup({}, '/a/b');
   fresh.driver.create('c1', {});
   assert.deepEqual(
     fresh.tree.writes.filter((w) => w.path.endsWith('subtree_control')).map((w) => w.path),
-    ['cgroup.subtree_control', 'a/cgroup.subtree_control', 'a/b/cgroup.subtree_control'],
+    // Each level twice: the optional io (best effort), then the controllers faasbox needs.
+    ['cgroup.subtree_control', 'cgroup.subtree_control', 'a/cgroup.subtree_control', 'a/cgroup.subtree_control', 'a/b/cgroup.subtree_control', 'a/b/cgroup.subtree_control'],
   );
 });
 
@@ -163,6 +167,8 @@ test('stats parse cpu.stat, memory.events, memory.peak', () => {
     pidsCurrent: 2,
     throttledPeriods: 4,
     throttledUsec: 700,
+    ioReadBytes: 0,
+    ioWriteBytes: 0,
   });
   assert.deepEqual(cg.usage(), { cpuUsageUsec: 5000, memoryPeakBytes: 9000 }, 'the cheap per-invocation read agrees');
 });
@@ -282,4 +288,26 @@ test('list, open, destroy (idempotent), removeRoot', async () => {
   driver.removeRoot();
   driver.removeRoot();
   assert.equal(tree.fs.exists(tree.abs('faasbox')), false);
+});
+
+test('block I/O: io is enabled where offered; io.max gets every key (max for none); io.stat is summed over devices', () => {
+  const { tree, driver } = setup();
+  const cg = driver.create('c1', { io: { device: '254:0', readBps: 5_000_000, writeIops: 100 } });
+  assert.match(tree.read('faasbox/cgroup.subtree_control'), /\bio\b/);
+  assert.deepEqual(tree.writesTo('c1/io.max'), ['254:0 rbps=5000000 wbps=max riops=max wiops=100']);
+  // Unchanged: not written again; dropped at specialisation: back to max.
+  cg.setLimits({ io: { device: '254:0', readBps: 5_000_000, writeIops: 100 } });
+  cg.setLimits({ io: { device: '254:0' } });
+  assert.deepEqual(tree.writesTo('c1/io.max').slice(1), ['254:0 rbps=max wbps=max riops=max wiops=max']);
+  tree.set('faasbox/c1/io.stat', '254:0 rbytes=52428800 wbytes=4096 rios=400 wios=1 dbytes=0 dios=0\n253:0 rbytes=100 wbytes=0 rios=1 wios=0 dbytes=0 dios=0\n');
+  assert.deepEqual(cg.ioUsage(), { ioReadBytes: 52428900, ioWriteBytes: 4096 });
+  assert.equal(cg.stats().ioReadBytes, 52428900);
+  assert.throws(() => cg.setLimits({ io: { device: 'vda', readBps: 1 } }), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_INVALID_LIMIT');
+});
+
+test('block I/O limits where the io controller is not offered: CGROUP_UNSUPPORTED with a hint; other limits still work', () => {
+  const { tree, driver } = setup();
+  tree.set('cgroup.controllers', 'cpuset cpu memory pids\n');
+  assert.ok(driver.create('plain', { pids: 10 }));
+  assert.throws(() => driver.create('c1', { io: { device: '254:0', readBps: 1 } }), (e: unknown) => e instanceof CgroupError && e.code === 'CGROUP_UNSUPPORTED' && /\+io/.test(e.message));
 });

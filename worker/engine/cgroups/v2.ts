@@ -8,9 +8,12 @@ import path from 'node:path';
 import type { CgroupDriver, CgroupLimits, CgroupStats } from './index.js';
 import type { CgroupFile, CgroupFs } from './fs.js';
 import { CgroupError, errnoOf } from './errors.js';
+import { blkioUnsupported, ioMaxLine, parseIoStat } from './io.js';
 import { BaseCgroup, checkName, rootRaced, limitValue, parseKeyed, parsePids, removeIfEmpty, sigkillAll, waitUntil } from './common.js';
 
 export const V2_CONTROLLERS = ['memory', 'cpu', 'pids'] as const;
+/** Enabled where the kernel offers it, needed only by containers with block I/O limits (io.max). */
+export const V2_OPTIONAL_CONTROLLERS = ['io'] as const;
 
 /**
  * The leaf under faasbox's root that the worker moves itself to when the root is its own
@@ -50,6 +53,7 @@ export class CgroupV2 implements CgroupDriver {
       });
     }
     const control = `${dir}/cgroup.subtree_control`;
+    this.enableOptional(control, available);
     const todo = V2_CONTROLLERS.filter((c) => !this.words(control).includes(c));
     if (!todo.length) return;
     const value = todo.map((c) => `+${c}`).join(' ');
@@ -116,6 +120,20 @@ export class CgroupV2 implements CgroupDriver {
         cause: err,
         hint: 'start the worker in a leaf cgroup, or let it write its root cgroup.procs',
       });
+    }
+  }
+
+  /**
+   * Best effort: a kernel that offers io but will not enable it here must not stop every
+   * container; only those with io limits then fail (io.max missing: CGROUP_UNSUPPORTED).
+   */
+  private enableOptional(control: string, available: string[]): void {
+    const todo = V2_OPTIONAL_CONTROLLERS.filter((c) => available.includes(c) && !this.words(control).includes(c));
+    if (!todo.length) return;
+    try {
+      this.fs.write(control, todo.map((c) => `+${c}`).join(' '));
+    } catch {
+      // see above
     }
   }
 
@@ -217,6 +235,11 @@ export class CgroupV2Group extends BaseCgroup {
       this.writeFile(`${d}/cpu.max`, `${q} ${p}`);
     });
     if (l.pids !== undefined) this.writeFile(`${d}/pids.max`, limitValue(l.pids, `${d}/pids.max`, 'max'));
+    if (l.io !== undefined) {
+      const file = `${d}/io.max`;
+      if (!this.fs.exists(file)) throw blkioUnsupported(file, 'the io controller is not enabled for this cgroup');
+      this.writeFile(file, ioMaxLine(l.io, file));
+    }
   }
 
   stats(): CgroupStats {
@@ -235,7 +258,14 @@ export class CgroupV2Group extends BaseCgroup {
       pidsCurrent: this.readNumber(`${d}/pids.current`),
       throttledPeriods: cpu.nr_throttled ?? 0,
       throttledUsec: cpu.throttled_usec ?? 0,
+      ...this.ioUsage(),
     };
+  }
+
+  /** Read before and after every invocation: kept open, as cpu.stat is. No io controller here: zeros. */
+  ioUsage(): { ioReadBytes: number; ioWriteBytes: number } {
+    const text = this.readKept(`${this.dir}/io.stat`);
+    return text === undefined ? { ioReadBytes: 0, ioWriteBytes: 0 } : parseIoStat(text);
   }
 
   usage(): Pick<CgroupStats, 'cpuUsageUsec' | 'memoryPeakBytes'> {

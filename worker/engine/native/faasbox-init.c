@@ -44,6 +44,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
@@ -90,6 +91,9 @@ struct config {
   size_t seccomp_len;
   int no_new_privs, loopback_up, extra_fds, setsid, has_umask;
   int seed; /* this init is a seed: it waits for a container's config (protocol.h) */
+  int userns; /* CLONE_NEWUSER: init waits for its id maps ("mapped"), then becomes root of them */
+  struct op premounts[16];
+  int npremounts;
   mode_t umask;
 };
 
@@ -254,6 +258,15 @@ static void parse_config(char *buf, size_t len) {
     case REC_SETSID: cfg.setsid = 1; break;
     case REC_CGROUP_DIR: cfg.cgroup_dir = p; break;
     case REC_SEED: cfg.seed = 1; break;
+    case REC_USERNS: cfg.userns = 1; break;
+    case REC_PREMOUNT:
+      PUSH(cfg.premounts, cfg.npremounts, 16, "premount");
+      op = &cfg.premounts[cfg.npremounts++];
+      op->type = (int)type;
+      op->nf = split(p, rlen, op->f, 5);
+      if (op->nf != 5)
+        bail("premount record needs 5 fields");
+      break;
     default: bail("unknown config record type %u", type);
     }
   }
@@ -364,6 +377,17 @@ static void bind_into_rootfs(int rootfd, const struct op *op) {
     /* The old fd names the covered directory; reopen to reach the new mount. */
     fd = open_in_root(rootfd, dst, 0);
     snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+    /* In a user namespace the flags of a mount from the host are locked: a remount that
+     * would clear one (noexec of the state tmpfs under a slot, an atime mode) is EPERM. */
+    struct statvfs sv;
+    if (cfg.userns && statvfs(target, &sv) == 0) {
+      static const struct { unsigned long st, ms; } keep[] = {
+          {ST_RDONLY, MS_RDONLY}, {ST_NOSUID, MS_NOSUID}, {ST_NODEV, MS_NODEV}, {ST_NOEXEC, MS_NOEXEC},
+          {ST_NOATIME, MS_NOATIME}, {ST_NODIRATIME, MS_NODIRATIME}, {ST_RELATIME, MS_RELATIME}};
+      for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        if (sv.f_flag & keep[i].st)
+          extra |= keep[i].ms;
+    }
     if (mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | extra, NULL) < 0)
       bail("remount %s with flags %lu", dst, extra);
     close(fd);
@@ -376,6 +400,16 @@ static void bind_into_rootfs(int rootfd, const struct op *op) {
       bail("set propagation of %s", dst);
     close(fd);
   }
+}
+
+/* A mount made before pivot_root, its target resolved inside the rootfs (REC_PREMOUNT). */
+static void premount_in_rootfs(int rootfd, const struct op *op) {
+  int fd = open_in_root(rootfd, op->f[1], 0);
+  char target[64];
+  snprintf(target, sizeof target, "/proc/self/fd/%d", fd);
+  if (mount(op->f[0], target, op->f[2][0] ? op->f[2] : NULL, num(op->f[3], 10), op->f[4][0] ? op->f[4] : NULL) < 0)
+    bail("mount %s on %s", op->f[2], op->f[1]);
+  close(fd);
 }
 
 static void mkdir_p(const char *path) {
@@ -454,17 +488,40 @@ static void build_root(void) {
   /* Nothing mounted from here on may propagate back to the host. */
   if (mount(NULL, "/", NULL, cfg.propagation ? cfg.propagation : (MS_REC | MS_PRIVATE), NULL) < 0)
     bail("set propagation of /");
+  /* In a new user namespace every inherited mount is locked, and pivot_root refuses a
+   * locked new root: a bind of the rootfs onto itself is a mount of this namespace's own. */
+  if (cfg.userns && mount(cfg.rootfs, cfg.rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
+    bail("bind rootfs %s onto itself", cfg.rootfs);
   int rootfd = open(cfg.rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0)
     bail("open rootfs %s", cfg.rootfs);
+  int pinned[64], npinned = 0;
+  if (cfg.userns) {
+    /* Still the host's uid 0 here, so the state dir's 0700 directories (root's) can be
+     * walked as their owner; the namespace's root could not. The bind sources are
+     * opened now and reached later through /proc/self/fd, which skips that walk. */
+    static char names[64][32];
+    for (int i = 0; i < cfg.nbinds; i++) {
+      if ((pinned[npinned] = open(cfg.binds[i].f[0], O_PATH | O_CLOEXEC)) < 0)
+        bail("open bind source %s", cfg.binds[i].f[0]);
+      snprintf(names[i], sizeof names[i], "/proc/self/fd/%d", pinned[npinned++]);
+      cfg.binds[i].f[0] = names[i];
+    }
+    if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+      bail("become root of the user namespace");
+  }
+  for (int i = 0; i < cfg.npremounts; i++)
+    premount_in_rootfs(rootfd, &cfg.premounts[i]);
   for (int i = 0; i < cfg.nbinds; i++)
     bind_into_rootfs(rootfd, &cfg.binds[i]);
-  close(rootfd);
+  for (int i = 0; i < npinned; i++)
+    close(pinned[i]);
 
   /* pivot_root(".", ".") stacks the old root on the new one; detaching it leaves no
    * path back to the host's filesystem (runc's trick; no temporary directory needed). */
-  if (chdir(cfg.rootfs) < 0)
+  if (fchdir(rootfd) < 0)
     bail("chdir %s", cfg.rootfs);
+  close(rootfd);
   if (syscall(SYS_pivot_root, ".", ".") < 0)
     bail("pivot_root %s", cfg.rootfs);
   if (umount2(".", MNT_DETACH) < 0)
@@ -523,7 +580,8 @@ static void drop_privileges(void) {
     bail("clear ambient capabilities");
   if (cfg.caps && prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
     bail("keep capabilities across setuid");
-  if (setgroups((size_t)cfg.ngroups, cfg.groups) < 0)
+  /* A user namespace's setgroups is "deny"; the monitor dropped the host's groups before clone. */
+  if (!(cfg.userns && cfg.ngroups == 0) && setgroups((size_t)cfg.ngroups, cfg.groups) < 0)
     bail("setgroups");
   if (setresgid(cfg.gid, cfg.gid, cfg.gid) < 0)
     bail("setresgid %u", cfg.gid);
@@ -695,6 +753,17 @@ static void __attribute__((noreturn)) init_main(void) {
   /* A seed's container lives in the cgroup the seed joined (renamed by the worker). */
   if (cfg.seed)
     take_container();
+  if (cfg.userns) {
+    /* Until the worker has written the maps, this process is the host's uid 0 with
+     * capabilities only in its new namespace, and no id it could become is mapped.
+     * build_root then becomes the namespace's root (setresuid 0: the range's first host
+     * id) once it holds the host paths it needs. */
+    char line[64];
+    if (read_line(sync_fd, line, sizeof line) < 0)
+      _exit(0);
+    if (strcmp(line, "mapped") != 0)
+      bail("expected mapped, got '%s'", line);
+  }
   /* After joining, so that the namespace's root is the container's own cgroup. */
   if ((cfg.clone_flags & CLONE_NEWCGROUP) && unshare(CLONE_NEWCGROUP) < 0)
     bail("unshare cgroup namespace");
@@ -757,6 +826,10 @@ static void __attribute__((noreturn)) init_main(void) {
 static int __attribute__((noreturn)) monitor(void) {
   unsigned long flags = cfg.clone_flags & ~(unsigned long)CLONE_NEWCGROUP;
   pid_t pid = -1;
+  /* The host's supplementary groups (root's) would stay with init in its user namespace,
+   * where setgroups is denied: drop them here, while the monitor can. */
+  if (cfg.userns && setgroups(0, NULL) < 0)
+    bail("drop supplementary groups");
   if (cfg.cgroup_dir) {
     /* cgroup v2 (Linux 5.7+): create init inside its cgroup. Joining by a cgroup.procs
      * write is a migration, which takes cgroup_threadgroup_rwsem for writing and may wait
@@ -902,9 +975,33 @@ static void __attribute__((noreturn)) zygote_main(void) {
   _exit(0);
 }
 
+/*
+ * `faasbox-init --userns`: an empty user namespace for the worker to write id maps into
+ * and to open (/proc/PID/ns/user) as the mapping of idmapped mounts. Says "ready" on
+ * stdout, then lives until stdin reaches EOF.
+ */
+static void __attribute__((noreturn)) userns_holder(void) {
+  stage = "userns";
+  sync_fd = 2;
+  if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+    bail("set parent death signal");
+  if (unshare(CLONE_NEWUSER) < 0)
+    bail("unshare user namespace");
+  if (write(1, "ready\n", 6) != 6)
+    bail("write ready");
+  char c;
+  for (;;) {
+    ssize_t r = read(0, &c, 1);
+    if (r == 0 || (r < 0 && errno != EINTR))
+      _exit(0);
+  }
+}
+
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "--zygote") == 0)
     zygote_main();
+  if (argc > 1 && strcmp(argv[1], "--userns") == 0)
+    userns_holder();
 
   size_t len;
   char *buf = read_all(FD_CONFIG, &len);

@@ -81,6 +81,28 @@
  *
  * The seed's sync socket becomes the container's. EOF on control: the seed exits unused.
  */
+/*
+ * User namespaces (REC_USERNS). The monitor drops its supplementary groups and clones
+ * init with CLONE_NEWUSER among the flags; the worker writes the maps, init waits:
+ *
+ *   worker (node)                      monitor                    init (pid 1)
+ *        ◀──────────────────────────── "pid <host pid>"            join cgroups (still host uid 0)
+ *   /proc/PID/setgroups "deny",                                    read sync: "mapped"
+ *   uid_map, gid_map "0 <host id> <n>"
+ *   "mapped" ─────────────────────────────────────────────────────▶ open the rootfs and the bind
+ *                                                                   sources (as host uid 0, the
+ *                                                                   owner of the 0700 state dir),
+ *                                                                   setresgid/setresuid(0): the
+ *                                                                   range's first host id; then as
+ *                                                                   any init (rootfs, "ready", ...)
+ *
+ * Mounts inherited into the new namespace are locked: init binds the rootfs onto itself
+ * before pivot_root, and what needs the host's view (proc, whose mount in a user namespace
+ * must find a proc mount already visible; device nodes, which it may not mknod) is
+ * mounted by REC_PREMOUNT / REC_BIND before pivot_root rather than after.
+ * `faasbox-init --userns` only makes an empty user namespace (for idmapped mounts), says
+ * "ready" on stdout and lives until stdin's EOF.
+ */
 #ifndef FAASBOX_PROTOCOL_H
 #define FAASBOX_PROTOCOL_H
 
@@ -129,5 +151,7 @@
 #define REC_SETSID 27       /* "1": the user process starts a new session */
 #define REC_CGROUP_DIR 28   /* cgroup v2 dir: init is cloned into it (CLONE_INTO_CGROUP) and skips REC_CGROUP_PROCS; those stay as the fallback */
 #define REC_SEED 29         /* "1": make a seed (below); the request carries only clone flags, cgroups and 1 extra fd */
+#define REC_USERNS 30       /* "1": CLONE_NEWUSER is in the clone flags; see "User namespaces" above */
+#define REC_PREMOUNT 31     /* before pivot_root and REC_BIND: "src\0dst\0fstype\0flags\0data"; dst resolved inside rootfs */
 
 #endif

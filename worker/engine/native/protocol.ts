@@ -50,6 +50,8 @@ export const Rec = {
   SETSID: 27,
   CGROUP_DIR: 28,
   SEED: 29,
+  USERNS: 30,
+  PREMOUNT: 31,
 } as const;
 export type RecType = (typeof Rec)[keyof typeof Rec];
 
