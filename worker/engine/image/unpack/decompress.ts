@@ -97,9 +97,16 @@ export class LayerStream implements AsyncIterable<Buffer> {
     return { next: () => this.next(), return: async () => ({ done: true, value: undefined }) };
   }
 
-  /** Reads the rest into the hash and returns "sha256:<hex>" of the whole uncompressed stream. */
-  async drain(): Promise<string> {
-    while (!(await this.next()).done);
+  /**
+   * Reads the rest into the hash and returns "sha256:<hex>" of the whole uncompressed
+   * stream. What follows the end-of-archive marker is padding (GNU tar fills its last
+   * 10 KiB record); more than maxTrailing of it is refused, not hashed for ever.
+   */
+  async drain(maxTrailing = 1024 * 1024): Promise<string> {
+    const limit = this.bytes + maxTrailing;
+    while (!(await this.next()).done) {
+      if (this.bytes > limit) throw new ArchiveBoundError('trailing bytes', maxTrailing, 'the layer has more than padding after its end-of-archive marker');
+    }
     if (this.exited) {
       const code = await this.exited;
       if (code !== 0) {

@@ -90,18 +90,17 @@ export class LayerWriter {
     return parent;
   }
 
-  /** Removes whatever the layer has at name in dir (a later member replaces an earlier one). */
-  private clear(dir: number, name: string, keepDir: boolean): 'dir' | 'none' | 'other' {
-    let st;
-    try {
-      st = lstatSync(atPath(dir, name));
-    } catch (err) {
-      if (errnoOf(err) === 'ENOENT') return 'none';
-      throw err;
-    }
-    if (st.isDirectory() && keepDir) return 'dir';
+  /**
+   * Removes whatever the layer has at name in dir (a later member replaces an earlier one),
+   * but a directory when keepDir (a directory member over a directory merges, as tar does).
+   * True when a directory was kept.
+   */
+  private clear(dir: number, name: string, keepDir: boolean): boolean {
+    const st = lstatSync(atPath(dir, name), { throwIfNoEntry: false });
+    if (!st) return false;
+    if (st.isDirectory() && keepDir) return true;
     rmSync(atPath(dir, name), { recursive: true, force: true });
-    return st.isDirectory() ? 'dir' : 'other';
+    return false;
   }
 
   /** Owner, then mode (chown clears setuid), then xattrs (chown clears file capabilities). */
@@ -136,7 +135,7 @@ export class LayerWriter {
           if (!lstatSync(at, { throwIfNoEntry: false })) mknodat(dir, name, S_IFCHR, 0, 0, member);
           return;
         case 'dir':
-          if (this.clear(dir, name, true) === 'none') mkdirSync(at, 0o700);
+          if (!this.clear(dir, name, true)) mkdirSync(at, 0o700);
           this.applyMeta(at, op.meta, false);
           this.dirTimes.push({ path: op.parts.join('/'), mtime: op.meta.mtime });
           return;
@@ -196,10 +195,19 @@ export class LayerWriter {
     }
   }
 
+  /** A directory still there at the end, or undefined (a later member made it something else). */
+  private finalDir(p: string): number | undefined {
+    try {
+      return this.resolveDir(p === '.' ? [] : p.split('/'), p);
+    } catch {
+      return undefined;
+    }
+  }
+
   /** After the last member: opaque markers, then directory mtimes, deepest first. */
   finish(): void {
     for (const p of this.opaque) {
-      const fd = this.resolveDir(p === '.' ? [] : p.split('/'), p);
+      const fd = this.finalDir(p);
       if (fd === undefined) continue;
       try {
         lsetxattr(atPath(fd, '.'), OPAQUE_XATTR, Buffer.from('y'), p);
@@ -209,7 +217,7 @@ export class LayerWriter {
     }
     for (let i = this.dirTimes.length - 1; i >= 0; i--) {
       const { path, mtime } = this.dirTimes[i]!;
-      const fd = this.resolveDir(path === '.' ? [] : path.split('/'), path);
+      const fd = this.finalDir(path);
       if (fd === undefined) continue;
       try {
         utimesSync(atPath(fd, '.'), mtime, mtime);
