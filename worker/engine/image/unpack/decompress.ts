@@ -117,6 +117,20 @@ export class LayerStream implements AsyncIterable<Buffer> {
     return `sha256:${this.hash.digest('hex')}`;
   }
 
+  /**
+   * The error to report for a failure while reading: zstd's own word when it failed (the
+   * tar reader then only saw a short or empty stream), else the failure itself.
+   */
+  async explain(err: unknown): Promise<unknown> {
+    if (!this.exited || !(err instanceof ArchiveError)) return err;
+    let timer: NodeJS.Timeout | undefined;
+    const code = await Promise.race([this.exited, new Promise<null>((r) => (timer = setTimeout(() => r(null), 2000)))]);
+    clearTimeout(timer);
+    if (code === null || code === 0) return err;
+    const why = Buffer.concat(this.stderr).toString('utf8').trim().split('\n').pop() ?? '';
+    return new ArchiveError(`the layer is not valid zstd data (zstd exited ${code}${why ? `: ${why}` : ''})`);
+  }
+
   /** Stops everything (idempotent): the streams destroyed, the zstd child killed by its pid. */
   destroy(): void {
     for (const s of this.streams) s.destroy();

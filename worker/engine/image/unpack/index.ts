@@ -46,6 +46,8 @@ export async function unpackLayerInto(blob: string, mediaType: string, dir: stri
     writer.finish();
     const diffId = await stream.drain();
     return { diffId, ...rules.totals, streamBytes: stream.bytes, dropped: rules.dropped };
+  } catch (err) {
+    throw await stream.explain(err);
   } finally {
     writer.close();
     stream.destroy();
