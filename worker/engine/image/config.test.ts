@@ -12,7 +12,7 @@ function fakeRoot(files: Record<string, string>, links: Record<string, string> =
       return files[p] === undefined ? undefined : Buffer.from(files[p]!);
     },
     realpath(p) {
-      return links[p] ?? (files[p] !== undefined || p === '/' ? p : undefined);
+      return p === '/loop' ? undefined : (links[p] ?? p);
     },
   };
 }
@@ -75,6 +75,7 @@ describe('image config', () => {
       assert.match(code(() => checkWorkingDir(wd, r)), /IMAGE_INVALID: .*CVE-2024-21626/, wd);
     }
     assert.equal(checkWorkingDir('/../../../work', r), '/work', '".." stops at the rootfs root');
+    assert.match(code(() => checkWorkingDir('/loop', r)), /symlink loop/);
     assert.match(code(() => imageProcess({ Cmd: ['x'] }, r, { cwd: '/proc/self/fd/3' })), /CVE-2024-21626/, 'an override is checked the same way');
   });
 

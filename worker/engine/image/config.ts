@@ -29,7 +29,11 @@ export interface ImageRunConfig {
 export interface RootReader {
   /** The file's bytes, or undefined when it is missing (or not a regular file). */
   readFile(p: string): Buffer | undefined;
-  /** The path with every symlink resolved inside the rootfs, or undefined when it does not exist. */
+  /**
+   * The path with every symlink resolved inside the rootfs (dangling ones too: the
+   * container's /proc exists at run time), the part that does not exist kept as written;
+   * undefined for a symlink loop.
+   */
   realpath(p: string): string | undefined;
 }
 
@@ -169,6 +173,7 @@ export function checkWorkingDir(wd: string, root: RootReader): string {
   const under = (p: string) => FORBIDDEN_CWD.find((f) => p === f || p.startsWith(`${f}/`));
   let bad = under(lexical);
   const real = bad ? undefined : root.realpath(lexical);
+  if (!bad && real === undefined) throw invalid('WorkingDir', `${JSON.stringify(wd)} does not resolve (a symlink loop)`);
   if (!bad && real !== undefined) bad = under(real);
   if (bad) throw invalid('WorkingDir', `${JSON.stringify(wd)} is under ${bad}: a container's working directory may not be in a kernel filesystem (CVE-2024-21626)`);
   return real ?? lexical;

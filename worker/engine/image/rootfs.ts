@@ -6,7 +6,7 @@
  * `finally`; every path is resolved there with openat2(RESOLVE_IN_ROOT), so an image's
  * /etc/passwd symlinked to the host's /etc/passwd reads the image's own /etc/passwd.
  */
-import { closeSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readSync, rmdirSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, readSync, rmdirSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { DigestMismatchError, ImageInvalidError } from '../../../common/errors.js';
@@ -24,12 +24,10 @@ const MAX_READ = 4 * 1024 * 1024;
 
 /** A RootReader over a directory: the kernel resolves every path as if it were "/". */
 export class DirReader implements RootReader {
-  private constructor(private fd: number, private readonly prefix: string) {}
+  private constructor(private fd: number) {}
 
   static open(dir: string): DirReader {
-    const fd = openat2(-100, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, 'the image rootfs');
-    // What /proc/self/fd says the root is: resolved paths start with it.
-    return new DirReader(fd, readlinkSync(atPath(fd)));
+    return new DirReader(openat2(-100, dir, O_PATH | O_DIRECTORY | O_NOFOLLOW, 0, 'the image rootfs'));
   }
 
   readFile(p: string): Buffer | undefined {
@@ -51,20 +49,44 @@ export class DirReader implements RootReader {
     }
   }
 
+  /**
+   * p with every symlink resolved inside the rootfs, as the container will see it; from
+   * the first component that does not exist on, the rest is kept as written. Dangling links
+   * count: `/work -> /proc/self/fd/7` resolves to /proc/self/fd/7 although the image has no
+   * /proc, because the container will. Each link is read from its parent directory, opened
+   * with the kernel confining it; at most 40 links are followed (Linux's MAXSYMLINKS).
+   */
   realpath(p: string): string | undefined {
-    let fd: number;
-    try {
-      fd = openat2(this.fd, p, O_PATH, IN_ROOT);
-    } catch {
-      return undefined;
+    let done: string[] = [];
+    let todo = p.split('/').filter((c) => c !== '' && c !== '.');
+    for (let links = 0; todo.length > 0; ) {
+      const name = todo.shift()!;
+      if (name === '..') {
+        done.pop();
+        continue;
+      }
+      let dir: number;
+      try {
+        dir = openat2(this.fd, done.length ? done.join('/') : '.', O_PATH | O_DIRECTORY, IN_ROOT);
+      } catch {
+        return `/${[...done, name, ...todo].join('/')}`;
+      }
+      try {
+        const st = lstatSync(atPath(dir, name), { throwIfNoEntry: false });
+        if (!st?.isSymbolicLink()) {
+          done.push(name);
+          if (!st) return `/${[...done, ...todo].join('/')}`;
+          continue;
+        }
+        if (++links > 40) return undefined;
+        const target = readlinkSync(atPath(dir, name));
+        if (target.startsWith('/')) done = [];
+        todo = [...target.split('/').filter((c) => c !== '' && c !== '.'), ...todo];
+      } finally {
+        closeSync(dir);
+      }
     }
-    try {
-      const real = readlinkSync(atPath(fd));
-      if (real === this.prefix) return '/';
-      return real.startsWith(`${this.prefix}/`) ? real.slice(this.prefix.length) : undefined;
-    } finally {
-      closeSync(fd);
-    }
+    return `/${done.join('/')}`;
   }
 
   close(): void {
