@@ -7,6 +7,7 @@ import { Engine } from '../worker/engine/engine.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
 import { EngineError } from '../worker/engine/errors.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
+import { imageSpec } from './ctr-image.js';
 
 const HELP = `Usage: faasbox ctr <command> [options]
 
@@ -21,6 +22,10 @@ Commands:
 Options for run:
   --rootfs DIR        rootfs directory (a read-only lower layer); repeat --layer for more layers
   --layer DIR         an extra layer on top of the previous ones (repeatable)
+  --image REF         run an image from the store (REF: repo[:tag], repo@sha256:..., sha256:...);
+                      its Entrypoint, Cmd, Env, WorkingDir, User and StopSignal are the defaults,
+                      CMD after -- replaces its Cmd
+  --pull              pull REF first when the store does not have it
   --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default 256m)
   --cpus N            CPU quota in cores (default 1)
   --pids N            pids limit (default 128)
@@ -118,13 +123,18 @@ async function run(args: string[]): Promise<number> {
       'write-bps': { type: 'string' },
       'read-iops': { type: 'string' },
       'write-iops': { type: 'string' },
+      image: { type: 'string' },
+      pull: { type: 'boolean' },
     },
   });
   const cmdline = command.length ? command : positionals;
-  if (!values.rootfs) throw new CliError('run needs --rootfs DIR');
-  if (cmdline.length === 0) throw new CliError('run needs a command after --');
-  const spec: ContainerSpec = {
-    rootfs: { layers: [values.rootfs, ...(values.layer ?? [])] },
+  if (values.image !== undefined && (values.rootfs !== undefined || values.layer !== undefined)) throw new CliError('run takes --image or --rootfs/--layer, not both');
+  if (values.pull && values.image === undefined) throw new CliError('--pull needs --image REF');
+  const fromImage = values.image !== undefined ? await imageSpec(values.image, values.pull ?? false, values['state-dir'], { cmd: cmdline, user: values.user, env: values.env, cwd: values.cwd }) : undefined;
+  if (!fromImage && !values.rootfs) throw new CliError('run needs --rootfs DIR or --image REF');
+  if (!fromImage && cmdline.length === 0) throw new CliError('run needs a command after --');
+  const spec: ContainerSpec = fromImage?.spec ?? {
+    rootfs: { layers: [values.rootfs!, ...(values.layer ?? [])] },
     process: { args: cmdline, env: values.env ?? [] },
     limits: {},
   };
@@ -142,14 +152,16 @@ async function run(args: string[]): Promise<number> {
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');
   if (values.disk) spec.rootfs.diskBytes = parseBytes('--disk', values.disk);
   if (values.hostname) spec.hostname = values.hostname;
-  if (values.cwd) spec.process.cwd = values.cwd;
-  if (values.user) {
+  if (values.cwd && !fromImage) spec.process.cwd = values.cwd;
+  if (values.user && !fromImage) {
     const [u, g] = values.user.split(':');
     spec.process.uid = parseNumber('--user', u!, 'whole');
     spec.process.gid = g === undefined ? spec.process.uid : parseNumber('--user', g, 'whole');
   }
   const engine = await openEngine(values['state-dir']);
-  const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig).catch(() => {});
+  // The image's StopSignal is what a stop (SIGTERM to ctr run) becomes inside.
+  const stopSignal = fromImage?.stopSignal ?? 'SIGTERM';
+  const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig === 'SIGTERM' ? stopSignal : sig).catch(() => {});
   let current: import('../worker/engine/container.js').Container | undefined;
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);

@@ -36,6 +36,13 @@ export const ErrorCode = {
   WORKER_LOST: 'WORKER_LOST',
   // A version's code could not be unpacked on the worker (the deploy checks packages, so: disk, or a package older than that check).
   CODE_UNPACK_FAILED: 'CODE_UNPACK_FAILED',
+  // Images (issue 12): a blob or an uncompressed layer whose sha256 is not the one it is named by.
+  DIGEST_MISMATCH: 'DIGEST_MISMATCH',
+  // A layer past its unpack bounds (bytes, entries, path length): a decompression bomb, say.
+  IMAGE_TOO_LARGE: 'IMAGE_TOO_LARGE',
+  // An image whose layer or config breaks the unpack rules (a member leaving its layer, a bad User).
+  IMAGE_INVALID: 'IMAGE_INVALID',
+  IMAGE_NOT_FOUND: 'IMAGE_NOT_FOUND',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
   // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
@@ -132,6 +139,31 @@ export class CodeUnpackFailedError extends FaasboxError {
     super(ErrorCode.CODE_UNPACK_FAILED, `the function's code (${digest.slice(0, 12)}) could not be unpacked on the worker: ${reason}; deploy it again`, {
       details: { digest },
     });
+  }
+}
+
+/** What was named by a digest hashed to something else; nothing of it was kept. */
+export class DigestMismatchError extends FaasboxError {
+  constructor(what: string, expected: string, actual: string) {
+    super(ErrorCode.DIGEST_MISMATCH, `${what}: its sha256 is ${actual}, not the ${expected} it is named by; nothing of it was kept`, { details: { expected, actual } });
+  }
+}
+
+export class ImageTooLargeError extends FaasboxError {
+  constructor(message: string, bound: string, limit: number) {
+    super(ErrorCode.IMAGE_TOO_LARGE, message, { details: { bound, limit } });
+  }
+}
+
+export class ImageInvalidError extends FaasboxError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super(ErrorCode.IMAGE_INVALID, message, details === undefined ? {} : { details });
+  }
+}
+
+export class ImageNotFoundError extends FaasboxError {
+  constructor(ref: string, hint = '') {
+    super(ErrorCode.IMAGE_NOT_FOUND, `image ${JSON.stringify(ref)} is not in the store${hint ? `: ${hint}` : ''}`, { details: { ref } });
   }
 }
 

@@ -35,6 +35,10 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   NO_CAPACITY: 503, // no worker started the invocation before its queue deadline
   WORKER_LOST: 503, // the worker running a sync invocation died; sent with Retry-After
   CODE_UNPACK_FAILED: 500, // the deploy accepted the package; unpacking it failed on the worker
+  DIGEST_MISMATCH: 502, // the registry served bytes that are not what their digest names
+  IMAGE_TOO_LARGE: 422, // the image is past the unpack bounds: the request was fine, the image is not acceptable
+  IMAGE_INVALID: 422,
+  IMAGE_NOT_FOUND: 404,
   UNAVAILABLE: 503,
   SECRET_KEY_INVALID: 500, // the operator's to fix: the services do not share the key the env was sealed with
   STORAGE_FULL: 503, // Redis at its maxmemory: retry later (Retry-After)

@@ -21,6 +21,11 @@ have make || need+=(make)
 have ip || need+=(iproute2)
 have promtool || need+=(prometheus)
 have unshare || need+=(util-linux)
+# Image layers (issue 12): zstd-compressed layers are decompressed by Debian's zstd; the tests
+# make images with umoci and push them with skopeo, third-party tools, not faasbox.
+have zstd || need+=(zstd)
+have umoci || need+=(umoci)
+have skopeo || need+=(skopeo)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "setup: installing ${need[*]}" >&2

@@ -13,6 +13,8 @@ import type { UnpackBounds } from '../common/archive/index.js';
 import { Pool, NoCapacityError, type FunctionTarget, type PoolEvent } from './pool/pool.js';
 import type { InvokeOutcome, RuntimeImage } from './instance/instance.js';
 import { buildImage } from '../images/build.js';
+import { importRuntimeImage } from './engine/image/import.js';
+import { imagesDirOf } from './engine/image/paths.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { FunctionRegistry, parseFunctionEvent, type FunctionVersion } from '../common/registry.js';
 import { LIMITS, loadTimeoutMs, startedBudgetMs } from '../common/function-spec.js';
@@ -89,13 +91,16 @@ const THROTTLED_RETRY_MS = 100;
 /** An async invocation's slot lapses this long after its load and run bounds (startedBudgetMs), if its worker died. */
 const SLOT_GRACE_MS = 10_000;
 
-/** Builds (or finds) the runtime images this worker serves. */
+/**
+ * Builds (or finds) the runtime images this worker serves, and takes their layers from the
+ * image store (imported as OCI images once per build), as any pulled image's.
+ */
 export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
-  const node = await buildImage('nodejs20', path.join(stateDir, 'images'));
-  const python = await buildImage('python3', path.join(stateDir, 'images'));
+  const node = await importRuntimeImage(imagesDirOf(stateDir), await buildImage('nodejs20', path.join(stateDir, 'images')));
+  const python = await importRuntimeImage(imagesDirOf(stateDir), await buildImage('python3', path.join(stateDir, 'images')));
   return {
-    nodejs20: { name: 'nodejs20', layers: [node.dir], args: [...RUNTIME_COMMAND.nodejs20] },
-    python3: { name: 'python3', layers: [python.dir], args: [...RUNTIME_COMMAND.python3] },
+    nodejs20: { name: 'nodejs20', layers: node.layers, args: [...RUNTIME_COMMAND.nodejs20] },
+    python3: { name: 'python3', layers: python.layers, args: [...RUNTIME_COMMAND.python3] },
   };
 }
 

@@ -17,6 +17,15 @@ export interface ArchiveEntry {
    * the next member, or leave it: the reader skips what was not read.
    */
   body(): AsyncIterable<Buffer>;
+  /** Owner, group and mtime (seconds) as the header (or a pax record) says; tar only. */
+  uid?: number;
+  gid?: number;
+  mtime?: number;
+  /** Device numbers of a char or block device; tar only. */
+  devMajor?: number;
+  devMinor?: number;
+  /** Extended attributes from pax SCHILY.xattr.* records, values as raw bytes; tar only. */
+  xattrs?: Map<string, Buffer>;
 }
 
 export async function* noBody(): AsyncIterable<Buffer> {}

@@ -19,6 +19,7 @@ export { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from './bounds.js';
 export { ArchiveBoundError, ArchiveError } from './errors.js';
 export { pathParts, PackageRules, type CheckedEntry } from './rules.js';
 export { TreeWriter } from './writer.js';
+export { readTar } from './tar.js';
 export type { ArchiveEntry } from './entry.js';
 
 export type ArchiveFormat = 'tar' | 'tar.gz' | 'zip';

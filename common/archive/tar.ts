@@ -56,9 +56,12 @@ function checksumOk(h: Buffer): boolean {
   return /^[0-7]+$/.test(s) && parseInt(s, 8) === sum;
 }
 
-/** Records of a pax extended header: "<len> <key>=<value>\n", len counting the whole record. */
-function paxRecords(data: Buffer, at: number): Map<string, string> {
-  const out = new Map<string, string>();
+/**
+ * Records of a pax extended header: "<len> <key>=<value>\n", len counting the whole record.
+ * Values stay bytes: an xattr's (security.capability) is binary.
+ */
+function paxRecords(data: Buffer, at: number): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
   let i = 0;
   while (i < data.length) {
     const sp = data.indexOf(0x20, i);
@@ -66,9 +69,9 @@ function paxRecords(data: Buffer, at: number): Map<string, string> {
     if (!Number.isInteger(len) || len <= sp - i || i + len > data.length || data[i + len - 1] !== 0x0a) {
       throw new ArchiveError(`not a tar archive: malformed pax header at offset ${at}`);
     }
-    const rec = data.subarray(sp + 1, i + len - 1).toString('utf8');
-    const eq = rec.indexOf('=');
-    if (eq > 0) out.set(rec.slice(0, eq), rec.slice(eq + 1));
+    const rec = data.subarray(sp + 1, i + len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq > 0) out.set(rec.subarray(0, eq).toString('utf8'), Buffer.from(rec.subarray(eq + 1)));
     i += len;
   }
   return out;
@@ -76,13 +79,33 @@ function paxRecords(data: Buffer, at: number): Map<string, string> {
 
 const pad = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
 
+const SCHILY_XATTR = 'SCHILY.xattr.';
+
+/** A numeric pax record (uid, gid, mtime with its fraction), or the header's value. */
+function paxNumber(pax: Map<string, Buffer>, key: string, fallback: number, at: number): number {
+  const v = pax.get(key)?.toString('ascii');
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (v === '' || !Number.isFinite(n) || n < 0) throw new ArchiveError(`not a tar archive: bad pax ${key} at offset ${at}`);
+  return n;
+}
+
+function xattrsOf(pax: Map<string, Buffer>): Map<string, Buffer> | undefined {
+  let out: Map<string, Buffer> | undefined;
+  for (const [k, v] of pax) {
+    if (!k.startsWith(SCHILY_XATTR) || k.length === SCHILY_XATTR.length) continue;
+    (out ??= new Map()).set(k.slice(SCHILY_XATTR.length), v);
+  }
+  return out;
+}
+
 /** The members of a tar stream, in order. Stop iterating at any time: the source is closed. */
 export async function* readTar(source: AsyncIterable<Buffer>, bounds: UnpackBounds): AsyncGenerator<ArchiveEntry> {
   const r = new ByteReader(source);
   // Content is bounded by maxUnpackedBytes (rules.ts); this bounds the rest of the stream.
   const maxStream = bounds.maxUnpackedBytes + (bounds.maxEntries + 1) * 4 * BLOCK + 4 * MAX_META_BYTES;
   try {
-    let pax = new Map<string, string>();
+    let pax = new Map<string, Buffer>();
     let longName: string | undefined;
     let longLink: string | undefined;
     for (;;) {
@@ -117,9 +140,14 @@ export async function* readTar(source: AsyncIterable<Buffer>, bounds: UnpackBoun
         const prefix = cstring(h.subarray(345, 500));
         if (prefix) name = `${prefix}/${name}`;
       }
-      const path = pax.get('path') ?? longName ?? name;
-      const linkTarget = pax.get('linkpath') ?? longLink ?? cstring(h.subarray(157, 257));
-      const paxSize = pax.get('size');
+      const path = pax.get('path')?.toString('utf8') ?? longName ?? name;
+      const linkTarget = pax.get('linkpath')?.toString('utf8') ?? longLink ?? cstring(h.subarray(157, 257));
+      const paxSize = pax.get('size')?.toString('ascii');
+      const uid = paxNumber(pax, 'uid', numeric(h.subarray(108, 116), 'uid', at), at);
+      const gid = paxNumber(pax, 'gid', numeric(h.subarray(116, 124), 'gid', at), at);
+      const mtime = paxNumber(pax, 'mtime', numeric(h.subarray(136, 148), 'mtime', at), at);
+      const xattrs = xattrsOf(pax);
+      const dev = flag === '3' || flag === '4' ? { devMajor: numeric(h.subarray(329, 337), 'devmajor', at), devMinor: numeric(h.subarray(337, 345), 'devminor', at) } : {};
       const realSize = paxSize !== undefined ? Number(paxSize) : size;
       if (!Number.isSafeInteger(realSize) || realSize < 0) throw new ArchiveError(`not a tar archive: bad size in the header at offset ${at}`, path);
       pax = new Map();
@@ -144,7 +172,19 @@ export async function* readTar(source: AsyncIterable<Buffer>, bounds: UnpackBoun
               }
             }
           : noBody;
-      yield { path, type, mode, size: type === 'file' ? realSize : 0, ...(type === 'symlink' || type === 'hardlink' ? { linkTarget } : {}), body };
+      yield {
+        path,
+        type,
+        mode,
+        size: type === 'file' ? realSize : 0,
+        ...(type === 'symlink' || type === 'hardlink' ? { linkTarget } : {}),
+        body,
+        uid,
+        gid,
+        mtime,
+        ...dev,
+        ...(xattrs ? { xattrs } : {}),
+      };
       // Whatever of the body the consumer left, and the padding, is skipped.
       let skip = left + pad(dataBytes);
       while (skip > 0) {

@@ -14,6 +14,24 @@ export interface TarMember {
   /** Header size when it should differ from data's (a lie, or a body streamed separately). */
   size?: number;
   linkname?: string;
+  uid?: number;
+  gid?: number;
+  /** Seconds since the epoch. */
+  mtime?: number;
+  devmajor?: number;
+  devminor?: number;
+}
+
+/** A pax extended header member ('x') carrying records (path, uid, SCHILY.xattr.NAME, ...) for the member after it. */
+export function paxMember(records: Record<string, string | Buffer>): TarMember {
+  const parts: Buffer[] = [];
+  for (const [k, v] of Object.entries(records)) {
+    const body = Buffer.concat([Buffer.from(` ${k}=`), Buffer.from(v), Buffer.from('\n')]);
+    let len = body.length + 1;
+    while (String(len).length + body.length !== len) len++;
+    parts.push(Buffer.concat([Buffer.from(String(len)), body]));
+  }
+  return { name: 'PaxHeader', type: 'x', data: Buffer.concat(parts) };
 }
 
 function octal(n: number, width: number): string {
@@ -25,14 +43,16 @@ export function tarHeader(m: TarMember): Buffer {
   const data = m.data === undefined ? Buffer.alloc(0) : Buffer.from(m.data);
   h.write(m.name, 0, 100, 'utf8');
   h.write(octal(m.mode ?? 0o644, 8), 100, 'ascii');
-  h.write(octal(0, 8), 108, 'ascii');
-  h.write(octal(0, 8), 116, 'ascii');
+  h.write(octal(m.uid ?? 0, 8), 108, 'ascii');
+  h.write(octal(m.gid ?? 0, 8), 116, 'ascii');
   h.write(octal(m.size ?? data.length, 12), 124, 'ascii');
-  h.write(octal(0, 12), 136, 'ascii');
+  h.write(octal(m.mtime ?? 0, 12), 136, 'ascii');
   h.write(m.type ?? '0', 156, 'ascii');
   if (m.linkname) h.write(m.linkname, 157, 100, 'utf8');
   h.write('ustar\0', 257, 'latin1');
   h.write('00', 263, 'ascii');
+  if (m.devmajor !== undefined) h.write(octal(m.devmajor, 8), 329, 'ascii');
+  if (m.devminor !== undefined) h.write(octal(m.devminor, 8), 337, 'ascii');
   h.fill(0x20, 148, 156);
   let sum = 0;
   for (const b of h) sum += b;

@@ -1,0 +1,40 @@
+/**
+ * A reference (`repo[:tag]`, `repo@sha256:...`, or a bare manifest digest) to the image
+ * record the store holds for it, from the tags file only: nothing here reaches a registry.
+ * The tags file (<images>/tags.json, `{"repo:tag": "sha256:<manifest>"}`) is written by the
+ * puller and by the runtime-image import; one function reads it, so the format has one home.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ImageNotFoundError } from '../../../common/errors.js';
+import { recordPath } from './paths.js';
+import { readRecord, type ImageRecord } from './record.js';
+
+export const tagsPath = (imagesDir: string): string => path.join(imagesDir, 'tags.json');
+
+/** The key a tag is stored under: the tag is "latest" when the reference has none. */
+export function tagKey(ref: string): string {
+  const slash = ref.lastIndexOf('/');
+  return ref.indexOf(':', slash + 1) === -1 ? `${ref}:latest` : ref;
+}
+
+export function readTags(imagesDir: string): Record<string, string> {
+  try {
+    return JSON.parse(readFileSync(tagsPath(imagesDir), 'utf8')) as Record<string, string>;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw err;
+  }
+}
+
+/** The stored image ref names; ImageNotFoundError ("not pulled") when the store has none. */
+export function resolveStoredRef(imagesDir: string, ref: string): ImageRecord {
+  const at = ref.indexOf('@');
+  const pinned = at >= 0 ? ref.slice(at + 1) : /^sha256:[0-9a-f]{64}$/.test(ref) ? ref : undefined;
+  // A pinned digest wins over the tag.
+  const digest = pinned ?? readTags(imagesDir)[tagKey(ref)];
+  if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest) || !existsSync(recordPath(imagesDir, digest))) {
+    throw new ImageNotFoundError(ref, 'not pulled (faasbox image pull REF, or ctr run --pull)');
+  }
+  return readRecord(imagesDir, digest);
+}
