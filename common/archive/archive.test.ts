@@ -237,3 +237,15 @@ describe('writer', () => {
     assert.deepEqual(readdirSync(root), ['first']);
   });
 });
+
+test('a tar that ends right after its last member\'s content (no padding, no end blocks, as umoci 0.4.7 writes) is read whole; a cut inside content is refused', async () => {
+  const whole = tar([{ name: 'a', data: 'first\n' }, { name: 'b', data: 'kept\n' }]);
+  // The header of b starts at 1024 and its 5 bytes of content follow at 1536.
+  const unpadded = whole.subarray(0, 1536 + 5);
+  assert.deepEqual(
+    (await members('tar', unpadded)).map((m) => [m.path, m.data]),
+    [['a', 'first\n'], ['b', 'kept\n']],
+  );
+  const cut = whole.subarray(0, 1536 + 3);
+  assert.match((await refusal('tar', cut)).message, /truncated inside the member's content/);
+});
