@@ -31,6 +31,7 @@ import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../common/policy/placement.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 import type { SecretBox } from '../common/secrets.js';
+import { versionKey } from '../common/keys.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -147,8 +148,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     // still queued for it end as FUNCTION_NOT_FOUND (queue.ts, rule 2).
     // Its code layers go too, after its idle containers, unless another function uses the code.
     if (ev.type === 'deleted') {
-      const digests = ev.versions.map((v) => versions.get(`${ev.name}@${v}`)?.spec.code.digest);
-      for (const v of ev.versions) versions.delete(`${ev.name}@${v}`);
+      const digests = ev.versions.map((v) => versions.get(versionKey(ev.name, v))?.spec.code.digest);
+      for (const v of ev.versions) versions.delete(versionKey(ev.name, v));
       // Nor may its name stay listed on /metrics.
       void forgetFunction(metricsRegistry, ev.name);
       void pool.dropFunction(ev.name).then(() => dropLayers(digests));
@@ -165,7 +166,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   });
 
   async function versionOf(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionVersion> {
-    const key = `${job.function}@${job.version}`;
+    const key = versionKey(job.function, job.version);
     let v = versions.get(key);
     if (!v) {
       v = await registry.getVersion(job.function, job.version);
@@ -188,7 +189,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   }
 
   async function target(job: Pick<InvocationJob, 'function' | 'version'>): Promise<FunctionTarget> {
-    const key = `${job.function}@${job.version}`;
+    const key = versionKey(job.function, job.version);
     const spec = (await versionOf(job)).spec;
     const codeDir = code.has(spec.code.digest)
       ? code.dirFor(spec.code.digest)
