@@ -184,11 +184,12 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
     const { startWorker } = await import('../worker/main.js');
     const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
     const { serveMetrics } = await import('./metrics-server.js');
-    const { server: srv } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host);
-    log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);
+    const { server: srv, port } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host, w.health);
+    log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${port}/metrics, probes /healthz and /readyz`);
     close = async () => {
-      srv.close();
+      // The server outlives the drain, so that /readyz answers 503 (stopping) meanwhile.
       await w.close();
+      srv.close();
     };
   }
   const sig = await untilSignal();

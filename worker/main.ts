@@ -35,6 +35,7 @@ import type { SizingConfig } from './pool/policy.js';
 import { Pool, type PoolEvent } from './pool/pool.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { FunctionVersions } from './versions.js';
+import { WorkerHealth } from './health.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -82,6 +83,8 @@ export interface RunningWorker {
   metrics: Registry;
   /** The BullMQ consumers: of the shared queue and of this worker's own queue. */
   consumers: { shared: Worker<InvocationJob, InvocationResult>; own: Worker<InvocationJob, InvocationResult> };
+  /** What /healthz and /readyz answer (cli/metrics-server.ts). */
+  health: WorkerHealth;
   close(): Promise<void>;
 }
 
@@ -109,20 +112,24 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const metrics = new WorkerMetrics(metricsRegistry, () => poolRef);
   // The scheduler's pool sizes for this worker; polled once the Reporter has a connection.
   const targets = new TargetsFeed(cfg.prefix, id);
+  // A stem cell per runtime at the default size from the start; other shapes get stem
+  // cells once the scheduler sees specialisations wanted for them.
+  const stemShapes = cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [];
+  let health: WorkerHealth | undefined;
   const pool = new Pool({
     engine,
     images,
     budgetMb: cfg.budgetMb,
     enabled: cfg.pools,
-    // A stem cell per runtime at the default size from the start; other shapes get stem
-    // cells once the scheduler sees specialisations wanted for them.
-    stemShapes: cfg.pools ? Object.keys(images).map((runtime) => ({ runtime, memoryMb: LIMITS.memoryMb.default })) : [],
+    stemShapes,
     ...(cfg.sizing ? { sizing: cfg.sizing } : {}),
     targets: () => targets.current(),
     ...(cfg.freezeGraceMs !== undefined ? { freezeGraceMs: cfg.freezeGraceMs } : {}),
     log,
     onEvent: (e) => {
       metrics.onPoolEvent(e);
+      // A booted stem cell turns idle just after its event.
+      if (e.type === 'created') setImmediate(() => health?.observe());
       cfg.onPoolEvent?.(e);
     },
   });
@@ -179,6 +186,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     w.on('error', (err) => console.error(`worker ${id} (${name}): ${err.message}`));
     return w;
   });
+  const probes = new WorkerHealth({ redis, slots: () => pool.slots(), stemShapes, consuming: () => consumers.every((w) => w.isRunning() && !w.closing) });
+  health = probes;
   const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, invoker.inflight), { demand: () => pool.demandReport(), targets });
   reporter.start();
 
@@ -188,7 +197,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     engine,
     metrics: metricsRegistry,
     consumers: { shared: consumers[0]!, own: consumers[1]! },
+    health: probes,
     async close() {
+      probes.markStopping();
       // Out of placement first: gateways stop sending work here at their next look at the
       // reports. The queue becomes an orphan at once, so that what a gateway still adds to
       // it later, or what is left if this worker dies while it stops, moves on the
