@@ -11,6 +11,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
+import { mountsUnder } from '../../worker/engine/mounts.js';
 import { startRedis } from '../support/redis.js';
 import { eventually } from '../support/stack.js';
 
@@ -20,12 +22,13 @@ const bin = path.join(repo, 'bin/faasbox.js');
 test('faasbox worker: /healthz and /readyz without a token, /readyz 200 once its stem cells booted, /healthz 503 while Redis does not answer', { timeout: 240_000 }, async () => {
   const redis = await startRedis();
   const state = mkdtempSync(path.join(tmpdir(), 'faasbox-probes-'));
+  const cgroupRoot = `/faasbox-test-probes-${process.pid}`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     FAASBOX_REDIS_URL: redis.url,
     FAASBOX_PREFIX: `probes${process.pid}`,
     FAASBOX_STATE_DIR: state,
-    FAASBOX_CGROUP_ROOT: `/faasbox-test-probes-${process.pid}`,
+    FAASBOX_CGROUP_ROOT: cgroupRoot,
     FAASBOX_HOST: '127.0.0.1',
     FAASBOX_WORKER_METRICS_PORT: '0',
     FAASBOX_WORKER_MEMORY_MB: '512',
@@ -82,6 +85,11 @@ test('faasbox worker: /healthz and /readyz without a token, /readyz 200 once its
     }
     await admin.quit().catch(() => {});
     await redis.stop();
+    // What the worker made goes with it on SIGTERM; the root cgroup is the test's to remove.
+    assert.deepEqual(mountsUnder(state), []);
+    const cgroups = detectCgroupDriver({ root: cgroupRoot });
+    assert.deepEqual(cgroups.list(), [], 'cgroups left under the root');
+    cgroups.removeRoot();
     rmSync(state, { recursive: true, force: true });
   }
 });
