@@ -26,7 +26,7 @@ import { FunctionRegistry } from '../common/registry.js';
 import type { SecretBox } from '../common/secrets.js';
 import { buildImage } from '../images/build.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
-import { Engine } from './engine/engine.js';
+import { Engine, type EngineOptions } from './engine/engine.js';
 import { CodeStore } from './instance/code.js';
 import type { RuntimeImage } from './instance/instance.js';
 import { Invoker } from './invoker.js';
@@ -49,6 +49,8 @@ export interface WorkerConfig {
   pools: boolean;
   sizing?: Partial<SizingConfig>;
   cgroupRoot?: string;
+  /** The engine's other settings (the CLI reads them from the environment: cli/engine-env.ts). */
+  engine?: Pick<EngineOptions, 'seeds' | 'zygote' | 'initBin'>;
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
@@ -101,7 +103,7 @@ export async function runtimeImages(stateDir: string): Promise<Record<string, Ru
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
   const log = (line: string) => console.error(`worker ${id}: ${line}`);
-  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
+  const engine = await Engine.open({ ...cfg.engine, stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
