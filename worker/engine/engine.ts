@@ -99,8 +99,8 @@ export class Engine implements EngineParts {
   }
 
   /** Prepares a container and parks its process before exec. */
-  async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
-    const config = 'paths' in spec ? spec : this.config(spec);
+  async create(spec: ContainerSpec, io?: ContainerIO): Promise<Container> {
+    const config = this.config(spec);
     // Looked up in mountinfo only until found; close() and gc forget it when they release it.
     this.stateMounted ||= ensureStateMount(this.sys, this.containersDir);
     return Container.create(config, this, io);
