@@ -7,6 +7,7 @@
  * plus the refill rate (pooled containers created per second) and the idle memory per
  * pooled container beyond the runtime's own RSS.
  */
+import { engineEnv } from '../cli/engine-env.js';
 import { stopWorker } from './worker.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
@@ -70,9 +71,9 @@ export async function main(argv: string[]): Promise<void> {
     const apiKey = 'bench-key-0123456789abcdef';
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     process.stderr.write('bench coldstart: starting two stacks (pools on, pools off)...\n');
-    const pooled = await startWorker({ redisUrl: redis.url, prefix: 'pooled', stateDir: path.join(work, 'pooled'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-p-${process.pid}` });
+    const pooled = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix: 'pooled', stateDir: path.join(work, 'pooled'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-p-${process.pid}` });
     cleanup.push(stop(pooled));
-    const bare = await startWorker({ redisUrl: redis.url, prefix: 'bare', stateDir: path.join(work, 'bare'), budgetMb: 4096, pools: false, cgroupRoot: `/faasbox-bench-b-${process.pid}` });
+    const bare = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix: 'bare', stateDir: path.join(work, 'bare'), budgetMb: 4096, pools: false, cgroupRoot: `/faasbox-bench-b-${process.pid}` });
     cleanup.push(stop(bare));
     const gwPooled = await startGateway({ apiKey, redisUrl: redis.url, prefix: 'pooled', port: 0 });
     cleanup.push(() => gwPooled.close());

@@ -2,6 +2,7 @@
  * `faasbox ctr ...`: the container engine for operators, in the spirit of runc/crun.
  * Scriptable: exit codes mirror the container's, --json everywhere output is data.
  */
+import { engineEnv } from './engine-env.js';
 import { parseArgs } from 'node:util';
 import { Engine } from '../worker/engine/engine.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
@@ -86,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
 const globalOpts = { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
 
 function openEngine(stateDir: string | undefined): Promise<Engine> {
-  return Engine.open(stateDir ? { stateDir } : {});
+  return Engine.open({ ...engineEnv(), ...(stateDir ? { stateDir } : {}) });
 }
 
 async function run(args: string[]): Promise<number> {

@@ -35,6 +35,8 @@ export interface ExitResult {
 }
 
 export interface EngineParts {
+  /** The faasbox-init binary. */
+  initBin: string;
   sys: Sys;
   cgroups: CgroupDriver;
   seccomp: (mode: ContainerConfig['seccomp']) => Buffer | null;
@@ -140,6 +142,7 @@ export class Container {
 
       const extraFds = io.extraFds ?? [];
       c.init = new InitProcess({
+        bin: parts.initBin,
         config: encodeInitConfig(config, {
           cgroupProcs: c.cgroup.procsFiles,
           ...(c.cgroup.cloneInto ? { cgroupDir: c.cgroup.cloneInto } : {}),

@@ -16,21 +16,31 @@ import type { ContainerSpec } from './spec.js';
 import { isAlive, readState, type PersistedState } from './state.js';
 import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
-import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
+import { ZygoteLauncher, zygoteSupported } from './zygote.js';
+import { initBinaryPath } from './native/protocol.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
 
 export { mountsUnder };
 
+/**
+ * The engine's settings, as arguments: the CLI reads them from the environment
+ * (cli/engine-env.ts: FAASBOX_STATE_DIR, FAASBOX_CGROUP_ROOT, FAASBOX_SEEDS,
+ * FAASBOX_ZYGOTE, FAASBOX_INIT_BIN) and passes them down; nothing here reads it.
+ */
 export interface EngineOptions {
-  /** Default: $FAASBOX_STATE_DIR or /var/lib/faasbox. */
+  /** Default: DEFAULT_STATE_DIR. */
   stateDir?: string;
-  /** cgroup path under which every container's cgroup is made. Default: $FAASBOX_CGROUP_ROOT or /faasbox/<hash of the state dir>. */
+  /** cgroup path under which every container's cgroup is made. Default: /faasbox/<hash of the state dir>. */
   cgroupRoot?: string;
+  /** Launch container monitors through one zygote process (default true, where fd passing works); false: spawn faasbox-init per container. */
+  zygote?: boolean;
+  /** The faasbox-init binary. Default: the one `npm install` built (native/protocol.ts initBinaryPath). */
+  initBin?: string;
   sys?: Sys;
   cgroups?: CgroupDriver;
   /**
    * Container inits kept parked in their cgroups and namespaces (cgroup v1, with the
-   * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
+   * zygote; see seeds.ts). Default: DEFAULT_SEEDS; 0 turns them off.
    */
   seeds?: number;
 }
@@ -41,14 +51,13 @@ export interface GcReport {
   mounts: string[];
 }
 
-export function defaultStateDir(): string {
-  return process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox';
-}
+export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
+export const DEFAULT_SEEDS = 2;
 
 export class Engine implements EngineParts {
   private seccompProgram: Buffer | undefined;
-  /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
-  readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
+  /** Started at the first create; absent (the zygote option false) spawns faasbox-init per container instead. */
+  readonly zygote: ZygoteLauncher | undefined;
   readonly seeds: SeedPool | undefined;
 
   private constructor(
@@ -56,24 +65,27 @@ export class Engine implements EngineParts {
     readonly sys: Sys,
     readonly cgroups: CgroupDriver,
     seeds: number,
+    zygote: boolean,
+    readonly initBin: string,
     /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
     private readonly defaultRoot = false,
   ) {
+    this.zygote = zygote && zygoteSupported() ? new ZygoteLauncher(initBin) : undefined;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
   }
 
   static async open(opts: EngineOptions = {}): Promise<Engine> {
-    const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
+    const stateDir = path.resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
     mkdirSync(path.join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
     const sys = opts.sys ?? (await linuxSys());
     // Each state dir owns its own cgroup subtree, so that several engines (workers) on one
     // machine never garbage-collect each other's cgroups.
-    const chosen = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT;
+    const chosen = opts.cgroupRoot;
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
-    const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
+    const seeds = opts.seeds ?? DEFAULT_SEEDS;
+    return new Engine(stateDir, sys, cgroups, seeds, opts.zygote ?? true, opts.initBin ?? initBinaryPath(), chosen === undefined && opts.cgroups === undefined);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -87,8 +99,8 @@ export class Engine implements EngineParts {
   }
 
   /** Prepares a container and parks its process before exec. */
-  async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
-    const config = 'paths' in spec ? spec : this.config(spec);
+  async create(spec: ContainerSpec, io?: ContainerIO): Promise<Container> {
+    const config = this.config(spec);
     // Looked up in mountinfo only until found; close() and gc forget it when they release it.
     this.stateMounted ||= ensureStateMount(this.sys, this.containersDir);
     return Container.create(config, this, io);

@@ -13,11 +13,11 @@ import type { Engine } from '../engine/engine.js';
 import type { Container, ExitResult } from '../engine/container.js';
 import type { CgroupStats } from '../engine/cgroups/index.js';
 import { readLines, type LineSplitter } from '../engine/lines.js';
-import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
+import { CODE_DIR, endMarker, WARM_UP_ENV, type ResultMessage, type RuntimeMessage } from '../../images/protocol.js';
+import { parseReply } from './replies.js';
 import { ResultTooLargeError } from '../../common/errors.js';
 import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';
 
-export const CODE_DIR = '/var/task';
 const LOG_LIMIT = 64 * 1024;
 /**
  * The longest reply line a runtime may write (bytes of the JSON message: a result's value,
@@ -99,7 +99,7 @@ export interface InvokeOutcome {
   memoryPeakBytes: number;
 }
 
-type Reply = Record<string, unknown> & { type: string };
+type Reply = RuntimeMessage;
 
 export class InstanceError extends Error {
   constructor(
@@ -286,8 +286,7 @@ export class RuntimeInstance {
     const reply = this.request({ type: 'load', codeDir: CODE_DIR, ...req });
     const loaded = reply.then((r) => {
       if (r.type === 'load-error') {
-        const e = r.error as { name?: string; message?: string; stack?: string } | undefined;
-        throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${e?.message ?? 'unknown error'}`, e?.stack);
+        throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${r.error.message}`, r.error.stack);
       }
       this.loaded = fnKey;
     });
@@ -308,7 +307,7 @@ export class RuntimeInstance {
     this.container.resetPeak();
     this.replyLines.maxLineBytes = req.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const before = this.container.usage();
-    const marker = `${END_MARKER}${req.id}\n`;
+    const marker = endMarker(req.id);
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
     const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
@@ -330,20 +329,21 @@ export class RuntimeInstance {
       timer = setTimeout(() => reject(new InstanceError('TIMEOUT', `the function did not finish within ${req.timeoutMs} ms`)), req.timeoutMs);
     });
     try {
-      const reply = await Promise.race([replied, timeout]);
+      // request() resolves an invoke only with its own result (see its accepts).
+      const reply = (await Promise.race([replied, timeout])) as ResultMessage;
       // The markers follow the function's own output on both streams.
       await Promise.race([Promise.all([outDone, errDone]), timeout]);
       const execMs = performance.now() - t;
       const usage = this.usageSince(before);
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
-      if (reply.ok === true && reply.http) {
+      if (reply.ok && 'http' in reply) {
         const http = checkHttpAnswer(reply.http);
         if (http instanceof MalformedHttpAnswer) return { ok: false, error: { code: 'FUNCTION_ERROR', message: http.message, name: http.name }, ...logs, execMs, loadMs, ...usage };
         return { ok: true, http, ...logs, execMs, loadMs, ...usage };
       }
-      if (reply.ok === true) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
-      const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
-      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
+      if (reply.ok) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
+      const e = reply.error;
+      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message, name: e.name, ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
     } catch (err) {
       const execMs = performance.now() - t;
       let code: InvokeFailure = 'RUNTIME_CRASHED';
@@ -494,12 +494,8 @@ export class RuntimeInstance {
   }
 
   private onReply(line: string): void {
-    let msg: Reply;
-    try {
-      msg = JSON.parse(line) as Reply;
-    } catch {
-      return; // not ours: the runtime only writes JSON lines on fd 4
-    }
+    const msg = parseReply(line);
+    if (!msg) return; // not ours: the runtime only writes protocol messages on fd 4
     // Function code can write to fd 4 too: a line that is not the awaited reply (another
     // invocation's id, a stray type) is dropped rather than taken as the answer.
     if (this.pending[0]?.accepts(msg)) this.pending.shift()!.resolve(msg);

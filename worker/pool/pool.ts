@@ -25,6 +25,7 @@ import {
   type StartKind,
 } from './policy.js';
 import { decide, emptyHistory, observe, type DemandReport, type PoolTargets } from '../../common/policy/sizing.js';
+import { shapeKey, versionKeyPrefix } from '../../common/keys.js';
 
 /**
  * An idle function container is frozen this long after its invocation ends (OpenWhisk's
@@ -295,7 +296,7 @@ export class Pool {
 
   /** Removes every container of a function (it was deleted or updated). */
   async dropFunction(name: string): Promise<void> {
-    const prefix = `${name}@`;
+    const prefix = versionKeyPrefix(name);
     await Promise.all(
       this.slots()
         .filter((s) => s.kind === 'function' && s.fn?.startsWith(prefix) && s.state === 'idle')
@@ -569,8 +570,4 @@ export class Pool {
       this.refilling = false;
     }
   }
-}
-
-function shapeKey(runtime: string, memoryMb: number): string {
-  return `${runtime}/${memoryMb}`;
 }
