@@ -19,6 +19,7 @@ import { startWorker, runtimeImages } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
 import { RuntimeInstance } from '../worker/instance/instance.js';
 import { CodeStore } from '../worker/instance/code.js';
+import { stemLimits } from '../worker/instance/specconv.js';
 import { median, round } from './stats.js';
 import { closeIdle, post } from './http.js';
 
@@ -156,7 +157,7 @@ export async function main(argv: string[]): Promise<void> {
     const t = performance.now();
     const booted: RuntimeInstance[] = [];
     for (let i = 0; i < k; i += 2) {
-      booted.push(...(await Promise.all([0, 1].map(() => RuntimeInstance.boot(pooled.engine, { image: images.nodejs20!, memoryMb: 128, cpus: 1 })))));
+      booted.push(...(await Promise.all([0, 1].map(() => RuntimeInstance.boot(pooled.engine, { image: images.nodejs20!, limits: stemLimits(128, 1) })))));
     }
     const refillPerS = k / ((performance.now() - t) / 1000);
     // Idle overhead: what a pooled container holds beyond the runtime process itself:

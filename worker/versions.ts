@@ -13,7 +13,7 @@ import { versionKey } from '../common/keys.js';
 import { parseFunctionEvent, type FunctionEvent, type FunctionRegistry, type FunctionVersion } from '../common/registry.js';
 import type { CodeStore } from './instance/code.js';
 import type { FunctionTarget } from './pool/pool.js';
-import { functionTarget } from './target.js';
+import { functionTarget } from './instance/specconv.js';
 
 type VersionRef = { function: string; version: string };
 

@@ -14,6 +14,8 @@ import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
+import { cgroupLimits, cpusOf } from './limits.js';
+import type { ResourceLimits } from './spec.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
@@ -257,20 +259,21 @@ export class Container {
    * New limits for a running container (a pooled container takes its function's limits).
    * Those not given stay; new cpus without a cpuBurst leave no burst.
    */
-  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number }): void {
-    const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
-    if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
-      throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
+  updateLimits(limits: ResourceLimits & { diskBytes?: number }): void {
+    // One conversion with toConfig's (limits.ts). The cgroup writes only what changes: a
+    // stem cell specialised for a function of its own size keeps its memory limit (on v1
+    // that is five file operations, on the invocation's path).
+    const cgroup = cgroupLimits(limits, cpusOf(this.config.cgroup));
+    this.cgroup.setLimits(cgroup);
+    Object.assign(this.config.cgroup, cgroup);
+    if (limits.diskBytes !== undefined && limits.diskBytes !== this.config.diskBytes) {
+      const diskBytes = limits.diskBytes;
+      if (!Number.isSafeInteger(diskBytes) || diskBytes <= 0) throw new InvalidSpecError('rootfs.diskBytes', `must be a positive integer, got ${diskBytes}`);
+      // The quota is the size of the tmpfs under upper/ (rootfs/overlay.ts): a remount
+      // resizes it in place, the container's writes so far kept (a shrink below them fails).
+      this.parts.sys.mount(null, this.config.paths.disk, null, MS_REMOUNT | MS_NOSUID | MS_NODEV, `size=${diskBytes}`);
+      this.config.diskBytes = diskBytes;
     }
-    // The cgroup writes only what changes: a stem cell specialised for a function of its
-    // own size keeps its memory limit (on v1 that is five file operations, on the
-    // invocation's path).
-    this.cgroup.setLimits({
-      ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
-      ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
-      ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
-      ...(limits.pids ? { pids: limits.pids } : {}),
-    });
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */

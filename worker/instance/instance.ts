@@ -17,6 +17,7 @@ import { CODE_DIR, endMarker, WARM_UP_ENV, type ResultMessage, type RuntimeMessa
 import { parseReply } from './replies.js';
 import { ResultTooLargeError } from '../../common/errors.js';
 import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';
+import { containerLimits, type ContainerLimits, type FunctionLimits } from './specconv.js';
 
 const LOG_LIMIT = 64 * 1024;
 /**
@@ -35,10 +36,8 @@ export interface RuntimeImage {
 
 export interface BootOptions {
   image: RuntimeImage;
-  memoryMb: number;
-  cpus: number;
-  pids?: number;
-  diskMb?: number;
+  /** From specconv.ts (stemLimits, or a function's functionLimits). */
+  limits: FunctionLimits;
   /**
    * false when the load follows the boot at once (a cold start): the runtime then skips
    * its warm-up, which pays off only for a runtime that waits (a stem cell).
@@ -226,11 +225,14 @@ export class RuntimeInstance {
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
   loaded: string | undefined;
+  /** The limits in force: the boot's, then a specialisation's (setLimits). */
+  limits: FunctionLimits;
 
   private constructor(
     readonly container: Container,
     readonly options: BootOptions,
   ) {
+    this.limits = options.limits;
     this.requests = container.extraStream(0);
     this.replies = container.extraStream(1);
     this.requests.on('error', () => {});
@@ -254,11 +256,12 @@ export class RuntimeInstance {
 
   /** Creates the container with an empty code slot, starts the runtime and waits for "ready". */
   static async boot(engine: Engine, opts: BootOptions): Promise<RuntimeInstance> {
+    const { diskBytes, ...limits } = containerLimits(opts.limits);
     const c = await engine.create(
       {
-        rootfs: { layers: opts.image.layers, diskBytes: (opts.diskMb ?? 64) * 1024 * 1024 },
+        rootfs: { layers: opts.image.layers, diskBytes },
         process: { args: opts.image.args, env: { ...(opts.image.env ?? {}), ...(opts.warmUp === false ? { [WARM_UP_ENV]: '0' } : {}) }, cwd: '/tmp' },
-        limits: { memoryBytes: opts.memoryMb * 1024 * 1024, cpus: opts.cpus, pids: opts.pids ?? 64 },
+        limits,
         slots: [{ name: 'code', destination: CODE_DIR }],
       },
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
@@ -273,6 +276,12 @@ export class RuntimeInstance {
       throw new InstanceError('BOOT_FAILED', `runtime ${opts.image.name} did not become ready: ${(err as Error).message}`);
     }
     return inst;
+  }
+
+  /** Writes `part` (specconv's limitsChange) to the container; `to` is in force once every part is. */
+  setLimits(part: Partial<ContainerLimits>, to: FunctionLimits): void {
+    this.container.updateLimits(part);
+    this.limits = { ...this.limits, ...pick(to, part) };
   }
 
   /**
@@ -352,7 +361,7 @@ export class RuntimeInstance {
       const ex = await this.exited;
       if ((code === 'RUNTIME_CRASHED' || code === 'OOM_KILLED') && ex.oomKilled) code = 'OOM_KILLED';
       const message =
-        code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.options.memoryMb} MB` : (err as Error).message;
+        code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.limits.memoryMb} MB` : (err as Error).message;
       return {
         ok: false,
         error: { code, message },
@@ -379,7 +388,7 @@ export class RuntimeInstance {
     let error: NonNullable<InvokeOutcome['error']>;
     if (err instanceof InstanceError && err.code === 'LOAD_FAILED') error = { code: 'LOAD_FAILED', message: err.message, ...(err.stack_ ? { stack: err.stack_ } : {}) };
     else if (err instanceof InstanceError && err.code === 'TIMEOUT') error = { code: 'TIMEOUT', message: err.message };
-    else if (ex.oomKilled) error = { code: 'OOM_KILLED', message: `the function exceeded its memory limit of ${this.options.memoryMb} MB while loading` };
+    else if (ex.oomKilled) error = { code: 'OOM_KILLED', message: `the function exceeded its memory limit of ${this.limits.memoryMb} MB while loading` };
     else error = { code: 'RUNTIME_CRASHED', message: err.message };
     return {
       ok: false,
@@ -502,8 +511,18 @@ export class RuntimeInstance {
   }
 
   private crashError(ex: ExitResult): InstanceError {
-    if (ex.oomKilled) return new InstanceError('OOM_KILLED', `the runtime was OOM-killed (limit ${this.options.memoryMb} MB)`);
+    if (ex.oomKilled) return new InstanceError('OOM_KILLED', `the runtime was OOM-killed (limit ${this.limits.memoryMb} MB)`);
     const how = ex.signal !== null ? `signal ${ex.signal}` : `exit code ${ex.exitCode}`;
     return new InstanceError('RUNTIME_CRASHED', `the runtime exited (${how})${ex.error ? `: ${ex.error}` : ''}`);
   }
+}
+
+/** The fields of `to` that `part` changed (memory, pids and disk apart from the CPU). */
+function pick(to: FunctionLimits, part: Partial<ContainerLimits>): Partial<FunctionLimits> {
+  return {
+    ...(part.memoryBytes !== undefined ? { memoryMb: to.memoryMb } : {}),
+    ...(part.pids !== undefined ? { pids: to.pids } : {}),
+    ...(part.diskBytes !== undefined ? { diskMb: to.diskMb } : {}),
+    ...(part.cpus !== undefined ? { cpus: to.cpus, cpuBurst: to.cpuBurst } : {}),
+  };
 }

@@ -12,6 +12,7 @@
  */
 import type { Engine } from '../engine/engine.js';
 import { RuntimeInstance, type RuntimeImage } from '../instance/instance.js';
+import { limitsChange, stemLimits, type FunctionLimits } from '../instance/specconv.js';
 import {
   DEFAULT_SIZING,
   evict,
@@ -81,8 +82,9 @@ export interface FunctionTarget {
   key: string;
   name: string;
   runtime: string;
+  /** The shape's memory: limits.memoryMb. */
   memoryMb: number;
-  cpus: number;
+  limits: FunctionLimits;
   isolation: Isolation;
   codeDir: string;
   entry: string;
@@ -255,7 +257,7 @@ export class Pool {
     this.entries.set(slot.id, { slot });
     let instance: RuntimeInstance;
     try {
-      instance = await this.boot(target.runtime, target.memoryMb, { warmUp: false });
+      instance = await this.boot(target.runtime, { ...target.limits, cpus: this.bootCpus(), cpuBurst: 0 }, { warmUp: false });
     } catch (err) {
       this.entries.delete(slot.id);
       throw err;
@@ -318,28 +320,27 @@ export class Pool {
 
   private readonly booting = new Set<Promise<unknown>>();
 
+  private bootCpus(): number {
+    return this.opts.bootCpus ?? 1;
+  }
+
   /** Sets the function's limits and sends its load; the promise settles when it has loaded. */
   private specialize(instance: RuntimeInstance, target: FunctionTarget): Promise<void> {
-    // The function's own limits, before any of its code runs. Its CPU quota comes with a
-    // CFS burst of the same size: a function idle between invocations (the usual case)
-    // saves up unused quota and spends it on the next short invocation instead of being
-    // throttled halfway through it (with 128 MB's 0.072 cores, a 7.2 ms slice per 100 ms
-    // period, a module import plus a first call is enough to hit the throttle), while
-    // its average stays within the quota.
-    const limits = { memoryBytes: target.memoryMb * 1024 * 1024, cpus: target.cpus, cpuBurst: target.cpus };
+    const change = limitsChange(instance.limits, target.limits);
     const load = () => instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
-    if (instance.options.memoryMb !== target.memoryMb) {
-      instance.container.updateLimits(limits);
+    if (change.before) {
+      // Memory, pids and disk are the function's before any of its code runs.
+      instance.setLimits({ ...change.before, ...change.cpu }, target.limits);
       return load();
     }
-    // Memory and pids are already the function's (containers are pooled by memory size):
-    // only the CPU quota changes, and it is written while the load request is on its way
-    // (0.2 ms off the path). The function's code cannot get more than its burst allows
-    // anyway: a quota written mid-period starts with a full slice, a full core for the
-    // quota's length.
+    if (!change.cpu) return load();
+    // Only the CPU quota changes (containers are pooled by memory size), and it is written
+    // while the load request is on its way (0.2 ms off the path). The function's code
+    // cannot get more than its burst allows anyway: a quota written mid-period starts with
+    // a full slice, a full core for the quota's length.
     const loading = load();
     try {
-      instance.container.updateLimits(limits);
+      instance.setLimits(change.cpu, target.limits);
     } catch (err) {
       loading.catch(() => {});
       return instance.kill().then(() => Promise.reject(err));
@@ -347,12 +348,12 @@ export class Pool {
     return loading;
   }
 
-  private async boot(runtime: string, memoryMb: number, { warmUp = true } = {}): Promise<RuntimeInstance> {
+  private async boot(runtime: string, limits: FunctionLimits, { warmUp = true } = {}): Promise<RuntimeInstance> {
     const image = this.opts.images[runtime];
     if (!image) throw new Error(`no image for runtime ${runtime}`);
     const t = performance.now();
     try {
-      const booting = RuntimeInstance.boot(this.opts.engine, { image, memoryMb, cpus: this.opts.bootCpus ?? 1, warmUp });
+      const booting = RuntimeInstance.boot(this.opts.engine, { image, limits, warmUp });
       this.booting.add(booting);
       const inst = await booting.finally(() => this.booting.delete(booting));
       this.counters.created++;
@@ -547,7 +548,7 @@ export class Pool {
           for (const v of victims) void this.remove(v.id, 'budget');
           const slot: Slot = { id: `pending-${++seq}`, kind: 'stem', runtime: shape.runtime, memoryMb: shape.memoryMb, state: 'starting', uses: 0, lastUsedAt: now };
           this.entries.set(slot.id, { slot });
-          const booted = this.boot(shape.runtime, shape.memoryMb).then(
+          const booted = this.boot(shape.runtime, stemLimits(shape.memoryMb, this.bootCpus())).then(
               (inst) => {
                 this.entries.delete(slot.id);
                 if (this.closed) return inst.destroy();
