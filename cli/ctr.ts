@@ -5,7 +5,7 @@
 import { engineEnv } from './engine-env.js';
 import { parseArgs } from 'node:util';
 import { Engine } from '../worker/engine/engine.js';
-import type { ContainerSpec } from '../worker/engine/spec.js';
+import { DEFAULTS, type ContainerSpec } from '../worker/engine/spec.js';
 import { EngineError } from '../worker/engine/errors.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 
@@ -22,10 +22,10 @@ Commands:
 Options for run:
   --rootfs DIR        rootfs directory (a read-only lower layer); repeat --layer for more layers
   --layer DIR         an extra layer on top of the previous ones (repeatable)
-  --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default 256m)
+  --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default ${DEFAULTS.memoryBytes / 1024 / 1024}m)
   --cpus N            CPU quota in cores (default 1)
-  --pids N            pids limit (default 128)
-  --disk SIZE         size of the container's writable layer (default 64m)
+  --pids N            pids limit (default ${DEFAULTS.pids})
+  --disk SIZE         size of the container's writable layer (default ${DEFAULTS.diskBytes / 1024 / 1024}m)
   --hostname NAME     hostname inside (default: the container id)
   --env KEY=VALUE     environment variable (repeatable); nothing of the caller's is inherited
   --cwd DIR           working directory inside (default /)
