@@ -7,6 +7,7 @@
  * plus the refill rate (pooled containers created per second) and the idle memory per
  * pooled container beyond the runtime's own RSS.
  */
+import { engineEnv } from '../cli/engine-env.js';
 import { stopWorker } from './worker.js';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, readFileSync } from 'node:fs';
@@ -18,6 +19,7 @@ import { startWorker, runtimeImages } from '../worker/main.js';
 import { startGateway } from '../gateway/main.js';
 import { RuntimeInstance } from '../worker/instance/instance.js';
 import { CodeStore } from '../worker/instance/code.js';
+import { stemLimits } from '../worker/instance/specconv.js';
 import { median, round } from './stats.js';
 import { closeIdle, post } from './http.js';
 
@@ -70,9 +72,9 @@ export async function main(argv: string[]): Promise<void> {
     const apiKey = 'bench-key-0123456789abcdef';
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     process.stderr.write('bench coldstart: starting two stacks (pools on, pools off)...\n');
-    const pooled = await startWorker({ redisUrl: redis.url, prefix: 'pooled', stateDir: path.join(work, 'pooled'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-p-${process.pid}` });
+    const pooled = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix: 'pooled', stateDir: path.join(work, 'pooled'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-p-${process.pid}` });
     cleanup.push(stop(pooled));
-    const bare = await startWorker({ redisUrl: redis.url, prefix: 'bare', stateDir: path.join(work, 'bare'), budgetMb: 4096, pools: false, cgroupRoot: `/faasbox-bench-b-${process.pid}` });
+    const bare = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix: 'bare', stateDir: path.join(work, 'bare'), budgetMb: 4096, pools: false, cgroupRoot: `/faasbox-bench-b-${process.pid}` });
     cleanup.push(stop(bare));
     const gwPooled = await startGateway({ apiKey, redisUrl: redis.url, prefix: 'pooled', port: 0 });
     cleanup.push(() => gwPooled.close());
@@ -155,7 +157,7 @@ export async function main(argv: string[]): Promise<void> {
     const t = performance.now();
     const booted: RuntimeInstance[] = [];
     for (let i = 0; i < k; i += 2) {
-      booted.push(...(await Promise.all([0, 1].map(() => RuntimeInstance.boot(pooled.engine, { image: images.nodejs20!, memoryMb: 128, cpus: 1 })))));
+      booted.push(...(await Promise.all([0, 1].map(() => RuntimeInstance.boot(pooled.engine, { image: images.nodejs20!, limits: stemLimits(128, 1) })))));
     }
     const refillPerS = k / ((performance.now() - t) / 1000);
     // Idle overhead: what a pooled container holds beyond the runtime process itself:

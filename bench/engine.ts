@@ -7,6 +7,7 @@
  * runc and unshare are measured as the processes they are, spawned from the same
  * process, so each figure includes its own fork+exec.
  */
+import { engineEnv } from '../cli/engine-env.js';
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,7 +49,7 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write('bench engine: building the busybox image...\n');
     const image = await buildImage('busybox', path.join(work, 'images'));
     const rootfs = image.dir;
-    engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot: `/faasbox-bench-${process.pid}` });
+    engine = await Engine.open({ ...engineEnv(), stateDir: path.join(work, 'state'), cgroupRoot: `/faasbox-bench-${process.pid}` });
     const haveRunc = existsSync('/usr/sbin/runc') || existsSync('/usr/bin/runc');
     const bundle = haveRunc ? runcBundle(work, rootfs) : '';
     let n = 0;

@@ -4,6 +4,7 @@
  * round trip on the same Redis. Throughput at concurrency 32 against a bare BullMQ
  * worker draining no-op jobs.
  */
+import { engineEnv } from '../cli/engine-env.js';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -60,7 +61,7 @@ export async function main(argv: string[]): Promise<void> {
     const prefix = 'bench';
     const apiKey = 'bench-key-0123456789abcdef';
     process.stderr.write('bench invoke: starting worker and gateway...\n');
-    const worker = await startWorker({ redisUrl: redis.url, prefix, stateDir: path.join(work, 'state'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-${process.pid}` });
+    const worker = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix, stateDir: path.join(work, 'state'), budgetMb: 4096, pools: true, cgroupRoot: `/faasbox-bench-${process.pid}` });
     cleanup.push(async () => {
       await worker.close();
       await worker.engine.gc({ all: true });

@@ -6,6 +6,7 @@
  *   thawed       after the same pause, on a worker that froze the container: thawed first
  * plus the worker's own account of the thaw (Server-Timing thaw;dur).
  */
+import { engineEnv } from '../cli/engine-env.js';
 import { stopWorker } from './worker.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -35,7 +36,7 @@ export async function main(argv: string[]): Promise<void> {
     const apiKey = 'bench-key-0123456789abcdef';
     const headers = { authorization: `Bearer ${apiKey}`, 'content-type': 'application/json' };
     const stack = async (prefix: string, freezeGraceMs: number) => {
-      const worker = await startWorker({ redisUrl: redis.url, prefix, stateDir: path.join(work, prefix), budgetMb: 1024, pools: true, freezeGraceMs, cgroupRoot: `/faasbox-bench-${prefix}-${process.pid}` });
+      const worker = await startWorker({ redisUrl: redis.url, engine: engineEnv(), prefix, stateDir: path.join(work, prefix), budgetMb: 1024, pools: true, freezeGraceMs, cgroupRoot: `/faasbox-bench-${prefix}-${process.pid}` });
       cleanup.push(stop(worker));
       const gw = await startGateway({ apiKey, redisUrl: redis.url, prefix, port: 0 });
       cleanup.push(() => gw.close());

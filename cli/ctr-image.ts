@@ -5,7 +5,8 @@
  * REF must already be in the store.
  */
 import path from 'node:path';
-import { defaultStateDir } from '../worker/engine/engine.js';
+import { DEFAULT_STATE_DIR } from '../worker/engine/engine.js';
+import { engineEnv } from './engine-env.js';
 import { imagesDirOf } from '../worker/engine/image/paths.js';
 import { resolveStoredRef } from '../worker/engine/image/refs.js';
 import { prepareImage } from '../worker/engine/image/rootfs.js';
@@ -21,7 +22,7 @@ export interface ImageRun {
 }
 
 export async function imageSpec(ref: string, pull: boolean, stateDir: string | undefined, over: { cmd: string[]; user?: string | undefined; env?: string[] | undefined; cwd?: string | undefined }): Promise<ImageRun> {
-  const imagesDir = imagesDirOf(path.resolve(stateDir ?? defaultStateDir()));
+  const imagesDir = imagesDirOf(path.resolve(stateDir ?? engineEnv().stateDir ?? DEFAULT_STATE_DIR));
   let record;
   try {
     record = resolveStoredRef(imagesDir, ref);

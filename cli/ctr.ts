@@ -2,9 +2,10 @@
  * `faasbox ctr ...`: the container engine for operators, in the spirit of runc/crun.
  * Scriptable: exit codes mirror the container's, --json everywhere output is data.
  */
+import { engineEnv } from './engine-env.js';
 import { parseArgs } from 'node:util';
 import { Engine } from '../worker/engine/engine.js';
-import type { ContainerSpec } from '../worker/engine/spec.js';
+import { DEFAULTS, type ContainerSpec } from '../worker/engine/spec.js';
 import { EngineError } from '../worker/engine/errors.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 import { imageSpec } from './ctr-image.js';
@@ -26,10 +27,10 @@ Options for run:
                       its Entrypoint, Cmd, Env, WorkingDir, User and StopSignal are the defaults,
                       CMD after -- replaces its Cmd
   --pull              pull REF first when the store does not have it
-  --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default 256m)
+  --memory SIZE       memory limit, swap disabled (e.g. 32m, 1g; default ${DEFAULTS.memoryBytes / 1024 / 1024}m)
   --cpus N            CPU quota in cores (default 1)
-  --pids N            pids limit (default 128)
-  --disk SIZE         size of the container's writable layer (default 64m)
+  --pids N            pids limit (default ${DEFAULTS.pids})
+  --disk SIZE         size of the container's writable layer (default ${DEFAULTS.diskBytes / 1024 / 1024}m)
   --hostname NAME     hostname inside (default: the container id)
   --env KEY=VALUE     environment variable (repeatable); nothing of the caller's is inherited
   --cwd DIR           working directory inside (default /)
@@ -95,7 +96,7 @@ export async function main(argv: string[]): Promise<number> {
 const globalOpts = { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
 
 function openEngine(stateDir: string | undefined): Promise<Engine> {
-  return Engine.open(stateDir ? { stateDir } : {});
+  return Engine.open({ ...engineEnv(), ...(stateDir ? { stateDir } : {}) });
 }
 
 async function run(args: string[]): Promise<number> {

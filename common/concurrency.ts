@@ -12,6 +12,7 @@
 import type { Redis } from 'ioredis';
 import { Counter, type Registry } from 'prom-client';
 import { registered } from './metrics.js';
+import { concurrencyKey } from './keys.js';
 import { RedisScript } from './redis-script.js';
 
 // Redis's own clock, so that gateways and workers on machines whose clocks disagree
@@ -40,7 +41,7 @@ export class ConcurrencyLimiter {
   ) {}
 
   private key(fn: string): string {
-    return `${this.prefix}:concurrency:${fn}`;
+    return concurrencyKey(this.prefix, fn);
   }
 
   /**

@@ -22,6 +22,10 @@ export const LIMITS = {
   memoryMb: { min: 64, max: 4096, default: 128 },
   cpuMillicores: { min: 10, max: 16_000 },
   timeoutMs: { min: 1, max: 900_000, default: 30_000 },
+  /** The container's pids cgroup limit: its processes and threads together (a Node.js runtime starts ~11 threads). */
+  pidsLimit: { min: 16, max: 4096, default: 64 },
+  /** The container's disk quota: the tmpfs under its writable layer, charged to the host's memory. */
+  diskMb: { min: 16, max: 2048, default: 64 },
   concurrency: { min: 1, max: 10_000 },
   /** Lambda's rule: the whole environment at most 4 KiB. */
   envBytes: 4096,
@@ -123,6 +127,8 @@ export const deployRequestSchema = z
     memoryMb: int(LIMITS.memoryMb.min, LIMITS.memoryMb.max).default(LIMITS.memoryMb.default),
     cpu: int(LIMITS.cpuMillicores.min, LIMITS.cpuMillicores.max).optional(),
     timeoutMs: int(LIMITS.timeoutMs.min, LIMITS.timeoutMs.max).default(LIMITS.timeoutMs.default),
+    pidsLimit: int(LIMITS.pidsLimit.min, LIMITS.pidsLimit.max).optional(),
+    diskMb: int(LIMITS.diskMb.min, LIMITS.diskMb.max).optional(),
     concurrency: int(LIMITS.concurrency.min, LIMITS.concurrency.max).optional(),
     isolation: z.enum(['reuse', 'fresh']).default('reuse'),
     public: z.boolean().default(false),
@@ -160,6 +166,12 @@ export interface FunctionSpec {
   /** Millicores; derived from memoryMb (MB_PER_VCPU) when the deploy gave none. */
   cpu: number;
   timeoutMs: number;
+  /**
+   * pids and disk limits, present only when the deploy gave them (so a version deployed
+   * before they existed keeps its id); the worker's specconv applies LIMITS' defaults.
+   */
+  pidsLimit?: number;
+  diskMb?: number;
   /** Maximum concurrent invocations of this function; null means bounded only by capacity. */
   concurrency: number | null;
   /** 'reuse': a container serves many invocations; 'fresh': one container per invocation. */
@@ -225,6 +237,8 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     memoryMb: req.memoryMb,
     cpu: req.cpu ?? cpuForMemory(req.memoryMb),
     timeoutMs: req.timeoutMs,
+    ...(req.pidsLimit !== undefined ? { pidsLimit: req.pidsLimit } : {}),
+    ...(req.diskMb !== undefined ? { diskMb: req.diskMb } : {}),
     concurrency: req.concurrency ?? null,
     isolation: req.isolation,
     public: req.public,

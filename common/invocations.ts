@@ -23,6 +23,7 @@
 import type { Redis } from 'ioredis';
 import type { ErrorInfo } from './errors.js';
 import { DEFAULT_STORAGE_LIMITS } from './limits.js';
+import { invocationKey, recordsIndexKey } from './keys.js';
 import { RedisScript } from './redis-script.js';
 import type { HttpResponseData, InvocationMode, InvocationResult, StartKind, Timings } from './queue.js';
 
@@ -157,7 +158,7 @@ export class InvocationStore {
   ) {}
 
   private key(id: string) {
-    return `${this.prefix}:inv:${id}`;
+    return invocationKey(this.prefix, id);
   }
 
   /** The ids of a function's records, oldest first, as the per-function limit keeps them. */
@@ -278,10 +279,7 @@ export class InvocationStore {
   }
 }
 
-/** The function's records index; advanceScript builds the same key in Lua. */
-export function recordsIndexKey(prefix: string, fn: string): string {
-  return `${prefix}:fn:${fn}:records`;
-}
+export { recordsIndexKey } from './keys.js';
 
 function identity(inv: NewInvocation): Record<string, string> {
   return { id: inv.id, function: inv.function, version: inv.version, mode: inv.mode, createdAt: (inv.createdAt ?? new Date()).toISOString() };

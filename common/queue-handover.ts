@@ -47,7 +47,4 @@ export async function handOver(redis: Redis, prefix: string, name: string, share
   }
 }
 
-/** The set of worker queues to hand over (a restarted scheduler carries on from it). */
-export function orphanQueuesKey(prefix: string): string {
-  return `${prefix}:orphan-queues`;
-}
+export { orphanQueuesKey } from './keys.js';

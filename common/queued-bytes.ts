@@ -15,6 +15,7 @@
  * both take the last room.
  */
 import type { Redis } from 'ioredis';
+import { queuedBytesKeys } from './keys.js';
 import { RedisScript } from './redis-script.js';
 
 /**
@@ -69,7 +70,7 @@ export class QueuedBytes {
   ) {}
 
   private keys(fn: string): string[] {
-    return [`${this.prefix}:fn:${fn}:queued`, `${this.prefix}:fn:${fn}:queued-until`];
+    return queuedBytesKeys(this.prefix, fn);
   }
 
   /** Take `bytes` of the function's room for invocation `id`; false when they do not fit. */

@@ -26,17 +26,13 @@
 import type { Redis } from 'ioredis';
 import { FunctionNotFoundError, InternalError, VersionNotFoundError } from './errors.js';
 import { versionOf, type FunctionSpec } from './function-spec.js';
+import { codeKey, codeRefsKey, functionEventsChannel, functionKey, functionsKey, functionVersionsKey, versionRecordKey } from './keys.js';
 import { DEFAULT_STORAGE_LIMITS } from './limits.js';
 import { RedisScript } from './redis-script.js';
 import { openSpec, sealSpec, versionedSpec, type StoredSpec } from './sealed-spec.js';
 import type { SecretBox } from './secrets.js';
 
-/** Pub/sub channel (after the prefix) on which deploys and deletes are announced. */
-export const FUNCTION_EVENTS_CHANNEL = 'function-events';
-
-export function functionEventsChannel(prefix: string): string {
-  return `${prefix}:${FUNCTION_EVENTS_CHANNEL}`;
-}
+export { FUNCTION_EVENTS_CHANNEL, functionEventsChannel } from './keys.js';
 
 /**
  * What workers hear on the channel. On 'deleted' they drop every warm container of the
@@ -183,19 +179,19 @@ export class FunctionRegistry {
   }
 
   private fnKey(name: string) {
-    return `${this.prefix}:fn:${name}`;
+    return functionKey(this.prefix, name);
   }
   private versionsKey(name: string) {
-    return `${this.prefix}:fn:${name}:versions`;
+    return functionVersionsKey(this.prefix, name);
   }
   private versionKey(name: string, version: string) {
-    return `${this.prefix}:ver:${name}:${version}`;
+    return versionRecordKey(this.prefix, name, version);
   }
   private codeKey(digest: string) {
-    return `${this.prefix}:code:${digest}`;
+    return codeKey(this.prefix, digest);
   }
   private get functionsKey() {
-    return `${this.prefix}:functions`;
+    return functionsKey(this.prefix);
   }
 
   /** Deploy: store the code and the version (if new) and point the function at it. */
@@ -212,7 +208,7 @@ export class FunctionRegistry {
         this.versionsKey(spec.name),
         this.versionKey(spec.name, version),
         this.codeKey(spec.code.digest),
-        `${this.prefix}:coderefs:${spec.code.digest}`,
+        codeRefsKey(this.prefix, spec.code.digest),
         this.functionsKey,
       ],
       [spec.name, version, JSON.stringify(record), JSON.stringify(sealed), now.getTime(), code, this.eventsChannel, now.toISOString(), this.versionsKept, this.prefix],

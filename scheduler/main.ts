@@ -35,6 +35,7 @@ import { LeaderLease } from './leader.js';
 import { TriggerRunner, type RunnerConfig } from './triggers/runner.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
+import { versionKey } from '../common/keys.js';
 import { workersKey, type WorkerReport } from '../common/policy/placement.js';
 import {
   DEFAULT_SIZING,
@@ -118,7 +119,7 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
     const out: Record<string, number> = {};
     for (const job of await q.getWaiting(0, QUEUED_SCAN - 1)) {
       if (!job?.data) continue;
-      const key = `${job.data.function}@${job.data.version}`;
+      const key = versionKey(job.data.function, job.data.version);
       out[key] = (out[key] ?? 0) + 1;
     }
     return out;

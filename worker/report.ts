@@ -7,6 +7,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { Pool } from './pool/pool.js';
+import { shapeKey } from '../common/keys.js';
 import { workersKey, type WorkerReport } from '../common/policy/placement.js';
 import { demandKey, parseTargets, poolTargetsKey, type DemandReport, type PoolTargets } from '../common/policy/sizing.js';
 
@@ -20,7 +21,7 @@ export function reportOf(id: string, queue: string, pool: Pool, budgetMb: number
     // next call bounced to another worker's stem cell whenever the report caught its
     // previous call running: 1 call in 10 in a TCG VM, where calls are slower.
     if (s.kind === 'function' && s.fn && s.state !== 'starting' && s.state !== 'removing') warm[s.fn] = (warm[s.fn] ?? 0) + 1;
-    else if (s.kind === 'stem' && s.state === 'idle') stems[`${s.runtime}/${s.memoryMb}`] = (stems[`${s.runtime}/${s.memoryMb}`] ?? 0) + 1;
+    else if (s.kind === 'stem' && s.state === 'idle') stems[shapeKey(s.runtime, s.memoryMb)] = (stems[shapeKey(s.runtime, s.memoryMb)] ?? 0) + 1;
   }
   return { id, queue, at: Date.now(), freeMb: budgetMb - pool.usedMb(), warm, stems, inflight };
 }

@@ -8,6 +8,7 @@
  * are ignored: a worker that stopped reporting may be gone, and a job in a dead worker's
  * queue would wait there until its deadline.
  */
+import { shapeKey } from '../keys.js';
 
 export interface WorkerReport {
   id: string;
@@ -38,7 +39,7 @@ export function place(reports: readonly WorkerReport[], want: PlacementWant, now
   const byLoad = (a: WorkerReport, b: WorkerReport) => a.inflight - b.inflight;
   const warm = fresh.filter((r) => (r.warm[want.fn] ?? 0) > 0).sort((a, b) => (b.warm[want.fn] ?? 0) - (a.warm[want.fn] ?? 0) || byLoad(a, b));
   if (warm[0]) return warm[0].queue;
-  const shape = `${want.runtime}/${want.memoryMb}`;
+  const shape = shapeKey(want.runtime, want.memoryMb);
   const stem = fresh.filter((r) => (r.stems[shape] ?? 0) > 0 && r.freeMb >= 0).sort((a, b) => (b.stems[shape] ?? 0) - (a.stems[shape] ?? 0) || byLoad(a, b));
   if (stem[0]) return stem[0].queue;
   return undefined;
@@ -49,6 +50,4 @@ export function workerQueueName(base: string, workerId: string): string {
   return `${base}.w.${workerId.replace(/[^A-Za-z0-9_.-]/g, '_')}`;
 }
 
-export function workersKey(prefix: string): string {
-  return `${prefix}:workers`;
-}
+export { workersKey } from '../keys.js';

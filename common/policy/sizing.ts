@@ -234,12 +234,4 @@ export function parseTargets(raw: string | null | undefined): PoolTargets | unde
   return t as PoolTargets;
 }
 
-/** Hash: workerId -> JSON DemandReport (written by each worker). */
-export function demandKey(prefix: string): string {
-  return `${prefix}:worker-demand`;
-}
-
-/** Hash: workerId -> JSON PoolTargets (written by the scheduler). */
-export function poolTargetsKey(prefix: string): string {
-  return `${prefix}:pool-targets`;
-}
+export { demandKey, poolTargetsKey } from '../keys.js';

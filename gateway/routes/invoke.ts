@@ -27,6 +27,7 @@ import { bodyFields, invocationResultSchema, type HttpRequestData, type Invocati
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
+import { versionKey } from '../../common/keys.js';
 import type { GatewayDeps } from '../deps.js';
 import type { GatewayMetrics } from '../metrics.js';
 
@@ -138,7 +139,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         metrics.throttled.inc({ function: name, mode });
         throw new ConcurrencyLimitError(name, limit);
       }
-      const want = { fn: `${name}@${fn.version}`, runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
+      const want = { fn: versionKey(name, fn.version), runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
       let outcome: SyncOutcome;
       try {
         outcome = await queue.invokeSync(job, budgetMs, want);

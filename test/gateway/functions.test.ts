@@ -50,6 +50,15 @@ describe('deploy', () => {
     });
   });
 
+  test('pidsLimit and diskMb are in the spec when given, and absent (defaulted by the worker) when not', async () => {
+    const given = (await gw.deploy('limited', { runtime: 'nodejs20', code: NODE_CODE, pidsLimit: 20, diskMb: 16 })).json.spec;
+    assert.equal(given.pidsLimit, 20);
+    assert.equal(given.diskMb, 16);
+    const plain = (await gw.deploy('plain', { runtime: 'nodejs20', code: NODE_CODE })).json.spec;
+    assert.equal('pidsLimit' in plain, false);
+    assert.equal('diskMb' in plain, false);
+  });
+
   test('derives cpu from memory unless given', async () => {
     assert.equal((await gw.deploy('a', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 1769 })).json.spec.cpu, 1000);
     assert.equal((await gw.deploy('b', { runtime: 'nodejs20', code: NODE_CODE, memoryMb: 1769, cpu: 250 })).json.spec.cpu, 250);
@@ -132,6 +141,12 @@ describe('deploy validation', () => {
     ['timeout over 15 minutes', { runtime: 'nodejs20', code: NODE_CODE, timeoutMs: 900_001 }, 'timeoutMs'],
     ['zero concurrency', { runtime: 'nodejs20', code: NODE_CODE, concurrency: 0 }, 'concurrency'],
     ['cpu below minimum', { runtime: 'nodejs20', code: NODE_CODE, cpu: 1 }, 'cpu'],
+    ['pidsLimit too small', { runtime: 'nodejs20', code: NODE_CODE, pidsLimit: 15 }, 'pidsLimit'],
+    ['pidsLimit too large', { runtime: 'nodejs20', code: NODE_CODE, pidsLimit: 4097 }, 'pidsLimit'],
+    ['fractional pidsLimit', { runtime: 'nodejs20', code: NODE_CODE, pidsLimit: 20.5 }, 'pidsLimit'],
+    ['diskMb too small', { runtime: 'nodejs20', code: NODE_CODE, diskMb: 8 }, 'diskMb'],
+    ['diskMb too large', { runtime: 'nodejs20', code: NODE_CODE, diskMb: 2049 }, 'diskMb'],
+    ['diskMb not a number', { runtime: 'nodejs20', code: NODE_CODE, diskMb: '64' }, 'diskMb'],
     ['neither code nor package', { runtime: 'nodejs20' }, 'code'],
     ['both code and package', { runtime: 'nodejs20', code: NODE_CODE, package: gzipSync('x').toString('base64'), entry: 'a.js' }, 'package'],
     ['package without entry', { runtime: 'nodejs20', package: gzipSync('x').toString('base64') }, 'entry'],

@@ -10,6 +10,7 @@ import { ConfigWriter, Rec } from './native/protocol.js';
 import { MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE } from './sys/index.js';
 import type { CgroupLimits } from './cgroups/index.js';
 import { rootOpsFor } from './rootfs/root-ops.js';
+import { cgroupLimits } from './limits.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -22,7 +23,6 @@ export const CLONE_NEWUSER = 0x10000000;
 
 const RLIMIT_NPROC = 6;
 const RLIMIT_NOFILE = 7;
-const CPU_PERIOD_US = 100_000;
 
 export const ID_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$/;
 
@@ -169,15 +169,14 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
   if (!Array.isArray(args) || args.length === 0 || args.some((a) => typeof a !== 'string' || a.includes('\0'))) {
     throw new InvalidSpecError('process.args', 'must be a non-empty list of strings');
   }
+  // The engine's defaults fill what the spec leaves out; a burst only when asked for.
   const limits = spec.limits ?? {};
-  const memoryBytes = positiveInt('limits.memoryBytes', limits.memoryBytes, DEFAULTS.memoryBytes);
-  if (memoryBytes < 4 * 1024 * 1024) throw new InvalidSpecError('limits.memoryBytes', 'must be at least 4 MiB');
-  const cpus = limits.cpus ?? DEFAULTS.cpus;
-  if (!(cpus > 0 && cpus <= 1024)) throw new InvalidSpecError('limits.cpus', `must be in (0, 1024], got ${cpus}`);
-  const cpuBurst = limits.cpuBurst ?? 0;
-  // The kernel refuses a burst above the quota (EINVAL).
-  if (!(cpuBurst >= 0 && cpuBurst <= cpus)) throw new InvalidSpecError('limits.cpuBurst', `must be in [0, limits.cpus = ${cpus}], got ${cpuBurst}`);
-  const pids = positiveInt('limits.pids', limits.pids, DEFAULTS.pids);
+  const cgroup = cgroupLimits({
+    memoryBytes: limits.memoryBytes ?? DEFAULTS.memoryBytes,
+    cpus: limits.cpus ?? DEFAULTS.cpus,
+    pids: limits.pids ?? DEFAULTS.pids,
+    ...(limits.cpuBurst ? { cpuBurst: limits.cpuBurst } : {}),
+  });
   const diskBytes = positiveInt('rootfs.diskBytes', spec.rootfs.diskBytes, DEFAULTS.diskBytes);
   const hostname = spec.hostname ?? id.slice(0, 12);
   if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new InvalidSpecError('hostname', `is not a valid hostname: ${hostname}`);
@@ -242,7 +241,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     umask: spec.process.umask ?? DEFAULTS.umask,
     hostname,
     cloneFlags: CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWCGROUP | (userns ? CLONE_NEWUSER : 0),
-    cgroup: { memoryBytes, cpuQuotaUs: Math.round(cpus * CPU_PERIOD_US), cpuPeriodUs: CPU_PERIOD_US, ...(cpuBurst > 0 ? { cpuBurstUs: Math.round(cpuBurst * CPU_PERIOD_US) } : {}), pids, ...(io ? { io } : {}) },
+    cgroup: { ...cgroup, ...(io ? { io } : {}) },
     ioDevice,
     binds: [...root.deviceBinds, ...binds],
     slots,

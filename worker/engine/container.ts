@@ -10,11 +10,12 @@ import type { Readable, Writable, Duplex } from 'node:stream';
 import type { Sys } from './sys/index.js';
 import type { Cgroup, CgroupDriver, CgroupStats, IoUsage } from './cgroups/index.js';
 import { encodeInitConfig, ioLimit, type ContainerConfig } from './config.js';
-import type { IoLimits } from './spec.js';
+import type { IoLimits, ResourceLimits } from './spec.js';
 import { EngineError, InvalidSpecError } from './errors.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
+import { cgroupLimits, cpusOf } from './limits.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
@@ -39,6 +40,8 @@ export interface ExitResult {
 }
 
 export interface EngineParts {
+  /** The faasbox-init binary. */
+  initBin: string;
   sys: Sys;
   cgroups: CgroupDriver;
   seccomp: (mode: ContainerConfig['seccomp']) => Buffer | null;
@@ -170,6 +173,7 @@ export class Container {
 
       const extraFds = io.extraFds ?? [];
       c.init = new InitProcess({
+        bin: parts.initBin,
         config: encodeInitConfig(config, {
           cgroupProcs: c.cgroup.procsFiles,
           ...(c.cgroup.cloneInto ? { cgroupDir: c.cgroup.cloneInto } : {}),
@@ -288,23 +292,23 @@ export class Container {
    * New limits for a running container (a pooled container takes its function's limits).
    * Those not given stay; new cpus without a cpuBurst leave no burst.
    */
-  updateLimits(limits: { memoryBytes?: number; cpus?: number; cpuBurst?: number; pids?: number; io?: IoLimits }): void {
-    const period = this.config.cgroup.cpuPeriodUs ?? 100_000;
-    if (limits.cpuBurst !== undefined && !(limits.cpuBurst >= 0 && limits.cpuBurst <= (limits.cpus ?? Infinity))) {
-      throw new InvalidSpecError('limits.cpuBurst', `must be in [0, cpus], got ${limits.cpuBurst}`);
-    }
-    // {} (or all zeros) lifts earlier io limits: a function without any runs unthrottled.
+  updateLimits(limits: ResourceLimits & { diskBytes?: number; io?: IoLimits }): void {
+    // One conversion with toConfig's (limits.ts, ioLimit). The cgroup writes only what
+    // changes: a stem cell specialised for a function of its own size keeps its memory
+    // limit (on v1 that is five file operations, on the invocation's path). io {} (or all
+    // zeros) lifts earlier io limits: a function without any runs unthrottled.
     const io = ioLimit('io', limits.io, this.config.ioDevice);
-    // The cgroup writes only what changes: a stem cell specialised for a function of its
-    // own size keeps its memory limit (on v1 that is five file operations, on the
-    // invocation's path).
-    this.cgroup.setLimits({
-      ...(limits.memoryBytes ? { memoryBytes: limits.memoryBytes } : {}),
-      ...(limits.cpus ? { cpuQuotaUs: Math.round(limits.cpus * period), cpuPeriodUs: period } : {}),
-      ...(limits.cpuBurst !== undefined ? { cpuBurstUs: Math.round(limits.cpuBurst * period) } : {}),
-      ...(limits.pids ? { pids: limits.pids } : {}),
-      ...(io ? { io } : {}),
-    });
+    const cgroup = { ...cgroupLimits(limits, cpusOf(this.config.cgroup)), ...(io ? { io } : {}) };
+    this.cgroup.setLimits(cgroup);
+    Object.assign(this.config.cgroup, cgroup);
+    if (limits.diskBytes !== undefined && limits.diskBytes !== this.config.diskBytes) {
+      const diskBytes = limits.diskBytes;
+      if (!Number.isSafeInteger(diskBytes) || diskBytes <= 0) throw new InvalidSpecError('rootfs.diskBytes', `must be a positive integer, got ${diskBytes}`);
+      // The quota is the size of the tmpfs under upper/ (rootfs/overlay.ts): a remount
+      // resizes it in place, the container's writes so far kept (a shrink below them fails).
+      this.parts.sys.mount(null, this.config.paths.disk, null, MS_REMOUNT | MS_NOSUID | MS_NODEV, `size=${diskBytes}`);
+      this.config.diskBytes = diskBytes;
+    }
   }
 
   /** Block I/O bytes since the container was made (before and after an invocation). */

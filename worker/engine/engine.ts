@@ -16,7 +16,8 @@ import type { ContainerSpec } from './spec.js';
 import { isAlive, readState, type PersistedState } from './state.js';
 import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
-import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
+import { ZygoteLauncher, zygoteSupported } from './zygote.js';
+import { initBinaryPath } from './native/protocol.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
 import { IdRanges, type RangeOptions } from './userns/ranges.js';
 import { blockDeviceOf } from './blockdev.js';
@@ -24,16 +25,25 @@ import { IdmapNamespaces } from './userns/namespace.js';
 
 export { mountsUnder };
 
+/**
+ * The engine's settings, as arguments: the CLI reads them from the environment
+ * (cli/engine-env.ts: FAASBOX_STATE_DIR, FAASBOX_CGROUP_ROOT, FAASBOX_SEEDS,
+ * FAASBOX_ZYGOTE, FAASBOX_INIT_BIN) and passes them down; nothing here reads it.
+ */
 export interface EngineOptions {
-  /** Default: $FAASBOX_STATE_DIR or /var/lib/faasbox. */
+  /** Default: DEFAULT_STATE_DIR. */
   stateDir?: string;
-  /** cgroup path under which every container's cgroup is made. Default: $FAASBOX_CGROUP_ROOT or /faasbox/<hash of the state dir>. */
+  /** cgroup path under which every container's cgroup is made. Default: /faasbox/<hash of the state dir>. */
   cgroupRoot?: string;
+  /** Launch container monitors through one zygote process (default true, where fd passing works); false: spawn faasbox-init per container. */
+  zygote?: boolean;
+  /** The faasbox-init binary. Default: the one `npm install` built (native/protocol.ts initBinaryPath). */
+  initBin?: string;
   sys?: Sys;
   cgroups?: CgroupDriver;
   /**
    * Container inits kept parked in their cgroups and namespaces (cgroup v1, with the
-   * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
+   * zygote; see seeds.ts). Default: DEFAULT_SEEDS; 0 turns them off.
    */
   seeds?: number;
   /** Host id ranges of userns containers (default: 65536 ids each, from 2^31); byDefault: every spec that does not say otherwise gets userns (a worker's FAASBOX_USERNS=1). */
@@ -46,14 +56,13 @@ export interface GcReport {
   mounts: string[];
 }
 
-export function defaultStateDir(): string {
-  return process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox';
-}
+export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
+export const DEFAULT_SEEDS = 2;
 
 export class Engine implements EngineParts {
   private seccompProgram: Buffer | undefined;
-  /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
-  readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
+  /** Started at the first create; absent (the zygote option false) spawns faasbox-init per container instead. */
+  readonly zygote: ZygoteLauncher | undefined;
   readonly seeds: SeedPool | undefined;
   readonly userns: IdRanges;
   readonly idmaps = new IdmapNamespaces();
@@ -67,27 +76,30 @@ export class Engine implements EngineParts {
     readonly sys: Sys,
     readonly cgroups: CgroupDriver,
     seeds: number,
+    zygote: boolean,
+    readonly initBin: string,
     /** The root is the default /faasbox/<hash>, made by this engine's kind: close() may remove it and /faasbox when empty. */
     private readonly defaultRoot = false,
     userns: NonNullable<EngineOptions['userns']> = {},
   ) {
     this.userns = new IdRanges(stateDir, userns);
     this.usernsByDefault = userns.byDefault ?? false;
+    this.zygote = zygote && zygoteSupported() ? new ZygoteLauncher(initBin) : undefined;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
     if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
   }
 
   static async open(opts: EngineOptions = {}): Promise<Engine> {
-    const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
+    const stateDir = path.resolve(opts.stateDir ?? DEFAULT_STATE_DIR);
     mkdirSync(path.join(stateDir, 'containers'), { recursive: true, mode: 0o700 });
     const sys = opts.sys ?? (await linuxSys());
     // Each state dir owns its own cgroup subtree, so that several engines (workers) on one
     // machine never garbage-collect each other's cgroups.
-    const chosen = opts.cgroupRoot ?? process.env.FAASBOX_CGROUP_ROOT;
+    const chosen = opts.cgroupRoot;
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
-    const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined, opts.userns);
+    const seeds = opts.seeds ?? DEFAULT_SEEDS;
+    return new Engine(stateDir, sys, cgroups, seeds, opts.zygote ?? true, opts.initBin ?? initBinaryPath(), chosen === undefined && opts.cgroups === undefined, opts.userns);
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -102,8 +114,8 @@ export class Engine implements EngineParts {
   }
 
   /** Prepares a container and parks its process before exec. */
-  async create(spec: ContainerSpec | ContainerConfig, io?: ContainerIO): Promise<Container> {
-    const config = 'paths' in spec ? spec : this.config(spec);
+  async create(spec: ContainerSpec, io?: ContainerIO): Promise<Container> {
+    const config = this.config(spec);
     // Looked up in mountinfo only until found; close() and gc forget it when they release it.
     this.stateMounted ||= ensureStateMount(this.sys, this.containersDir);
     return Container.create(config, this, io);

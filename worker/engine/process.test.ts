@@ -6,7 +6,7 @@ import path from 'node:path';
 import { InitProcess } from './process.js';
 
 /**
- * A stand-in for faasbox-init (spawn path, FAASBOX_INIT_BIN) that writes the given sync
+ * A stand-in for faasbox-init (spawn path, given as the binary) that writes the given sync
  * lines on fd 4 with a pause between them, then waits for the worker to close the socket.
  */
 function withFakeInit(lines: string[], fn: (init: InitProcess) => Promise<void>): Promise<void> {
@@ -15,17 +15,13 @@ function withFakeInit(lines: string[], fn: (init: InitProcess) => Promise<void>)
   const writes = lines.map((l) => `printf '%s\\n' '${l}' >&4; sleep 0.3`).join('\n');
   writeFileSync(bin, `#!/bin/sh\ncat <&3 >/dev/null\n${writes}\nread -r line <&4\n`);
   chmodSync(bin, 0o755);
-  const saved = process.env.FAASBOX_INIT_BIN;
-  process.env.FAASBOX_INIT_BIN = bin;
   let init: InitProcess | undefined;
   return (async () => {
-    init = new InitProcess({ config: Buffer.alloc(0), stdio: ['ignore', 'ignore', 'ignore'], extraFds: [] });
+    init = new InitProcess({ bin, config: Buffer.alloc(0), stdio: ['ignore', 'ignore', 'ignore'], extraFds: [] });
     await fn(init);
   })().finally(() => {
     // A failed assertion must not leave the fake parked on its socket (the file would hang).
     init?.child?.kill('SIGKILL');
-    if (saved === undefined) delete process.env.FAASBOX_INIT_BIN;
-    else process.env.FAASBOX_INIT_BIN = saved;
     rmSync(dir, { recursive: true, force: true });
   });
 }

@@ -9,7 +9,7 @@ import net from 'node:net';
 import type { Readable, Writable, Duplex } from 'node:stream';
 import { EngineError } from './errors.js';
 import { readLines } from './lines.js';
-import { decodeWaitStatus, EXIT_BAIL, initBinaryPath, parseSyncLine, ZYGOTE_MAX_CONFIG, ZYGOTE_MAX_EXTRA_FDS, type SyncMessage } from './native/protocol.js';
+import { decodeWaitStatus, EXIT_BAIL, parseSyncLine, ZYGOTE_MAX_CONFIG, ZYGOTE_MAX_EXTRA_FDS, type SyncMessage } from './native/protocol.js';
 import { sendFds, socketpair } from './sys/fdpass.js';
 import type { ZygoteLauncher } from './zygote.js';
 import type { Seed } from './seeds.js';
@@ -28,6 +28,8 @@ export interface InitExit {
 }
 
 export interface SpawnOptions {
+  /** The faasbox-init binary (the engine's initBin). */
+  bin: string;
   config: Buffer;
   stdio: [StdioSpec, StdioSpec, StdioSpec];
   /** Host fds handed to the user process as 3, 4, ... */
@@ -231,8 +233,7 @@ export class InitProcess {
   }
 }
 
-function checkBinary(): string {
-  const bin = initBinaryPath();
+function checkBinary(bin: string): string {
   if (!existsSync(bin)) {
     throw new EngineError('INIT_BINARY_MISSING', `faasbox-init not found at ${bin}; run \`npm install\` (it builds the C stage with make)`);
   }
@@ -241,7 +242,7 @@ function checkBinary(): string {
 
 /** The spawn path: one fork of the worker per container (FAASBOX_ZYGOTE=0, or a request too big for the zygote). */
 function spawnMonitor(opts: SpawnOptions): ChildProcess {
-  const bin = checkBinary();
+  const bin = checkBinary(opts.bin);
   const stdio: StdioOptions = [...opts.stdio, 'pipe', 'pipe', ...opts.extraFds];
   // An empty environment: nothing of the worker's reaches the container.
   const child = spawn(bin, [], { stdio, env: {}, argv0: 'faasbox-init' });

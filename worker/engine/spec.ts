@@ -2,6 +2,7 @@
  * The container spec: what a caller asks for. It is converted once, by toConfig() in
  * config.ts, into the ContainerConfig that flows unchanged to the kernel.
  */
+import { LIMITS } from '../../common/function-spec.js';
 
 export type NetworkMode = 'none';
 export type SeccompMode = 'default' | 'unconfined';
@@ -83,14 +84,18 @@ export interface ContainerSpec {
   slots?: { name: string; destination: string }[];
 }
 
-/** Defaults a caller gets when it says nothing: tight, unprivileged, no network. */
+/**
+ * Defaults a caller gets when it says nothing: tight, unprivileged, no network. Memory,
+ * pids and disk are a function's defaults (common/function-spec.ts LIMITS), so that
+ * `faasbox ctr run` and a deployed function start from the same numbers.
+ */
 export const DEFAULTS = {
   uid: 65534,
   gid: 65534,
-  memoryBytes: 256 * 1024 * 1024,
+  memoryBytes: LIMITS.memoryMb.default * 1024 * 1024,
   cpus: 1,
-  pids: 128,
-  diskBytes: 64 * 1024 * 1024,
+  pids: LIMITS.pidsLimit.default,
+  diskBytes: LIMITS.diskMb.default * 1024 * 1024,
   nofile: 1024,
   // RLIMIT_NPROC counts every process of the uid host-wide, and pooled containers share
   // uid 65534: a small value would make unrelated containers fail each other's forks.

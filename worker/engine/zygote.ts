@@ -9,9 +9,9 @@ import { EngineError } from './errors.js';
 import { initBinaryPath, ZYGOTE_FD_CONTROL, ZYGOTE_FDS_FIXED, ZYGOTE_MAX_CONFIG, ZYGOTE_MAX_EXTRA_FDS } from './native/protocol.js';
 import { fdPassingSupported, sendFds, socketpair, SOCK_SEQPACKET } from './sys/fdpass.js';
 
-/** On unless FAASBOX_ZYGOTE=0. */
-export function zygoteEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.FAASBOX_ZYGOTE !== '0' && fdPassingSupported();
+/** Whether this platform can hand fds to a zygote (the engine's zygote option asks for one). */
+export function zygoteSupported(): boolean {
+  return fdPassingSupported();
 }
 
 /** One running zygote process and the worker's end of its control socket. */
@@ -72,6 +72,9 @@ export class ZygoteLauncher {
   private proc: ZygoteProcess | undefined;
   private closed = false;
 
+  /** bin: the faasbox-init binary (the engine's initBin). */
+  constructor(private readonly bin: string = initBinaryPath()) {}
+
   /** Whether a request of this size and fd count fits the protocol's limits. */
   accepts(config: Buffer, extraFds: number): boolean {
     return !this.closed && config.length <= ZYGOTE_MAX_CONFIG && extraFds <= ZYGOTE_MAX_EXTRA_FDS;
@@ -109,7 +112,7 @@ export class ZygoteLauncher {
 
   private running(): ZygoteProcess {
     if (this.proc?.alive) return this.proc;
-    const bin = initBinaryPath();
+    const bin = this.bin;
     if (!existsSync(bin)) {
       throw new EngineError('INIT_BINARY_MISSING', `faasbox-init not found at ${bin}; run \`npm install\` (it builds the C stage with make)`);
     }

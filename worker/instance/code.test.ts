@@ -7,7 +7,10 @@ import { after, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { tar } from '../../test/support/archives.js';
 import { DEFAULT_UNPACK_BOUNDS } from '../../common/archive/index.js';
-import { CodeStore, sha256 } from './code.js';
+import { createHash } from 'node:crypto';
+import { CodeStore } from './code.js';
+
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
 const work = mkdtempSync(path.join(tmpdir(), 'faasbox-code-'));
 after(() => rmSync(work, { recursive: true, force: true }));

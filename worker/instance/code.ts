@@ -10,7 +10,7 @@
  * invocation on this worker holds it (pin/unpin around each invocation); a worker that
  * missed the delete sweeps such layers at its start.
  */
-import { randomBytes, createHash } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -163,8 +163,4 @@ export class CodeStore {
       throw new CodeUnpackFailedError(src.digest, reason);
     }
   }
-}
-
-export function sha256(data: Buffer | string): string {
-  return createHash('sha256').update(data).digest('hex');
 }

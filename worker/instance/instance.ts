@@ -13,11 +13,12 @@ import type { Engine } from '../engine/engine.js';
 import type { Container, ExitResult } from '../engine/container.js';
 import type { CgroupStats } from '../engine/cgroups/index.js';
 import { readLines, type LineSplitter } from '../engine/lines.js';
-import { END_MARKER, WARM_UP_ENV } from '../../images/protocol.js';
+import { CODE_DIR, endMarker, WARM_UP_ENV, type ResultMessage, type RuntimeMessage } from '../../images/protocol.js';
+import { parseReply } from './replies.js';
 import { ResultTooLargeError } from '../../common/errors.js';
 import { checkHttpAnswer, MalformedHttpAnswer } from './http-answer.js';
+import { containerLimits, type ContainerLimits, type FunctionLimits } from './specconv.js';
 
-export const CODE_DIR = '/var/task';
 const LOG_LIMIT = 64 * 1024;
 /**
  * The longest reply line a runtime may write (bytes of the JSON message: a result's value,
@@ -35,10 +36,8 @@ export interface RuntimeImage {
 
 export interface BootOptions {
   image: RuntimeImage;
-  memoryMb: number;
-  cpus: number;
-  pids?: number;
-  diskMb?: number;
+  /** From specconv.ts (stemLimits, or a function's functionLimits). */
+  limits: FunctionLimits;
   /** A user namespace of its own (engine/userns/); absent: the engine's default. */
   userns?: boolean;
   /**
@@ -104,7 +103,7 @@ export interface InvokeOutcome {
   ioWriteBytes?: number;
 }
 
-type Reply = Record<string, unknown> & { type: string };
+type Reply = RuntimeMessage;
 
 export class InstanceError extends Error {
   constructor(
@@ -231,11 +230,14 @@ export class RuntimeInstance {
   readonly exited: Promise<ExitResult>;
   /** The function version loaded into it, if any. */
   loaded: string | undefined;
+  /** The limits in force: the boot's, then a specialisation's (setLimits). */
+  limits: FunctionLimits;
 
   private constructor(
     readonly container: Container,
     readonly options: BootOptions,
   ) {
+    this.limits = options.limits;
     this.requests = container.extraStream(0);
     this.replies = container.extraStream(1);
     this.requests.on('error', () => {});
@@ -259,11 +261,13 @@ export class RuntimeInstance {
 
   /** Creates the container with an empty code slot, starts the runtime and waits for "ready". */
   static async boot(engine: Engine, opts: BootOptions): Promise<RuntimeInstance> {
+    const { diskBytes, io, ...limits } = containerLimits(opts.limits);
     const c = await engine.create(
       {
-        rootfs: { layers: opts.image.layers, diskBytes: (opts.diskMb ?? 64) * 1024 * 1024 },
+        rootfs: { layers: opts.image.layers, diskBytes },
         process: { args: opts.image.args, env: { ...(opts.image.env ?? {}), ...(opts.warmUp === false ? { [WARM_UP_ENV]: '0' } : {}) }, cwd: '/tmp' },
-        limits: { memoryBytes: opts.memoryMb * 1024 * 1024, cpus: opts.cpus, pids: opts.pids ?? 64 },
+        limits,
+        ...(io ? { io } : {}),
         slots: [{ name: 'code', destination: CODE_DIR }],
         ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
       },
@@ -281,6 +285,17 @@ export class RuntimeInstance {
     return inst;
   }
 
+  /** Writes `part` (specconv's limitsChange) to the container; `to` is in force once every part is. */
+  setLimits(part: Partial<ContainerLimits>, to: FunctionLimits): void {
+    this.container.updateLimits(part);
+    this.limits = { ...this.limits, ...pick(to, part) };
+    if (part.io !== undefined) {
+      // io {} lifted the limits: none in force now.
+      if (to.io) this.limits.io = to.io;
+      else delete this.limits.io;
+    }
+  }
+
   /**
    * Makes codeDir visible at /var/task and sends the load request. The promise settles
    * when the runtime has loaded the module: rejected with LOAD_FAILED (the module's own
@@ -292,8 +307,7 @@ export class RuntimeInstance {
     const reply = this.request({ type: 'load', codeDir: CODE_DIR, ...req });
     const loaded = reply.then((r) => {
       if (r.type === 'load-error') {
-        const e = r.error as { name?: string; message?: string; stack?: string } | undefined;
-        throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${e?.message ?? 'unknown error'}`, e?.stack);
+        throw new InstanceError('LOAD_FAILED', `loading ${req.entry} failed: ${r.error.message}`, r.error.stack);
       }
       this.loaded = fnKey;
     });
@@ -314,7 +328,7 @@ export class RuntimeInstance {
     this.container.resetPeak();
     this.replyLines.maxLineBytes = req.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const before = { ...this.container.usage(), ...this.container.ioUsage() };
-    const marker = `${END_MARKER}${req.id}\n`;
+    const marker = endMarker(req.id);
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
     const errDone = this.stderr.until(marker, onOutput && ((chunk) => onOutput('stderr', chunk)));
@@ -336,20 +350,21 @@ export class RuntimeInstance {
       timer = setTimeout(() => reject(new InstanceError('TIMEOUT', `the function did not finish within ${req.timeoutMs} ms`)), req.timeoutMs);
     });
     try {
-      const reply = await Promise.race([replied, timeout]);
+      // request() resolves an invoke only with its own result (see its accepts).
+      const reply = (await Promise.race([replied, timeout])) as ResultMessage;
       // The markers follow the function's own output on both streams.
       await Promise.race([Promise.all([outDone, errDone]), timeout]);
       const execMs = performance.now() - t;
       const usage = this.usageSince(before);
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
-      if (reply.ok === true && reply.http) {
+      if (reply.ok && 'http' in reply) {
         const http = checkHttpAnswer(reply.http);
         if (http instanceof MalformedHttpAnswer) return { ok: false, error: { code: 'FUNCTION_ERROR', message: http.message, name: http.name }, ...logs, execMs, loadMs, ...usage };
         return { ok: true, http, ...logs, execMs, loadMs, ...usage };
       }
-      if (reply.ok === true) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
-      const e = (reply.error ?? {}) as { name?: string; message?: string; stack?: string };
-      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message ?? 'the function failed', ...(e.name ? { name: e.name } : {}), ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
+      if (reply.ok) return { ok: true, value: reply.value, ...logs, execMs, loadMs, ...usage };
+      const e = reply.error;
+      return { ok: false, error: { code: 'FUNCTION_ERROR', message: e.message, name: e.name, ...(e.stack ? { stack: e.stack } : {}) }, ...logs, execMs, loadMs, ...usage };
     } catch (err) {
       const execMs = performance.now() - t;
       let code: InvokeFailure = 'RUNTIME_CRASHED';
@@ -358,7 +373,7 @@ export class RuntimeInstance {
       const ex = await this.exited;
       if ((code === 'RUNTIME_CRASHED' || code === 'OOM_KILLED') && ex.oomKilled) code = 'OOM_KILLED';
       const message =
-        code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.options.memoryMb} MB` : (err as Error).message;
+        code === 'TIMEOUT' ? (err as Error).message : code === 'OOM_KILLED' ? `the function exceeded its memory limit of ${this.limits.memoryMb} MB` : (err as Error).message;
       return {
         ok: false,
         error: { code, message },
@@ -387,7 +402,7 @@ export class RuntimeInstance {
     let error: NonNullable<InvokeOutcome['error']>;
     if (err instanceof InstanceError && err.code === 'LOAD_FAILED') error = { code: 'LOAD_FAILED', message: err.message, ...(err.stack_ ? { stack: err.stack_ } : {}) };
     else if (err instanceof InstanceError && err.code === 'TIMEOUT') error = { code: 'TIMEOUT', message: err.message };
-    else if (ex.oomKilled) error = { code: 'OOM_KILLED', message: `the function exceeded its memory limit of ${this.options.memoryMb} MB while loading` };
+    else if (ex.oomKilled) error = { code: 'OOM_KILLED', message: `the function exceeded its memory limit of ${this.limits.memoryMb} MB while loading` };
     else error = { code: 'RUNTIME_CRASHED', message: err.message };
     return {
       ok: false,
@@ -508,20 +523,26 @@ export class RuntimeInstance {
   }
 
   private onReply(line: string): void {
-    let msg: Reply;
-    try {
-      msg = JSON.parse(line) as Reply;
-    } catch {
-      return; // not ours: the runtime only writes JSON lines on fd 4
-    }
+    const msg = parseReply(line);
+    if (!msg) return; // not ours: the runtime only writes protocol messages on fd 4
     // Function code can write to fd 4 too: a line that is not the awaited reply (another
     // invocation's id, a stray type) is dropped rather than taken as the answer.
     if (this.pending[0]?.accepts(msg)) this.pending.shift()!.resolve(msg);
   }
 
   private crashError(ex: ExitResult): InstanceError {
-    if (ex.oomKilled) return new InstanceError('OOM_KILLED', `the runtime was OOM-killed (limit ${this.options.memoryMb} MB)`);
+    if (ex.oomKilled) return new InstanceError('OOM_KILLED', `the runtime was OOM-killed (limit ${this.limits.memoryMb} MB)`);
     const how = ex.signal !== null ? `signal ${ex.signal}` : `exit code ${ex.exitCode}`;
     return new InstanceError('RUNTIME_CRASHED', `the runtime exited (${how})${ex.error ? `: ${ex.error}` : ''}`);
   }
+}
+
+/** The fields of `to` that `part` changed (memory, pids and disk apart from the CPU). */
+function pick(to: FunctionLimits, part: Partial<ContainerLimits>): Partial<FunctionLimits> {
+  return {
+    ...(part.memoryBytes !== undefined ? { memoryMb: to.memoryMb } : {}),
+    ...(part.pids !== undefined ? { pids: to.pids } : {}),
+    ...(part.diskBytes !== undefined ? { diskMb: to.diskMb } : {}),
+    ...(part.cpus !== undefined ? { cpus: to.cpus, cpuBurst: to.cpuBurst } : {}),
+  };
 }

@@ -8,18 +8,20 @@
 export type Isolation = 'reuse' | 'fresh';
 export type StartKind = 'warm' | 'specialized' | 'cold';
 
+/** A pool slot, read-only here: slot.ts changes it, through its guarded transitions. */
 export interface Slot {
-  id: string;
+  readonly id: string;
   /** 'stem': a generic runtime, booted, waiting for a function; 'function': specialised. */
-  kind: 'stem' | 'function';
-  runtime: string;
-  memoryMb: number;
+  readonly kind: 'stem' | 'function';
+  readonly runtime: string;
+  readonly memoryMb: number;
   /** name@version of the function loaded into it (kind 'function'). */
-  fn?: string;
-  state: 'starting' | 'idle' | 'busy' | 'removing';
+  readonly fn?: string;
+  /** See slot.ts for what each means and which may follow which. */
+  readonly state: 'starting' | 'idle' | 'specialising' | 'busy' | 'removing';
   /** Invocations served so far. */
-  uses: number;
-  lastUsedAt: number;
+  readonly uses: number;
+  readonly lastUsedAt: number;
 }
 
 export interface Want {

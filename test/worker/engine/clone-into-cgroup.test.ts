@@ -32,7 +32,7 @@ test('the init is cloned straight into its cgroup v2 directory, without a cgroup
   mountRootfs(te.engine.sys, { paths: cfg.paths, lowerDirs: cfg.lowerDirs, diskBytes: cfg.diskBytes, tag: `faasbox-${cfg.id}` });
   try {
     // No cgroup.procs records at all: if the clone did not place it, it stays in ours.
-    const p = new InitProcess({ config: encodeInitConfig(cfg, { cgroupProcs: [], cgroupDir: dir, seccomp: null, extraFds: 0 }), stdio: ['ignore', 'ignore', 'ignore'], extraFds: [], zygote: te.engine.zygote });
+    const p = new InitProcess({ bin: te.engine.initBin, config: encodeInitConfig(cfg, { cgroupProcs: [], cgroupDir: dir, seccomp: null, extraFds: 0 }), stdio: ['ignore', 'ignore', 'ignore'], extraFds: [], zygote: te.engine.zygote });
     await p.ready();
     const relative = dir.slice(V2_MOUNT!.length);
     assert.match(readFileSync(`/proc/${p.pid}/cgroup`, 'utf8'), new RegExp(`^0::${relative}$`, 'm'));

@@ -116,7 +116,7 @@ export interface CgroupDriver {
 export const CGROUP2_SUPER_MAGIC = 0x63677270;
 
 export interface DetectOptions {
-  /** Default: $FAASBOX_CGROUP_ROOT, else "/faasbox". */
+  /** Default: "/faasbox" (the CLI passes $FAASBOX_CGROUP_ROOT). */
   root?: string;
   /** Where the cgroup filesystems are mounted. Default: /sys/fs/cgroup. */
   mountRoot?: string;
@@ -128,7 +128,7 @@ export interface DetectOptions {
 }
 
 export function detectCgroupDriver(opts: DetectOptions = {}): CgroupDriver {
-  const root = normalizeRoot(opts.root ?? process.env.FAASBOX_CGROUP_ROOT ?? '/faasbox');
+  const root = normalizeRoot(opts.root ?? '/faasbox');
   const mountRoot = (opts.mountRoot ?? '/sys/fs/cgroup').replace(/\/+$/, '');
   const fs = opts.fs ?? realFs;
   const version = opts.version ?? cgroupVersionAt(mountRoot);

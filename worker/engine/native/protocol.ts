@@ -55,9 +55,8 @@ export const Rec = {
 } as const;
 export type RecType = (typeof Rec)[keyof typeof Rec];
 
-/** Where `npm install` put the binary (native/build/, beside this file's source). */
+/** Where `npm install` put the binary (native/build/, beside this file's source); EngineOptions.initBin overrides it. */
 export function initBinaryPath(): string {
-  if (process.env.FAASBOX_INIT_BIN) return process.env.FAASBOX_INIT_BIN;
   const here = path.dirname(fileURLToPath(import.meta.url));
   // Compiled to dist/worker/engine/native/; the binary is built in the source tree.
   const root = here.includes(`${path.sep}dist${path.sep}`) ? here.replace(`${path.sep}dist${path.sep}`, path.sep) : here;

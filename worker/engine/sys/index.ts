@@ -11,16 +11,13 @@ export const MS_NOSUID = 0x2;
 export const MS_NODEV = 0x4;
 export const MS_NOEXEC = 0x8;
 export const MS_REMOUNT = 0x20;
-export const MS_NOATIME = 0x400;
 export const MS_BIND = 0x1000;
-export const MS_MOVE = 0x2000;
 export const MS_REC = 0x4000;
 export const MS_PRIVATE = 1 << 18;
 export const MS_SLAVE = 1 << 19;
 export const MS_SHARED = 1 << 20;
 export const MS_STRICTATIME = 1 << 24;
 
-export const MNT_FORCE = 1;
 export const MNT_DETACH = 2;
 export const UMOUNT_NOFOLLOW = 8;
 
