@@ -15,6 +15,7 @@ import { probeBinary } from '../support/engine.js';
 import { usernsUnavailable } from '../support/userns.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
+import { eventually } from '../support/eventually.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');
@@ -125,11 +126,7 @@ test('every ctr command answers --help with its usage, exit 0, and does nothing:
       const r = faasbox(['ctr', 'state', id, '--json']);
       return r.code === 0 ? (JSON.parse(r.stdout) as { status: string }).status : undefined;
     };
-    const until = Date.now() + 20_000;
-    while (stateOf() !== 'running') {
-      assert.ok(Date.now() < until, 'the container did not start');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await eventually(() => stateOf() === 'running', 20_000, 'the container to start');
     const cases: [string[], string][] = [
       [['run', '--help', '--rootfs', rootfs, '--id', `${id}-2`, '--', 'sh', '-c', 'exit 3'], 'run'],
       [['run', '-h'], 'run'],

@@ -14,7 +14,7 @@ import { Redis } from 'ioredis';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import { startRedis } from '../support/redis.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
 import { job, report, standIn as standInWorker } from '../support/lanes.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { workersKey } from '../../common/policy/placement.js';
 

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { startWorker, type RunningWorker, type WorkerConfig } from '../../worker/main.js';
 import { Engine } from '../../worker/engine/engine.js';

@@ -7,7 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { killPid } from '../support/engine.js';
 
 /**

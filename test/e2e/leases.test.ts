@@ -6,7 +6,8 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventually, startStack, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 
 let s: TestStack;
 before(async () => {

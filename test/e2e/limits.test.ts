@@ -7,7 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import path from 'node:path';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { containerPaths } from '../../worker/engine/config.js';
 
 let s: TestStack;

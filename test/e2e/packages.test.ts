@@ -13,7 +13,8 @@ import { Redis } from 'ioredis';
 import { FunctionRegistry } from '../../common/registry.js';
 import { parseDeploy } from '../../common/function-spec.js';
 import { manyFilesTarGz, tar, zeroTarGz, zeroZip, zip } from '../support/archives.js';
-import { startStack, eventually, type TestStack } from '../support/stack.js';
+import { startStack, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 
 let s: TestStack;
 let layers: string;

@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
-import { startStack, eventually, STACK_KEY, type TestStack } from '../support/stack.js';
+import { startStack, STACK_KEY, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { dumpRedis } from '../support/redis-dump.js';
 import { FunctionRegistry } from '../../common/registry.js';
 

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { type WorkerConfig } from '../../worker/main.js';
 import { Engine } from '../../worker/engine/engine.js';

@@ -7,7 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
-import { startStack, eventually, STACK_KEY, type TestStack } from '../support/stack.js';
+import { startStack, STACK_KEY, type TestStack } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { startScheduler, type RunningScheduler } from '../../scheduler/main.js';
 import { InvocationStore, type InvocationRecord } from '../../common/invocations.js';
 

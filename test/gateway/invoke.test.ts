@@ -9,6 +9,7 @@ import type { InvocationRecord } from '../../common/invocations.js';
 import { HTTP_STATUS } from '../../gateway/errors.js';
 import { redisForFile } from '../support/redis.js';
 import { auth, jsonHeaders, NODE_CODE, testGateway, type TestGateway } from './harness.js';
+import { eventually } from '../support/eventually.js';
 
 const server = redisForFile();
 let gw: TestGateway;
@@ -17,15 +18,16 @@ afterEach(async () => {
   await gw?.close();
 });
 
+/** The invocation's record once it satisfies until. */
 async function poll(id: string, until: (r: InvocationRecord) => boolean, headers: Record<string, string> = auth): Promise<InvocationRecord> {
-  for (let i = 0; i < 200; i++) {
+  let rec: InvocationRecord | undefined;
+  await eventually(async () => {
     const res = await gw.app.request(`/v1/invocations/${id}`, { headers });
     assert.equal(res.status, 200);
-    const rec = (await res.json()) as InvocationRecord;
-    if (until(rec)) return rec;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`invocation ${id} never reached the expected state`);
+    rec = (await res.json()) as InvocationRecord;
+    return until(rec);
+  }, 10_000, `invocation ${id} to reach the expected state`);
+  return rec!;
 }
 
 describe('sync invoke', () => {
@@ -347,7 +349,7 @@ describe('shutdown', () => {
     gw = await testGateway(server, { syncQueueTimeoutMs: 30_000 });
     await gw.deploy('waits', { runtime: 'nodejs20', code: NODE_CODE });
     const pending = gw.invoke('waits', {});
-    while (gw.deps.queue.pending === 0) await new Promise((r) => setTimeout(r, 5));
+    await eventually(() => gw.deps.queue.pending > 0, 10_000, 'the call to wait in the queue client');
     await gw.deps.queue.close();
     const res = await pending;
     assert.equal(res.status, 500);

@@ -11,7 +11,7 @@ import { Redis } from 'ioredis';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
 import { JOB_OVERHEAD_BYTES, QueuedBytes } from '../../common/queued-bytes.js';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { auth, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
 let server: TestRedis;

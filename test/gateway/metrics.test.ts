@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { afterEach, describe, test } from 'node:test';
 import { startGateway } from '../../gateway/main.js';
 import { redisForFile } from '../support/redis.js';
-import { eventually } from '../support/stack.js';
+import { eventually } from '../support/eventually.js';
 import { API_KEY, auth, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
 const server = redisForFile();

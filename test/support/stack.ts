@@ -13,6 +13,7 @@ import { mountsUnder } from '../../worker/engine/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
 import { Registry } from 'prom-client';
 import { SecretBox } from '../../common/secrets.js';
+import { eventually } from './eventually.js';
 
 export const STACK_KEY = 'stack-test-key-0123456789abcdef';
 
@@ -114,11 +115,3 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
   };
 }
 
-/** Polls until cond holds (or throws after ms). */
-export async function eventually(cond: () => boolean | Promise<boolean>, ms = 10_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

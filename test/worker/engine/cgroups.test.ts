@@ -24,6 +24,7 @@ import {
   type Cgroup,
   type CgroupDriver,
 } from '../../../worker/engine/cgroups/index.js';
+import { eventually } from '../../support/eventually.js';
 
 const MB = 1024 * 1024;
 const ROOT = `/faasbox-test-${randomBytes(4).toString('hex')}`;
@@ -64,13 +65,6 @@ function runIn(cg: Cgroup, script: string): ChildProcess {
   return c;
 }
 
-async function until(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 const read = (p: string) => readFileSync(p, 'utf8').trim();
 const dirOf = (cg: Cgroup, file: string) => cg.procsFiles.map((p) => p.replace(/\/cgroup\.procs$/, '')).find((d) => existsSync(`${d}/${file}`))!;
@@ -163,8 +157,8 @@ test('a process that joins shows in pids() and stats(); kill() ends it with SIGK
   const cg = create('proc', { memoryBytes: 64 * MB, pids: 32 });
   // Burn a little CPU first, so there is usage to see.
   const child = runIn(cg, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30');
-  await until(() => cg.pids().includes(child.pid!), 'the shell to join');
-  await until(() => cg.stats().cpuUsageUsec > 0, 'CPU usage');
+  await eventually(() => cg.pids().includes(child.pid!), 10_000, 'the shell to join');
+  await eventually(() => cg.stats().cpuUsageUsec > 0, 10_000, 'CPU usage');
   const s = cg.stats();
   assert.ok(s.pidsCurrent >= 1, `pidsCurrent ${s.pidsCurrent}`);
   assert.ok(s.memoryCurrentBytes > 0, `memoryCurrentBytes ${s.memoryCurrentBytes}`);
@@ -207,7 +201,7 @@ test('a fork loop is held at pids.max', async () => {
   const cg = create('forks', { pids: 16 });
   const shell = runIn(cg, 'i=0; while [ $i -lt 100 ]; do sleep 30 & i=$((i+1)); done; wait');
   // The loop ends (the shell gives up on a failed fork, or finishes) with at most 16 tasks alive.
-  await until(() => cg.pids().length >= 10, 'forks to pile up');
+  await eventually(() => cg.pids().length >= 10, 10_000, 'forks to pile up');
   await sleep(300);
   const s = cg.stats();
   assert.ok(s.pidsCurrent <= 16 && s.pidsCurrent >= 10, `pidsCurrent ${s.pidsCurrent}`);
@@ -223,7 +217,7 @@ test('a fork loop is held at pids.max', async () => {
 test('kill() empties the cgroup while a shell is forking as fast as it can', async () => {
   const cg = create('forking', { pids: 200 });
   const shell = runIn(cg, 'while :; do /bin/true & sleep 30 & done');
-  await until(() => cg.pids().length >= 20, 'the fork loop to get going');
+  await eventually(() => cg.pids().length >= 20, 10_000, 'the fork loop to get going');
   const exit = once(shell, 'exit');
   await cg.kill();
   assert.deepEqual(cg.pids(), []);
@@ -232,7 +226,7 @@ test('kill() empties the cgroup while a shell is forking as fast as it can', asy
   // pids.current also counts exited tasks until they are reaped: the orphans of the
   // killed shell wait for the host's init here (in a container, its pid namespace's
   // end reaps them at once).
-  await until(() => cg.stats().pidsCurrent === 0, 'the killed tasks to be reaped');
+  await eventually(() => cg.stats().pidsCurrent === 0, 10_000, 'the killed tasks to be reaped');
   if (shell.exitCode === null && shell.signalCode === null) await exit;
   assert.equal(shell.signalCode, 'SIGKILL');
 });
@@ -241,7 +235,7 @@ test('a restarted worker lists leftovers under the root and garbage-collects the
   const a = create('gc-a', { pids: 8 });
   create('gc-b', {});
   const child = runIn(a, 'exec sleep 30');
-  await until(() => a.pids().length === 1, 'the member to join');
+  await eventually(() => a.pids().length === 1, 10_000, 'the member to join');
   const fresh = detectCgroupDriver({ root: ROOT });
   assert.ok(['gc-a', 'gc-b'].every((n) => fresh.list().includes(n)), `list: ${fresh.list()}`);
   const dirs = a.procsFiles.map((p) => p.replace(/\/cgroup\.procs$/, ''));
@@ -262,8 +256,8 @@ async function cpuOver(cg: Cgroup, ms: number): Promise<number> {
 test(`freeze() stops a busy loop (no CPU while frozen), thaw() lets it run again, kill() ends it while frozen (cgroup v${driver.version})`, async () => {
   const cg = create('freeze', { pids: 16 });
   const shell = runIn(cg, 'while :; do :; done');
-  await until(() => cg.pids().includes(shell.pid!), 'the shell to join');
-  await until(() => cg.usage().cpuUsageUsec > 20_000, 'the loop to burn CPU');
+  await eventually(() => cg.pids().includes(shell.pid!), 10_000, 'the shell to join');
+  await eventually(() => cg.usage().cpuUsageUsec > 20_000, 10_000, 'the loop to burn CPU');
   assert.equal(await cg.freeze(), true);
   if (driver.version === 1) assert.equal(read(`${dirOf(cg, 'freezer.state')}/freezer.state`), 'FROZEN');
   else assert.match(read(`${dirOf(cg, 'cgroup.events')}/cgroup.events`), /^frozen 1$/m);
@@ -271,7 +265,7 @@ test(`freeze() stops a busy loop (no CPU while frozen), thaw() lets it run again
   assert.ok(frozenCpu < 20_000, `${frozenCpu} us of CPU in 500 ms while frozen`);
   cg.thaw();
   const before = cg.usage().cpuUsageUsec;
-  await until(() => cg.usage().cpuUsageUsec > before + 20_000, 'the loop to run again after thaw()');
+  await eventually(() => cg.usage().cpuUsageUsec > before + 20_000, 10_000, 'the loop to run again after thaw()');
   assert.equal(await cg.freeze(), true);
   const exit = once(shell, 'exit');
   await cg.kill();
@@ -302,7 +296,7 @@ for (const mode of ['cgroup.kill', 'freeze, SIGKILL, thaw'] as const) {
     const cg = new CgroupV2Group(fs, 'k', dir);
     try {
       const shell = runIn(cg, 'while :; do /bin/true & sleep 30 & done');
-      await until(() => cg.pids().length >= 20, 'the fork loop to get going');
+      await eventually(() => cg.pids().length >= 20, 10_000, 'the fork loop to get going');
       await cg.kill();
       assert.deepEqual(cg.pids(), []);
       await sleep(100);
@@ -333,8 +327,8 @@ for (const mode of ['cgroup.kill', 'freeze, SIGKILL, thaw'] as const) {
     const cg = new CgroupV2Group(fs, 'f', dir);
     try {
       const shell = runIn(cg, 'while :; do :; done');
-      await until(() => cg.pids().includes(shell.pid!), 'the shell to join');
-      await until(() => cg.usage().cpuUsageUsec > 20_000, 'the loop to burn CPU');
+      await eventually(() => cg.pids().includes(shell.pid!), 10_000, 'the shell to join');
+      await eventually(() => cg.usage().cpuUsageUsec > 20_000, 10_000, 'the loop to burn CPU');
       assert.equal(await cg.freeze(), true);
       assert.match(read(`${dir}/cgroup.events`), /^frozen 1$/m);
       const frozenCpu = await cpuOver(cg, 500);
@@ -342,7 +336,7 @@ for (const mode of ['cgroup.kill', 'freeze, SIGKILL, thaw'] as const) {
       cg.thaw();
       assert.match(read(`${dir}/cgroup.events`), /^frozen 0$/m);
       const before = cg.usage().cpuUsageUsec;
-      await until(() => cg.usage().cpuUsageUsec > before + 20_000, 'the loop to run again after thaw()');
+      await eventually(() => cg.usage().cpuUsageUsec > before + 20_000, 10_000, 'the loop to run again after thaw()');
       assert.equal(await cg.freeze(), true);
       const exit = once(shell, 'exit');
       await cg.kill();

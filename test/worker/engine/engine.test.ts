@@ -13,6 +13,7 @@ import type { ContainerSpec } from '../../../worker/engine/spec.js';
 import { mountsUnder } from '../../../worker/engine/engine.js';
 import { EngineError } from '../../../worker/engine/errors.js';
 import { mountSourceAt, STATE_MOUNT_SOURCE } from '../../../worker/engine/state-mount.js';
+import { eventually } from '../../support/eventually.js';
 
 let te: TestEngine;
 before(async () => {
@@ -191,7 +192,7 @@ test('freeze: a spinning container uses no CPU while frozen, cannot be started, 
   try {
     c.start();
     const cpu = () => c.usage().cpuUsageUsec;
-    await eventually(() => cpu() > 20_000, 'the probe to spin');
+    await eventually(() => cpu() > 20_000, 10_000, 'the probe to spin');
     assert.equal(await c.freeze(), true);
     assert.equal(c.state, 'frozen');
     assert.equal(te.engine.state(c.id)?.status, 'frozen');
@@ -203,7 +204,7 @@ test('freeze: a spinning container uses no CPU while frozen, cannot be started, 
     c.thaw();
     assert.equal(c.state, 'running');
     const b = cpu();
-    await eventually(() => cpu() > b + 20_000, 'the probe to spin again after thaw');
+    await eventually(() => cpu() > b + 20_000, 10_000, 'the probe to spin again after thaw');
     assert.equal(await c.freeze(), true);
     await c.kill();
     const r = await c.wait();
@@ -228,7 +229,7 @@ test('a frozen container gets a SIGTERM once thawed by kill(), and delete() of a
   const b = await te.engine.create(spec, { stdio: ['ignore', 'ignore', 'ignore'] });
   b.start();
   const pids = () => te.engine.cgroups.open(b.id)?.pids() ?? [];
-  await eventually(() => pids().length >= 2, 'init and the probe');
+  await eventually(() => pids().length >= 2, 10_000, 'init and the probe');
   const members = pids();
   assert.equal(await b.freeze(), true);
   await b.delete();
@@ -238,13 +239,6 @@ test('a frozen container gets a SIGTERM once thawed by kill(), and delete() of a
   for (const pid of members) assert.equal(existsSync(`/proc/${pid}`), false, `pid ${pid} is gone`);
 });
 
-async function eventually(cond: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('kill reaches every process of the container, forks included', async () => {
   const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/bin/sh', '-c', 'sleep 1000 & sleep 1000 & sleep 1000'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });

@@ -10,6 +10,7 @@ import type { ContainerSpec } from '../../../worker/engine/spec.js';
 import { Engine } from '../../../worker/engine/engine.js';
 import { limitsDiff, isLiveSeed } from '../../../worker/engine/seeds.js';
 import type { Container } from '../../../worker/engine/container.js';
+import { eventually } from '../../support/eventually.js';
 
 let te: TestEngine;
 before(async () => {
@@ -21,13 +22,6 @@ after(async () => {
 
 const v1 = () => te.engine.cgroups.version === 1;
 
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 function run(engine: Engine, args: string[], extra: Partial<ContainerSpec> = {}, inspect?: (c: Container) => void): Promise<ContainerRun> {
   return runToEnd(engine, { ...extra, rootfs: { layers: te.layers }, process: { args: ['/probe', ...args] } }, inspect);
@@ -44,7 +38,7 @@ async function primed(engine: Engine, extra: Partial<ContainerSpec> = {}): Promi
   await run(engine, ['true'], extra);
   const seeds = engine.seeds!;
   // A seed's pid comes from its monitor and "seeded" from its init, in either order.
-  await waitFor('parked seeds', () => seeds.parked.length === seeds.size && seeds.parked.every((s) => s.ready && s.pid > 0));
+  await eventually(() => seeds.parked.length === seeds.size && seeds.parked.every((s) => s.ready && s.pid > 0), 10_000, 'parked seeds');
 }
 
 /** Exited (reaped, or a zombie about to be). */
@@ -101,7 +95,7 @@ test('a container from a seed gets its own, different limits, enforced', { skip:
   assert.equal(fork.out.forkerr, 'EAGAIN');
   assert.ok(Number(fork.out.forked) <= 14, `forked ${fork.out.forked}`);
 
-  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  await eventually(() => te.engine.seeds!.parked.some((s) => s.ready), 10_000, 'a parked seed');
   const oom = await run(te.engine, ['memhog', '256'], { limits: { memoryBytes: 32 * 1024 * 1024 } });
   assert.equal(takes.taken, 2);
   assert.equal(oom.result.oomKilled, true);
@@ -115,10 +109,10 @@ test('a container from a seed is alone in its namespaces', async (t) => {
   assert.equal(ps.out.pid1, 'faasbox-init');
   assert.equal(ps.out.self, '2');
   assert.equal(ps.out.nprocs, '2');
-  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  await eventually(() => te.engine.seeds!.parked.some((s) => s.ready), 10_000, 'a parked seed');
   const host = await run(te.engine, ['hostname'], { hostname: 'fn-seeded' });
   assert.equal(host.out.hostname, 'fn-seeded');
-  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  await eventually(() => te.engine.seeds!.parked.some((s) => s.ready), 10_000, 'a parked seed');
   const ifaces = await run(te.engine, ['ifaces']);
   assert.deepEqual(ifaces.stdout.trim().split('\n'), ['iface=lo']);
   assert.equal(takes.taken, 3);
@@ -128,11 +122,11 @@ test('a dead seed is passed over; a container killed while parked in a seed is r
   if (!v1()) return t.skip('seeds are made on cgroup v1 only');
   await primed(te.engine);
   for (const s of te.engine.seeds!.parked) killPid(s.pid);
-  await waitFor('dead seeds forgotten', () => te.engine.seeds!.parked.length === 0);
+  await eventually(() => te.engine.seeds!.parked.length === 0, 10_000, 'dead seeds forgotten');
   const r = await run(te.engine, ['exit', '3']);
   assert.equal(r.result.exitCode, 3);
 
-  await waitFor('a parked seed', () => te.engine.seeds!.parked.some((s) => s.ready));
+  await eventually(() => te.engine.seeds!.parked.some((s) => s.ready), 10_000, 'a parked seed');
   const c = await te.engine.create({ rootfs: { layers: te.layers }, process: { args: ['/probe', 'true'] } }, { stdio: ['ignore', 'ignore', 'ignore'] });
   await c.kill();
   assert.equal((await c.wait()).signal, 9);
@@ -155,7 +149,7 @@ test('gc spares a live engine\'s seeds, removes a dead engine\'s, and close leav
 
     await engine.close();
     assert.deepEqual(engine.cgroups.list(), []);
-    for (const s of seeds) await waitFor(`seed ${s.pid} gone`, () => gone(s.pid));
+    for (const s of seeds) await eventually(() => gone(s.pid), 10_000, `seed ${s.pid} gone`);
   } finally {
     await engine.close();
     await engine.gc({ all: true });
@@ -170,7 +164,7 @@ test('gc of everything takes the engine\'s own seeds too', async (t) => {
   await te.engine.gc({ all: true });
   assert.equal(te.engine.seeds!.parked.length, 0);
   assert.deepEqual(te.engine.cgroups.list(), []);
-  for (const pid of pids) await waitFor(`seed ${pid} gone`, () => gone(pid));
+  for (const pid of pids) await eventually(() => gone(pid), 10_000, `seed ${pid} gone`);
 });
 
 test('a container from a seed is frozen in the freezer hierarchy under its own name (the seed\'s freezer cgroup renamed with the rest)', async (t) => {
@@ -181,7 +175,7 @@ test('a container from a seed is frozen in the freezer hierarchy under its own n
   try {
     assert.equal(takes.taken, 1, 'the create took a seed');
     c.start();
-    await waitFor('the probe to spin', () => c.usage().cpuUsageUsec > 20_000);
+    await eventually(() => c.usage().cpuUsageUsec > 20_000, 10_000, 'the probe to spin');
     assert.equal(await c.freeze(), true);
     const state = `/sys/fs/cgroup/freezer${te.engine.cgroups.root}/${c.id}/freezer.state`;
     assert.equal(readFileSync(state, 'utf8').trim(), 'FROZEN');
