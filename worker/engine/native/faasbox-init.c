@@ -599,17 +599,28 @@ static void drop_privileges(void) {
       bail("raise ambient capability %d", cap);
 }
 
+/*
+ * Raising a hard limit takes CAP_SYS_RESOURCE in the initial user namespace: a mapped
+ * root cannot. Where the host's hard RLIMIT_NPROC is below ours (Debian's 6.12 VM: a few
+ * thousand, from its memory; this host: 96362), init in a user namespace got EPERM,
+ * so in userns mode the monitor sets them before clone and init inherits them.
+ */
+static void apply_rlimits(void) {
+  for (int i = 0; i < cfg.nrlimits; i++) {
+    struct rlimit rl = {cfg.rlimits[i].soft, cfg.rlimits[i].hard};
+    if (setrlimit(cfg.rlimits[i].resource, &rl) < 0)
+      bail("setrlimit %d", cfg.rlimits[i].resource);
+  }
+}
+
 static void __attribute__((noreturn)) user_main(const sigset_t *oldmask) {
   stage = "exec";
   sigprocmask(SIG_SETMASK, oldmask, NULL);
   if (cfg.setsid && setsid() < 0)
     bail("setsid");
   move_extra_fds();
-  for (int i = 0; i < cfg.nrlimits; i++) {
-    struct rlimit rl = {cfg.rlimits[i].soft, cfg.rlimits[i].hard};
-    if (setrlimit(cfg.rlimits[i].resource, &rl) < 0)
-      bail("setrlimit %d", cfg.rlimits[i].resource);
-  }
+  if (!cfg.userns)
+    apply_rlimits();
   if (cfg.has_umask)
     umask(cfg.umask);
   drop_privileges();
@@ -830,6 +841,8 @@ static int __attribute__((noreturn)) monitor(void) {
    * where setgroups is denied: drop them here, while the monitor can. */
   if (cfg.userns && setgroups(0, NULL) < 0)
     bail("drop supplementary groups");
+  if (cfg.userns)
+    apply_rlimits();
   if (cfg.cgroup_dir) {
     /* cgroup v2 (Linux 5.7+): create init inside its cgroup. Joining by a cgroup.procs
      * write is a migration, which takes cgroup_threadgroup_rwsem for writing and may wait
