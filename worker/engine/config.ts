@@ -9,6 +9,8 @@ import { InvalidSpecError } from './errors.js';
 import { ConfigWriter, Rec } from './native/protocol.js';
 import { MS_NODEV, MS_NOEXEC, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE, MS_STRICTATIME } from './sys/index.js';
 import type { CgroupLimits } from './cgroups/index.js';
+import { bridgeRequestOf } from './network/spec.js';
+import type { BridgeRequest } from './network/network.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -70,7 +72,9 @@ export interface ContainerConfig {
   maskedPaths: string[];
   readonlyPaths: string[];
   seccomp: 'default' | 'unconfined';
-  network: 'none';
+  network: 'none' | 'bridge';
+  /** Set in bridge mode: what the container's eth0 gets (network/network.ts). */
+  bridge?: BridgeRequest;
 }
 
 // As Docker/runc: kernel interfaces a container has no business reading or writing.
@@ -150,8 +154,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
   const diskBytes = positiveInt('rootfs.diskBytes', spec.rootfs.diskBytes, DEFAULTS.diskBytes);
   const hostname = spec.hostname ?? id.slice(0, 12);
   if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new InvalidSpecError('hostname', `is not a valid hostname: ${hostname}`);
-  const network = spec.network?.mode ?? 'none';
-  if (network !== 'none') throw new InvalidSpecError('network.mode', `${network} is not supported (only "none")`);
+  const { mode: network, bridge } = bridgeRequestOf(spec.network);
   const seccomp = spec.seccomp ?? 'default';
   if (seccomp !== 'default' && seccomp !== 'unconfined') throw new InvalidSpecError('seccomp', 'must be "default" or "unconfined"');
 
@@ -212,6 +215,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string): ContainerConfig
     readonlyPaths: READONLY_PATHS,
     seccomp,
     network,
+    ...(bridge ? { bridge } : {}),
   };
 }
 

@@ -11,12 +11,15 @@ import type { Sys } from './sys/index.js';
 import type { Cgroup, CgroupDriver, CgroupStats } from './cgroups/index.js';
 import { encodeInitConfig, type ContainerConfig } from './config.js';
 import { EngineError, InvalidSpecError } from './errors.js';
+import { NetworkUnavailableError } from './network/errors.js';
+import { formatIpv4 } from './network/cidr.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
 import { mountRootfs, unmountRootfs, type RootfsPlan } from './rootfs/overlay.js';
 import { childrenOf, sigkillPending } from './proc.js';
 import { assertTransition, selfOwner, writeState, type PersistedState, type Status } from './state.js';
+import type { Attachment, BridgeNetwork } from './network/network.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -42,6 +45,8 @@ export interface EngineParts {
   zygote?: ZygoteLauncher | undefined;
   /** Parked container inits (cgroup v1; see seeds.ts); absent: every init is made on demand. */
   seeds?: SeedPool | undefined;
+  /** The worker's bridge network; throws NetworkUnavailableError where there is none (bridge mode only). */
+  network?: (() => BridgeNetwork) | undefined;
 }
 
 export class Container {
@@ -50,6 +55,8 @@ export class Container {
   private cgroup!: Cgroup;
   private exitResult: Promise<ExitResult> | undefined;
   private persisted: PersistedState;
+  /** Its eth0, address and policy elements (bridge mode). */
+  private attachment: Attachment | undefined;
 
   private constructor(
     readonly config: ContainerConfig,
@@ -76,6 +83,10 @@ export class Container {
   get pid(): number {
     return this.init.pid;
   }
+  /** Its eth0's IPv4 address (bridge mode), e.g. "10.88.0.5". */
+  get address(): string | undefined {
+    return this.attachment ? formatIpv4(this.attachment.address) : undefined;
+  }
   get stdin(): Writable | null {
     return this.init.stdin;
   }
@@ -92,6 +103,8 @@ export class Container {
   static async create(config: ContainerConfig, parts: EngineParts, io: ContainerIO = {}): Promise<Container> {
     const c = new Container(config, parts);
     const undo: (() => void | Promise<void>)[] = [];
+    // Before anything is made: a worker without bridge networking says so at once.
+    const network = config.bridge ? bridgeNetwork(parts) : undefined;
     try {
       try {
         mkdirSync(config.paths.dir, { recursive: false });
@@ -156,6 +169,12 @@ export class Container {
         await c.init.exited;
       });
       await c.init.ready();
+      if (network) {
+        // The namespace exists since init's clone; the container's code has not run yet.
+        c.attachment = await network.attach({ id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
+        const att = c.attachment;
+        undo.push(() => network.detach(att));
+      }
       c.settle();
       c.transition('created');
       c.persisted.pid = c.init.pid;
@@ -370,11 +389,17 @@ export class Container {
       await this.wait();
     }
     await this.cgroup.destroy();
+    if (this.attachment) await this.parts.network!().detach(this.attachment);
     if (this.config.slots.length) unmountAll(this.parts.sys, this.config.paths.slots);
     unmountRootfs(this.parts.sys, this.config.paths);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     this.transition('deleted');
   }
+}
+
+function bridgeNetwork(parts: EngineParts): BridgeNetwork {
+  if (!parts.network) throw new NetworkUnavailableError('this engine was opened without network settings (FAASBOX_NET_SUBNET)');
+  return parts.network();
 }
 
 /** Unmounts every mount at or below dir, deepest first. */

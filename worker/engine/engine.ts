@@ -18,6 +18,9 @@ import { unmountRootfs } from './rootfs/overlay.js';
 import { mountsUnder } from './mounts.js';
 import { ZygoteLauncher, zygoteEnabled } from './zygote.js';
 import { isLiveSeed, SeedPool } from './seeds.js';
+import { BridgeNetwork, type NetworkGcReport } from './network/network.js';
+import { NetworkConfigError, NetworkUnavailableError } from './network/errors.js';
+import type { NetworkSettings } from './network/options.js';
 
 export { mountsUnder };
 
@@ -33,12 +36,20 @@ export interface EngineOptions {
    * zygote; see seeds.ts). Default: $FAASBOX_SEEDS or 2; 0 turns them off.
    */
   seeds?: number;
+  /**
+   * Bridge mode's settings (from FAASBOX_NET_*, read by the entry points). Settings that
+   * do not parse, or a subnet overlapping a host route, make open() throw; a kernel
+   * without veth, bridge or nftables leaves bridge creates failing and none working.
+   */
+  network?: NetworkSettings;
 }
 
 export interface GcReport {
   containers: string[];
   cgroups: string[];
   mounts: string[];
+  /** Leases and veths freed (bridge mode). */
+  network?: NetworkGcReport;
 }
 
 export function defaultStateDir(): string {
@@ -50,6 +61,8 @@ export class Engine implements EngineParts {
   /** Started at the first create; FAASBOX_ZYGOTE=0 spawns faasbox-init per container instead. */
   readonly zygote = zygoteEnabled() ? new ZygoteLauncher() : undefined;
   readonly seeds: SeedPool | undefined;
+  private bridge: BridgeNetwork | undefined;
+  private bridgeError: Error | undefined;
 
   private constructor(
     readonly stateDir: string,
@@ -73,7 +86,28 @@ export class Engine implements EngineParts {
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     const seeds = opts.seeds ?? Number(process.env.FAASBOX_SEEDS ?? 2);
-    return new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
+    const engine = new Engine(stateDir, sys, cgroups, Number.isFinite(seeds) ? seeds : 2, chosen === undefined && opts.cgroups === undefined);
+    if (opts.network) {
+      try {
+        engine.bridge = await BridgeNetwork.open(stateDir, opts.network);
+      } catch (err) {
+        if (err instanceof NetworkConfigError) throw err;
+        engine.bridgeError = err as Error;
+      }
+    }
+    return engine;
+  }
+
+  /** The bridge network, or why there is none (NetworkUnavailableError). */
+  readonly network = (): BridgeNetwork => {
+    if (this.bridge) return this.bridge;
+    if (this.bridgeError instanceof NetworkUnavailableError) throw this.bridgeError;
+    throw new NetworkUnavailableError(this.bridgeError ? this.bridgeError.message : 'this engine was opened without network settings (FAASBOX_NET_SUBNET)', { cause: this.bridgeError });
+  };
+
+  /** Whether bridge mode works on this engine. */
+  get hasNetwork(): boolean {
+    return this.bridge !== undefined;
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -125,6 +159,8 @@ export class Engine implements EngineParts {
   async close(): Promise<void> {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
+    // The bridge and the table go with the last lease (a CLI's engine leaves the worker's alone).
+    await this.bridge?.close().catch(() => false);
     this.releaseStateMount();
     // Like the state tmpfs: the cgroup root goes once nothing is left in it (a `ctr run`
     // used to leave /faasbox/<hash> behind in every v1 hierarchy).
@@ -179,6 +215,11 @@ export class Engine implements EngineParts {
       report.mounts.push(...unmountAll(this.sys, paths.dir));
       rmSync(paths.dir, { recursive: true, force: true });
       report.containers.push(id);
+    }
+    if (this.bridge) {
+      // Leases of containers that are not alive (their owner gone, or removed above); a
+      // lease of a container being created has its dir already (Container.create makes it first).
+      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id)));
     }
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {

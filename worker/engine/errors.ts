@@ -6,7 +6,9 @@ export type EngineErrorCode =
   | 'INVALID_STATE'
   | 'CREATE_FAILED'
   | 'EXEC_FAILED'
-  | 'INIT_BINARY_MISSING';
+  | 'INIT_BINARY_MISSING'
+  | 'NETWORK_UNAVAILABLE'
+  | 'ADDRESSES_EXHAUSTED';
 
 export class EngineError extends Error {
   constructor(

@@ -3,7 +3,10 @@
  * config.ts, into the ContainerConfig that flows unchanged to the kernel.
  */
 
-export type NetworkMode = 'none';
+import type { NetworkSpec } from './network/spec.js';
+
+export type NetworkMode = 'none' | 'bridge';
+export type { NetworkSpec };
 export type SeccompMode = 'default' | 'unconfined';
 
 export interface BindMount {
@@ -55,7 +58,8 @@ export interface ContainerSpec {
   hostname?: string;
   limits?: ResourceLimits;
   mounts?: BindMount[];
-  network?: { mode: NetworkMode };
+  /** Default none: loopback only. bridge: eth0 on the worker's bridge (network/network.ts). */
+  network?: NetworkSpec;
   seccomp?: SeccompMode;
   /**
    * Empty read-only mount points the host can fill while the container runs
