@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import { Engine } from '../worker/engine/engine.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
 import { EngineError } from '../worker/engine/errors.js';
+import { settingsFromEnv } from '../worker/engine/network/options.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 
 const HELP = `Usage: faasbox ctr <command> [options]
@@ -30,6 +31,9 @@ Options for run:
   --cwd DIR           working directory inside (default /)
   --user UID[:GID]    user to run as (default 65534:65534)
   --id ID             container id (default: random)
+  --network MODE      none (default: loopback only) or bridge (eth0 on the worker's bridge;
+                      needs FAASBOX_NET_SUBNET, and FAASBOX_NET_DENY / FAASBOX_NET_DNS apply)
+  --egress CIDR[:PORT]  bridge mode: allow only these destinations (repeatable)
   --json              print the exit result as JSON on stderr after the command ends
 
 Global:
@@ -85,8 +89,11 @@ export async function main(argv: string[]): Promise<number> {
 
 const globalOpts = { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
 
-function openEngine(stateDir: string | undefined): Promise<Engine> {
-  return Engine.open(stateDir ? { stateDir } : {});
+function openEngine(stateDir: string | undefined, network = false): Promise<Engine> {
+  // Bridge settings are read here, at the edge, and only for a bridge run: other
+  // commands never make the worker's bridge or table.
+  const settings = network ? settingsFromEnv(process.env) : undefined;
+  return Engine.open({ ...(stateDir ? { stateDir } : {}), ...(settings ? { network: settings } : {}) });
 }
 
 async function run(args: string[]): Promise<number> {
@@ -109,6 +116,8 @@ async function run(args: string[]): Promise<number> {
       cwd: { type: 'string' },
       user: { type: 'string' },
       id: { type: 'string' },
+      network: { type: 'string' },
+      egress: { type: 'string', multiple: true },
     },
   });
   const cmdline = command.length ? command : positionals;
@@ -125,13 +134,16 @@ async function run(args: string[]): Promise<number> {
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');
   if (values.disk) spec.rootfs.diskBytes = parseBytes('--disk', values.disk);
   if (values.hostname) spec.hostname = values.hostname;
+  if (values.network !== undefined && values.network !== 'none' && values.network !== 'bridge') throw new CliError(`--network must be none or bridge, got ${JSON.stringify(values.network)}`);
+  if (values.egress && values.network !== 'bridge') throw new CliError('--egress needs --network bridge');
+  if (values.network === 'bridge') spec.network = { mode: 'bridge', ...(values.egress ? { egress: values.egress } : {}) };
   if (values.cwd) spec.process.cwd = values.cwd;
   if (values.user) {
     const [u, g] = values.user.split(':');
     spec.process.uid = parseNumber('--user', u!, 'whole');
     spec.process.gid = g === undefined ? spec.process.uid : parseNumber('--user', g, 'whole');
   }
-  const engine = await openEngine(values['state-dir']);
+  const engine = await openEngine(values['state-dir'], values.network === 'bridge');
   const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig).catch(() => {});
   let current: import('../worker/engine/container.js').Container | undefined;
   const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP'] as const).map((s) => [s, forward(s)] as const);

@@ -21,6 +21,8 @@ have make || need+=(make)
 have ip || need+=(iproute2)
 have promtool || need+=(prometheus)
 have unshare || need+=(util-linux)
+# Bridge mode's egress policy (worker/engine/network/nft.ts) and the tests' net guard.
+have nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "setup: installing ${need[*]}" >&2

@@ -68,7 +68,7 @@ export function rulesetScript(t: PolicyTable, members: Member[]): string {
     `  chain input {`,
     `    type filter hook input priority -10; policy accept;`,
     `    iifname ${br} counter drop comment "containers never reach the host itself"`,
-    `    ip saddr ${subnet} counter drop comment "a container address from elsewhere is spoofed"`,
+    `    iifname != "lo" ip saddr ${subnet} counter drop comment "a container address from elsewhere is spoofed"`,
     `  }`,
     `  chain forward {`,
     `    type filter hook forward priority -10; policy accept;`,
