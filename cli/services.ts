@@ -2,6 +2,7 @@
  * `faasbox up` (the all-in-one dev stack) and `faasbox gateway|worker` (one service
  * each, as a Kubernetes deployment runs them). Configuration: cli/config.ts.
  */
+import { settingsFromEnv } from '../worker/engine/network/options.js';
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -118,7 +119,7 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets, network: settingsFromEnv(process.env) });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg) });
@@ -182,7 +183,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
       throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
     }
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }) });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }), network: settingsFromEnv(process.env) });
     const { serveMetrics } = await import('./metrics-server.js');
     const { server: srv } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${cfg.workerMetricsPort}/metrics`);

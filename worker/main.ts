@@ -31,6 +31,7 @@ import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../common/policy/placement.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 import type { SecretBox } from '../common/secrets.js';
+import type { NetworkSettings } from './engine/network/options.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -44,6 +45,8 @@ export interface WorkerConfig {
   pools: boolean;
   sizing?: Partial<SizingConfig>;
   cgroupRoot?: string;
+  /** Bridge mode's subnet, deny list and nameservers (FAASBOX_NET_*); absent: mode none only. A bad value refuses the start. */
+  network?: NetworkSettings | undefined;
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
@@ -98,7 +101,7 @@ export async function runtimeImages(stateDir: string): Promise<Record<string, Ru
 
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
-  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}) });
+  const engine = await Engine.open({ stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}), ...(cfg.network ? { network: cfg.network } : {}) });
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);
