@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { sniffFormat } from './archive/index.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
+import { networkSchema, type FunctionNetwork } from './network-spec.js';
 
 export const RUNTIMES = ['nodejs20', 'python3'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
@@ -126,6 +127,7 @@ export const deployRequestSchema = z
     isolation: z.enum(['reuse', 'fresh']).default('reuse'),
     public: z.boolean().default(false),
     invokeKeys: z.array(z.string().min(16).max(256)).max(LIMITS.invokeKeys).optional(),
+    network: networkSchema.optional(),
   })
   .superRefine((body, ctx) => {
     const has = (body.code !== undefined ? 1 : 0) + (body.package !== undefined ? 1 : 0);
@@ -166,6 +168,8 @@ export interface FunctionSpec {
   public: boolean;
   /** sha256 (hex) of each per-function invoke key; the keys themselves are never stored. */
   invokeKeyDigests: string[];
+  /** Only when the deploy gave one (absent: mode none, and versions stay as before). */
+  network?: FunctionNetwork;
 }
 
 export interface ParsedDeploy {
@@ -223,6 +227,7 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     isolation: req.isolation,
     public: req.public,
     invokeKeyDigests: [...new Set((req.invokeKeys ?? []).map((k) => sha256Hex(k)))].sort(),
+    ...(req.network ? { network: req.network } : {}),
   };
   return { spec, code };
 }
