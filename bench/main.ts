@@ -7,6 +7,7 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   invoke: () => import('./invoke.js'),
   coldstart: () => import('./coldstart.js'),
   thaw: () => import('./thaw.js'),
+  network: () => import('./network.js'),
 };
 
 const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
@@ -17,6 +18,8 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
                                         (--n measured rounds, after --warmup unmeasured ones)
   thaw       [--n 50] [--idle 300]      a warm invocation after an idle pause: thawed (frozen while
                                         idle) against never frozen, and back to back
+  network    [--iterations 30] [--requests 200]  create bridge vs none, network setup vs the
+                                        shell floor, HTTP throughput bridge container vs host
 
 Each prints a table and ends with one JSON line.`;
 
