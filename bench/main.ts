@@ -8,6 +8,7 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   coldstart: () => import('./coldstart.js'),
   thaw: () => import('./thaw.js'),
   events: () => import('./events.js'),
+  network: () => import('./network.js'),
 };
 
 const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
@@ -21,6 +22,8 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
   events     [--n 2000] [--rounds 3] [--concurrency 16] [--cron-seconds 10]
                                         queue-trigger throughput (1 and batches of 10) against the bare
                                         BullMQ drain, cron delay, async accept beside sync invoke
+  network    [--iterations 30] [--requests 200]  create bridge vs none, network setup vs the
+                                        shell floor, HTTP throughput bridge container vs host
 
 Each prints a table and ends with one JSON line.`;
 

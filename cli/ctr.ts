@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { Engine } from '../worker/engine/engine.js';
 import { DEFAULTS, type ContainerSpec } from '../worker/engine/spec.js';
 import { EngineError } from '../worker/engine/errors.js';
+import { settingsFromEnv } from '../worker/engine/network/options.js';
 import { CliError, parseBytes, parseNumber, wantsHelp } from './args.js';
 import { imageSpec } from './ctr-image.js';
 
@@ -40,6 +41,9 @@ Options for run:
   --write-bps SIZE    see also --read-iops N and --write-iops N (default: none)
   --userns            a user namespace of its own: root inside is an unprivileged host id
                       range leased to this container (default: $FAASBOX_USERNS=1 turns it on)
+  --network MODE      none (default: loopback only) or bridge (eth0 on the worker's bridge;
+                      needs FAASBOX_NET_SUBNET, and FAASBOX_NET_DENY / FAASBOX_NET_DNS apply)
+  --egress CIDR[:PORT]  bridge mode: allow only these destinations (repeatable)
   --json              print the exit result as JSON on stderr after the command ends
 
 Global:
@@ -95,8 +99,11 @@ export async function main(argv: string[]): Promise<number> {
 
 const globalOpts = { 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } } as const;
 
-function openEngine(stateDir: string | undefined): Promise<Engine> {
-  return Engine.open({ ...engineEnv(), ...(stateDir ? { stateDir } : {}) });
+function openEngine(stateDir: string | undefined, network = false): Promise<Engine> {
+  // Bridge settings are read here, at the edge, and only for a bridge run: other
+  // commands never make the worker's bridge or table.
+  const settings = network ? settingsFromEnv(process.env) : undefined;
+  return Engine.open({ ...engineEnv(), ...(stateDir ? { stateDir } : {}), ...(settings ? { network: settings } : {}) });
 }
 
 async function run(args: string[]): Promise<number> {
@@ -126,6 +133,8 @@ async function run(args: string[]): Promise<number> {
       'write-iops': { type: 'string' },
       image: { type: 'string' },
       pull: { type: 'boolean' },
+      network: { type: 'string' },
+      egress: { type: 'string', multiple: true },
     },
   });
   const cmdline = command.length ? command : positionals;
@@ -153,13 +162,16 @@ async function run(args: string[]): Promise<number> {
   if (values.pids) spec.limits!.pids = parseNumber('--pids', values.pids, 'positive');
   if (values.disk) spec.rootfs.diskBytes = parseBytes('--disk', values.disk);
   if (values.hostname) spec.hostname = values.hostname;
+  if (values.network !== undefined && values.network !== 'none' && values.network !== 'bridge') throw new CliError(`--network must be none or bridge, got ${JSON.stringify(values.network)}`);
+  if (values.egress && values.network !== 'bridge') throw new CliError('--egress needs --network bridge');
+  if (values.network === 'bridge') spec.network = { mode: 'bridge', ...(values.egress ? { egress: values.egress } : {}) };
   if (values.cwd && !fromImage) spec.process.cwd = values.cwd;
   if (values.user && !fromImage) {
     const [u, g] = values.user.split(':');
     spec.process.uid = parseNumber('--user', u!, 'whole');
     spec.process.gid = g === undefined ? spec.process.uid : parseNumber('--user', g, 'whole');
   }
-  const engine = await openEngine(values['state-dir']);
+  const engine = await openEngine(values['state-dir'], values.network === 'bridge');
   // The image's StopSignal is what a stop (SIGTERM to ctr run) becomes inside.
   const stopSignal = fromImage?.stopSignal ?? 'SIGTERM';
   const forward = (sig: NodeJS.Signals) => () => void current?.kill(sig === 'SIGTERM' ? stopSignal : sig).catch(() => {});

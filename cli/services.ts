@@ -4,6 +4,7 @@
  */
 import { engineEnv } from './engine-env.js';
 import type { WorkerConfig } from '../worker/main.js';
+import { settingsFromEnv } from '../worker/engine/network/options.js';
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
@@ -127,7 +128,7 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets, ...workerEngine() });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets, network: settingsFromEnv(process.env), ...workerEngine() });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg) });
@@ -198,7 +199,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
       throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
     }
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }), ...workerEngine() });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }), network: settingsFromEnv(process.env), ...workerEngine() });
     const { serveMetrics } = await import('./metrics-server.js');
     const { server: srv, port } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host, w.health);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${port}/metrics, probes /healthz and /readyz`);

@@ -12,6 +12,7 @@ import { sniffFormat } from './archive/index.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
 import { isolationFields, isolationOf, type IoSpec } from './isolation-spec.js';
+import { networkSchema, type FunctionNetwork } from './network-spec.js';
 
 export const RUNTIMES = ['nodejs20', 'python3'] as const;
 export type Runtime = (typeof RUNTIMES)[number];
@@ -134,6 +135,7 @@ export const deployRequestSchema = z
     public: z.boolean().default(false),
     invokeKeys: z.array(z.string().min(16).max(256)).max(LIMITS.invokeKeys).optional(),
     ...isolationFields,
+    network: networkSchema.optional(),
   })
   .superRefine((body, ctx) => {
     const has = (body.code !== undefined ? 1 : 0) + (body.package !== undefined ? 1 : 0);
@@ -184,6 +186,8 @@ export interface FunctionSpec {
   io?: IoSpec;
   /** A user namespace of its own for each of its containers; absent: the worker's default. */
   userns?: boolean;
+  /** Only when the deploy gave one (absent: mode none, and versions stay as before). */
+  network?: FunctionNetwork;
 }
 
 export interface ParsedDeploy {
@@ -244,6 +248,7 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     public: req.public,
     invokeKeyDigests: [...new Set((req.invokeKeys ?? []).map((k) => sha256Hex(k)))].sort(),
     ...isolationOf(req),
+    ...(req.network ? { network: req.network } : {}),
   };
   return { spec, code };
 }

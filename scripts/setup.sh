@@ -26,6 +26,8 @@ have unshare || need+=(util-linux)
 have zstd || need+=(zstd)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
+# Bridge mode's egress policy (worker/engine/network/nft.ts) and the tests' net guard.
+have nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "setup: installing ${need[*]}" >&2

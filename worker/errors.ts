@@ -68,6 +68,10 @@ export const PUBLIC_CODE = {
   PROGRAM_TOO_LONG: 'RUNTIME_CRASHED',
   // userns mode on a kernel without idmapped mounts where it needs them: the message names the feature.
   USERNS_UNSUPPORTED: 'RUNTIME_CRASHED',
+  // Bridge mode on a worker without it (no FAASBOX_NET_SUBNET, or a kernel without veth,
+  // bridge or nftables): the message says which. No address left is capacity, as memory is.
+  NETWORK_UNAVAILABLE: 'RUNTIME_CRASHED',
+  ADDRESSES_EXHAUSTED: 'NO_CAPACITY',
   // A version's code that does not unpack (code.ts wraps these in CodeUnpackFailedError; a bare one means the same).
   ARCHIVE_INVALID: 'CODE_UNPACK_FAILED',
 } as const satisfies Record<InternalFailure, ErrorCode>;

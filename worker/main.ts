@@ -38,6 +38,7 @@ import { Pool, type PoolEvent } from './pool/pool.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { FunctionVersions } from './versions.js';
 import { WorkerHealth } from './health.js';
+import type { NetworkSettings } from './engine/network/options.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -53,6 +54,8 @@ export interface WorkerConfig {
   cgroupRoot?: string;
   /** The engine's other settings (the CLI reads them from the environment: cli/engine-env.ts). */
   engine?: Pick<EngineOptions, 'seeds' | 'zygote' | 'initBin'>;
+  /** Bridge mode's subnet, deny list and nameservers (FAASBOX_NET_*); absent: mode none only. A bad value refuses the start. */
+  network?: NetworkSettings | undefined;
   onPoolEvent?: (e: PoolEvent) => void;
   /** Registry for the worker's metrics (shared with the gateway in `faasbox up`). */
   metrics?: Registry;
@@ -110,7 +113,7 @@ export async function runtimeImages(stateDir: string): Promise<Record<string, Ru
 export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const id = cfg.workerId ?? `${hostname()}-${process.pid}`;
   const log = (line: string) => console.error(`worker ${id}: ${line}`);
-  const engine = await Engine.open({ ...cfg.engine, stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}), ...(cfg.userns ? { userns: { byDefault: true } } : {}) });
+  const engine = await Engine.open({ ...cfg.engine, stateDir: cfg.stateDir, ...(cfg.cgroupRoot ? { cgroupRoot: cfg.cgroupRoot } : {}), ...(cfg.userns ? { userns: { byDefault: true } } : {}), ...(cfg.network ? { network: cfg.network } : {}) });
   // Whatever a crashed predecessor on this state dir left behind goes first.
   await engine.gc();
   const images = await runtimeImages(cfg.stateDir);

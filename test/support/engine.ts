@@ -11,6 +11,7 @@ import { Engine, mountsUnder } from '../../worker/engine/engine.js';
 import { buildImage } from '../../images/build.js';
 import type { Container, ExitResult } from '../../worker/engine/container.js';
 import type { ContainerSpec } from '../../worker/engine/spec.js';
+import type { NetworkSettings } from '../../worker/engine/network/options.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 
@@ -73,7 +74,7 @@ export function killPid(pid: number): void {
   process.kill(pid, 'SIGKILL');
 }
 
-export async function testEngine(name: string): Promise<TestEngine> {
+export async function testEngine(name: string, opts: { network?: NetworkSettings } = {}): Promise<TestEngine> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-test-${name}-`));
   const image = (await buildImage('busybox', path.join(work, 'images'))).dir;
   const probeLayer = path.join(work, 'probe-layer');
@@ -81,7 +82,7 @@ export async function testEngine(name: string): Promise<TestEngine> {
   copyFileSync(probeBinary(), path.join(probeLayer, 'probe'));
   execFileSync('chmod', ['0755', path.join(probeLayer, 'probe')]);
   const cgroupRoot = `/faasbox-test-${name}-${process.pid}`;
-  const engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot });
+  const engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot, ...(opts.network ? { network: opts.network } : {}) });
   return {
     engine,
     layers: [image, probeLayer],
@@ -90,6 +91,8 @@ export async function testEngine(name: string): Promise<TestEngine> {
       // Closed first: a seed refill must not make new cgroups after the gc below.
       await engine.close();
       await engine.gc({ all: true });
+      // The bridge and its nft table go with the last lease, which gc has just freed.
+      if (engine.hasNetwork) await engine.network().close();
       const cgroupsLeft = engine.cgroups.list();
       engine.cgroups.removeRoot();
       const left = mountsUnder(work);

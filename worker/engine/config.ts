@@ -11,6 +11,8 @@ import { MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_SLAVE } from './
 import type { CgroupLimits } from './cgroups/index.js';
 import { rootOpsFor } from './rootfs/root-ops.js';
 import { cgroupLimits } from './limits.js';
+import { bridgeRequestOf } from './network/spec.js';
+import type { BridgeRequest } from './network/network.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -75,13 +77,15 @@ export interface ContainerConfig {
   maskedPaths: string[];
   readonlyPaths: string[];
   seccomp: 'default' | 'unconfined';
-  network: 'none';
   /** A user namespace of its own (CLONE_NEWUSER in cloneFlags); see userns/. */
   userns: boolean;
   /** The block device io limits apply to ("MAJ:MIN"), or why there is none (blockdev.ts); also for limits given later (updateLimits). */
   ioDevice: { device: string } | { device?: undefined; why: string };
   /** Mounts made before pivot_root, inside the rootfs (userns mode: proc and /dev need the host's view). */
   premounts: Extract<RootOp, { op: 'mount' }>[];
+  network: 'none' | 'bridge';
+  /** Set in bridge mode: what the container's eth0 gets (network/network.ts). */
+  bridge?: BridgeRequest;
 }
 
 // As Docker/runc: kernel interfaces a container has no business reading or writing.
@@ -180,8 +184,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
   const diskBytes = positiveInt('rootfs.diskBytes', spec.rootfs.diskBytes, DEFAULTS.diskBytes);
   const hostname = spec.hostname ?? id.slice(0, 12);
   if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(hostname)) throw new InvalidSpecError('hostname', `is not a valid hostname: ${hostname}`);
-  const network = spec.network?.mode ?? 'none';
-  if (network !== 'none') throw new InvalidSpecError('network.mode', `${network} is not supported (only "none")`);
+  const { mode: network, bridge } = bridgeRequestOf(spec.network);
   const seccomp = spec.seccomp ?? 'default';
   if (seccomp !== 'default' && seccomp !== 'unconfined') throw new InvalidSpecError('seccomp', 'must be "default" or "unconfined"');
 
@@ -252,6 +255,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     readonlyPaths: READONLY_PATHS,
     seccomp,
     network,
+    ...(bridge ? { bridge } : {}),
   };
 }
 

@@ -12,6 +12,8 @@ import type { Cgroup, CgroupDriver, CgroupStats, IoUsage } from './cgroups/index
 import { encodeInitConfig, ioLimit, type ContainerConfig } from './config.js';
 import type { IoLimits, ResourceLimits } from './spec.js';
 import { EngineError, InvalidSpecError } from './errors.js';
+import { NetworkUnavailableError } from './network/errors.js';
+import { formatIpv4 } from './network/cidr.js';
 import { InitProcess, type StdioSpec } from './process.js';
 import type { ZygoteLauncher } from './zygote.js';
 import { limitsDiff, type Seed, type SeedPool } from './seeds.js';
@@ -22,6 +24,7 @@ import { assertTransition, selfOwner, writeState, type PersistedState, type Stat
 import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
 import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
+import type { Attachment, BridgeNetwork } from './network/network.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -53,6 +56,8 @@ export interface EngineParts {
   userns?: IdRanges | undefined;
   /** Their idmap namespaces, kept open by range (userns/namespace.ts); absent: one made and closed per container. */
   idmaps?: IdmapNamespaces | undefined;
+  /** The worker's bridge network; throws NetworkUnavailableError where there is none (bridge mode only). */
+  network?: (() => BridgeNetwork) | undefined;
 }
 
 export class Container {
@@ -63,6 +68,8 @@ export class Container {
   private persisted: PersistedState;
   /** userns mode: the host ids this container's 0..size-1 map to. */
   idRange: IdRange | undefined;
+  /** Its eth0, address and policy elements (bridge mode). */
+  private attachment: Attachment | undefined;
 
   private constructor(
     readonly config: ContainerConfig,
@@ -89,6 +96,10 @@ export class Container {
   get pid(): number {
     return this.init.pid;
   }
+  /** Its eth0's IPv4 address (bridge mode), e.g. "10.88.0.5". */
+  get address(): string | undefined {
+    return this.attachment ? formatIpv4(this.attachment.address) : undefined;
+  }
   get stdin(): Writable | null {
     return this.init.stdin;
   }
@@ -105,6 +116,8 @@ export class Container {
   static async create(config: ContainerConfig, parts: EngineParts, io: ContainerIO = {}): Promise<Container> {
     const c = new Container(config, parts);
     const undo: (() => void | Promise<void>)[] = [];
+    // Before anything is made: a worker without bridge networking says so at once.
+    const network = config.bridge ? bridgeNetwork(parts) : undefined;
     try {
       try {
         mkdirSync(config.paths.dir, { recursive: false });
@@ -192,6 +205,12 @@ export class Container {
         await c.init.exited;
       });
       await c.init.ready();
+      if (network) {
+        // The namespace exists since init's clone; the container's code has not run yet.
+        c.attachment = await network.attach({ id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
+        const att = c.attachment;
+        undo.push(() => network.detach(att));
+      }
       c.settle();
       c.transition('created');
       c.persisted.pid = c.init.pid;
@@ -417,6 +436,7 @@ export class Container {
       await this.wait();
     }
     await this.cgroup.destroy();
+    if (this.attachment) await this.parts.network!().detach(this.attachment);
     if (this.config.slots.length) unmountAll(this.parts.sys, this.config.paths.slots);
     unmountRootfs(this.parts.sys, this.config.paths);
     if (this.config.userns) unmountAll(this.parts.sys, this.config.paths.binds);
@@ -424,6 +444,11 @@ export class Container {
     if (this.idRange) this.parts.userns?.release(this.idRange, this.id);
     this.transition('deleted');
   }
+}
+
+function bridgeNetwork(parts: EngineParts): BridgeNetwork {
+  if (!parts.network) throw new NetworkUnavailableError('this engine was opened without network settings (FAASBOX_NET_SUBNET)');
+  return parts.network();
 }
 
 /** Unmounts every mount at or below dir, deepest first. */

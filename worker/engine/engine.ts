@@ -22,6 +22,9 @@ import { isLiveSeed, SeedPool } from './seeds.js';
 import { IdRanges, type RangeOptions } from './userns/ranges.js';
 import { blockDeviceOf } from './blockdev.js';
 import { IdmapNamespaces } from './userns/namespace.js';
+import { BridgeNetwork, type NetworkGcReport } from './network/network.js';
+import { NetworkConfigError, NetworkUnavailableError } from './network/errors.js';
+import type { NetworkSettings } from './network/options.js';
 
 export { mountsUnder };
 
@@ -48,12 +51,20 @@ export interface EngineOptions {
   seeds?: number;
   /** Host id ranges of userns containers (default: 65536 ids each, from 2^31); byDefault: every spec that does not say otherwise gets userns (a worker's FAASBOX_USERNS=1). */
   userns?: RangeOptions & { byDefault?: boolean };
+  /**
+   * Bridge mode's settings (from FAASBOX_NET_*, read by the entry points). Settings that
+   * do not parse, or a subnet overlapping a host route, make open() throw; a kernel
+   * without veth, bridge or nftables leaves bridge creates failing and none working.
+   */
+  network?: NetworkSettings;
 }
 
 export interface GcReport {
   containers: string[];
   cgroups: string[];
   mounts: string[];
+  /** Leases and veths freed (bridge mode). */
+  network?: NetworkGcReport;
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
@@ -70,6 +81,8 @@ export class Engine implements EngineParts {
   readonly usernsByDefault: boolean;
   /** Where io limits apply: found once, at the first container (blockdev.ts). */
   private ioDevice: ContainerConfig['ioDevice'] | undefined;
+  private bridge: BridgeNetwork | undefined;
+  private bridgeError: Error | undefined;
 
   private constructor(
     readonly stateDir: string,
@@ -99,7 +112,28 @@ export class Engine implements EngineParts {
     const root = chosen ?? `/faasbox/${createHash('sha256').update(stateDir).digest('hex').slice(0, 12)}`;
     const cgroups = opts.cgroups ?? detectCgroupDriver({ root });
     const seeds = opts.seeds ?? DEFAULT_SEEDS;
-    return new Engine(stateDir, sys, cgroups, seeds, opts.zygote ?? true, opts.initBin ?? initBinaryPath(), chosen === undefined && opts.cgroups === undefined, opts.userns);
+    const engine = new Engine(stateDir, sys, cgroups, seeds, opts.zygote ?? true, opts.initBin ?? initBinaryPath(), chosen === undefined && opts.cgroups === undefined, opts.userns);
+    if (opts.network) {
+      try {
+        engine.bridge = await BridgeNetwork.open(stateDir, opts.network);
+      } catch (err) {
+        if (err instanceof NetworkConfigError) throw err;
+        engine.bridgeError = err as Error;
+      }
+    }
+    return engine;
+  }
+
+  /** The bridge network, or why there is none (NetworkUnavailableError). */
+  readonly network = (): BridgeNetwork => {
+    if (this.bridge) return this.bridge;
+    if (this.bridgeError instanceof NetworkUnavailableError) throw this.bridgeError;
+    throw new NetworkUnavailableError(this.bridgeError ? this.bridgeError.message : 'this engine was opened without network settings (FAASBOX_NET_SUBNET)', { cause: this.bridgeError });
+  };
+
+  /** Whether bridge mode works on this engine. */
+  get hasNetwork(): boolean {
+    return this.bridge !== undefined;
   }
 
   readonly seccomp = (mode: ContainerConfig['seccomp']): Buffer | null => {
@@ -153,6 +187,8 @@ export class Engine implements EngineParts {
     await this.seeds?.drain({ close: true });
     await this.zygote?.close();
     this.idmaps.close();
+    // The bridge and the table go with the last lease (a CLI's engine leaves the worker's alone).
+    await this.bridge?.close().catch(() => false);
     this.releaseStateMount();
     // Like the state tmpfs: the cgroup root goes once nothing is left in it (a `ctr run`
     // used to leave /faasbox/<hash> behind in every v1 hierarchy).
@@ -211,6 +247,11 @@ export class Engine implements EngineParts {
     // Id ranges whose container is gone (a crash between create and delete); a container
     // made since the scan above has its dir, so its fresh lease stays.
     this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
+    if (this.bridge) {
+      // Leases of containers that are not alive (their owner gone, or removed above); a
+      // lease of a container being created has its dir already (Container.create makes it first).
+      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id)));
+    }
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {
       if (live.has(name) || report.cgroups.includes(name)) continue;

@@ -7,6 +7,8 @@ export type EngineErrorCode =
   | 'CREATE_FAILED'
   | 'EXEC_FAILED'
   | 'INIT_BINARY_MISSING'
+  | 'NETWORK_UNAVAILABLE'
+  | 'ADDRESSES_EXHAUSTED'
   | 'USERNS_UNSUPPORTED';
 
 export class EngineError extends Error {

@@ -4,7 +4,10 @@
  */
 import { LIMITS } from '../../common/function-spec.js';
 
-export type NetworkMode = 'none';
+import type { NetworkSpec } from './network/spec.js';
+
+export type NetworkMode = 'none' | 'bridge';
+export type { NetworkSpec };
 export type SeccompMode = 'default' | 'unconfined';
 
 export interface BindMount {
@@ -68,7 +71,8 @@ export interface ContainerSpec {
   limits?: ResourceLimits;
   io?: IoLimits;
   mounts?: BindMount[];
-  network?: { mode: NetworkMode };
+  /** Default none: loopback only. bridge: eth0 on the worker's bridge (network/network.ts). */
+  network?: NetworkSpec;
   seccomp?: SeccompMode;
   /**
    * A user namespace of its own: the container's ids 0..65535 map to a host id range

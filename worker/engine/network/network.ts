@@ -1,0 +1,258 @@
+/**
+ * Bridge mode: one bridge of the worker's own (fbx<hash>, its address the subnet's first
+ * host, the containers' default gateway), one veth pair per container (the host end
+ * fbx<hash>-<address offset> on the bridge as an isolated port, the other end created as
+ * eth0 directly in the container's namespace), an address leased from the IPAM, the
+ * egress policy's set elements, optional bandwidth limits, and the container's DNS
+ * files. The bridge and the nft table are made once, at open(); a container's share is
+ * made by attach() while the container is created (for pools: ahead of demand).
+ */
+import { readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { formatCidr, formatIpv4, parseEgress, type EgressRule } from './cidr.js';
+import { hostsFile, resolvConf, writeDnsFiles } from './dns-files.js';
+import { NetworkConfigError, NetworkUnavailableError } from './errors.js';
+import { hostRoutes, setSysctl, uplinkMtu } from './host.js';
+import { Ipam, type Lease } from './ipam.js';
+import { EEXIST, Netlink } from './netlink.js';
+import { inNetns, netnsOf, openNetns } from './netns.js';
+import { addLines, dropScript, NftBatcher, removeLines, rulesetScript, runNft, type Member, type PolicyTable } from './nft.js';
+import { parseSettings, type NetworkSettings, type ParsedSettings } from './options.js';
+import { shape } from './shaping.js';
+import { SyscallError } from '../sys/errors.js';
+import { closeSync } from 'node:fs';
+
+/** What a bridge container asks for (ContainerConfig.bridge). */
+export interface BridgeRequest {
+  egress?: EgressRule[];
+  egressMbps?: number;
+  ingressMbps?: number;
+}
+
+/** A container's share of the network, released by detach(). */
+export interface Attachment {
+  id: string;
+  address: number;
+  hostVeth: string;
+  member: Member;
+}
+
+export interface NetworkGcReport {
+  leases: string[];
+  links: string[];
+}
+
+/** Names of the worker's bridge, veths and table, from a hash of its state dir. */
+export function networkNames(stateDir: string): { bridge: string; vethPrefix: string; table: string } {
+  const h = createHash('sha256').update(stateDir).digest('hex').slice(0, 6);
+  // IFNAMSIZ: 15 characters; the veth's suffix is the address's offset in hex (<= 5 for a /12).
+  return { bridge: `fbx${h}`, vethPrefix: `fbx${h}-`, table: `fbx-${h}` };
+}
+
+export class BridgeNetwork {
+  readonly ipam: Ipam;
+  readonly names: ReturnType<typeof networkNames>;
+  readonly policy: PolicyTable;
+  readonly nft = new NftBatcher();
+  private nl: Netlink | undefined;
+  private bridgeIndex = 0;
+  private mtu = 1500;
+  private live = new Map<string, Attachment>();
+
+  private constructor(
+    readonly stateDir: string,
+    readonly settings: ParsedSettings,
+  ) {
+    this.names = networkNames(stateDir);
+    this.ipam = new Ipam(stateDir, settings.subnet);
+    this.policy = { table: this.names.table, bridge: this.names.bridge, subnet: settings.subnet, deny: settings.deny, dns: settings.dns };
+  }
+
+  /**
+   * Checks the settings (throws NetworkConfigError: the worker refuses to start), then
+   * makes the bridge and the nft table; a kernel or host that cannot (no veth, bridge or
+   * nftables) throws NetworkUnavailableError.
+   */
+  static async open(stateDir: string, settings: NetworkSettings): Promise<BridgeNetwork> {
+    const names = networkNames(stateDir);
+    const n = new BridgeNetwork(stateDir, parseSettings(settings, names.bridge));
+    await n.setup();
+    return n;
+  }
+
+  get gateway(): number {
+    return this.ipam.gateway;
+  }
+
+  private async setup(): Promise<void> {
+    const { bridge } = this.names;
+    try {
+      this.nl = Netlink.open();
+      this.mtu = uplinkMtu(hostRoutes());
+      let link = this.nl.link(bridge);
+      if (!link) {
+        this.nl.createBridge(bridge, this.mtu);
+        link = this.nl.link(bridge);
+        if (!link) throw new Error(`bridge ${bridge} vanished after its creation`);
+      }
+      this.bridgeIndex = link.index;
+      // Nothing IPv6 on the bridge: containers have no IPv6, and link-local addresses
+      // would be a way to the host the IPv4 rules do not name (the inet table drops it too).
+      setSysctl(`/proc/sys/net/ipv6/conf/${bridge}/disable_ipv6`, '1');
+      // Forwarding on the bridge only: what arrives on it may be routed out.
+      setSysctl(`/proc/sys/net/ipv4/conf/${bridge}/forwarding`, '1');
+      // 127.0.0.0/8 from a container is a martian unless route_localnet (CVE-2020-8558).
+      setSysctl(`/proc/sys/net/ipv4/conf/${bridge}/route_localnet`, '0');
+      try {
+        this.nl.addAddress(link.index, this.gateway, this.settings.subnet.prefix, bridge);
+      } catch (err) {
+        if (!(err instanceof SyscallError && err.errno === EEXIST)) throw err;
+      }
+      this.nl.setUp(link.index, bridge);
+    } catch (err) {
+      this.nl?.close();
+      this.nl = undefined;
+      throw new NetworkUnavailableError(`cannot make bridge ${bridge}: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      await runNft(rulesetScript(this.policy, this.members(this.ipam.list())));
+    } catch (err) {
+      throw new NetworkUnavailableError(`cannot install nftables table inet ${this.policy.table}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private members(leases: Lease[]): Member[] {
+    const out: Member[] = [];
+    for (const l of leases) {
+      try {
+        out.push({ address: l.address, ...(l.egress ? { egress: l.egress.map(parseEgress) } : {}) });
+      } catch {
+        // a lease written by another version: its container gets no egress until recreated
+      }
+    }
+    return out;
+  }
+
+  vethName(address: number): string {
+    return `${this.names.vethPrefix}${this.ipam.offset(address).toString(16)}`;
+  }
+
+  /**
+   * Gives the container whose init is pid (parked, its netns made by clone) its eth0,
+   * address, route, policy elements, limits and DNS files. On failure everything taken
+   * is released before the error is thrown.
+   */
+  async attach(o: { id: string; pid: number; rootfs: string; hostname: string; request: BridgeRequest }): Promise<Attachment> {
+    const nl = this.nl!;
+    const lease = this.ipam.allocate(o.id, o.request.egress?.map((r) => `${formatCidr(r.cidr)}${r.port ? `:${r.port}` : ''}`));
+    const att: Attachment = {
+      id: o.id,
+      address: lease.address,
+      hostVeth: this.vethName(lease.address),
+      member: { address: lease.address, ...(o.request.egress ? { egress: o.request.egress } : {}) },
+    };
+    let linked = false;
+    let elements = false;
+    try {
+      const nsFd = openNetns(netnsOf(o.pid));
+      try {
+        nl.createVeth({ hostName: att.hostVeth, peerName: 'eth0', nsFd, mtu: this.mtu, master: this.bridgeIndex });
+        linked = true;
+      } finally {
+        closeSync(nsFd);
+      }
+      // An isolated bridge port forwards only to non-isolated ports (the bridge itself):
+      // containers never see each other's frames, ARP included.
+      setSysctl(`/sys/class/net/${att.hostVeth}/brport/isolated`, '1');
+      const inside = inNetns(netnsOf(o.pid), () => {
+        setSysctl('/proc/sys/net/ipv6/conf/eth0/disable_ipv6', '1');
+        return Netlink.open();
+      });
+      try {
+        const eth0 = inside.link('eth0');
+        if (!eth0) throw new Error('eth0 did not appear in the container\'s namespace');
+        inside.addAddress(eth0.index, att.address, this.settings.subnet.prefix, `eth0 of ${o.id}`);
+        inside.setUp(eth0.index, `eth0 of ${o.id}`);
+        inside.addDefaultRoute(this.gateway, eth0.index, `default route of ${o.id}`);
+      } finally {
+        inside.close();
+      }
+      elements = true;
+      await this.nft.apply(addLines(this.policy, att.member));
+      if (o.request.egressMbps || o.request.ingressMbps) {
+        await shape({ hostVeth: att.hostVeth, pid: o.pid, egressMbps: o.request.egressMbps, ingressMbps: o.request.ingressMbps });
+      }
+      writeDnsFiles(o.rootfs, { resolv: resolvConf(this.settings.dns), hosts: hostsFile(att.address, o.hostname) });
+      this.live.set(o.id, att);
+      return att;
+    } catch (err) {
+      await this.release(att, { linked, elements }).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Releases a container's share: its veth (the peer goes with it), set elements, then its lease. */
+  async detach(att: Attachment): Promise<void> {
+    this.live.delete(att.id);
+    await this.release(att, { linked: true, elements: true });
+  }
+
+  private async release(att: Attachment, o: { linked: boolean; elements: boolean }): Promise<void> {
+    try {
+      // Deleted explicitly rather than left to the kernel's asynchronous cleanup of the
+      // dead namespace: once this returns the name is free, so the lease can go.
+      if (o.linked) this.nl?.deleteLink(att.hostVeth);
+      if (o.elements) await this.nft.apply(removeLines(this.policy, att.member));
+    } finally {
+      this.ipam.release(att.address);
+    }
+  }
+
+  /**
+   * Frees every lease whose container is not in live (a crashed worker's), deletes veths
+   * under the worker's prefix that no lease holds, and rewrites the table with the
+   * members that remain, so that no set element outlives its container.
+   */
+  async gc(live: (id: string) => boolean): Promise<NetworkGcReport> {
+    const report: NetworkGcReport = { leases: [], links: [] };
+    const kept = new Set<string>();
+    for (const l of this.ipam.list()) {
+      if (!l.id || live(l.id)) {
+        kept.add(this.vethName(l.address));
+        continue;
+      }
+      if (this.nl?.deleteLink(this.vethName(l.address))) report.links.push(this.vethName(l.address));
+      this.ipam.release(l.address);
+      report.leases.push(formatIpv4(l.address));
+    }
+    for (const name of listLinks()) {
+      if (!name.startsWith(this.names.vethPrefix) || kept.has(name)) continue;
+      // A veth whose namespace the kernel is still tearing down may vanish under us: fine.
+      if (this.nl?.deleteLink(name)) report.links.push(name);
+    }
+    if (report.leases.length || report.links.length) await runNft(rulesetScript(this.policy, this.members(this.ipam.list())));
+    return report;
+  }
+
+  /** Removes the bridge and the table once no lease is left (the worker's last container gone); else keeps both. */
+  async close(): Promise<boolean> {
+    const nl = this.nl;
+    if (!nl) return false;
+    if (this.ipam.list().length > 0) return false;
+    nl.deleteLink(this.names.bridge);
+    nl.close();
+    this.nl = undefined;
+    await runNft(dropScript(this.policy.table));
+    return true;
+  }
+}
+
+function listLinks(): string[] {
+  try {
+    return readdirSync('/sys/class/net');
+  } catch {
+    return [];
+  }
+}
+
+export { NetworkConfigError, NetworkUnavailableError };
