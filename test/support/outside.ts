@@ -1,7 +1,7 @@
 /**
  * "The outside" for network tests: a network namespace of the test's own, reached from
- * the host through a veth pair and the connected route of its addresses (TEST-NET-3,
- * 203.0.113.0/24), plus a /32 route the test adds for each extra address it holds (a
+ * the host through a veth pair and the connected route of its addresses (the first /26
+ * of TEST-NET-3, 203.0.113.0/26), plus a /32 route the test adds for each extra address it holds (a
  * stand-in for cloud metadata at 169.254.169.254). Servers run inside it as child
  * processes (`ip netns exec`). close() ends them and removes the namespace, the veth
  * and the routes.
@@ -36,14 +36,17 @@ export function makeOutside(o: { net?: string; extra?: string[] } = {}): Outside
   const extra = o.extra ?? [];
   const children: ChildProcess[] = [];
   const routes: string[] = [];
+  // A /26, not the whole /24: on this workplace's machines the package mirrors answer at
+  // an address of 203.0.113.0/24 beyond .63, and a connected /24 on the host would take
+  // their traffic into this namespace for as long as the test runs (apt and npm then fail).
   ip('netns', 'add', ns);
   try {
     ip('link', 'add', hostVeth, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
-    ip('addr', 'add', `${hostAddress}/24`, 'dev', hostVeth);
+    ip('addr', 'add', `${hostAddress}/26`, 'dev', hostVeth);
     ip('link', 'set', hostVeth, 'up');
     // Replies to containers arrive here and are forwarded to the bridge.
     writeFileSync(`/proc/sys/net/ipv4/conf/${hostVeth}/forwarding`, '1');
-    ip('-n', ns, 'addr', 'add', `${address}/24`, 'dev', 'eth0');
+    ip('-n', ns, 'addr', 'add', `${address}/26`, 'dev', 'eth0');
     ip('-n', ns, 'link', 'set', 'eth0', 'up');
     ip('-n', ns, 'link', 'set', 'lo', 'up');
     ip('-n', ns, 'route', 'add', 'default', 'via', hostAddress);
