@@ -80,7 +80,8 @@ export default () => ({ uid: process.getuid(), map: readFileSync('/proc/self/uid
 test('worker-wide userns (FAASBOX_USERNS=1): stem cells are userns and specialise for a function; userns:false boots its own', { skip: usernsUnavailable() }, async () => {
   const w = await startStack('isolation-wide', { userns: true, sizing: { minStems: 1, maxStems: 1 } });
   try {
-    await eventually(() => w.worker.pool.slots().some((x) => x.kind === 'stem' && x.state === 'idle'), 30_000, 'a stem cell');
+    // The nodejs20 stem cell of the function's size: python3's may be idle first, and then the invocation would boot cold.
+    await eventually(() => w.worker.pool.slots().some((x) => x.kind === 'stem' && x.state === 'idle' && x.runtime === 'nodejs20' && x.memoryMb === 128), 30_000, 'a nodejs20 stem cell of 128 MB');
     const code = `import { readFileSync } from 'node:fs';
 export default () => readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\\s+/).map(Number);`;
     assert.equal((await w.deploy('wide', { runtime: 'nodejs20', code })).status, 201);
