@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { sniffFormat } from './archive/index.js';
+import { asyncConfigSchema, type AsyncConfig } from './delivery-spec.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
 
@@ -126,6 +127,7 @@ export const deployRequestSchema = z
     isolation: z.enum(['reuse', 'fresh']).default('reuse'),
     public: z.boolean().default(false),
     invokeKeys: z.array(z.string().min(16).max(256)).max(LIMITS.invokeKeys).optional(),
+    async: asyncConfigSchema.optional(),
   })
   .superRefine((body, ctx) => {
     const has = (body.code !== undefined ? 1 : 0) + (body.package !== undefined ? 1 : 0);
@@ -166,6 +168,8 @@ export interface FunctionSpec {
   public: boolean;
   /** sha256 (hex) of each per-function invoke key; the keys themselves are never stored. */
   invokeKeyDigests: string[];
+  /** Retries, destinations and queue bound of async invocations; only present when the deploy gave it, so older version ids stay. */
+  async?: AsyncConfig;
 }
 
 export interface ParsedDeploy {
@@ -223,6 +227,7 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     isolation: req.isolation,
     public: req.public,
     invokeKeyDigests: [...new Set((req.invokeKeys ?? []).map((k) => sha256Hex(k)))].sort(),
+    ...(req.async ? { async: req.async } : {}),
   };
   return { spec, code };
 }

@@ -27,6 +27,7 @@
 import type { JobsOptions } from 'bullmq';
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode, type ErrorInfo } from './errors.js';
+import type { DeliveryOptions } from './delivery-spec.js';
 import { DEFAULT_STORAGE_LIMITS, type StorageLimits } from './limits.js';
 
 export const INVOCATION_QUEUE = 'invocations';
@@ -74,6 +75,10 @@ export interface InvocationJob {
   throttled?: number;
   /** Moved out of a dead worker's queue after it had started there (common/queue-handover.ts). */
   restarted?: boolean;
+  /** Async only: a trigger's overrides of the function's `async` settings, the idempotency key, the source (common/delivery-spec.ts). */
+  delivery?: DeliveryOptions;
+  /** Async only: epoch ms when its first attempt started; set when a failed attempt is retried (common/delivery/). */
+  firstAttemptAt?: number;
 }
 
 /**
