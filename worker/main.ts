@@ -31,6 +31,8 @@ import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { workerQueueName } from '../common/policy/placement.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
 import type { SecretBox } from '../common/secrets.js';
+import { DeadLetters } from '../common/delivery/dead-letters.js';
+import { Settlement } from '../common/delivery/settle.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -133,6 +135,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);
   const queued = new QueuedBytes(redis, cfg.prefix);
+  const deadLetters = new DeadLetters(redis, cfg.prefix, cfg.limits?.deadLettersPerFunction);
+  // Async attempts end here: retried later, or settled (common/delivery/settle.ts).
+  const settlement = new Settlement({ invocations, deadLetters, queued, log: (line) => console.error(`worker ${id}: ${line}`) });
   const versions = new Map<string, FunctionVersion>();
   // Layers of code deleted while no worker of this state dir listened go at start.
   code.sweep((d) => registry.hasCode(d)).catch((err: Error) => console.error(`worker ${id}: sweeping code layers: ${err.message}`));
@@ -213,21 +218,20 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     };
   }
 
-  async function runInvocation(job: Job<InvocationJob>): Promise<InvocationResult> {
+  async function runInvocation(job: Job<InvocationJob>, token?: string): Promise<InvocationResult> {
     const data = job.data;
     const picked = Date.now();
     const queueMs = Math.max(0, picked - data.enqueuedAt);
-    const finish = async (result: InvocationResult): Promise<InvocationResult> => {
-      const written = invocations.complete(data.invocationId, result);
-      // An async caller learns the outcome from the record, so it must be written before
-      // the job counts as done. A sync caller gets the result itself from the job's
-      // completion event; its record write is already on the wire and need not hold the
-      // reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
-      if (data.mode === 'async') {
-        await written;
-        // Its body no longer waits to run: the function's room in the queue comes back.
-        queued.release(data.function, data.invocationId).catch((err: Error) => console.error(`worker ${id}: releasing ${data.invocationId}'s queued bytes: ${err.message}`));
-      } else written.catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade;
+    // a delayed retry (common/delivery/settle.ts) is a start too, a throttled pickup is not.
+    const attempt = Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1);
+    const finish = async (result: InvocationResult, expired = false): Promise<InvocationResult> => {
+      // An async caller learns the outcome from the record, so it is written (or the next
+      // attempt scheduled) before the job counts as done. A sync caller gets the result
+      // itself from the job's completion event; its record write is already on the wire and
+      // need not hold the reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
+      if (data.mode === 'async') return settlement.settle(job, token, result, { spec: versions.get(`${data.function}@${data.version}`)?.spec, attempt, startedAt: picked }, expired);
+      invocations.complete(data.invocationId, result).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
       return result;
     };
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
@@ -238,10 +242,12 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       workerId: id,
     });
     // Not awaited: later writes to the record follow on the same connection, in order.
-    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade.
-    invocations.start(recordOf(data), Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1)).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
+    invocations.start(recordOf(data), attempt).catch((err: Error) => console.error(`worker ${id}: recording invocation ${data.invocationId}: ${err.message}`));
     if (picked > data.deadline) {
-      return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
+      return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }), true);
+    }
+    if (data.mode === 'async' && settlement.tooOld(data, versions.get(`${data.function}@${data.version}`)?.spec, picked)) {
+      return finish(failure({ code: 'NO_CAPACITY', message: 'the event is older than its maxEventAgeMs' }), true);
     }
     // Started before on a worker that died (queue.ts, rule 1): a sync invocation runs at most once.
     if (data.mode === 'sync' && (data.restarted || job.attemptsStarted > 1)) {
@@ -293,6 +299,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
           functionVersion: data.version,
           memoryLimitMb: spec.memoryMb,
           deadline: Date.now() + spec.timeoutMs,
+          attempt,
+          ...(data.delivery?.idempotencyKey ? { idempotencyKey: data.delivery.idempotencyKey } : {}),
         },
       });
     } finally {
@@ -351,7 +359,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     const data = job.data;
     const spec = data.mode === 'async' ? (await versionOf(data).catch(() => undefined))?.spec : undefined;
     const limit = spec?.concurrency ?? null;
-    if (limit === null || !spec) return runInvocation(job);
+    if (limit === null || !spec) return runInvocation(job, token);
     const holdMs = startedBudgetMs(spec) + SLOT_GRACE_MS;
     if (!(await limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
       metrics.throttled.inc({ function: data.function, mode: 'async' });
@@ -361,7 +369,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     }
     // Past its max age it runs into runInvocation's deadline check and ends NO_CAPACITY.
     try {
-      return await runInvocation(job);
+      return await runInvocation(job, token);
     } finally {
       limiter.give(data.function, data.invocationId).catch((err: Error) => console.error(`worker ${id}: giving back ${data.function}'s slot: ${err.message}`));
     }

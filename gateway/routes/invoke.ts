@@ -12,7 +12,6 @@ import {
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
-  QueueFullError,
   TimeoutError,
   WorkerLostError,
   type ErrorInfo,
@@ -24,6 +23,9 @@ import { QueuedBytes, JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import { afterReply } from '../../common/metrics.js';
 import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
+import { acceptAsync } from '../../common/delivery/accept.js';
+import { IdempotencyKeys } from '../../common/delivery/idempotency.js';
+import { deliveryOfRequest } from '../delivery-headers.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
 import type { GatewayDeps } from '../deps.js';
@@ -85,7 +87,13 @@ function functionFailure(info: ErrorInfo): FaasboxError {
 export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
   const app = new Hono();
   const { registry, invocations, queue, concurrency, config } = deps;
-  const queued = new QueuedBytes(deps.redis, config.prefix);
+  const accept = {
+    invocations,
+    queue,
+    queued: new QueuedBytes(deps.redis, config.prefix),
+    idempotency: new IdempotencyKeys(deps.redis, config.prefix),
+    roomBytes: config.limits.queuedBytesPerFunction,
+  };
 
   app.post(
     '/:name/invoke',
@@ -117,21 +125,19 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         // The body is held in Redis until a worker runs the job: bounded per function.
         let bytes = raw.length + JOB_OVERHEAD_BYTES;
         for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
-        const room = config.limits.queuedBytesPerFunction;
-        if (!(await queued.admit(name, id, bytes, room, job.deadline))) {
-          c.header('Retry-After', '1');
-          throw new QueueFullError(name, room);
+        const delivery = deliveryOfRequest(c);
+        if (delivery) job.delivery = delivery;
+        let accepted;
+        try {
+          accepted = await acceptAsync(accept, fn.spec, job, bytes);
+        } catch (err) {
+          if (err instanceof FaasboxError && err.code === 'QUEUE_FULL') c.header('Retry-After', '1');
+          throw err;
         }
-        // Record and job are written at once, on two connections: the order in which they
-        // land does not matter, as a record's status only moves forward (invocations.ts).
-        // (A sync invocation's record is made by the worker that takes it.) If either is
-        // refused (a full Redis), neither stays: a 503 must not leave a record that waits
-        // for a job, or a job the caller will submit again.
-        const written = await Promise.allSettled([invocations.create(record), queue.enqueue(job)]);
-        const refused = written.find((w): w is PromiseRejectedResult => w.status === 'rejected');
-        if (refused) {
-          await Promise.allSettled([queue.withdraw(id), invocations.discard(id), queued.release(name, id)]);
-          throw refused.reason;
+        const id = accepted.invocationId;
+        if (accepted.repeat) {
+          c.header('X-Invocation-Id', id);
+          c.header('Idempotent-Replayed', 'true');
         }
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');
