@@ -6,7 +6,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startStack, type TestStack } from '../support/stack.js';
+import { STACK_KEY, startStack, type TestStack } from '../support/stack.js';
 
 let s: TestStack;
 before(async () => {
@@ -80,4 +80,111 @@ test('a failure that is not retryable (RESULT_TOO_LARGE) is dead-lettered after 
   const dl = await s.get(`/v1/functions/huge/dead-letters/${rec.deadLetterId}`);
   assert.equal(dl.json.reason, 'not-retryable');
   assert.equal(dl.json.attempts, 1);
+});
+
+async function post(pathname: string, body: unknown) {
+  const r = await fetch(`${s.url}${pathname}`, { method: 'POST', headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const text = await r.text();
+  return { status: r.status, json: text ? JSON.parse(text) : undefined, text };
+}
+
+test('dead letters: listed in pages, redriven (all or some, to another version), purged', async () => {
+  const d1 = await s.deploy('dlq', { runtime: 'nodejs20', code: FLAKY, async: { maxAttempts: 1 } });
+  assert.equal(d1.status, 201, d1.text);
+  const ids: string[] = [];
+  for (let i = 0; i < 3; i++) ids.push((await s.invoke('dlq', { i }, { query: '?async=true' })).json.invocationId);
+  for (const id of ids) assert.equal((await s.finished(async_(id), 20_000)).status, 'dead-lettered');
+
+  const p1 = await s.get('/v1/functions/dlq/dead-letters?limit=2');
+  assert.equal(p1.status, 200, p1.text);
+  assert.equal(p1.json.total, 3);
+  assert.deepEqual(p1.json.deadLetters.map((e: { id: string }) => e.id), ids.slice(0, 2), 'oldest first');
+  assert.ok(p1.json.nextCursor);
+  const p2 = await s.get(`/v1/functions/dlq/dead-letters?limit=2&cursor=${p1.json.nextCursor}`);
+  assert.deepEqual(p2.json.deadLetters.map((e: { id: string }) => e.id), ids.slice(2));
+  assert.equal(p2.json.nextCursor, undefined, 'the last page has no cursor');
+
+  const bad = await s.get('/v1/functions/dlq/dead-letters?limit=0');
+  assert.equal(bad.status, 400);
+  assert.equal(bad.json.error.code, 'VALIDATION_FAILED');
+  assert.match(bad.text, /limit/);
+  const missing = await s.get('/v1/functions/dlq/dead-letters/no-such-id');
+  assert.equal(missing.status, 404);
+  assert.equal(missing.json.error.code, 'DEAD_LETTER_NOT_FOUND');
+  const both = await post('/v1/functions/dlq/dead-letters/redrive', { all: true, ids: [ids[0]] });
+  assert.equal(both.status, 400, both.text);
+
+  // Redrive one to a fixed version: it runs there and succeeds; its entry goes.
+  const d2 = await s.deploy('dlq', { runtime: 'nodejs20', code: 'export default async (e, ctx) => ({ fixed: e.i, source: ctx.attempt });' });
+  assert.equal(d2.status, 200, d2.text);
+  const one = await post('/v1/functions/dlq/dead-letters/redrive', { ids: [ids[0]] });
+  assert.equal(one.status, 200, one.text);
+  assert.equal(one.json.version, d2.json.version);
+  assert.equal(one.json.redriven.length, 1);
+  const redone = await s.finished(async_(one.json.redriven[0].invocationId), 20_000);
+  assert.equal(redone.status, 'succeeded', JSON.stringify(redone));
+  assert.deepEqual(redone.result, { fixed: 0, source: 1 });
+  assert.equal((await s.get(`/v1/functions/dlq/dead-letters/${ids[0]}`)).status, 404, 'a redriven entry leaves the dead letters');
+
+  // Redrive all to the original (still failing) version: they come back as new dead letters, from a redrive.
+  const all = await post('/v1/functions/dlq/dead-letters/redrive', { all: true, version: d1.json.version });
+  assert.equal(all.status, 200, all.text);
+  assert.equal(all.json.redriven.length, 2);
+  for (const r of all.json.redriven) assert.equal((await s.finished(async_(r.invocationId), 20_000)).status, 'dead-lettered');
+  const again = await s.get(`/v1/functions/dlq/dead-letters/${all.json.redriven[0].invocationId}`);
+  assert.deepEqual(again.json.source, { kind: 'redrive', deadLetter: all.json.redriven[0].id });
+
+  const delOne = await s.del(`/v1/functions/dlq/dead-letters/${all.json.redriven[0].invocationId}`);
+  assert.equal(delOne.status, 200, delOne.text);
+  const purge = await s.del('/v1/functions/dlq/dead-letters');
+  assert.deepEqual(purge.json, { function: 'dlq', deleted: 1 });
+  assert.equal((await s.get('/v1/functions/dlq/dead-letters')).json.total, 0);
+});
+
+test('an Idempotency-Key makes concurrent and later repeats answer the first id without running again', async () => {
+  assert.equal((await s.deploy('once', { runtime: 'nodejs20', code: FLAKY })).status, 201);
+  const headers = { 'idempotency-key': 'order-42' };
+  const replies = await Promise.all([1, 2, 3, 4].map(() => s.invoke('once', { succeedAt: 1 }, { query: '?async=true', headers })));
+  for (const r of replies) assert.equal(r.status, 202, r.text);
+  const ids = new Set(replies.map((r) => r.json.invocationId));
+  assert.equal(ids.size, 1, 'one invocation for four concurrent repeats');
+  assert.equal(replies.filter((r) => r.headers.get('idempotent-replayed') === 'true').length, 3);
+  const [id] = [...ids] as [string];
+  const rec = await s.finished(async_(id), 20_000);
+  assert.deepEqual(rec.result, { attempt: 1, key: 'order-42' }, 'the function sees the key in its context');
+  const later = await s.invoke('once', { succeedAt: 1 }, { query: '?async=true', headers });
+  assert.equal(later.json.invocationId, id);
+  assert.equal(later.headers.get('x-invocation-id'), id);
+  // Only one record was ever made for the function: nothing ran twice.
+  const { InvocationStore } = await import('../../common/invocations.js');
+  const { Redis } = await import('ioredis');
+  const redis = new Redis(s.redis.url);
+  try {
+    assert.deepEqual(await new InvocationStore(redis, s.prefix).idsOf('once'), [id]);
+  } finally {
+    redis.disconnect();
+  }
+  const other = await s.invoke('once', { succeedAt: 1 }, { query: '?async=true', headers: { 'idempotency-key': 'order-43' } });
+  assert.notEqual(other.json.invocationId, id);
+  const badKey = await s.invoke('once', {}, { query: '?async=true', headers: { 'idempotency-key': 'has space' } });
+  assert.equal(badKey.status, 400);
+  assert.match(badKey.json.error.message, /Idempotency-Key/);
+});
+
+test('past async.maxQueued an async invoke answers 429 QUEUE_FULL with Retry-After; room comes back as they finish', async () => {
+  assert.equal((await s.deploy('bounded', { runtime: 'nodejs20', code: FLAKY, async: { maxQueued: 2 } })).status, 201);
+  const a = await s.invoke('bounded', { succeedAt: 1, sleepMs: 1500 }, { query: '?async=true' });
+  const b = await s.invoke('bounded', { succeedAt: 1, sleepMs: 1500 }, { query: '?async=true' });
+  assert.equal(a.status, 202);
+  assert.equal(b.status, 202);
+  const c = await s.invoke('bounded', { succeedAt: 1 }, { query: '?async=true' });
+  assert.equal(c.status, 429, c.text);
+  assert.equal(c.json.error.code, 'QUEUE_FULL');
+  assert.deepEqual(c.json.error.details, { maxQueued: 2 });
+  assert.equal(c.headers.get('retry-after'), '1');
+  await s.finished(async_(a.json.invocationId), 20_000);
+  await s.finished(async_(b.json.invocationId), 20_000);
+  const d = await s.invoke('bounded', { succeedAt: 1 }, { query: '?async=true' });
+  assert.equal(d.status, 202, d.text);
+  assert.equal((await s.finished(async_(d.json.invocationId), 20_000)).status, 'succeeded');
 });
