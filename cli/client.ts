@@ -21,7 +21,7 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method: string, pathname: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
+export async function call(method: string, pathname: string, body?: unknown, headers: Record<string, string> = {}): Promise<Response> {
   const { url, apiKey } = clientInfo();
   let res: Response;
   try {
@@ -36,7 +36,7 @@ async function call(method: string, pathname: string, body?: unknown, headers: R
   return res;
 }
 
-async function json(res: Response): Promise<unknown> {
+export async function json(res: Response): Promise<unknown> {
   const text = await res.text();
   const data = text ? (JSON.parse(text) as unknown) : null;
   if (!res.ok) {

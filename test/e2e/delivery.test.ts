@@ -98,11 +98,15 @@ test('dead letters: listed in pages, redriven (all or some, to another version),
   const p1 = await s.get('/v1/functions/dlq/dead-letters?limit=2');
   assert.equal(p1.status, 200, p1.text);
   assert.equal(p1.json.total, 3);
-  assert.deepEqual(p1.json.deadLetters.map((e: { id: string }) => e.id), ids.slice(0, 2), 'oldest first');
+  assert.equal(p1.json.deadLetters.length, 2);
   assert.ok(p1.json.nextCursor);
   const p2 = await s.get(`/v1/functions/dlq/dead-letters?limit=2&cursor=${p1.json.nextCursor}`);
-  assert.deepEqual(p2.json.deadLetters.map((e: { id: string }) => e.id), ids.slice(2));
+  assert.equal(p2.json.deadLetters.length, 1);
   assert.equal(p2.json.nextCursor, undefined, 'the last page has no cursor');
+  // In the order they were dead-lettered (the three ran at once): every one exactly once across the pages.
+  const listed = [...p1.json.deadLetters, ...p2.json.deadLetters].map((e: { id: string; deadLetteredAt: string }) => e);
+  assert.deepEqual(listed.map((e) => e.id).sort(), [...ids].sort());
+  assert.deepEqual(listed.map((e) => e.deadLetteredAt), listed.map((e) => e.deadLetteredAt).sort(), 'oldest first');
 
   const bad = await s.get('/v1/functions/dlq/dead-letters?limit=0');
   assert.equal(bad.status, 400);
@@ -187,4 +191,45 @@ test('past async.maxQueued an async invoke answers 429 QUEUE_FULL with Retry-Aft
   const d = await s.invoke('bounded', { succeedAt: 1 }, { query: '?async=true' });
   assert.equal(d.status, 202, d.text);
   assert.equal((await s.finished(async_(d.json.invocationId), 20_000)).status, 'succeeded');
+});
+
+test('faasbox dlq ls|show|redrive|purge against the gateway; usage errors exit 2', async () => {
+  const { execFile } = await import('node:child_process');
+  const path = await import('node:path');
+  const { fileURLToPath } = await import('node:url');
+  const bin = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bin/faasbox.js');
+  // Not spawnSync: the gateway answering the CLI runs in this process.
+  const cli = (...args: string[]) =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      const child = execFile(process.execPath, [bin, 'dlq', ...args], { encoding: 'utf8', env: { ...process.env, FAASBOX_URL: s.url, FAASBOX_API_KEY: STACK_KEY } }, (_err, stdout, stderr) =>
+        resolve({ code: child.exitCode, stdout, stderr }),
+      );
+    });
+  assert.equal((await s.deploy('clidlq', { runtime: 'nodejs20', code: FLAKY, async: { maxAttempts: 1 } })).status, 201);
+  const ids: string[] = [];
+  for (let i = 0; i < 2; i++) ids.push((await s.invoke('clidlq', { i }, { query: '?async=true' })).json.invocationId);
+  for (const id of ids) await s.finished(async_(id), 20_000);
+
+  const ls = await cli('ls', 'clidlq', '--json', '--limit', '1', '--all');
+  assert.equal(ls.code, 0, ls.stderr);
+  assert.deepEqual(JSON.parse(ls.stdout).deadLetters.map((e: { id: string }) => e.id).sort(), [...ids].sort(), '--all follows the cursor');
+  const human = await cli('ls', 'clidlq');
+  assert.match(human.stdout, new RegExp(`${ids[0]}\\s+1\\s+.*FUNCTION_ERROR: attempt 1 fails`));
+  assert.match(human.stdout, /2 of 2 dead letters/);
+  const show = await cli('show', 'clidlq', ids[0]!, '--json');
+  assert.deepEqual(JSON.parse(show.stdout).event, { i: 0 });
+  const redrive = await cli('redrive', 'clidlq', ids[0]!);
+  assert.equal(redrive.code, 0, redrive.stderr);
+  const again = new RegExp(`${ids[0]} -> invocation ([0-9a-f-]{36})`).exec(redrive.stdout);
+  assert.ok(again, redrive.stdout);
+  // The function still fails: the redriven invocation comes back as a dead letter of its own.
+  assert.equal((await s.finished(async_(again[1]!), 20_000)).status, 'dead-lettered');
+  const purge = await cli('purge', 'clidlq', '--all', '--json');
+  assert.equal(purge.code, 0, purge.stderr);
+  assert.equal(JSON.parse(purge.stdout).deleted, 2);
+  const missing = await cli('show', 'clidlq', ids[1]!);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /DEAD_LETTER_NOT_FOUND/);
+  assert.equal((await cli('purge', 'clidlq')).code, 2);
+  assert.equal((await cli('frobnicate', 'clidlq')).code, 2);
 });
