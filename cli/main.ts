@@ -14,6 +14,7 @@ Commands:
                  list, show, delete functions
   gateway | worker | scheduler
                  run one service in the foreground (configuration by env or --config FILE)
+  dlq ...        a function's dead letters (ls, show, redrive, purge)
   ctr ...        the container engine (run, list, state, kill, delete, gc)
   image ...      build runtime images (nodejs20, busybox)
   trigger ...    queue, stream and cron triggers (add, ls, get, rm, pause, resume)
@@ -33,6 +34,7 @@ const COMMANDS: Record<string, () => Promise<Main>> = {
   ls: async () => (await import('./client.js')).ls,
   get: async () => (await import('./client.js')).get,
   rm: async () => (await import('./client.js')).rm,
+  dlq: async () => (await import('./dlq.js')).main,
   ctr: async () => (await import('./ctr.js')).main,
   image: async () => (await import('./images.js')).main,
   trigger: async () => (await import('./trigger.js')).main,

@@ -17,6 +17,7 @@ export const ErrorCode = {
   VERSION_NOT_FOUND: 'VERSION_NOT_FOUND',
   INVOCATION_NOT_FOUND: 'INVOCATION_NOT_FOUND',
   TRIGGER_NOT_FOUND: 'TRIGGER_NOT_FOUND',
+  DEAD_LETTER_NOT_FOUND: 'DEAD_LETTER_NOT_FOUND',
   ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
   // The request's headers or body did not arrive within the gateway's timeouts.
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
@@ -265,6 +266,19 @@ export class QueueFullError extends FaasboxError {
     super(ErrorCode.QUEUE_FULL, `function ${fn} already has ${limitBytes} bytes of async invocations waiting to run, its limit; retry once some have run`, {
       details: { function: fn, queuedBytesLimit: limitBytes },
     });
+  }
+}
+
+/** The function's async.maxQueued invocations wait to run already. */
+export class DeadLetterNotFoundError extends FaasboxError {
+  constructor(fn: string, id: string) {
+    super(ErrorCode.DEAD_LETTER_NOT_FOUND, `function ${fn} has no dead letter ${id}`);
+  }
+}
+
+export class QueuedCountFullError extends FaasboxError {
+  constructor(fn: string, maxQueued: number) {
+    super(ErrorCode.QUEUE_FULL, `function ${fn} already has ${maxQueued} async invocations waiting to run, its async.maxQueued; retry once some have run`, { details: { maxQueued } });
   }
 }
 

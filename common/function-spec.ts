@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { sniffFormat } from './archive/index.js';
+import { asyncConfigSchema, type AsyncConfig } from './delivery-spec.js';
 import { PayloadTooLargeError, ValidationError } from './errors.js';
 import { parseWith } from './validation.js';
 import { isolationFields, isolationOf, type IoSpec } from './isolation-spec.js';
@@ -136,6 +137,7 @@ export const deployRequestSchema = z
     invokeKeys: z.array(z.string().min(16).max(256)).max(LIMITS.invokeKeys).optional(),
     ...isolationFields,
     network: networkSchema.optional(),
+    async: asyncConfigSchema.optional(),
   })
   .superRefine((body, ctx) => {
     const has = (body.code !== undefined ? 1 : 0) + (body.package !== undefined ? 1 : 0);
@@ -188,6 +190,8 @@ export interface FunctionSpec {
   userns?: boolean;
   /** Only when the deploy gave one (absent: mode none, and versions stay as before). */
   network?: FunctionNetwork;
+  /** Retries, destinations and queue bound of async invocations; only present when the deploy gave it, so older version ids stay. */
+  async?: AsyncConfig;
 }
 
 export interface ParsedDeploy {
@@ -249,6 +253,7 @@ export function parseDeploy(name: string, body: unknown, options: ParseDeployOpt
     invokeKeyDigests: [...new Set((req.invokeKeys ?? []).map((k) => sha256Hex(k)))].sort(),
     ...isolationOf(req),
     ...(req.network ? { network: req.network } : {}),
+    ...(req.async ? { async: req.async } : {}),
   };
   return { spec, code };
 }

@@ -27,7 +27,18 @@ import { invocationKey, recordsIndexKey } from './keys.js';
 import { RedisScript } from './redis-script.js';
 import type { HttpResponseData, InvocationMode, InvocationResult, StartKind, Timings } from './queue.js';
 
-export type InvocationStatus = 'queued' | 'running' | 'succeeded' | 'failed';
+/**
+ * `retrying`: an async attempt failed and the next one is due at `nextAttemptAt` (it ranks
+ * with `running`: running -> retrying -> running ... as attempts go). `dead-lettered`: an
+ * async invocation's last attempt failed (or its event grew too old); `deadLetterId`
+ * names its entry in the function's dead letters (common/delivery/dead-letters.ts).
+ */
+export type InvocationStatus = 'queued' | 'running' | 'retrying' | 'succeeded' | 'failed' | 'dead-lettered';
+export const FINAL_STATUSES: readonly InvocationStatus[] = ['succeeded', 'failed', 'dead-lettered'];
+
+export function isFinal(status: string | undefined): boolean {
+  return (FINAL_STATUSES as readonly (string | undefined)[]).includes(status);
+}
 export type OutputStream = 'stdout' | 'stderr';
 
 export const OUTPUT_LIMIT_BYTES = 64 * 1024;
@@ -52,6 +63,10 @@ export interface InvocationRecord {
   response?: HttpResponseData;
   error?: ErrorInfo;
   attempts: number;
+  /** status retrying: when the next attempt is due (ISO). */
+  nextAttemptAt?: string;
+  /** status dead-lettered: the entry's id in the function's dead letters. */
+  deadLetterId?: string;
   stdout: string;
   stderr: string;
   stdoutTruncated: boolean;
@@ -90,7 +105,7 @@ export interface NewInvocation {
 const advanceScript = new RedisScript(
   'invocation-advance',
   `
-local rank = {queued = 0, running = 1, succeeded = 2, failed = 2}
+local rank = {queued = 0, running = 1, retrying = 1, succeeded = 2, failed = 2, ['dead-lettered'] = 2}
 local created = redis.call('EXISTS', KEYS[1]) == 0
 if created and ARGV[4] ~= '1' then return -1 end
 local n = tonumber(ARGV[7])
@@ -193,6 +208,8 @@ export class InvocationStore {
     };
     if (h.startedAt) rec.startedAt = h.startedAt;
     if (h.finishedAt) rec.finishedAt = h.finishedAt;
+    if (h.nextAttemptAt && rec.status === 'retrying') rec.nextAttemptAt = h.nextAttemptAt;
+    if (h.deadLetterId) rec.deadLetterId = h.deadLetterId;
     if (h.startKind) rec.startKind = h.startKind as StartKind;
     const timings = json<Timings>('timings');
     if (timings) rec.timings = timings;
@@ -257,8 +274,28 @@ export class InvocationStore {
     if (result.usage) fields.usage = JSON.stringify(result.usage);
     if (result.ok && result.http) fields.response = JSON.stringify(result.http);
     else if (result.ok) fields.result = JSON.stringify(result.value ?? null);
-    if (result.error) fields.error = JSON.stringify(result.error);
+    // A success after failed attempts (status retrying) must not keep showing their error.
+    fields.error = JSON.stringify(result.error ?? null);
     return (await this.advance(id, result.ok ? 'succeeded' : 'failed', fields, {})) !== 'missing';
+  }
+
+  /** An async attempt failed and another is due at `nextAt`: its error shows meanwhile. */
+  async retrying(id: string, result: InvocationResult, nextAt: Date): Promise<boolean> {
+    const fields: Record<string, string> = { nextAttemptAt: nextAt.toISOString(), startKind: result.startKind, timings: JSON.stringify(result.timings) };
+    if (result.error) fields.error = JSON.stringify(result.error);
+    return (await this.advance(id, 'retrying', fields, {})) !== 'missing';
+  }
+
+  /** An async invocation's last attempt failed: final, its entry in the dead letters named. */
+  async deadLettered(id: string, result: InvocationResult, deadLetterId: string, finishedAt = new Date()): Promise<boolean> {
+    const fields: Record<string, string> = {
+      finishedAt: finishedAt.toISOString(),
+      startKind: result.startKind,
+      timings: JSON.stringify(result.timings),
+      deadLetterId,
+    };
+    if (result.error) fields.error = JSON.stringify(result.error);
+    return (await this.advance(id, 'dead-lettered', fields, {})) !== 'missing';
   }
 
   /** Failed without a worker result (the gateway withdrew the job: NO_CAPACITY); made if missing. */

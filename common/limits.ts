@@ -18,6 +18,8 @@ export interface StorageLimits {
   completedJobsKept: number;
   /** Failed jobs kept, on top of their age limit. */
   failedJobsKept: number;
+  /** Dead letters kept per function (common/delivery/dead-letters.ts); the oldest go first beyond it. */
+  deadLettersPerFunction: number;
 }
 
 export const DEFAULT_STORAGE_LIMITS: StorageLimits = {
@@ -28,6 +30,8 @@ export const DEFAULT_STORAGE_LIMITS: StorageLimits = {
   versionsPerFunction: 10,
   completedJobsKept: 1000,
   failedJobsKept: 1000,
+  // Each holds its event: at most a 6 MiB body, mostly small ones.
+  deadLettersPerFunction: 10_000,
 };
 
 /** Environment variable -> limit. */
@@ -37,6 +41,7 @@ export const STORAGE_LIMITS_ENV = {
   FAASBOX_VERSIONS_PER_FUNCTION: 'versionsPerFunction',
   FAASBOX_COMPLETED_JOBS_KEPT: 'completedJobsKept',
   FAASBOX_FAILED_JOBS_KEPT: 'failedJobsKept',
+  FAASBOX_DEAD_LETTERS_PER_FUNCTION: 'deadLettersPerFunction',
 } as const satisfies Record<string, keyof StorageLimits>;
 
 /** The limits, each a positive integer; a bad one is named. */

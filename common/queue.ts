@@ -75,8 +75,10 @@ export interface InvocationJob {
   throttled?: number;
   /** Moved out of a dead worker's queue after it had started there (common/queue-handover.ts). */
   restarted?: boolean;
-  /** Async delivery: a trigger's overrides, the idempotency key, the source (common/delivery-spec.ts). */
+  /** Async only: a trigger's overrides of the function's `async` settings, the idempotency key, the source (common/delivery-spec.ts). */
   delivery?: DeliveryOptions;
+  /** Async only: epoch ms when its first attempt started; set when a failed attempt is retried (common/delivery/). */
+  firstAttemptAt?: number;
 }
 
 /**

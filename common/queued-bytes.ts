@@ -27,8 +27,10 @@ export const JOB_OVERHEAD_BYTES = 2048;
 /** An entry lapses this long after its job's deadline: past the run and retries of a job started just before it. */
 export const LAPSE_GRACE_MS = 3600_000;
 
-// KEYS: 1 bytes hash, 2 lapse zset. ARGV: 1 id, 2 bytes, 3 limit, 4 lapse at (ms), 5 now (ms).
-// Returns {1, total after} when admitted, {0, total} when the bytes do not fit.
+// KEYS: 1 bytes hash, 2 lapse zset. ARGV: 1 id, 2 bytes, 3 limit, 4 lapse at (ms), 5 now (ms),
+// 6 most invocations held at once (0: no bound; the function's async.maxQueued).
+// Returns {1, total after} when admitted, {0, total} when the bytes do not fit, {-1, total}
+// when the count does not.
 const admitScript = new RedisScript(
   'queued-bytes-admit',
   `
@@ -44,6 +46,11 @@ end
 local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
 local bytes = tonumber(ARGV[2])
 if total + bytes > tonumber(ARGV[3]) then return {0, total} end
+local most = tonumber(ARGV[6] or '0')
+if most > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  local held = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], 'total')
+  if held >= most then return {-1, total} end
+end
 redis.call('HSET', KEYS[1], ARGV[1], bytes)
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return {1, redis.call('HINCRBY', KEYS[1], 'total', bytes)}
@@ -75,8 +82,20 @@ export class QueuedBytes {
 
   /** Take `bytes` of the function's room for invocation `id`; false when they do not fit. */
   async admit(fn: string, id: string, bytes: number, limit: number, deadline: number): Promise<boolean> {
-    const [admitted] = (await admitScript.run(this.redis, this.keys(fn), [id, bytes, limit, deadline + LAPSE_GRACE_MS, Date.now()])) as [number, number];
-    return admitted === 1;
+    return (await this.admitCounted(fn, id, bytes, limit, deadline)) === 'admitted';
+  }
+
+  /** As admit, and with `maxCount` at most that many invocations held at once: which bound refused it. */
+  async admitCounted(fn: string, id: string, bytes: number, limit: number, deadline: number, maxCount = 0): Promise<'admitted' | 'bytes' | 'count'> {
+    const [admitted] = (await admitScript.run(this.redis, this.keys(fn), [id, bytes, limit, deadline + LAPSE_GRACE_MS, Date.now(), maxCount])) as [number, number];
+    return admitted === 1 ? 'admitted' : admitted === 0 ? 'bytes' : 'count';
+  }
+
+  /** Invocations the function holds now (accepted, not finished). */
+  async count(fn: string): Promise<number> {
+    const key = this.keys(fn)[0]!;
+    const [len, hasTotal] = await Promise.all([this.redis.hlen(key), this.redis.hexists(key, 'total')]);
+    return len - hasTotal;
   }
 
   /** Give back what invocation `id` holds (idempotent). */

@@ -9,6 +9,7 @@ import { KeyChecker } from './auth.js';
 import type { GatewayDeps } from './deps.js';
 import { asFaasboxError, errorResponse } from './errors.js';
 import { gatewayMetrics } from './metrics.js';
+import { deadLettersApp } from './routes/dead-letters.js';
 import { functionsApp } from './routes/functions.js';
 import { healthApp } from './routes/health.js';
 import { invocationsApp } from './routes/invocations.js';
@@ -34,6 +35,7 @@ export function createApp(deps: GatewayDeps): Hono {
   app.route('/', healthApp(deps));
   app.route('/v1/functions', functionsApp(deps, keys));
   app.route('/v1/functions', invokeApp(deps, keys, metrics));
+  app.route('/v1/functions', deadLettersApp(deps, keys));
   app.route('/v1/invocations', invocationsApp(deps, keys));
   app.route('/v1/triggers', triggersApp(deps, keys));
 

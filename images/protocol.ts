@@ -144,6 +144,10 @@ export interface InvokeContextPayload {
   memoryLimitMb: number;
   /** Epoch ms by which the worker kills the invocation. */
   deadline: number;
+  /** 1-based: async invocations are delivered at least once, and may run again after a failure or a crash. */
+  attempt?: number;
+  /** The caller's Idempotency-Key, or a trigger's job id, when there was one. */
+  idempotencyKey?: string;
 }
 
 export interface InvokeMessage {

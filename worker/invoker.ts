@@ -20,6 +20,7 @@ import type { WorkerMetrics } from './metrics.js';
 import type { FunctionVersions } from './versions.js';
 import { knownPublicError, PUBLIC_CODE, publicError } from './errors.js';
 import { ioUsageOf } from './instance/isolation.js';
+import type { Settlement } from '../common/delivery/settle.js';
 
 /** A throttled async invocation is tried again after 100-200 ms. */
 const THROTTLED_RETRY_MS = 100;
@@ -35,6 +36,8 @@ export interface InvokerDeps {
   queued: QueuedBytes;
   limiter: ConcurrencyLimiter;
   metrics: WorkerMetrics;
+  /** Where an async attempt ends: retried later, dead-lettered, or final (common/delivery/settle.ts). */
+  settlement: Settlement;
   /** Longest result a function may answer with (bytes; the instance's default when absent). */
   maxResultBytes?: number;
   log: (line: string) => void;
@@ -66,7 +69,7 @@ export class Invoker {
     const data = job.data;
     const spec = data.mode === 'async' ? (await this.d.versions.get(data).catch(() => undefined))?.spec : undefined;
     const limit = spec?.concurrency ?? null;
-    if (limit === null || !spec) return this.run(job);
+    if (limit === null || !spec) return this.run(job, token);
     const holdMs = startedBudgetMs(spec) + SLOT_GRACE_MS;
     if (!(await this.d.limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
       this.d.metrics.throttled.inc({ function: data.function, mode: 'async' });
@@ -76,17 +79,21 @@ export class Invoker {
     }
     // Past its max age it runs into run's deadline check and ends NO_CAPACITY.
     try {
-      return await this.run(job);
+      return await this.run(job, token);
     } finally {
       this.d.limiter.give(data.function, data.invocationId).catch((err: Error) => this.d.log(`giving back ${data.function}'s slot: ${err.message}`));
     }
   }
 
-  private async run(job: Job<InvocationJob>): Promise<InvocationResult> {
+  private async run(job: Job<InvocationJob>, token: string | undefined): Promise<InvocationResult> {
     const { pool, versions, invocations, metrics } = this.d;
     const data = job.data;
     const picked = Date.now();
     const queueMs = Math.max(0, picked - data.enqueuedAt);
+    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade;
+    // a delayed retry (common/delivery/settle.ts) is a start too, a throttled pickup is not.
+    const attempt = Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1);
+    const finish = (result: InvocationResult, expired = false) => this.finish(job, token, result, attempt, picked, expired);
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
       ok: false,
       error,
@@ -95,16 +102,16 @@ export class Invoker {
       workerId: this.d.workerId,
     });
     // Not awaited: later writes to the record follow on the same connection, in order.
-    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade.
-    invocations
-      .start(recordOf(data), Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1))
-      .catch((err: Error) => this.d.log(`recording invocation ${data.invocationId}: ${err.message}`));
+    invocations.start(recordOf(data), attempt).catch((err: Error) => this.d.log(`recording invocation ${data.invocationId}: ${err.message}`));
     if (picked > data.deadline) {
-      return this.finish(data, failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }));
+      return finish(failure({ code: 'NO_CAPACITY', message: 'the invocation waited in the queue past its deadline' }), true);
+    }
+    if (data.mode === 'async' && this.d.settlement.tooOld(data, versions.cached(data)?.spec, picked)) {
+      return finish(failure({ code: 'NO_CAPACITY', message: 'the event is older than its maxEventAgeMs' }), true);
     }
     // Started before on a worker that died (queue.ts, rule 1): a sync invocation runs at most once.
     if (data.mode === 'sync' && (data.restarted || job.attemptsStarted > 1)) {
-      return this.finish(data, failure(new WorkerLostError().toInfo()));
+      return finish(failure(new WorkerLostError().toInfo()));
     }
     // Init counts the version's code coming to this worker too (fetched and unpacked on
     // its first invocation here), not only the container's part.
@@ -115,7 +122,7 @@ export class Invoker {
     } catch (err) {
       // Anything the worker does not know (Redis gone, say) fails the job: BullMQ retries an async one.
       const known = knownPublicError(err);
-      if (known) return this.finish(data, failure(known));
+      if (known) return finish(failure(known));
       throw err;
     }
     const { target: t, version } = found;
@@ -128,7 +135,7 @@ export class Invoker {
       lease = await pool.acquire(t);
     } catch (err) {
       // The container could not be had: whatever broke, the function is not at fault.
-      return this.finish(data, failure(publicError(err, 'RUNTIME_CRASHED')));
+      return finish(failure(publicError(err, 'RUNTIME_CRASHED')));
     }
     const output = new OutputBatcher(
       (stream, chunk) => invocations.appendOutput(data.invocationId, stream, chunk).catch((err: Error) => this.d.log(`output of ${data.invocationId}: ${err.message}`)),
@@ -154,12 +161,14 @@ export class Invoker {
           functionVersion: data.version,
           memoryLimitMb: spec.memoryMb,
           deadline: Date.now() + spec.timeoutMs,
+          attempt,
+          ...(data.delivery?.idempotencyKey ? { idempotencyKey: data.delivery.idempotencyKey } : {}),
         },
       });
     } catch (err) {
       const known = knownPublicError(err);
       if (!known) throw err;
-      return this.finish(data, failure(known, fetchMs + lease.initMs));
+      return finish(failure(known, fetchMs + lease.initMs));
     } finally {
       // Released on every path; a container whose invocation threw is not reused.
       await pool.release(lease, outcome !== undefined && (outcome.ok || outcome.error?.code === 'FUNCTION_ERROR'));
@@ -200,20 +209,18 @@ export class Invoker {
     } else {
       result.error = { code: error!.code, message: error!.message, ...(error!.stack ? { stack: error!.stack } : {}) };
     }
-    return this.finish(data, result);
+    return finish(result);
   }
 
-  private async finish(data: InvocationJob, result: InvocationResult): Promise<InvocationResult> {
-    const written = this.d.invocations.complete(data.invocationId, result);
-    // An async caller learns the outcome from the record, so it must be written before
-    // the job counts as done. A sync caller gets the result itself from the job's
-    // completion event; its record write is already on the wire and need not hold the
-    // reply back by a round trip (a third of a millisecond, a tenth of a warm invoke).
-    if (data.mode === 'async') {
-      await written;
-      // Its body no longer waits to run: the function's room in the queue comes back.
-      this.d.queued.release(data.function, data.invocationId).catch((err: Error) => this.d.log(`releasing ${data.invocationId}'s queued bytes: ${err.message}`));
-    } else written.catch((err: Error) => this.d.log(`recording invocation ${data.invocationId}: ${err.message}`));
+  private async finish(job: Job<InvocationJob>, token: string | undefined, result: InvocationResult, attempt: number, startedAt: number, expired: boolean): Promise<InvocationResult> {
+    const data = job.data;
+    // An async caller learns the outcome from the record, so it is written (or the next
+    // attempt scheduled, or the event dead-lettered) before the job counts as done. A sync
+    // caller gets the result itself from the job's completion event; its record write is
+    // already on the wire and need not hold the reply back by a round trip (a third of a
+    // millisecond, a tenth of a warm invoke).
+    if (data.mode === 'async') return this.d.settlement.settle(job, token, result, { spec: this.d.versions.cached(data)?.spec, attempt, startedAt }, expired);
+    this.d.invocations.complete(data.invocationId, result).catch((err: Error) => this.d.log(`recording invocation ${data.invocationId}: ${err.message}`));
     return result;
   }
 }

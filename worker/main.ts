@@ -39,6 +39,8 @@ import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { FunctionVersions } from './versions.js';
 import { WorkerHealth } from './health.js';
 import type { NetworkSettings } from './engine/network/options.js';
+import { DeadLetters } from '../common/delivery/dead-letters.js';
+import { Settlement } from '../common/delivery/settle.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -164,13 +166,18 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     replaced: (name) => void pool.dropFunction(name),
   });
 
+  const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);
+  const queued = new QueuedBytes(redis, cfg.prefix);
+  const deadLetters = new DeadLetters(redis, cfg.prefix, cfg.limits?.deadLettersPerFunction);
   const invoker = new Invoker({
     workerId: id,
     pool,
     code,
     versions,
-    invocations: new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction),
-    queued: new QueuedBytes(redis, cfg.prefix),
+    invocations,
+    queued,
+    // Async attempts end here: retried later, or settled (common/delivery/settle.ts).
+    settlement: new Settlement({ invocations, deadLetters, queued, log }),
     limiter: new ConcurrencyLimiter(redis, cfg.prefix),
     metrics,
     ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),

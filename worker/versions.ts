@@ -33,6 +33,11 @@ export class FunctionVersions {
     private readonly log: (line: string) => void,
   ) {}
 
+  /** The version record if this worker holds it already (never a registry read). */
+  cached(ref: VersionRef): FunctionVersion | undefined {
+    return this.cache.get(versionKey(ref.function, ref.version));
+  }
+
   /** The version record, from the cache or the registry (FUNCTION_NOT_FOUND / VERSION_NOT_FOUND when it is gone). */
   async get(ref: VersionRef): Promise<FunctionVersion> {
     const key = versionKey(ref.function, ref.version);

@@ -12,7 +12,6 @@ import {
   FunctionNotFoundError,
   InternalError,
   NoCapacityError,
-  QueueFullError,
   TimeoutError,
   WorkerLostError,
   type ErrorInfo,
@@ -22,9 +21,11 @@ import type { SyncOutcome } from '../../common/invocation-client.js';
 import type { NewInvocation } from '../../common/invocations.js';
 import { QueuedBytes, JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import { afterReply } from '../../common/metrics.js';
-import { submitAsync } from '../../common/async-submit.js';
 import { bodyFields, invocationResultSchema, type HttpRequestData, type InvocationJob, type InvocationMode, type InvocationResult } from '../../common/queue.js';
 import { parseWith } from '../../common/validation.js';
+import { acceptAsync } from '../../common/delivery/accept.js';
+import { IdempotencyKeys } from '../../common/delivery/idempotency.js';
+import { deliveryOfRequest } from '../delivery-headers.js';
 import type { KeyChecker } from '../auth.js';
 import { readJson } from '../body.js';
 import { versionKey } from '../../common/keys.js';
@@ -87,7 +88,13 @@ function functionFailure(info: ErrorInfo): FaasboxError {
 export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayMetrics): Hono {
   const app = new Hono();
   const { registry, invocations, queue, concurrency, config } = deps;
-  const queued = new QueuedBytes(deps.redis, config.prefix);
+  const accept = {
+    invocations,
+    queue,
+    queued: new QueuedBytes(deps.redis, config.prefix),
+    idempotency: new IdempotencyKeys(deps.redis, config.prefix),
+    roomBytes: config.limits.queuedBytesPerFunction,
+  };
 
   app.post(
     '/:name/invoke',
@@ -119,10 +126,19 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         // The body is held in Redis until a worker runs the job: bounded per function.
         let bytes = raw.length + JOB_OVERHEAD_BYTES;
         for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
-        const room = config.limits.queuedBytesPerFunction;
-        if ((await submitAsync({ invocations, queue, queued }, job, bytes, room)) === 'full') {
-          c.header('Retry-After', '1');
-          throw new QueueFullError(name, room);
+        const delivery = deliveryOfRequest(c);
+        if (delivery) job.delivery = delivery;
+        let accepted;
+        try {
+          accepted = await acceptAsync(accept, fn.spec, job, bytes);
+        } catch (err) {
+          if (err instanceof FaasboxError && err.code === 'QUEUE_FULL') c.header('Retry-After', '1');
+          throw err;
+        }
+        const id = accepted.invocationId;
+        if (accepted.repeat) {
+          c.header('X-Invocation-Id', id);
+          c.header('Idempotent-Replayed', 'true');
         }
         c.header('Location', `/v1/invocations/${id}`);
         if (c.req.header('prefer')) c.header('Preference-Applied', 'respond-async');

@@ -15,11 +15,7 @@ import { INVOCATION_QUEUE } from '../../common/queue.js';
 
 const SWEEP_MS = 500;
 
-/**
- * Whether the record is the invocation's last word. TODO(issue 14, delivery): once the
- * worker retries async invocations per their `delivery`, final is "succeeded or
- * dead-lettered"; this is the one place to say so.
- */
+/** Whether the record is the invocation's last word (retries per its `delivery` are done). */
 export function isFinal(rec: InvocationRecord): boolean {
   return rec.status === 'succeeded' || rec.status === 'failed';
 }

@@ -172,12 +172,13 @@ test('a module that takes longer to load than its function timeout still loads, 
 });
 
 test('a module that fails to load reports its error and what it printed; the container is discarded', async () => {
-  await s.deploy('badload', { runtime: 'nodejs20', code: 'console.error("about to fail");\nthrow new RangeError("no config");\nexport default async () => 1;' });
+  // One attempt: by default a failed async invocation is tried again after a minute.
+  await s.deploy('badload', { runtime: 'nodejs20', code: 'console.error("about to fail");\nthrow new RangeError("no config");\nexport default async () => 1;', async: { maxAttempts: 1 } });
   const r = await s.invoke('badload', {}, { query: '?async=true' });
   assert.equal(r.status, 202, r.text);
   const id = r.json.invocationId as string;
   const rec = (await s.finished(`/v1/invocations/${id}`, 10_000, 'the invocation to fail')) as { status: string; error?: { code: string; message: string }; stderr?: string };
-  assert.equal(rec.status, 'failed');
+  assert.equal(rec.status, 'dead-lettered');
   assert.equal(rec.error?.code, 'FUNCTION_ERROR');
   assert.match(rec.error!.message, /no config/);
   assert.match(rec.stderr ?? '', /about to fail/);

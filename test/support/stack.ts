@@ -14,6 +14,7 @@ import type { SizingConfig } from '../../worker/pool/policy.js';
 import { Registry } from 'prom-client';
 import { SecretBox } from '../../common/secrets.js';
 import { eventually } from './eventually.js';
+import { isFinal } from '../../common/invocations.js';
 
 export const STACK_KEY = 'stack-test-key-0123456789abcdef';
 
@@ -34,7 +35,7 @@ export interface TestStack {
   deploy(name: string, body: Record<string, unknown>): Promise<InvokeReply>;
   invoke(name: string, event?: unknown, opts?: { key?: string | null; query?: string; headers?: Record<string, string> }): Promise<InvokeReply>;
   get(pathname: string): Promise<InvokeReply>;
-  /** Polls an invocation record (its Location) until it has succeeded or failed, and returns it. */
+  /** Polls an invocation record (its Location) until it is final (succeeded, failed or dead-lettered), and returns it. */
   finished(location: string, ms?: number, what?: string): Promise<any>; // eslint-disable-line @typescript-eslint/no-explicit-any
   del(pathname: string): Promise<InvokeReply>;
   close(): Promise<void>;
@@ -94,7 +95,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
       let rec: { status?: string } | undefined;
       await eventually(async () => {
         rec = (await get(location)).json as { status?: string } | undefined;
-        return rec?.status === 'succeeded' || rec?.status === 'failed';
+        return isFinal(rec?.status);
       }, ms, what);
       return rec;
     },

@@ -65,6 +65,9 @@ export function makeContext(id, payload, http, event) {
     functionVersion: c.functionVersion,
     memoryLimitMb: c.memoryLimitMb,
     deadline,
+    // At-least-once delivery: 1 on the first try, more after a failure or a crash.
+    attempt: Number.isInteger(c.attempt) ? c.attempt : 1,
+    idempotencyKey: typeof c.idempotencyKey === 'string' ? c.idempotencyKey : undefined,
     getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
   };
   // A plain handler may still want the Request; built on first use only, since it costs.

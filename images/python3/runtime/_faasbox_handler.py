@@ -108,6 +108,11 @@ class Context:
         self.function_name = p.get('functionName')
         self.function_version = p.get('functionVersion')
         self.memory_limit_in_mb = p.get('memoryLimitMb')
+        # At-least-once delivery: 1 on the first try, more after a failure or a crash.
+        attempt = p.get('attempt')
+        self.attempt = attempt if isinstance(attempt, int) and not isinstance(attempt, bool) else 1
+        key = p.get('idempotencyKey')
+        self.idempotency_key = key if isinstance(key, str) else None
         deadline = p.get('deadline')
         self.deadline_ms = deadline if isinstance(deadline, (int, float)) and not isinstance(deadline, bool) else None
         # The HTTP request behind the invocation, when there was one: method, url, headers, body (bytes).
