@@ -10,14 +10,15 @@
  */
 import { QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { InvocationRecord, InvocationStore } from '../../common/invocations.js';
+import { isFinal as isFinalStatus, type InvocationRecord, type InvocationStore } from '../../common/invocations.js';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
 
 const SWEEP_MS = 500;
 
 /** Whether the record is the invocation's last word (retries per its `delivery` are done). */
 export function isFinal(rec: InvocationRecord): boolean {
-  return rec.status === 'succeeded' || rec.status === 'failed';
+  // succeeded, failed (a failure that is not retried) or dead-lettered: never retrying.
+  return isFinalStatus(rec.status);
 }
 
 export class FinalWatcher {
