@@ -77,7 +77,7 @@ async function records(fn: string): Promise<InvocationRecord[]> {
 }
 
 test('each job is one invocation with its data as the event; the job completes once the invocation is final', async () => {
-  const put = await api('PUT', '/v1/triggers/orders', { function: 'echo', source: { kind: 'queue', queue: 'orders' }, concurrency: 3, retry: { maxAttempts: 2 } });
+  const put = await api('PUT', '/v1/triggers/orders', { function: 'echo', source: { kind: 'queue', queue: 'orders' }, concurrency: 3, retry: { maxAttempts: 2, backoff: { type: 'fixed', delayMs: 100, jitter: false } } });
   assert.equal(put.status, 201, JSON.stringify(put.json));
   const q = producer('orders');
   const jobs = await Promise.all([1, 2, 3, 4, 5].map((n) => q.add('order', { n })));
@@ -94,11 +94,15 @@ test('each job is one invocation with its data as the event; the job completes o
     const delivery = (inv?.data as InvocationJob).delivery;
     assert.equal(delivery?.idempotencyKey, job.id);
     assert.deepEqual(delivery?.source, { kind: 'queue', trigger: 'orders', queue: 'orders', jobId: job.id });
-    assert.deepEqual(delivery?.retry, { maxAttempts: 2 });
+    assert.deepEqual(delivery?.retry, { maxAttempts: 2, backoff: { type: 'fixed', delayMs: 100, jitter: false } });
   }
   const failed = await settled(q, failing.id!);
   assert.equal(await failed.getState(), 'failed');
   assert.match(failed.failedReason, /FUNCTION_ERROR: asked to fail/);
+  // Delivery tried it twice (the trigger's retry), then dead-lettered it.
+  const last = await store.get((await new Queue(INVOCATION_QUEUE, { connection: redis, prefix: s.prefix }).getJobs(['completed', 'failed'])).find((j) => (j.data as InvocationJob).delivery?.idempotencyKey === failing.id)!.id!);
+  assert.equal(last?.status, 'dead-lettered');
+  assert.equal(last?.attempts, 2);
   assert.equal(failed.attemptsMade, 1, 'delivery retries the invocation; the source job is not tried again on top');
   await eventually(async () => (await api('GET', '/v1/triggers/orders')).json.state.succeeded === 5, 5000, 'the state to count the successes');
   const st = (await api('GET', '/v1/triggers/orders')).json.state;
