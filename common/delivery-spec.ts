@@ -35,7 +35,8 @@ export const retrySchema = z.strictObject({
 });
 
 const queueNameSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'a queue name is 1-128 letters, digits, ".", "_", ":" or "-"');
-const redisUrlSchema = z
+/** A source's or destination's Redis: the deployment's own when absent. */
+export const redisUrlSchema = z
   .string()
   .max(2048)
   .refine((u) => {

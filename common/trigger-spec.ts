@@ -13,7 +13,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from './errors.js';
-import { destinationSchema, retrySchema } from './delivery-spec.js';
+import { destinationSchema, redisUrlSchema, retrySchema } from './delivery-spec.js';
 import { functionNameSchema } from './function-spec.js';
 import { parseSchedule, ScheduleError } from './cron.js';
 import { parseWith } from './validation.js';
@@ -27,16 +27,6 @@ export const TRIGGER_LIMITS = {
 
 export const triggerNameSchema = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'a trigger name is 1-63 lowercase letters, digits or "-", starting with a letter');
 
-const redisUrlSchema = z
-  .string()
-  .max(2048)
-  .refine((u) => {
-    try {
-      return ['redis:', 'rediss:', 'unix:'].includes(new URL(u).protocol);
-    } catch {
-      return false;
-    }
-  }, 'redisUrl must be a redis://, rediss:// or unix:// URL');
 const keyName = (what: string) => z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:{}-]{0,127}$/, `${what} is 1-128 letters, digits, ".", "_", ":", "{", "}" or "-"`);
 const int = (b: { min: number; max: number }) => z.number().int().min(b.min).max(b.max);
 
