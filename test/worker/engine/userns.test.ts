@@ -13,6 +13,7 @@ import type { Container } from '../../../worker/engine/container.js';
 import type { ContainerSpec } from '../../../worker/engine/spec.js';
 import { leasesDir } from '../../../worker/engine/userns/ranges.js';
 import { EngineError } from '../../../worker/engine/errors.js';
+import { eventually } from '../../support/eventually.js';
 
 let te: TestEngine;
 /** Why this kernel cannot run userns containers here (the 6.1 VM: layers on tmpfs, idmapped only from 6.3), or undefined. */
@@ -46,13 +47,6 @@ function collect(c: Container): Promise<string> {
   return c.wait().then((r) => (r.error || r.exitCode !== 0 ? `${out}[exit ${r.exitCode} signal ${r.signal}: ${r.error ?? ''}]` : out));
 }
 
-async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 test('inside, id is 0 and /proc/self/uid_map maps it to the leased host range', async (t) => {
   if (unsupported) return t.skip(unsupported);
@@ -90,7 +84,7 @@ test('files the container creates belong to its host id; the shared layers stay 
     c.stdout!.on('data', (d) => (out += d));
     c.stderr!.on('data', (d) => (out += d));
     c.start();
-    await until('the script to write its files', () => out.includes('up'));
+    await eventually(() => out.includes('up'), 30_000, 'the script to write its files');
     assert.match(out, /changed\n123 456 600\n/);
     // Seen from the host: /tmp (a tmpfs of the container's) and the overlay's upper dir.
     const tmp = statSync(`/proc/${c.pid}/root/tmp/made`);
