@@ -3,6 +3,7 @@
  * dir and cgroup root (real containers), and a gateway on a free port. close() proves
  * that nothing the stack made is left: no containers, cgroups or mounts.
  */
+import type { NetworkSettings } from '../../worker/engine/network/options.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -52,7 +53,7 @@ async function reply(r: Response): Promise<InvokeReply> {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean } = {}): Promise<TestStack> {
+export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean; network?: NetworkSettings } = {}): Promise<TestStack> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
@@ -72,6 +73,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     ...(opts.sizing ? { sizing: opts.sizing } : {}),
     ...(opts.freezeGraceMs !== undefined ? { freezeGraceMs: opts.freezeGraceMs } : {}),
     ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
+    ...(opts.network ? { network: opts.network } : {}),
   });
   const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };

@@ -8,6 +8,7 @@
  * beginLoad, with its first invocation written right behind it) -> invoke, one at a
  * time, many in a row -> destroy.
  */
+import type { NetworkSpec } from '../engine/spec.js';
 import type { Duplex, Readable } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
 import type { Container, ExitResult } from '../engine/container.js';
@@ -40,6 +41,8 @@ export interface BootOptions {
   limits: FunctionLimits;
   /** A user namespace of its own (engine/userns/); absent: the engine's default. */
   userns?: boolean;
+  /** Bridge mode (engine/network/); absent: none. */
+  network?: NetworkSpec;
   /**
    * false when the load follows the boot at once (a cold start): the runtime then skips
    * its warm-up, which pays off only for a runtime that waits (a stem cell).
@@ -270,6 +273,7 @@ export class RuntimeInstance {
         ...(io ? { io } : {}),
         slots: [{ name: 'code', destination: CODE_DIR }],
         ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
+        ...(opts.network ? { network: opts.network } : {}),
       },
       { stdio: ['ignore', 'pipe', 'pipe'], extraFds: ['pipe', 'pipe'] },
     );

@@ -10,6 +10,7 @@ import { versionKey } from '../../common/keys.js';
 import type { FunctionVersion } from '../../common/registry.js';
 import type { IoLimits, ResourceLimits } from '../engine/spec.js';
 import { isolationOptions } from './isolation.js';
+import { containerNetwork } from './network.js';
 import type { FunctionTarget } from '../pool/pool.js';
 
 const MiB = 1024 * 1024;
@@ -98,5 +99,6 @@ export function functionTarget(v: FunctionVersion, codeDir: string): FunctionTar
     env: spec.env,
     loadTimeoutMs: loadTimeoutMs(spec),
     ...(spec.userns !== undefined ? { userns: spec.userns } : {}),
+    ...(spec.network && spec.network.mode !== 'none' ? { network: containerNetwork(spec) } : {}),
   };
 }

@@ -3,6 +3,7 @@
  * pool's logic runs against a fake in its unit tests (pool.test.ts: no root, no kernel),
  * as youki's Syscall trait lets container setup be tested without one.
  */
+import type { NetworkSpec } from '../engine/spec.js';
 import type { Engine } from '../engine/engine.js';
 import { RuntimeInstance, type LoadRequest, type RuntimeImage } from '../instance/instance.js';
 import type { ContainerLimits, FunctionLimits } from '../instance/specconv.js';
@@ -25,18 +26,24 @@ export interface PooledInstance {
   destroy(): Promise<void>;
 }
 
+/** What a function's own container has that a stem cell has not. */
+export interface OwnBoot {
+  userns?: boolean;
+  network?: NetworkSpec;
+}
+
 export interface InstanceFactory<I extends PooledInstance> {
   /** Boots a runtime of `runtime` under `limits`; warmUp false when a load follows at once. */
-  boot(runtime: string, limits: FunctionLimits, warmUp: boolean, userns?: boolean): Promise<I>;
+  boot(runtime: string, limits: FunctionLimits, warmUp: boolean, own?: OwnBoot): Promise<I>;
 }
 
 /** The real thing: RuntimeInstance on the engine, one image per runtime. */
 export function engineInstances(engine: Engine, images: Record<string, RuntimeImage>): InstanceFactory<RuntimeInstance> {
   return {
-    boot(runtime, limits, warmUp, userns) {
+    boot(runtime, limits, warmUp, own = {}) {
       const image = images[runtime];
       if (!image) return Promise.reject(new Error(`no image for runtime ${runtime}`));
-      return RuntimeInstance.boot(engine, { image, limits, warmUp, ...(userns !== undefined ? { userns } : {}) });
+      return RuntimeInstance.boot(engine, { image, limits, warmUp, ...own });
     },
   };
 }

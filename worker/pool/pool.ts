@@ -20,7 +20,7 @@ import { booted, move, specialise, startingSlot, used } from './slot.js';
 import { Demand } from './demand.js';
 import { QuietMoments } from './quiet.js';
 import { TargetsSource } from './targets.js';
-import { engineInstances, type InstanceFactory, type PooledInstance } from './instances.js';
+import { engineInstances, type InstanceFactory, type OwnBoot, type PooledInstance } from './instances.js';
 import { DEFAULT_FREEZE_GRACE_MS, NoCapacityError, type EvictReason, type FunctionTarget, type Lease, type PoolOptions } from './types.js';
 import { reconcile } from './reconcile.js';
 import { CapacityWaiters } from './capacity.js';
@@ -109,7 +109,8 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     const t = performance.now();
     // A function whose userns mode differs from the stem cells' (the worker's default)
     // cannot take one: its containers are booted for it, and reused warm as any other.
-    const ownBoot = target.userns !== undefined && target.userns !== (this.opts.usernsByDefault ?? false);
+    // Bridge mode likewise: stem cells have no network but loopback.
+    const ownBoot = (target.userns !== undefined && target.userns !== (this.opts.usernsByDefault ?? false)) || target.network !== undefined;
     const choice = this.opts.enabled
       ? select(this.slots(), { fn: target.key, runtime: target.runtime, memoryMb: target.memoryMb, isolation: target.isolation })
       : ({ kind: 'cold' } as const);
@@ -142,7 +143,7 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     this.entries.set(slot.id, { slot });
     let instance: I;
     try {
-      instance = await this.boot(target.runtime, { ...target.limits, cpus: this.bootCpus(), cpuBurst: 0 }, false, ownBoot ? target.userns : undefined);
+      instance = await this.boot(target.runtime, { ...target.limits, cpus: this.bootCpus(), cpuBurst: 0 }, false, ownBoot ? { ...(target.userns !== undefined ? { userns: target.userns } : {}), ...(target.network ? { network: target.network } : {}) } : {});
     } catch (err) {
       this.entries.delete(slot.id);
       throw err;
@@ -212,11 +213,11 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
   }
 
   /** Boots a container; a stem cell's slot is made and tracked by reconcile.ts's refill. */
-  /** `userns` only for a function whose mode differs from the stem cells' (absent: the engine's default). */
-  async boot(runtime: string, limits: FunctionLimits, warmUp = true, userns?: boolean): Promise<I> {
+  /** `own`: a function's userns or network mode where it differs from the stem cells' (absent: the engine's default, mode none). */
+  async boot(runtime: string, limits: FunctionLimits, warmUp = true, own: OwnBoot = {}): Promise<I> {
     const t = performance.now();
     try {
-      const booting = this.instances.boot(runtime, limits, warmUp, userns);
+      const booting = this.instances.boot(runtime, limits, warmUp, own);
       this.booting.add(booting);
       const inst = await booting.finally(() => this.booting.delete(booting));
       this.counters.created++;

@@ -1,4 +1,5 @@
 /** The pool's public shapes: its options, what it is asked for (a target) and what it gives (a lease). */
+import type { NetworkSpec } from '../engine/spec.js';
 import type { Engine } from '../engine/engine.js';
 import type { RuntimeInstance, RuntimeImage } from '../instance/instance.js';
 import type { FunctionLimits } from '../instance/specconv.js';
@@ -68,6 +69,8 @@ export interface FunctionTarget {
   loadTimeoutMs: number;
   /** A user namespace of its own (instance/isolation.ts); absent: the worker's default. */
   userns?: boolean;
+  /** Bridge mode (instance/network.ts); absent: none, loopback only. */
+  network?: NetworkSpec;
 }
 
 export interface Lease<I extends PooledInstance = RuntimeInstance> {
