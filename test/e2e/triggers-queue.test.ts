@@ -104,7 +104,10 @@ test('each job is one invocation with its data as the event; the job completes o
   assert.equal(last?.status, 'dead-lettered');
   assert.equal(last?.attempts, 2);
   assert.equal(failed.attemptsMade, 1, 'delivery retries the invocation; the source job is not tried again on top');
-  await eventually(async () => (await api('GET', '/v1/triggers/orders')).json.state.succeeded === 5, 5000, 'the state to count the successes');
+  await eventually(async () => {
+    const state = (await api('GET', '/v1/triggers/orders')).json.state;
+    return state.succeeded === 5 && state.failed === 1;
+  }, 5000, 'the state to count the successes and the failure (it is written every 250 ms)');
   const st = (await api('GET', '/v1/triggers/orders')).json.state;
   assert.equal(st.failed, 1);
   assert.equal(st.fired, 6);
