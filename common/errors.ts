@@ -44,6 +44,10 @@ export const ErrorCode = {
   // An image whose layer or config breaks the unpack rules (a member leaving its layer, a bad User).
   IMAGE_INVALID: 'IMAGE_INVALID',
   IMAGE_NOT_FOUND: 'IMAGE_NOT_FOUND',
+  // The registry refused the pull's credentials (or asked for some and none were given).
+  REGISTRY_UNAUTHORIZED: 'REGISTRY_UNAUTHORIZED',
+  // The registry could not be reached or kept failing (5xx, resets, timeouts) after the retries.
+  REGISTRY_UNAVAILABLE: 'REGISTRY_UNAVAILABLE',
   // Ours.
   UNAVAILABLE: 'UNAVAILABLE',
   // The deployment's secret key (env values at rest) is missing, malformed or not the one the data was sealed with.
@@ -165,6 +169,19 @@ export class ImageInvalidError extends FaasboxError {
 export class ImageNotFoundError extends FaasboxError {
   constructor(ref: string, hint = '') {
     super(ErrorCode.IMAGE_NOT_FOUND, `image ${JSON.stringify(ref)} is not in the store${hint ? `: ${hint}` : ''}`, { details: { ref } });
+  }
+}
+
+/** The registry at `registry` refused the pull (401/403 after the auth flow). Never carries a secret. */
+export class RegistryUnauthorizedError extends FaasboxError {
+  constructor(registry: string, reason: string) {
+    super(ErrorCode.REGISTRY_UNAUTHORIZED, `registry ${registry} refused the pull: ${reason}`, { details: { registry } });
+  }
+}
+
+export class RegistryUnavailableError extends FaasboxError {
+  constructor(registry: string, reason: string) {
+    super(ErrorCode.REGISTRY_UNAVAILABLE, `registry ${registry} is not available: ${reason}`, { details: { registry } });
   }
 }
 

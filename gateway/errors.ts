@@ -40,6 +40,8 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   IMAGE_TOO_LARGE: 422, // the image is past the unpack bounds: the request was fine, the image is not acceptable
   IMAGE_INVALID: 422,
   IMAGE_NOT_FOUND: 404,
+  REGISTRY_UNAUTHORIZED: 403, // the caller's to fix: credentials for the registry (--creds, config.json)
+  REGISTRY_UNAVAILABLE: 502, // upstream: the registry kept failing after the retries
   UNAVAILABLE: 503,
   SECRET_KEY_INVALID: 500, // the operator's to fix: the services do not share the key the env was sealed with
   STORAGE_FULL: 503, // Redis at its maxmemory: retry later (Retry-After)
