@@ -91,4 +91,6 @@ export interface DeliveryOptions {
   onFailure?: Destination;
   idempotencyKey?: string;
   source?: InvocationSource;
+  /** An async invoke's X-Callback-Url (OpenFaaS's): the function's result is POSTed there whatever the outcome. */
+  callbackUrl?: string;
 }

@@ -306,6 +306,16 @@ export class FunctionRegistry {
     return { ...stored, spec: openSpec(this.secrets, stored.spec) };
   }
 
+  /**
+   * A version's `async` settings alone, its env left sealed: needs no secret key (the
+   * scheduler's triggers and destinations accept invocations with it, common/delivery/accept.ts).
+   */
+  async asyncSettingsOf(name: string, version: string): Promise<FunctionSpec['async']> {
+    const raw = await this.redis.get(this.versionKey(name, version));
+    if (raw === null) throw new VersionNotFoundError(name, version);
+    return (JSON.parse(raw) as { spec: StoredSpec }).spec.async;
+  }
+
   /** Whether any function still uses the code (its blob goes with the last one: delete). */
   async hasCode(digest: string): Promise<boolean> {
     return (await this.redis.exists(this.codeKey(digest))) === 1;

@@ -32,6 +32,9 @@ import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { DEFAULT_STORAGE_LIMITS } from '../common/limits.js';
 import { LeaderLease } from './leader.js';
+import { DEFAULT_DESTINATION_SETTINGS, DestinationWorker, type DestinationSettings } from './destinations.js';
+import { HostPolicy, type HostPolicySettings } from '../common/delivery/host-policy.js';
+import type { SecretBox } from '../common/secrets.js';
 import { TriggerRunner, type RunnerConfig } from './triggers/runner.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
@@ -73,6 +76,13 @@ export interface SchedulerConfig {
   /** Where the trigger series go (default: a registry of the scheduler's own). */
   metrics?: Registry;
   onLeader?: (leading: boolean) => void;
+  /**
+   * false: no delivery worker here; else the callback host policy (FAASBOX_CALLBACK_ALLOW,
+   * FAASBOX_CALLBACK_DENY) and the delivery retries (scheduler/destinations.ts).
+   */
+  destinations?: false | { policy?: HostPolicySettings; settings?: Partial<DestinationSettings> };
+  /** Signs callbacks and opens destination functions' sealed env (the deployment's key). */
+  secrets?: SecretBox;
 }
 
 export interface RunningScheduler {
@@ -94,6 +104,8 @@ const TRIGGER_DEFAULTS: Omit<RunnerConfig, 'redisUrl' | 'prefix' | 'metrics'> = 
 };
 
 export async function startScheduler(cfg: SchedulerConfig): Promise<RunningScheduler> {
+  // Built first: a malformed allow or deny entry refuses the start before anything is opened.
+  const callbackPolicy = cfg.destinations === false ? undefined : new HostPolicy(cfg.destinations?.policy);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
   const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
   const staleMs = cfg.staleMs ?? 5000;
@@ -190,6 +202,22 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
     await size(live);
   }
 
+  // Every scheduler delivers, leader or not: BullMQ shares the deliveries queue among them.
+  const triggerBounds = { ...TRIGGER_DEFAULTS, ...(cfg.triggers || {}) };
+  const destinations = callbackPolicy
+    ? await DestinationWorker.start({
+        redisUrl: cfg.redisUrl,
+        prefix: cfg.prefix,
+        policy: callbackPolicy,
+        secrets: cfg.secrets,
+        settings: { ...DEFAULT_DESTINATION_SETTINGS, ...(cfg.destinations || {}).settings },
+        maxEventAgeMs: triggerBounds.maxEventAgeMs,
+        queuedBytesPerFunction: triggerBounds.queuedBytesPerFunction,
+        ...(cfg.metrics ? { metrics: cfg.metrics } : {}),
+        log: (line) => console.error(`[faasbox] scheduler: ${line}`),
+      })
+    : undefined;
+
   const lease = new LeaderLease(redis, cfg.prefix, cfg.leaseMs ?? 5000);
   let runner: TriggerRunner | undefined;
   let runnerStarting: Promise<void> | undefined;
@@ -243,6 +271,7 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
       await running;
       await runnerStarting?.catch(() => {});
       await runner?.close();
+      await destinations?.close();
       await lease.release();
       for (const q of ownQueues.values()) await q.close();
       await shared.close();

@@ -41,6 +41,7 @@ import { WorkerHealth } from './health.js';
 import type { NetworkSettings } from './engine/network/options.js';
 import { DeadLetters } from '../common/delivery/dead-letters.js';
 import { Settlement } from '../common/delivery/settle.js';
+import { DestinationHandoff } from '../common/delivery/destinations.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -169,6 +170,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);
   const queued = new QueuedBytes(redis, cfg.prefix);
   const deadLetters = new DeadLetters(redis, cfg.prefix, cfg.limits?.deadLettersPerFunction);
+  // Outcomes go to their destinations as jobs of their own, sent by the scheduler (scheduler/destinations.ts).
+  const handoff = new DestinationHandoff(redis, cfg.prefix);
   const invoker = new Invoker({
     workerId: id,
     pool,
@@ -177,7 +180,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     invocations,
     queued,
     // Async attempts end here: retried later, or settled (common/delivery/settle.ts).
-    settlement: new Settlement({ invocations, deadLetters, queued, log }),
+    settlement: new Settlement({ invocations, deadLetters, queued, onSettled: handoff.onSettled, log }),
     limiter: new ConcurrencyLimiter(redis, cfg.prefix),
     metrics,
     ...(cfg.maxResultBytes ? { maxResultBytes: cfg.maxResultBytes } : {}),
@@ -237,6 +240,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       // for the scheduler, which forgets it once it finds it empty.
       await handOverOwn();
       await shared.close();
+      await handoff.close();
       await sub.quit().catch(() => {});
       await pool.close();
       // Every container is gone with the pool, so the engine's fork server exits now too.

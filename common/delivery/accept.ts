@@ -41,11 +41,20 @@ export function jobBytes(job: InvocationJob): number {
 /**
  * Accepts `job` (mode async) for `spec`'s function. Throws QUEUE_FULL (QueueFullError or
  * QueuedCountFullError) when the function has no room; the caller answers 429 with Retry-After.
+ * `claimKey`: what a repeat is told apart by, the job's idempotency key unless given (a
+ * trigger scopes it by its source, so that job "1" of two queues are two events); null
+ * claims none.
  */
-export async function acceptAsync(deps: AcceptDeps, spec: Pick<FunctionSpec, 'name' | 'async'>, job: InvocationJob, bytes = jobBytes(job)): Promise<Accepted> {
+export async function acceptAsync(
+  deps: AcceptDeps,
+  spec: Pick<FunctionSpec, 'name' | 'async'>,
+  job: InvocationJob,
+  bytes = jobBytes(job),
+  claimKey: string | null = job.delivery?.idempotencyKey ?? null,
+): Promise<Accepted> {
   const fn = job.function;
   const id = job.invocationId;
-  const key = job.delivery?.idempotencyKey;
+  const key = claimKey ?? undefined;
   if (key !== undefined) {
     const owner = await deps.idempotency.claim(fn, key, id);
     if (owner !== undefined) return { invocationId: owner, repeat: true };

@@ -30,8 +30,13 @@ export interface DeadLetter {
   firstAttemptAt: string;
   lastAttemptAt: string;
   source: InvocationSource;
-  /** Why it stopped: the last error was not retryable, the attempts ran out, or the event grew too old. */
-  reason: 'not-retryable' | 'attempts-exhausted' | 'event-too-old';
+  /**
+   * Why it stopped: the last error was not retryable, the attempts ran out, the event grew
+   * too old, or a trigger's source handed over an event the function cannot be given (too
+   * large, not JSON: attempts 0, and `event` holds only its size and a preview when the
+   * event itself is what could not be kept).
+   */
+  reason: 'not-retryable' | 'attempts-exhausted' | 'event-too-old' | 'event-rejected';
   deadLetteredAt: string;
   /** The HTTP request without its body (the event is the body), for a redrive. */
   http?: Omit<HttpRequestData, 'body'>;

@@ -14,6 +14,8 @@ export interface DeliveryPolicy {
   retryOn: readonly ErrorCode[];
   onSuccess?: Destination;
   onFailure?: Destination;
+  /** The invoke's X-Callback-Url: sent the outcome besides onSuccess/onFailure (destinations.ts). */
+  callbackUrl?: string;
 }
 
 export const DEFAULT_BACKOFF: Backoff = { type: 'exponential', delayMs: DELIVERY_LIMITS.delayMs.default, jitter: true };
@@ -31,6 +33,7 @@ export function deliveryPolicy(fn: AsyncConfig | undefined, job: DeliveryOptions
   const onFailure = job?.onFailure ?? fn?.onFailure;
   if (onSuccess) policy.onSuccess = onSuccess;
   if (onFailure) policy.onFailure = onFailure;
+  if (job?.callbackUrl) policy.callbackUrl = job.callbackUrl;
   return policy;
 }
 

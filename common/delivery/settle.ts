@@ -102,7 +102,7 @@ export class Settlement {
     } else {
       await invocations.complete(data.invocationId, result);
     }
-    if (this.deps.onSettled && (policy.onSuccess || policy.onFailure)) {
+    if (this.deps.onSettled && (policy.onSuccess || policy.onFailure || policy.callbackUrl)) {
       await this.deps.onSettled({ job: data, result, policy, attempts: info.attempt, ...(deadLetter ? { deadLetter } : {}) });
     }
     // Its body no longer waits to run: the function's room in the queue comes back.

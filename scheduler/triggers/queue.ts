@@ -9,7 +9,9 @@
  *   invocation succeeded  -> the source job completes with {invocationId, status}
  *   invocation failed     -> the source job fails (UnrecoverableError: no second round of
  *                            the producer's own attempts on top of delivery's retries)
- *   event not acceptable  -> the source job fails with the reason, the queue moves on
+ *   event not acceptable  -> to the function's dead letters with the reason, and the
+ *                            source job completes with {deadLetterId, status, reason}:
+ *                            the queue moves on
  *   faasbox cannot submit -> the job goes back, delayed (function missing, Redis away)
  */
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
@@ -114,6 +116,10 @@ export class QueueConsumer implements Consumer {
     return `queue:${this.source.prefix}:${this.source.queue}:${job.id}:${job.timestamp}`;
   }
 
+  private sourceOf(jobId: string) {
+    return { kind: 'queue' as const, trigger: this.t.name, queue: this.source.queue, jobId };
+  }
+
   private async process(job: Job, token?: string): Promise<unknown> {
     const { t, ctx } = this;
     const id = String(job.id);
@@ -124,7 +130,7 @@ export class QueueConsumer implements Consumer {
       this.track(1);
       try {
         ctx.state.fired(t.name);
-        const rec = await ctx.submitter.invoke(t, job.data, this.eventKey(job), { idempotencyKey: id, source: { kind: 'queue', trigger: t.name, queue: this.source.queue, jobId: id } }, this.stop.signal);
+        const rec = await ctx.submitter.invoke(t, job.data, this.eventKey(job), { idempotencyKey: id, claimKey: `queue:${this.source.prefix}:${this.source.queue}:${id}`, source: this.sourceOf(id) }, this.stop.signal);
         ctx.state.finished(t.name, rec.status === 'succeeded');
         if (rec.status !== 'succeeded') throw new UnrecoverableError(`invocation ${rec.id} ${rec.status}: ${rec.error ? `${rec.error.code}: ${rec.error.message}` : ''}`);
         return { invocationId: rec.id, status: rec.status };
@@ -134,13 +140,19 @@ export class QueueConsumer implements Consumer {
       }
     } catch (err) {
       if (err instanceof UnrecoverableError || err instanceof DelayedError) throw err;
+      let failure = err as Error;
       if (err instanceof EventRejectedError) {
-        // TODO(issue 14, delivery): to the function's dead letters, with this reason.
-        ctx.state.rejected(t.name, `job ${id}: ${err.message}`);
-        throw new UnrecoverableError(err.message);
+        // Acknowledged (completed) once its dead letter is written: the queue moves on.
+        try {
+          const deadLetterId = await ctx.submitter.reject(t, job.data, this.eventKey(job), this.sourceOf(id), err.message);
+          ctx.state.rejected(t.name, `job ${id}: ${err.message}`);
+          return { deadLetterId, status: 'dead-lettered', reason: err.message };
+        } catch (writing) {
+          failure = new Error(`dead-lettering a rejected event (${err.message}): ${(writing as Error).message}`);
+        }
       }
       if (err instanceof ConsumerStoppedError) throw err; // the job stays active: BullMQ's stalled check returns it
-      ctx.state.error(t.name, `job ${id}: ${(err as Error).message}`, false);
+      ctx.state.error(t.name, `job ${id}: ${failure.message}`, false);
       const wait = Math.min(RESUBMIT_MS * 2 ** Math.min(job.attemptsStarted, 5), 30_000);
       await job.moveToDelayed(Date.now() + wait, token);
       throw new DelayedError();

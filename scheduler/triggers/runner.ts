@@ -10,6 +10,8 @@
  */
 import type { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
+import { DeadLetters } from '../../common/delivery/dead-letters.js';
+import { IdempotencyKeys } from '../../common/delivery/idempotency.js';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { QueuedBytes } from '../../common/queued-bytes.js';
@@ -26,6 +28,8 @@ import { TriggerSubmitter, type SubmitSettings } from './submit.js';
 export interface RunnerConfig extends SubmitSettings {
   redisUrl: string;
   prefix: string;
+  /** Dead letters kept per function (StorageLimits.deadLettersPerFunction). */
+  deadLettersPerFunction?: number;
   /** Records' TTL, as the gateway's (recordTtlSeconds). */
   recordTtlSeconds?: number;
   pollMs?: number;
@@ -70,7 +74,13 @@ export class TriggerRunner {
     const finals = new FinalWatcher(redis, cfg.prefix, invocations);
     await finals.start();
     const client = await InvocationClient.open({ connection: redis, prefix: cfg.prefix, placement: false });
-    const submitter = new TriggerSubmitter(new FunctionRegistry(redis, cfg.prefix), { invocations, queue: client, queued: new QueuedBytes(redis, cfg.prefix) }, finals, cfg);
+    const submitter = new TriggerSubmitter(
+      new FunctionRegistry(redis, cfg.prefix),
+      { invocations, queue: client, queued: new QueuedBytes(redis, cfg.prefix), idempotency: new IdempotencyKeys(redis, cfg.prefix) },
+      new DeadLetters(redis, cfg.prefix, cfg.deadLettersPerFunction),
+      finals,
+      cfg,
+    );
     const state = new TriggerStateWriter(redis, cfg.prefix, new TriggerMetrics(cfg.metrics));
     const ctx: ConsumerContext = { redisUrl: cfg.redisUrl, prefix: cfg.prefix, redis, submitter, state, lagEveryMs: cfg.lagEveryMs ?? 1000 };
     const runner = new TriggerRunner(new TriggerStore(redis, cfg.prefix), ctx, finals, client);

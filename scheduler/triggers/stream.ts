@@ -166,7 +166,12 @@ export class StreamConsumer implements Consumer {
     ctx.state.inFlight(t.name, this.inProgress.size);
     try {
       const event = { id, fields: fieldsOf(raw) };
-      checkEvent(event, ctx.submitter.bounds);
+      try {
+        checkEvent(event, ctx.submitter.bounds);
+      } catch (err) {
+        if (err instanceof EventRejectedError) return await this.rejected(id, event, err);
+        throw err;
+      }
       ctx.state.fired(t.name);
       const rec = await ctx.submitter.invoke(t, event, this.eventKey(id), { idempotencyKey: id, source: { kind: 'stream', trigger: t.name, stream: this.source.stream, entryId: id } }, this.stop.signal);
       ctx.state.finished(t.name, rec.status === 'succeeded');
@@ -183,14 +188,22 @@ export class StreamConsumer implements Consumer {
 
   private failed(ids: string[], err: unknown): void {
     if (err instanceof ConsumerStoppedError) return; // pending: the next leader reclaims it
-    if (err instanceof EventRejectedError) {
-      // TODO(issue 14, delivery): to the function's dead letters, with this reason.
-      this.ctx.state.rejected(this.t.name, `entry ${ids.join(',')}: ${err.message}`);
-      void this.ack(ids).catch(() => {});
-      return;
-    }
     // Left pending: XAUTOCLAIM takes it again after reclaimIdleMs.
     this.ctx.state.error(this.t.name, `entry ${ids.join(',')}: ${(err as Error).message}`, false);
+  }
+
+  /**
+   * An entry the function cannot be given: to its dead letters with the reason, then
+   * acknowledged. If the dead letter cannot be written it stays pending, reclaimed later.
+   */
+  private async rejected(id: string, event: unknown, err: EventRejectedError): Promise<void> {
+    try {
+      await this.ctx.submitter.reject(this.t, event, this.eventKey(id), { kind: 'stream', trigger: this.t.name, stream: this.source.stream, entryId: id }, err.message);
+      this.ctx.state.rejected(this.t.name, `entry ${id}: ${err.message}`);
+      await this.ack([id]);
+    } catch (writing) {
+      this.ctx.state.error(this.t.name, `entry ${id}: dead-lettering a rejected event (${err.message}): ${(writing as Error).message}`, false);
+    }
   }
 
   private async handleBatch(entries: RawEntry[]): Promise<void> {
@@ -204,7 +217,8 @@ export class StreamConsumer implements Consumer {
         try {
           items.push({ id, event, bytes: checkEvent(event, ctx.submitter.bounds) });
         } catch (err) {
-          this.failed([id], err);
+          if (err instanceof EventRejectedError) await this.rejected(id, event, err);
+          else this.failed([id], err);
         }
       }
       if (items.length === 0) return;
