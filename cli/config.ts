@@ -12,6 +12,8 @@ import { DEFAULT_CONFIG } from '../gateway/config.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 import { DEFAULT_REDIS_MAXMEMORY_MB } from './redis.js';
 import { DEFAULT_STORAGE_LIMITS, STORAGE_LIMITS_ENV, storageLimits, type StorageLimits } from '../common/limits.js';
+import { HostPolicy, splitList } from '../common/delivery/host-policy.js';
+import { DEFAULT_DESTINATION_SETTINGS } from '../scheduler/destinations.js';
 
 export interface FaasboxConfig extends StorageLimits {
   stateDir: string;
@@ -58,6 +60,18 @@ export interface FaasboxConfig extends StorageLimits {
   poolMaxStems: number;
   /** The dev stack's Redis maxmemory in MiB (FAASBOX_REDIS_MAXMEMORY_MB); it refuses writes beyond (noeviction). */
   redisMaxMemoryMb: number;
+  /**
+   * Callback host policy (common/delivery/host-policy.ts), comma- or space-separated CIDRs,
+   * addresses or hostnames: always permitted (FAASBOX_CALLBACK_ALLOW), and refused besides
+   * the default deny list of loopback, private, link-local and the machine's own addresses
+   * (FAASBOX_CALLBACK_DENY; "*" refuses all that is not allowed).
+   */
+  callbackAllow: string;
+  callbackDeny: string;
+  /** Tries per destination delivery (FAASBOX_CALLBACK_MAX_ATTEMPTS), the wait after the first failure, doubling (FAASBOX_CALLBACK_DELAY_MS), one request's bound (FAASBOX_CALLBACK_TIMEOUT_MS). */
+  callbackMaxAttempts: number;
+  callbackDelayMs: number;
+  callbackTimeoutMs: number;
 }
 
 const DEFAULTS: FaasboxConfig = {
@@ -82,6 +96,11 @@ const DEFAULTS: FaasboxConfig = {
   poolMinStems: DEFAULT_SIZING.minStems,
   poolMaxStems: DEFAULT_SIZING.maxStems,
   redisMaxMemoryMb: DEFAULT_REDIS_MAXMEMORY_MB,
+  callbackAllow: '',
+  callbackDeny: '',
+  callbackMaxAttempts: DEFAULT_DESTINATION_SETTINGS.maxAttempts,
+  callbackDelayMs: DEFAULT_DESTINATION_SETTINGS.delayMs,
+  callbackTimeoutMs: DEFAULT_DESTINATION_SETTINGS.timeoutMs,
   ...DEFAULT_STORAGE_LIMITS,
 };
 
@@ -102,6 +121,32 @@ const POOL_ENV = {
   FAASBOX_POOL_MIN_STEMS: 'poolMinStems',
   FAASBOX_POOL_MAX_STEMS: 'poolMaxStems',
 } as const;
+
+/** Environment variable -> destination delivery setting. */
+const CALLBACK_ENV = {
+  FAASBOX_CALLBACK_MAX_ATTEMPTS: 'callbackMaxAttempts',
+  FAASBOX_CALLBACK_DELAY_MS: 'callbackDelayMs',
+  FAASBOX_CALLBACK_TIMEOUT_MS: 'callbackTimeoutMs',
+} as const;
+
+/** The callback host policy's lists, checked (a malformed entry is refused, naming its setting). */
+export function callbackPolicyOf(cfg: FaasboxConfig): { allow: string[]; deny: string[] } {
+  const lists = { allow: splitList(cfg.callbackAllow), deny: splitList(cfg.callbackDeny) };
+  try {
+    new HostPolicy(lists);
+  } catch (err) {
+    throw new CliError((err as Error).message);
+  }
+  return lists;
+}
+
+/** What the scheduler's delivery worker takes: the host policy and its retries. */
+export function destinationsOf(cfg: FaasboxConfig) {
+  return {
+    policy: callbackPolicyOf(cfg),
+    settings: { maxAttempts: cfg.callbackMaxAttempts, delayMs: cfg.callbackDelayMs, timeoutMs: cfg.callbackTimeoutMs },
+  };
+}
 
 /** The pool sizing the settings describe, checked (a floor above its ceiling is refused). */
 export function sizingOf(cfg: FaasboxConfig): SizingConfig {
@@ -186,6 +231,13 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     if (v) cfg[key] = parseNumber(name, v);
   }
   if (env.FAASBOX_REDIS_MAXMEMORY_MB) cfg.redisMaxMemoryMb = parseNumber('FAASBOX_REDIS_MAXMEMORY_MB', env.FAASBOX_REDIS_MAXMEMORY_MB);
+  if (env.FAASBOX_CALLBACK_ALLOW !== undefined) cfg.callbackAllow = env.FAASBOX_CALLBACK_ALLOW;
+  if (env.FAASBOX_CALLBACK_DENY !== undefined) cfg.callbackDeny = env.FAASBOX_CALLBACK_DENY;
+  for (const [name, key] of Object.entries(CALLBACK_ENV)) {
+    const v = env[name];
+    if (v) cfg[key] = parseNumber(name, v, 'positive');
+  }
+  callbackPolicyOf(cfg);
   sizingOf(cfg);
   limitsOf(cfg);
   cfg.stateDir = path.resolve(cfg.stateDir);

@@ -8,7 +8,7 @@ import { settingsFromEnv } from '../worker/engine/network/options.js';
 import { parseArgs } from 'node:util';
 import { readFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
-import { loadConfig, generateApiKey, limitsOf, sizingOf, writeClientInfo, type FaasboxConfig } from './config.js';
+import { loadConfig, generateApiKey, limitsOf, sizingOf, callbackPolicyOf, destinationsOf, writeClientInfo, type FaasboxConfig } from './config.js';
 import { ensureRedisInstalled, startRedisServer, type RedisServer } from './redis.js';
 import { loadSecretBox } from './secret-key.js';
 
@@ -64,13 +64,15 @@ function gatewaySettings(cfg: FaasboxConfig) {
     requestTimeoutMs: cfg.requestTimeoutMs,
     maxJsonDepth: cfg.maxJsonDepth,
     metricsPublic: cfg.metricsPublic,
+    callbackAllow: callbackPolicyOf(cfg).allow,
+    callbackDeny: callbackPolicyOf(cfg).deny,
     ...(cfg.metricsToken ? { metricsToken: cfg.metricsToken } : {}),
   };
 }
 
 /** What the scheduler's triggers take from the shared configuration: the gateway's bounds on an invoke. */
 function triggerSettings(cfg: FaasboxConfig) {
-  return { maxJsonDepth: cfg.maxJsonDepth, queuedBytesPerFunction: limitsOf(cfg).queuedBytesPerFunction };
+  return { maxJsonDepth: cfg.maxJsonDepth, queuedBytesPerFunction: limitsOf(cfg).queuedBytesPerFunction, deadLettersPerFunction: cfg.deadLettersPerFunction };
 }
 
 function log(line: string): void {
@@ -131,7 +133,7 @@ export async function up(argv: string[]): Promise<number> {
     const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets, network: settingsFromEnv(process.env), ...workerEngine() });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
-    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg) });
+    const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg), destinations: destinationsOf(cfg), secrets });
     cleanup.push(() => scheduler.close());
     const { startGateway } = await import('../gateway/main.js');
     const gateway = await startGateway({ apiKey, redisUrl, prefix: cfg.prefix, port: cfg.port, host: cfg.host, ...gatewaySettings(cfg), limits: limitsOf(cfg) }, { metrics, secrets });
@@ -180,6 +182,8 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
       prefix: cfg.prefix,
       sizing,
       triggers: triggerSettings(cfg),
+      destinations: destinationsOf(cfg),
+      secrets: loadSecretBox(cfg, { create: false }),
       onRescue: (e) => log(`moved ${e.moved} invocations from ${e.queue} (its worker went silent) to the shared queue`),
       onLeader: (leading) => log(leading ? 'leading: orphan rescue, pool sizing and triggers run here' : 'no longer leading'),
     });

@@ -3,6 +3,7 @@ import { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from '../common/archive/inde
 import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
 import { storageLimits, type StorageLimits } from '../common/limits.js';
+import { HostPolicy, splitList } from '../common/delivery/host-policy.js';
 
 export interface GatewayConfig {
   host: string;
@@ -45,6 +46,14 @@ export interface GatewayConfig {
   metricsPublic: boolean;
   /** What each function may hold in Redis (common/limits.ts). */
   limits: StorageLimits;
+  /**
+   * The callback host policy (common/delivery/host-policy.ts), checked when a callback URL
+   * is accepted: CIDRs, addresses or hostnames always permitted (FAASBOX_CALLBACK_ALLOW),
+   * and refused besides the default deny list (FAASBOX_CALLBACK_DENY). Give the scheduler
+   * the same (it checks again at send time).
+   */
+  callbackAllow: string[];
+  callbackDeny: string[];
 }
 
 /** What startGateway takes: any setting, the limits one by one. */
@@ -70,6 +79,8 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey' | 'limits'> = {
   recordTtlSeconds: DEFAULT_RECORD_TTL_S,
   functionCacheMs: 2000,
   metricsPublic: false,
+  callbackAllow: [],
+  callbackDeny: [],
 };
 
 export function gatewayConfig(overrides: GatewayInput): GatewayConfig {
@@ -79,12 +90,14 @@ export function gatewayConfig(overrides: GatewayInput): GatewayConfig {
   for (const k of ['headersTimeoutMs', 'requestTimeoutMs'] as const) {
     if (!Number.isInteger(config[k]) || config[k] < 1) throw new Error(`gateway: ${k} must be a positive integer (ms), got ${config[k]}`);
   }
+  // A malformed entry refuses the start, naming the setting (HostPolicyConfigError).
+  new HostPolicy({ allow: config.callbackAllow, deny: config.callbackDeny });
   // Node refuses a headers timeout longer than the request's.
   if (config.headersTimeoutMs > config.requestTimeoutMs) throw new Error(`gateway: headersTimeoutMs (${config.headersTimeoutMs}) exceeds requestTimeoutMs (${config.requestTimeoutMs})`);
   return config;
 }
 
-/** FAASBOX_PORT, FAASBOX_HOST, FAASBOX_API_KEY, FAASBOX_REDIS_URL, FAASBOX_PREFIX. */
+/** FAASBOX_PORT, FAASBOX_HOST, FAASBOX_API_KEY, FAASBOX_REDIS_URL, FAASBOX_PREFIX, FAASBOX_CALLBACK_ALLOW, FAASBOX_CALLBACK_DENY. */
 export function gatewayConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overrides: Partial<GatewayInput> = {}): GatewayConfig {
   const fromEnv: Partial<GatewayInput> = {};
   if (env.FAASBOX_PORT) {
@@ -95,5 +108,7 @@ export function gatewayConfigFromEnv(env: NodeJS.ProcessEnv = process.env, overr
   if (env.FAASBOX_HOST) fromEnv.host = env.FAASBOX_HOST;
   if (env.FAASBOX_REDIS_URL) fromEnv.redisUrl = env.FAASBOX_REDIS_URL;
   if (env.FAASBOX_PREFIX) fromEnv.prefix = env.FAASBOX_PREFIX;
+  if (env.FAASBOX_CALLBACK_ALLOW) fromEnv.callbackAllow = splitList(env.FAASBOX_CALLBACK_ALLOW);
+  if (env.FAASBOX_CALLBACK_DENY) fromEnv.callbackDeny = splitList(env.FAASBOX_CALLBACK_DENY);
   return gatewayConfig({ apiKey: env.FAASBOX_API_KEY ?? '', ...fromEnv, ...overrides });
 }

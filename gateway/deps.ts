@@ -5,6 +5,8 @@ import type { Registry } from 'prom-client';
 import type { InvocationClient } from '../common/invocation-client.js';
 import type { InvocationStore } from '../common/invocations.js';
 import type { FunctionRegistry } from '../common/registry.js';
+import type { HostPolicy } from '../common/delivery/host-policy.js';
+import type { SecretBox } from '../common/secrets.js';
 import type { GatewayConfig } from './config.js';
 
 export interface GatewayDeps {
@@ -17,4 +19,8 @@ export interface GatewayDeps {
   /** Functions' concurrency limits (their spec's `concurrency`), across all gateways and workers. */
   concurrency: ConcurrencyLimiter;
   metrics: Registry;
+  /** Which callback URLs are accepted (gateway/callbacks.ts: callbackPolicyOf(config)). */
+  callbacks: HostPolicy;
+  /** The deployment's key: callback secrets are derived from it (common/delivery/signature.ts). */
+  secrets?: SecretBox;
 }

@@ -13,6 +13,7 @@ import { InvocationStore } from '../common/invocations.js';
 import { FunctionRegistry, parseFunctionEvent } from '../common/registry.js';
 import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
+import { callbackPolicyOf } from './callbacks.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
@@ -74,6 +75,8 @@ export async function startGateway(
       queue,
       concurrency: new ConcurrencyLimiter(redis, config.prefix),
       metrics,
+      callbacks: callbackPolicyOf(config),
+      ...(options.secrets ? { secrets: options.secrets } : {}),
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));

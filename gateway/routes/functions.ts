@@ -1,7 +1,9 @@
 /** Management of functions: deploy, list, get, versions, delete. All need the management key. */
 import { Hono, type Context } from 'hono';
 import { checkPackage } from '../../common/code-package.js';
-import { ValidationError } from '../../common/errors.js';
+import { SecretKeyError, ValidationError } from '../../common/errors.js';
+import { callbackSecret } from '../../common/delivery/signature.js';
+import { checkDestinations } from '../callbacks.js';
 import { functionNameSchema, parseDeploy } from '../../common/function-spec.js';
 import { forgetFunction } from '../../common/metrics.js';
 import { parseWith } from '../../common/validation.js';
@@ -35,6 +37,7 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
       const fnName = name(c.req.param('name'));
       const { value } = await readJson(c, { maxBytes: config.maxDeployBytes, maxDepth: config.maxJsonDepth });
       const { spec, code } = parseDeploy(fnName, value, { maxCodeBytes: config.maxCodeBytes });
+      checkDestinations(deps.callbacks, { 'async.onSuccess': spec.async?.onSuccess, 'async.onFailure': spec.async?.onFailure });
       await checkPackage(spec.code, code, config.packageBounds);
       const put = await registry.put(spec, code);
       return c.json(
@@ -57,6 +60,20 @@ export function functionsApp(deps: GatewayDeps, keys: KeyChecker): Hono {
   app.get('/:name/versions/:version', keys.middleware(), async (c) => {
     const opts = viewOptions(c);
     return c.json(versionView(await registry.getVersion(name(c.req.param('name')), c.req.param('version')), opts));
+  });
+
+  // The key its callbacks are signed with (common/delivery/signature.ts), for the owner to verify them.
+  app.get('/:name/callback-secret', keys.middleware(), async (c) => {
+    const fn = await registry.get(name(c.req.param('name')));
+    if (!deps.secrets) throw new SecretKeyError('this gateway has no secret key, from which callback secrets are derived: set FAASBOX_SECRET_KEY (the same for every service)');
+    return c.json({
+      function: fn.name,
+      secret: callbackSecret(deps.secrets, fn.name),
+      algorithm: 'hmac-sha256',
+      signatureHeader: 'X-Faasbox-Signature',
+      timestampHeader: 'X-Faasbox-Timestamp',
+      signed: '<X-Faasbox-Timestamp>.<body>',
+    });
   });
 
   app.delete('/:name', keys.middleware(), async (c) => {

@@ -126,7 +126,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         // The body is held in Redis until a worker runs the job: bounded per function.
         let bytes = raw.length + JOB_OVERHEAD_BYTES;
         for (const [k, v] of Object.entries(job.http!.headers)) bytes += k.length + v.length;
-        const delivery = deliveryOfRequest(c);
+        const delivery = deliveryOfRequest(c, deps.callbacks);
         if (delivery) job.delivery = delivery;
         let accepted;
         try {

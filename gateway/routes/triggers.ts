@@ -6,6 +6,7 @@
 import { Hono } from 'hono';
 import { FunctionNotFoundError, VersionNotFoundError } from '../../common/errors.js';
 import { parseTriggerSpec, triggerNameSchema } from '../../common/trigger-spec.js';
+import { checkDestinations } from '../callbacks.js';
 import { TriggerStore, type TriggerRecord, type TriggerState } from '../../common/triggers.js';
 import { parseWith } from '../../common/validation.js';
 import type { KeyChecker } from '../auth.js';
@@ -45,6 +46,7 @@ export function triggersApp(deps: GatewayDeps, keys: KeyChecker): Hono {
     const trigger = name(c.req.param('name'));
     const { value } = await readJson(c, { maxBytes: MAX_TRIGGER_BYTES, maxDepth: deps.config.maxJsonDepth });
     const spec = parseTriggerSpec(value);
+    checkDestinations(deps.callbacks, { onSuccess: spec.onSuccess, onFailure: spec.onFailure });
     if (spec.version) {
       const versions = await deps.registry.listVersions(spec.function); // 404 FUNCTION_NOT_FOUND
       if (!versions.some((v) => v.version === spec.version)) throw new VersionNotFoundError(spec.function, spec.version);

@@ -19,6 +19,7 @@ import { QueuedBytes } from '../../common/queued-bytes.js';
 import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../../common/queue.js';
 import { FunctionRegistry } from '../../common/registry.js';
 import { createApp } from '../../gateway/app.js';
+import { callbackPolicyOf } from '../../gateway/callbacks.js';
 import { gatewayConfig, type GatewayInput } from '../../gateway/config.js';
 import type { GatewayDeps } from '../../gateway/deps.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
@@ -57,6 +58,8 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayI
     concurrency: new ConcurrencyLimiter(redis, prefix),
     queue,
     metrics: new Registry(),
+    callbacks: callbackPolicyOf(config),
+    secrets: TEST_SECRETS,
   };
   const app = createApp(deps);
   const workers: { worker: Worker; connection: Redis }[] = [];

@@ -7,6 +7,7 @@ import { InvocationClient } from '../../common/invocation-client.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { FunctionRegistry } from '../../common/registry.js';
+import { HostPolicy } from '../../common/delivery/host-policy.js';
 import { createApp } from '../../gateway/app.js';
 import { gatewayConfig, gatewayConfigFromEnv } from '../../gateway/config.js';
 import { startGateway } from '../../gateway/main.js';
@@ -103,6 +104,7 @@ describe('health and routing', () => {
         queue,
         concurrency: new ConcurrencyLimiter(dead, 'x'),
         metrics: new Registry(),
+        callbacks: new HostPolicy(),
       });
       dead.connect().catch(() => {});
       const started = Date.now();
