@@ -3,7 +3,7 @@
  * service would use them), the stack is real (gateway, scheduler with its trigger runner,
  * worker, containers, redis-server). A job completes only once its invocation is final;
  * a batch's reported item failures, and only they, are invoked again; a job whose data an
- * invocation cannot take fails with its reason and the queue moves on; a paused trigger
+ * invocation cannot take goes to the dead letters with its reason and the queue moves on; a paused trigger
  * takes nothing and resumes where it stopped; a source Redis SIGKILLed by its pid shows as
  * the trigger's error and the trigger resumes once it is back.
  */
@@ -137,15 +137,29 @@ test('a batch\'s reported failures, and only they, are invoked again; then their
   await api('DELETE', '/v1/triggers/batches');
 });
 
-test('a job an invocation cannot take fails with its reason and does not block the queue', async () => {
+test('a job an invocation cannot take goes to the function\'s dead letters with its reason, is acknowledged, and does not block the queue', async () => {
   await api('PUT', '/v1/triggers/big', { function: 'echo', source: { kind: 'queue', queue: 'big' }, concurrency: 1 });
   const q = producer('big');
   const huge = await q.add('x', { blob: 'x'.repeat(10_000) });
   const next = await q.add('x', { small: true });
   const refused = await settled(q, huge.id!);
-  assert.equal(await refused.getState(), 'failed');
-  assert.match(refused.failedReason, /10\d{3} bytes of JSON, more than the 4096/);
-  assert.equal(await (await settled(q, next.id!)).getState(), 'completed');
+  assert.equal(await refused.getState(), 'completed', refused.failedReason);
+  assert.equal(refused.returnvalue.status, 'dead-lettered');
+  assert.match(refused.returnvalue.reason, /10\d{3} bytes of JSON, more than the 4096/);
+  const later = await settled(q, next.id!);
+  assert.equal(await later.getState(), 'completed');
+  assert.equal(later.returnvalue.status, 'succeeded');
+  const dl = await api('GET', `/v1/functions/echo/dead-letters/${refused.returnvalue.deadLetterId}`);
+  assert.equal(dl.status, 200, JSON.stringify(dl.json));
+  assert.equal(dl.json.reason, 'event-rejected');
+  assert.equal(dl.json.attempts, 0);
+  assert.equal(dl.json.error.code, 'VALIDATION_FAILED');
+  assert.match(dl.json.error.message, /10\d{3} bytes of JSON, more than the 4096/);
+  assert.deepEqual(dl.json.source, { kind: 'queue', trigger: 'big', queue: 'big', jobId: huge.id });
+  // The event itself is what could not be kept: its size and a preview are.
+  assert.equal(dl.json.event.rejected, true);
+  assert.ok(dl.json.event.bytes > 10_000);
+  assert.equal(dl.json.event.preview.length, 1024);
   await eventually(async () => (await api('GET', '/v1/triggers/big')).json.state.rejected === 1, 5000, 'the rejection in the state');
   assert.match(await metrics.metrics(), /faasbox_trigger_events_total\{trigger="big",outcome="rejected"\} 1/);
   const st = (await api('GET', '/v1/triggers/big')).json.state;

@@ -31,6 +31,8 @@ export interface TestStack {
   /** The Redis key prefix the stack's gateway and worker share. */
   prefix: string;
   redis: TestRedis;
+  /** The key gateway and worker share (a scheduler started beside them signs callbacks with it). */
+  secrets: SecretBox;
   worker: RunningWorker;
   gateway: RunningGateway;
   deploy(name: string, body: Record<string, unknown>): Promise<InvokeReply>;
@@ -53,7 +55,7 @@ async function reply(r: Response): Promise<InvokeReply> {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean; network?: NetworkSettings } = {}): Promise<TestStack> {
+export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean; network?: NetworkSettings; callbackAllow?: string[] } = {}): Promise<TestStack> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
@@ -75,13 +77,14 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
     ...(opts.network ? { network: opts.network } : {}),
   });
-  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0 }, { metrics, secrets });
+  const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0, ...(opts.callbackAllow ? { callbackAllow: opts.callbackAllow } : {}) }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };
   const get = async (p: string) => reply(await fetch(`${gateway.url}${p}`, { headers: auth }));
   return {
     url: gateway.url,
     prefix,
     redis,
+    secrets,
     worker,
     gateway,
     async deploy(fn, body) {
