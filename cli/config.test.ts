@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadConfig } from './config.js';
+import { destinationsOf, loadConfig } from './config.js';
 import { CliError } from './args.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
 
@@ -26,4 +26,13 @@ test('FAASBOX_USERNS=1 puts every container of the worker in a user namespace; j
   assert.equal(loadConfig(undefined, { FAASBOX_USERNS: '1' }).userns, true);
   assert.equal(loadConfig(undefined, { FAASBOX_USERNS: 'off' }).userns, false);
   assert.throws(() => loadConfig(undefined, { FAASBOX_USERNS: 'maybe' }), (e: unknown) => e instanceof CliError && /FAASBOX_USERNS/.test(e.message));
+});
+
+test('callback settings: allow/deny lists from FAASBOX_CALLBACK_ALLOW/DENY (comma or space separated), retries with defaults; a bad entry is refused naming the variable', () => {
+  const d = loadConfig(undefined, {});
+  assert.deepEqual(destinationsOf(d), { policy: { allow: [], deny: [] }, settings: { maxAttempts: 8, delayMs: 1000, timeoutMs: 10_000 } });
+  const c = loadConfig(undefined, { FAASBOX_CALLBACK_ALLOW: '127.0.0.1, hooks.example.com', FAASBOX_CALLBACK_DENY: '*.internal.example 10.9.0.0/16', FAASBOX_CALLBACK_MAX_ATTEMPTS: '3', FAASBOX_CALLBACK_DELAY_MS: '250', FAASBOX_CALLBACK_TIMEOUT_MS: '2000' });
+  assert.deepEqual(destinationsOf(c), { policy: { allow: ['127.0.0.1', 'hooks.example.com'], deny: ['*.internal.example', '10.9.0.0/16'] }, settings: { maxAttempts: 3, delayMs: 250, timeoutMs: 2000 } });
+  assert.throws(() => loadConfig(undefined, { FAASBOX_CALLBACK_DENY: '10.0.0.0/40' }), (e: unknown) => e instanceof CliError && /FAASBOX_CALLBACK_DENY/.test(e.message));
+  assert.throws(() => loadConfig(undefined, { FAASBOX_CALLBACK_MAX_ATTEMPTS: 'many' }), (e: unknown) => e instanceof CliError && /FAASBOX_CALLBACK_MAX_ATTEMPTS/.test(e.message));
 });
