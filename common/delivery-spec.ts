@@ -78,7 +78,8 @@ export type InvocationSource =
   | { kind: 'stream'; trigger: string; stream: string; entryId: string }
   | { kind: 'cron'; trigger: string; scheduledAt: number }
   | { kind: 'redrive'; deadLetter: string }
-  | { kind: 'destination'; from: string };
+  /** `depth`: how many destination hops led here (1: straight from `from`), bounded so that functions naming each other cannot loop forever. */
+  | { kind: 'destination'; from: string; depth?: number };
 
 /**
  * What an asynchronous job carries beyond the event (InvocationJob.delivery): a trigger's

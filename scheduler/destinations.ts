@@ -46,6 +46,12 @@ export interface DestinationSettings {
   concurrency: number;
 }
 
+/**
+ * Function destinations chained longer than this are not followed: a function whose
+ * onFailure names itself (or two naming each other) would otherwise invoke forever.
+ */
+export const MAX_DESTINATION_DEPTH = 16;
+
 /** 8 tries over about 4 minutes (1 s doubling, with jitter), 10 s per request. */
 export const DEFAULT_DESTINATION_SETTINGS: DestinationSettings = { maxAttempts: 8, delayMs: 1000, timeoutMs: 10_000, concurrency: 20 };
 
@@ -179,6 +185,8 @@ export class DestinationWorker {
   }
 
   private async toFunction(outcome: Outcome, fn: string, on: string): Promise<void> {
+    const depth = (outcome.source.kind === 'destination' ? (outcome.source.depth ?? 1) : 0) + 1;
+    if (depth > MAX_DESTINATION_DEPTH) throw new UnrecoverableError(`a chain of ${MAX_DESTINATION_DEPTH} function destinations ends here (a loop between functions' onSuccess/onFailure?)`);
     const version = await this.registry.currentVersion(fn);
     if (!version) throw new UnrecoverableError(`the destination function ${fn} does not exist`);
     const settings = await this.registry.asyncSettingsOf(fn, version);
@@ -191,7 +199,7 @@ export class DestinationWorker {
       mode: 'async',
       enqueuedAt: now,
       deadline: now + this.cfg.maxEventAgeMs,
-      delivery: { idempotencyKey: `destination:${outcome.invocationId}:${on}`, source: { kind: 'destination', from: outcome.invocationId } },
+      delivery: { idempotencyKey: `destination:${outcome.invocationId}:${on}`, source: { kind: 'destination', from: outcome.invocationId, depth } },
     };
     try {
       await acceptAsync(this.accept, { name: fn, ...(settings ? { async: settings } : {}) }, job);
