@@ -74,7 +74,7 @@ const HELP: Record<string, string> = {
 Prints the function's result; with --json the whole answer with invocation id and timings.`,
   logs: 'Usage: faasbox logs INVOCATION_ID [--json]',
   ls: 'Usage: faasbox ls [--json]',
-  get: 'Usage: faasbox get NAME [--json] [--reveal-env]\n\nEnv values show as null unless --reveal-env.',
+  get: 'Usage: faasbox get NAME [--json] [--reveal-env] [--callback-secret]\n\nEnv values show as null unless --reveal-env.\n--callback-secret: the secret the function\'s callbacks are signed with (X-Faasbox-Signature), instead of the function; with --json, the secret and how it signs.',
   rm: 'Usage: faasbox rm NAME',
 };
 
@@ -237,8 +237,13 @@ export async function ls(argv: string[]): Promise<number> {
 
 export async function get(argv: string[]): Promise<number> {
   if (wantsHelp('get', argv)) return 0;
-  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, 'reveal-env': { type: 'boolean' } } });
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { json: { type: 'boolean' }, 'reveal-env': { type: 'boolean' }, 'callback-secret': { type: 'boolean' } } });
   if (!positionals[0]) throw new CliError('get needs a function name');
+  if (values['callback-secret']) {
+    const got = (await json(await call('GET', `/v1/functions/${encodeURIComponent(positionals[0])}/callback-secret`))) as { secret: string };
+    console.log(values.json ? JSON.stringify(got, null, 2) : got.secret);
+    return 0;
+  }
   const query = values['reveal-env'] ? '?reveal=env' : '';
   console.log(JSON.stringify(await json(await call('GET', `/v1/functions/${encodeURIComponent(positionals[0])}${query}`)), null, 2));
   return 0;

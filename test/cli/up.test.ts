@@ -104,6 +104,12 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     assert.equal(JSON.parse(shown.out).spec.env.TOKEN, null);
     assert.equal(JSON.parse(cli('get', 'vault', '--reveal-env').out).spec.env.TOKEN, 'up-test-secret-0123');
     assert.equal(cli('invoke', 'vault').out.trim(), String('up-test-secret-0123'.length));
+    // The secret its callbacks are signed with, derived from the stack's key: one per function.
+    const cbSecret = cli('get', 'vault', '--callback-secret');
+    assert.equal(cbSecret.code, 0, cbSecret.err);
+    assert.match(cbSecret.out.trim(), /^[0-9a-f]{64}$/);
+    assert.notEqual(cli('get', 'hello', '--callback-secret').out.trim(), cbSecret.out.trim());
+    assert.equal(JSON.parse(cli('get', 'vault', '--callback-secret', '--json').out).secret, cbSecret.out.trim());
     // The key and the Redis password were generated once into the state dir, owner only.
     for (const file of [path.join(state, 'secret-key'), path.join(state, 'redis', 'password')]) {
       assert.equal(statSync(file).mode & 0o777, 0o600, file);
