@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { startStack, STACK_KEY, type TestStack } from '../support/stack.js';
@@ -57,7 +57,7 @@ before(async () => {
     redisUrl: s.redis.url,
     prefix: s.prefix,
     intervalMs: 200,
-    triggers: false,
+    triggers: { maxEventBytes: 4096 },
     destinations: { policy: { allow: ['127.0.0.1'] }, settings: { maxAttempts: 4, delayMs: 100, timeoutMs: 5000, concurrency: 5 } },
     secrets: s.secrets,
     metrics,
@@ -255,7 +255,6 @@ test('a callback that fails on every try is given up after maxAttempts, logged a
   await eventually(async () => (await deliveries('url', 'failed')) === failedBefore + 1, 10_000, 'the final failure counted');
   assert.equal(received.filter((x) => x.path === path).length, 4, 'exactly maxAttempts tries');
   // The delivery job stays in the deliveries queue's failed set, with its reason.
-  const { Queue } = await import('bullmq');
   const q = new Queue('faasbox-deliveries', { connection: redis.duplicate(), prefix: s.prefix });
   try {
     const job = await q.getJob(`${r.json.invocationId}.onSuccess`);
@@ -264,5 +263,26 @@ test('a callback that fails on every try is given up after maxAttempts, logged a
   } finally {
     await q.close();
     await q.disconnect();
+  }
+});
+
+test('a queue trigger\'s onSuccess destination gets its invocations\' outcomes, with the source job', async () => {
+  const path = `/trigger-${randomUUID()}`;
+  const queue = `src-${randomUUID()}`;
+  const put = await api('PUT', '/v1/triggers/hooked-orders', { function: 'echo', source: { kind: 'queue', queue }, onSuccess: { url: `${base}${path}` } });
+  assert.equal(put.status, 201, JSON.stringify(put.json));
+  const producer = new Queue(queue, { connection: redis.duplicate() });
+  try {
+    const job = await producer.add('order', { id: 99 });
+    const [cb] = await arrivals(path, 1);
+    const rec = JSON.parse(cb!.body);
+    assert.equal(rec.function, 'echo');
+    assert.equal(rec.status, 'succeeded');
+    assert.deepEqual(rec.result, { got: { id: 99 } });
+    assert.deepEqual(rec.source, { kind: 'queue', trigger: 'hooked-orders', queue, jobId: job.id });
+  } finally {
+    await producer.close();
+    await producer.disconnect();
+    await api('DELETE', '/v1/triggers/hooked-orders');
   }
 });

@@ -21,7 +21,7 @@ before(async () => {
   s = await startStack('trs');
   redis = new Redis(s.redis.url, { maxRetriesPerRequest: null });
   store = new InvocationStore(redis, s.prefix);
-  sched = await startScheduler({ redisUrl: s.redis.url, prefix: s.prefix, intervalMs: 200, triggers: { lagEveryMs: 200 } });
+  sched = await startScheduler({ redisUrl: s.redis.url, prefix: s.prefix, intervalMs: 200, triggers: { lagEveryMs: 200, maxEventBytes: 65_536 } });
   for (const [name, code] of [
     ['sink', 'export default async (event) => { await new Promise((r) => setTimeout(r, Number(event.fields.sleep ?? 0))); return event; }'],
     ['picky', 'export default async (items) => ({ seen: items.map((i) => i.id), batchItemFailures: items.filter((i) => i.fields.bad).map((i) => ({ itemIdentifier: i.id })) })'],
@@ -128,4 +128,22 @@ test('a paused stream trigger reads nothing; resumed, it reads what was written 
   await api('POST', '/v1/triggers/calm/resume');
   await eventually(async () => (await seen()).filter((id) => held.includes(id!)).length === 2, 15_000, 'the held entries after resume');
   await api('DELETE', '/v1/triggers/calm');
+});
+
+test('an entry an invocation cannot take goes to the dead letters with its reason and is acknowledged; later entries run', async () => {
+  await api('PUT', '/v1/triggers/huge', { function: 'sink', source: { kind: 'stream', stream: 'huge', group: 'g' } });
+  const big = (await redis.xadd('huge', '*', 'blob', 'x'.repeat(100_000)))!;
+  const small = (await redis.xadd('huge', '*', 'n', '1'))!;
+  await eventually(async () => (await records('sink')).some((r) => r.status === 'succeeded' && entryOf(r) === small), 20_000, 'the entry after it to run');
+  await eventually(async () => (await pendingCount('huge', 'g')) === 0, 5000, 'both entries acknowledged');
+  const page = await api('GET', '/v1/functions/sink/dead-letters');
+  const dl = page.json.deadLetters.find((e: any) => e.source.kind === 'stream' && e.source.entryId === big);
+  assert.ok(dl, JSON.stringify(page.json));
+  assert.deepEqual(dl.source, { kind: 'stream', trigger: 'huge', stream: 'huge', entryId: big });
+  assert.equal(dl.reason, 'event-rejected');
+  assert.equal(dl.error.code, 'VALIDATION_FAILED');
+  assert.match(dl.error.message, /more than the 65536 an invocation accepts/);
+  assert.ok(!(await records('sink')).some((r) => entryOf(r) === big), 'the big entry was never invoked');
+  await eventually(async () => (await api('GET', '/v1/triggers/huge')).json.state.rejected === 1, 5000, 'the rejection in the state');
+  await api('DELETE', '/v1/triggers/huge');
 });
