@@ -34,9 +34,12 @@ export interface DeadLetter {
    * Why it stopped: the last error was not retryable, the attempts ran out, the event grew
    * too old, or a trigger's source handed over an event the function cannot be given (too
    * large, not JSON: attempts 0, and `event` holds only its size and a preview when the
-   * event itself is what could not be kept).
+   * event itself is what could not be kept), or the function reported a batch's item
+   * failed (batchItemFailures) in each of the trigger's attempts: `event` is then that
+   * item alone, as an array of one, the shape the function is given, so a redrive runs
+   * it as a batch of one.
    */
-  reason: 'not-retryable' | 'attempts-exhausted' | 'event-too-old' | 'event-rejected';
+  reason: 'not-retryable' | 'attempts-exhausted' | 'event-too-old' | 'event-rejected' | 'batch-item-failed';
   deadLetteredAt: string;
   /** The HTTP request without its body (the event is the body), for a redrive. */
   http?: Omit<HttpRequestData, 'body'>;

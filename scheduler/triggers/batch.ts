@@ -18,7 +18,12 @@ export interface BatchItem {
   bytes?: number;
 }
 
-export type ItemOutcome = { ok: true; invocationId: string } | { ok: false; invocationId?: string; reason: string };
+/**
+ * A failed item: `reported` when the function named it in batchItemFailures in each
+ * attempt (its batch invocation succeeded, so nothing else dead-lettered it: the trigger
+ * must), else its batch's invocation failed outright and is in the dead letters already.
+ */
+export type ItemOutcome = { ok: true; invocationId: string } | { ok: false; invocationId: string; reason: string; attempts: number; reported: boolean };
 
 const DEFAULT_BACKOFF: Backoff = { type: 'exponential', delayMs: DELIVERY_LIMITS.delayMs.default, jitter: true };
 
@@ -91,7 +96,7 @@ export async function runBatch(
       const rec = await invoke(chunk, attempt);
       if (rec.status !== 'succeeded') {
         const reason = `invocation ${rec.id} ${rec.status}: ${rec.error ? `${rec.error.code}: ${rec.error.message}` : 'no error recorded'}`;
-        for (const item of chunk) out.set(item.id, { ok: false, invocationId: rec.id, reason });
+        for (const item of chunk) out.set(item.id, { ok: false, invocationId: rec.id, reason, attempts: rec.attempts, reported: false });
         continue;
       }
       const failed = failedItemIds(rec.result, new Set(chunk.map((i) => i.id)));
@@ -103,7 +108,7 @@ export async function runBatch(
     }
     if (again.length === 0) break;
     if (attempt >= maxAttempts) {
-      for (const { item, invocationId } of again) out.set(item.id, { ok: false, invocationId, reason: `the function reported item ${item.id} failed in each of ${attempt} attempts` });
+      for (const { item, invocationId } of again) out.set(item.id, { ok: false, invocationId, reason: `the function reported item ${item.id} failed in each of ${attempt} attempts`, attempts: attempt, reported: true });
       break;
     }
     pending = again.map((a) => a.item);

@@ -8,7 +8,10 @@
  *
  *   invocation succeeded  -> the source job completes with {invocationId, status}
  *   invocation failed     -> the source job fails (UnrecoverableError: no second round of
- *                            the producer's own attempts on top of delivery's retries)
+ *                            the producer's own attempts on top of delivery's retries);
+ *                            the invocation is in the function's dead letters
+ *   batch item reported failed in each attempt -> its own dead letter, and the source
+ *                            job completes with {deadLetterId, invocationId, status}
  *   event not acceptable  -> to the function's dead letters with the reason, and the
  *                            source job completes with {deadLetterId, status, reason}:
  *                            the queue moves on
@@ -168,8 +171,12 @@ export class QueueConsumer implements Consumer {
       await job.moveToDelayed(Date.now() + RESUBMIT_MS, token);
       throw new DelayedError();
     }
-    if (!o.ok) throw new UnrecoverableError(o.reason); // TODO(issue 14, delivery): the item's dead letter
-    return { invocationId: o.invocationId, status: 'succeeded' };
+    if (o.ok) return { invocationId: o.invocationId, status: 'succeeded' };
+    if (!o.reported) throw new UnrecoverableError(o.reason); // as a single job's failed invocation
+    // The batch invocation succeeded but named this item failed in each attempt: nothing
+    // else dead-letters it, so the trigger does, and the job completes pointing there.
+    const deadLetterId = await this.ctx.submitter.itemFailed(this.t, event, this.eventKey(job), this.sourceOf(id), o);
+    return { deadLetterId, invocationId: o.invocationId, status: 'dead-lettered', reason: o.reason };
   }
 
   private async runBatch(batch: Waiting[]): Promise<void> {

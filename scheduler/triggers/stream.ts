@@ -175,7 +175,7 @@ export class StreamConsumer implements Consumer {
       ctx.state.fired(t.name);
       const rec = await ctx.submitter.invoke(t, event, this.eventKey(id), { idempotencyKey: id, source: { kind: 'stream', trigger: t.name, stream: this.source.stream, entryId: id } }, this.stop.signal);
       ctx.state.finished(t.name, rec.status === 'succeeded');
-      // TODO(issue 14, delivery): a failed invocation is in the dead letters by now.
+      // Final: succeeded, or dead-lettered by its delivery: either way done with the entry.
       await this.ack([id]);
     } catch (err) {
       this.failed([id], err);
@@ -234,8 +234,22 @@ export class StreamConsumer implements Consumer {
         ctx.submitter.bounds.maxEventBytes,
       );
       for (const o of outcomes.values()) ctx.state.finished(t.name, o.ok);
-      // TODO(issue 14, delivery): items that failed for good go to the dead letters.
-      const done = [...outcomes.keys()];
+      // Items the function reported failed in each attempt get their own dead letter before
+      // their entry is acknowledged (one that cannot be written stays pending, reclaimed
+      // later); a batch that failed outright is in the dead letters as its invocation.
+      const done: string[] = [];
+      for (const [id, o] of outcomes) {
+        if (!o.ok && o.reported) {
+          const item = items.find((i) => i.id === id)!;
+          try {
+            await ctx.submitter.itemFailed(t, item.event, this.eventKey(id), { kind: 'stream', trigger: t.name, stream: this.source.stream, entryId: id }, o);
+          } catch (err) {
+            this.failed([id], err);
+            continue;
+          }
+        }
+        done.push(id);
+      }
       if (done.length) await this.ack(done);
     } catch (err) {
       this.failed(ids, err);

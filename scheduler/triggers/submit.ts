@@ -12,13 +12,14 @@
  * invocation's outcome.
  *
  * An event the function cannot be given (checkEvent: too large, not JSON, too deep) goes
- * to the function's dead letters with its reason (reject), and its source acknowledges it.
+ * to the function's dead letters with its reason (reject), and its source acknowledges it;
+ * so does a batch's item the function reported failed in each attempt (itemFailed).
  */
 import { createHash } from 'node:crypto';
 import type { DeliveryOptions, InvocationSource } from '../../common/delivery-spec.js';
 import { FaasboxError, FunctionNotFoundError, VersionNotFoundError } from '../../common/errors.js';
 import { acceptAsync, type AcceptDeps } from '../../common/delivery/accept.js';
-import type { DeadLetters } from '../../common/delivery/dead-letters.js';
+import type { DeadLetter, DeadLetters } from '../../common/delivery/dead-letters.js';
 import type { InvocationRecord } from '../../common/invocations.js';
 import { JOB_OVERHEAD_BYTES } from '../../common/queued-bytes.js';
 import type { InvocationJob } from '../../common/queue.js';
@@ -152,21 +153,36 @@ export class TriggerSubmitter {
    * invocation would have had, so a source that hands it over again adds no second entry.
    */
   async reject(t: TriggerRecord, event: unknown, eventKey: string, source: InvocationSource, reason: string): Promise<string> {
+    return this.deadLetter(t, storable(event, this.settings), eventKey, source, { reason: 'event-rejected', error: { code: 'VALIDATION_FAILED', message: reason }, attempts: 0 });
+  }
+
+  /**
+   * A batch's item the function reported failed in each attempt: its own dead letter (the
+   * batch invocation succeeded, so delivery wrote none), its event the item as an array of
+   * one, what the function is given. Its id is the item's, so a source that hands the item
+   * over again after a crash finds it there instead of adding a second.
+   */
+  async itemFailed(t: TriggerRecord, event: unknown, eventKey: string, source: InvocationSource, failure: { reason: string; attempts: number; invocationId: string }): Promise<string> {
+    const error = { code: 'FUNCTION_ERROR' as const, message: failure.reason };
+    return this.deadLetter(t, [event], eventKey, source, { reason: 'batch-item-failed', error, attempts: failure.attempts, invocationId: failure.invocationId });
+  }
+
+  private async deadLetter(t: TriggerRecord, event: unknown, eventKey: string, source: InvocationSource, dl: Pick<DeadLetter, 'reason' | 'error' | 'attempts'> & { invocationId?: string }): Promise<string> {
     const version = await this.versionOf(t);
     const id = invocationIdFor(t.uid, eventKey);
     const now = new Date().toISOString();
     await this.deadLetters.add({
       id,
-      invocationId: id,
+      invocationId: dl.invocationId ?? id,
       function: t.spec.function,
       version,
-      event: storable(event, this.settings),
-      error: { code: 'VALIDATION_FAILED', message: reason },
-      attempts: 0,
+      event,
+      error: dl.error,
+      attempts: dl.attempts,
       firstAttemptAt: now,
       lastAttemptAt: now,
       source,
-      reason: 'event-rejected',
+      reason: dl.reason,
       deadLetteredAt: now,
     });
     return id;

@@ -121,7 +121,7 @@ test('each job is one invocation with its data as the event; the job completes o
   assert.equal((await api('DELETE', '/v1/triggers/orders')).status, 200);
 });
 
-test('a batch\'s reported failures, and only they, are invoked again; then their jobs fail', async () => {
+test('a batch\'s reported failures, and only they, are invoked again; then each is a dead letter of its own and its job completes pointing at it', async () => {
   const put = await api('PUT', '/v1/triggers/batches', { function: 'batcher', source: { kind: 'queue', queue: 'batches' }, batchSize: 4, batchWindowMs: 5000, retry: { maxAttempts: 3, backoff: { type: 'fixed', delayMs: 100, jitter: false } } });
   assert.equal(put.status, 201, JSON.stringify(put.json));
   const q = producer('batches');
@@ -129,8 +129,16 @@ test('a batch\'s reported failures, and only they, are invoked again; then their
   for (const ok of [a!, c!]) assert.equal(await (await settled(q, ok.id!)).getState(), 'completed');
   for (const bad of [b!, d!]) {
     const job = await settled(q, bad.id!);
-    assert.equal(await job.getState(), 'failed');
-    assert.match(job.failedReason, /failed in each of 3 attempts/);
+    assert.equal(await job.getState(), 'completed');
+    const rv = job.returnvalue as { deadLetterId: string; status: string; reason: string };
+    assert.equal(rv.status, 'dead-lettered');
+    assert.match(rv.reason, /failed in each of 3 attempts/);
+    const dl = await api('GET', `/v1/functions/batcher/dead-letters/${rv.deadLetterId}`);
+    assert.equal(dl.status, 200, JSON.stringify(dl.json));
+    assert.equal(dl.json.reason, 'batch-item-failed');
+    assert.equal(dl.json.attempts, 3);
+    assert.deepEqual(dl.json.event, [{ id: bad.id, data: { bad: true } }], 'the item alone, as the batch of one the function is given');
+    assert.equal(dl.json.source.jobId, bad.id);
   }
   const seen = (await records('batcher')).map((r) => (r.result as { seen: string[] }).seen).sort((x, y) => y.length - x.length);
   assert.deepEqual(seen, [[a!.id, b!.id, c!.id, d!.id], [b!.id, d!.id], [b!.id, d!.id]]);

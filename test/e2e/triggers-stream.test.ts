@@ -98,6 +98,12 @@ test('a batch of entries: only the reported failures are invoked again, then ack
   assert.deepEqual(seen, [ids, [ids[1]]]);
   await eventually(async () => (await pendingCount('pk', 'g')) === 0, 5000, 'all three acknowledged (the failed one after its last attempt)');
   await eventually(async () => (await api('GET', '/v1/triggers/picky')).json.state.failed === 1, 5000, 'one item counted failed');
+  const dls = (await api('GET', '/v1/functions/picky/dead-letters')).json.deadLetters as { reason: string; attempts: number; event: unknown; source: { entryId: string } }[];
+  const mine = dls.filter((e) => e.reason === 'batch-item-failed');
+  assert.equal(mine.length, 1, JSON.stringify(dls));
+  assert.equal(mine[0]!.source.entryId, ids[1]);
+  assert.equal(mine[0]!.attempts, 2);
+  assert.deepEqual(mine[0]!.event, [{ id: ids[1], fields: { bad: '1' } }]);
   await api('DELETE', '/v1/triggers/picky');
 });
 
