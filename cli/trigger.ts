@@ -29,12 +29,23 @@ Options of add:
   --batch-size N       invoke with an array of up to N events (default: one event per invocation)
   --batch-window MS    wait up to MS to fill a batch
   --max-attempts N     retry: attempts in all; --backoff exponential|fixed, --backoff-delay MS
+  --on-success DEST    where each success's outcome goes; --on-failure DEST for each final failure
+                       DEST: queue:NAME (a BullMQ queue of the gateway's Redis), function:NAME
+                       (invoked async with the outcome), or an http(s):// callback URL
   --body FILE          the whole trigger body as JSON (flags above are then not allowed)
   --json               print the gateway's JSON answer`;
 
 function need(name: string | undefined, what: string): string {
   if (!name) throw new CliError(`trigger ${what} needs a trigger name; see faasbox trigger --help`);
   return name;
+}
+
+/** A destination flag's value as the body's DEST shape (common/delivery-spec.ts); the gateway checks the rest. */
+export function destinationOf(flag: string, value: string): Record<string, string> {
+  if (/^https?:\/\//i.test(value)) return { url: value };
+  const m = /^(queue|function):(.+)$/.exec(value);
+  if (!m) throw new CliError(`${flag} ${JSON.stringify(value)}: give queue:NAME, function:NAME or an http(s):// URL`);
+  return { [m[1]!]: m[2]! };
 }
 
 function addBody(values: Record<string, string | boolean | undefined>): Record<string, unknown> {
@@ -69,6 +80,8 @@ function addBody(values: Record<string, string | boolean | undefined>): Record<s
     retry.backoff = { ...(str('backoff') ? { type: str('backoff') } : {}), ...(str('backoff-delay') ? { delayMs: parseNumber('--backoff-delay', str('backoff-delay')!, 'whole') } : {}) };
   }
   if (Object.keys(retry).length) body.retry = retry;
+  if (str('on-success')) body.onSuccess = destinationOf('--on-success', str('on-success')!);
+  if (str('on-failure')) body.onFailure = destinationOf('--on-failure', str('on-failure')!);
   return body;
 }
 
@@ -106,6 +119,7 @@ export async function main(argv: string[]): Promise<number> {
       cron: { type: 'string' }, timezone: { type: 'string' }, overlap: { type: 'string' }, 'catch-up': { type: 'boolean' },
       concurrency: { type: 'string' }, 'batch-size': { type: 'string' }, 'batch-window': { type: 'string' },
       'max-attempts': { type: 'string' }, backoff: { type: 'string' }, 'backoff-delay': { type: 'string' },
+      'on-success': { type: 'string' }, 'on-failure': { type: 'string' },
       body: { type: 'string' }, json: { type: 'boolean' },
     },
   });
