@@ -25,6 +25,8 @@ import { IdmapNamespaces } from './userns/namespace.js';
 import { BridgeNetwork, type NetworkGcReport } from './network/network.js';
 import { NetworkConfigError, NetworkUnavailableError } from './network/errors.js';
 import type { NetworkSettings } from './network/options.js';
+import { collectLeases } from './image/pins.js';
+import { imagesDirOf } from './image/paths.js';
 
 export { mountsUnder };
 
@@ -65,6 +67,8 @@ export interface GcReport {
   mounts: string[];
   /** Leases and veths freed (bridge mode). */
   network?: NetworkGcReport;
+  /** Image pins freed (image/pins.ts): the containers whose leases went. */
+  images?: string[];
 }
 
 export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
@@ -247,6 +251,8 @@ export class Engine implements EngineParts {
     // Id ranges whose container is gone (a crash between create and delete); a container
     // made since the scan above has its dir, so its fresh lease stays.
     this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
+    // Image pins likewise (image/pins.ts): a lease is written after its container's dir.
+    report.images = collectLeases(imagesDirOf(this.stateDir), (id) => live.has(id) || existsSync(path.join(dir, id)));
     if (this.bridge) {
       // Leases of containers that are not alive (their owner gone, or removed above); a
       // lease of a container being created has its dir already (Container.create makes it first).
