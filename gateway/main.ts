@@ -13,6 +13,7 @@ import { InvocationStore } from '../common/invocations.js';
 import { FunctionRegistry, parseFunctionEvent } from '../common/registry.js';
 import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
+import { ImageRequestClient } from '../common/image-requests.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
@@ -66,6 +67,8 @@ export async function startGateway(
       if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
       if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
     });
+    const images = new ImageRequestClient(redis, config.prefix, options.secrets);
+    release.push(() => images.close());
     const app = createApp({
       config,
       redis,
@@ -74,6 +77,7 @@ export async function startGateway(
       queue,
       concurrency: new ConcurrencyLimiter(redis, config.prefix),
       metrics,
+      images,
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));
