@@ -26,6 +26,9 @@ have unshare || need+=(util-linux)
 have zstd || need+=(zstd)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
+# bench image: a local registry to pull from, and podman as a peer of faasbox's pull.
+have docker-registry || need+=(docker-registry)
+have podman || need+=(podman)
 # Bridge mode's egress policy (worker/engine/network/nft.ts) and the tests' net guard.
 have nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
