@@ -67,7 +67,7 @@ export interface GcReport {
   mounts: string[];
   /** Leases and veths freed (bridge mode). */
   network?: NetworkGcReport;
-  /** Image pins freed (image/pins.ts): the containers whose leases went. */
+  /** Image pins freed (image/pins.ts): the containers whose leases went; absent when none. */
   images?: string[];
 }
 
@@ -252,7 +252,8 @@ export class Engine implements EngineParts {
     // made since the scan above has its dir, so its fresh lease stays.
     this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
     // Image pins likewise (image/pins.ts): a lease is written after its container's dir.
-    report.images = collectLeases(imagesDirOf(this.stateDir), (id) => live.has(id) || existsSync(path.join(dir, id)));
+    const pins = collectLeases(imagesDirOf(this.stateDir), (id) => live.has(id) || existsSync(path.join(dir, id)));
+    if (pins.length) report.images = pins;
     if (this.bridge) {
       // Leases of containers that are not alive (their owner gone, or removed above); a
       // lease of a container being created has its dir already (Container.create makes it first).

