@@ -118,7 +118,11 @@ export class ImageRequestClient {
         this.waiting.get(reply.id)?.(reply);
       });
       await sub.subscribe(imageRepliesChannel(this.prefix));
-    })();
+    })().catch((err: unknown) => {
+      // Redis was not there: the next request tries again on a new connection.
+      this.close();
+      throw err;
+    });
     return this.subscribing;
   }
 

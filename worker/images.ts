@@ -4,7 +4,7 @@
  * puller, engine/image/puller.ts) or lists its store, and publishes its answer. A request's
  * credentials are opened here, used for that pull alone, and never logged.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { FaasboxError, InternalError, ValidationError, type ErrorInfo } from '../common/errors.js';
 import { imageRefSchema, platformOf, platformSchema } from '../common/image-request-spec.js';
 import { imageRepliesChannel, imageRequestsChannel, openCreds, parseImageRequest, type ImageReply, type ImageRequest, type WorkerImage } from '../common/image-requests.js';
@@ -15,7 +15,8 @@ import type { PullImage, PullOptions } from './engine/image/pull-types.js';
 import { ImageStore } from './engine/image/store.js';
 
 export interface ImageRequestOptions {
-  redisUrl: string;
+  /** The worker's connection: answers are published on it; the subscription gets a duplicate of it. */
+  redis: Redis;
   prefix: string;
   workerId: string;
   stateDir: string;
@@ -33,14 +34,12 @@ function errorInfo(err: unknown): ErrorInfo {
 
 export class ImageRequestServer {
   private readonly sub: Redis;
-  private readonly pub: Redis;
   private readonly store: ImageStore;
   private readonly running = new Set<Promise<void>>();
   private readonly abort = new AbortController();
 
   constructor(private readonly opts: ImageRequestOptions) {
-    this.sub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
-    this.pub = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
+    this.sub = opts.redis.duplicate();
     this.store = new ImageStore(opts.stateDir);
   }
 
@@ -82,7 +81,7 @@ export class ImageRequestServer {
 
   private async handle(req: ImageRequest): Promise<void> {
     const reply = await this.answer(req);
-    await this.pub.publish(imageRepliesChannel(this.opts.prefix), JSON.stringify(reply));
+    await this.opts.redis.publish(imageRepliesChannel(this.opts.prefix), JSON.stringify(reply));
   }
 
   /** Stops listening; pulls under way are aborted and answered as such. */
@@ -90,6 +89,5 @@ export class ImageRequestServer {
     await this.sub.quit().catch(() => {});
     this.abort.abort();
     await Promise.allSettled([...this.running]);
-    await this.pub.quit().catch(() => {});
   }
 }

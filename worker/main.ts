@@ -219,7 +219,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, invoker.inflight), { demand: () => pool.demandReport(), targets });
   reporter.start();
   // Image pulls and listings the gateway asks for (POST/GET /v1/images).
-  const imageRequests = new ImageRequestServer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, workerId: id, stateDir: cfg.stateDir, secrets: cfg.secrets, log, ...(cfg.puller ? { puller: cfg.puller } : {}) });
+  const imageRequests = new ImageRequestServer({ redis, prefix: cfg.prefix, workerId: id, stateDir: cfg.stateDir, secrets: cfg.secrets, log, ...(cfg.puller ? { puller: cfg.puller } : {}) });
   await imageRequests.start();
 
   return {

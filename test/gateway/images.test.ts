@@ -72,6 +72,7 @@ describe('validation and auth', () => {
 describe('with workers', () => {
   const stores = [new TestStore('faasbox-gw-images-a-'), new TestStore('faasbox-gw-images-b-')];
   const servers: ImageRequestServer[] = [];
+  const connections: Redis[] = [];
   const calls: { worker: string; ref: string; opts: PullOptions }[] = [];
   let script: (worker: string, ref: string) => Promise<ImageRecord> | ImageRecord = () => {
     throw new Error('unscripted');
@@ -95,7 +96,9 @@ describe('with workers', () => {
     setTag(stores[1]!.imagesDir, 'reg.test/shared:latest', shared.manifestDigest);
     setTag(stores[1]!.imagesDir, 'reg.test/own:1', own.manifestDigest);
     for (const [i, name] of ['wa', 'wb'].entries()) {
-      const s = new ImageRequestServer({ redisUrl: server.url, prefix: gw.prefix, workerId: name, stateDir: stores[i]!.stateDir, secrets: TEST_SECRETS, puller: stand(name) });
+      const conn = new Redis(server.url);
+      connections.push(conn);
+      const s = new ImageRequestServer({ redis: conn, prefix: gw.prefix, workerId: name, stateDir: stores[i]!.stateDir, secrets: TEST_SECRETS, puller: stand(name) });
       await s.start();
       servers.push(s);
       await gw.redis.hset(workersKey(gw.prefix), name, JSON.stringify({ id: name, at: Date.now() }));
@@ -103,6 +106,7 @@ describe('with workers', () => {
   });
   after(async () => {
     for (const s of servers) await s.close();
+    for (const c of connections) c.disconnect();
     for (const s of stores) s.remove();
   });
 
