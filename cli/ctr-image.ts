@@ -12,7 +12,7 @@ import { imagesDirOf } from '../worker/engine/image/paths.js';
 import { resolveStoredRef } from '../worker/engine/image/refs.js';
 import { prepareImage } from '../worker/engine/image/rootfs.js';
 import { loadPuller } from '../worker/engine/image/puller.js';
-import { withStoreLock } from '../worker/engine/image/lock.js';
+import { withStoreLock } from '../worker/engine/image/store-lock.js';
 import type { ProcessOverrides } from '../worker/engine/image/config.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
 import { linuxSys } from '../worker/engine/sys/index.js';

@@ -20,15 +20,14 @@ have tar || need+=(tar)
 have make || need+=(make)
 have ip || need+=(iproute2)
 have promtool || need+=(prometheus)
+# bench image's peer beside skopeo+umoci (its registry, docker-registry, the puller's tests install).
+have podman || need+=(podman)
 have unshare || need+=(util-linux)
 # Image layers (issue 12): zstd-compressed layers are decompressed by Debian's zstd; the tests
 # make images with umoci and push them with skopeo, third-party tools, not faasbox.
 have zstd || need+=(zstd)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
-# bench image: a local registry to pull from, and podman as a peer of faasbox's pull.
-have docker-registry || need+=(docker-registry)
-have podman || need+=(podman)
 # Bridge mode's egress policy (worker/engine/network/nft.ts) and the tests' net guard.
 have nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then

@@ -27,7 +27,7 @@ import type { SecretBox } from '../common/secrets.js';
 import { buildImage } from '../images/build.js';
 import { importRuntimeImage } from './engine/image/import.js';
 import { imagesDirOf } from './engine/image/paths.js';
-import { withStoreLock } from './engine/image/lock.js';
+import { withStoreLock } from './engine/image/store-lock.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { Engine, type EngineOptions } from './engine/engine.js';
 import { CodeStore } from './instance/code.js';

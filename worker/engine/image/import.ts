@@ -15,7 +15,7 @@ import type { BuiltImage } from '../../../images/build.js';
 import { DEFAULT_LAYER_BOUNDS, unpackImage } from './layers.js';
 import { blobPath, recordPath, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
-import { readTags, writeTags } from './refs.js';
+import { readTags, tagsPath } from './refs.js';
 
 const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 const MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -74,7 +74,7 @@ async function putLayerTar(imagesDir: string, dir: string): Promise<{ digest: st
 export function setTag(imagesDir: string, tag: string, digest: string): void {
   const tags = readTags(imagesDir);
   tags[tag] = digest;
-  writeTags(imagesDir, tags);
+  writeAtomic(imagesDir, tagsPath(imagesDir), `${JSON.stringify(tags, null, 2)}\n`);
 }
 
 export interface ImportedImage {

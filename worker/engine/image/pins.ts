@@ -13,7 +13,7 @@
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { ImageNotFoundError } from '../../../common/errors.js';
-import { withStoreLock } from './lock.js';
+import { withStoreLock } from './store-lock.js';
 import { digestHex, imagesDirOf, layerDir } from './paths.js';
 
 export interface ImagePin {

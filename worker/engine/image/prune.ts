@@ -15,7 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ImageInUseError } from '../../../common/errors.js';
-import { withStoreLock, type LockOptions } from './lock.js';
+import { withStoreLock, type LockOptions } from './store-lock.js';
 import { blobPath, digestHex, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
 import { readTags, writeTags } from './refs.js';
@@ -115,7 +115,9 @@ export async function pruneStore(store: ImageStore, opts: PruneOptions = {}): Pr
       const stale: string[] = [];
       for (const name of ls(tmpDir(store.imagesDir))) {
         const p = path.join(tmpDir(store.imagesDir), name);
-        if (trash.includes(p)) continue;
+        // A *.lock is the puller's (a blob's fetcher, the tags file's writer): it removes its
+        // own stale ones, and one held by a pull that does not take the store lock must stay.
+        if (trash.includes(p) || name.endsWith('.lock')) continue;
         const st = statSync(p, { throwIfNoEntry: false });
         if (!st || now - st.mtimeMs < grace) continue;
         stale.push(p);

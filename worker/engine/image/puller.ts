@@ -7,7 +7,7 @@
  * named in a record.
  */
 import { UnavailableError } from '../../../common/errors.js';
-import { withStoreLock } from './lock.js';
+import { withStoreLock } from './store-lock.js';
 import type { PullImage } from './pull-types.js';
 
 export const PULL_UNAVAILABLE = 'image pull is not available in this build (worker/engine/image/pull.ts is missing)';

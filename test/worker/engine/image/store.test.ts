@@ -14,7 +14,7 @@ import { pruneStore, removeImage } from '../../../../worker/engine/image/prune.j
 import { ImageStore } from '../../../../worker/engine/image/store.js';
 import { unpackImage } from '../../../../worker/engine/image/layers.js';
 import { importRuntimeImage, setTag } from '../../../../worker/engine/image/import.js';
-import { acquireStoreLock } from '../../../../worker/engine/image/lock.js';
+import { acquireStoreLock } from '../../../../worker/engine/image/store-lock.js';
 import type { ImageRecord } from '../../../../worker/engine/image/record.js';
 import { selfOwner } from '../../../../worker/engine/state.js';
 import { Engine } from '../../../../worker/engine/engine.js';
@@ -113,6 +113,9 @@ describe('prune', () => {
       utimesSync(stale, old, old);
       const fresh = path.join(tmpDir(store.imagesDir), 'write-fresh');
       writeFileSync(fresh, 'being written');
+      const pullLock = path.join(tmpDir(store.imagesDir), 'blob-abc.lock');
+      writeFileSync(pullLock, `${process.pid} 1\n`);
+      utimesSync(pullLock, old, old);
       assert.equal(images.list().find((i) => i.digest === a.manifestDigest)!.usedBy.join(), 'container live-one');
 
       const report = await pruneStore(images, { tmpGraceMs: 60_000 });
@@ -131,6 +134,7 @@ describe('prune', () => {
       assert.equal(report.tmp, 1, 'the hour-old tmp entry, not the fresh one');
       assert.equal(existsSync(stale), false);
       assert.equal(existsSync(fresh), true);
+      assert.equal(existsSync(pullLock), true, "a puller's lock file is the puller's to remove");
       assert.ok(report.freedBytes >= 5000 * 2 + 1000, `freed ${report.freedBytes}: c's 5000-byte file as blob and as layer, the stale tmp file`);
       assert.ok(!readdirSync(tmpDir(store.imagesDir)).some((n) => n.startsWith('trash-')), 'no trash left behind');
 
