@@ -162,7 +162,7 @@ export class ImageStore {
    * prefix of at least 12 hex digits of one (what `image ls` shows).
    */
   resolve(ref: string): ImageRecord {
-    const prefix = /^(?:sha256:)?([0-9a-f]{12,63})$/.exec(ref)?.[1];
+    const prefix = /^(?:sha256:)?([0-9a-f]{12,64})$/.exec(ref)?.[1];
     if (prefix !== undefined && readTags(this.imagesDir)[tagKey(ref)] === undefined) {
       const matches = this.digests().filter((d) => d.slice(7).startsWith(prefix));
       if (matches.length === 1) return readRecord(this.imagesDir, matches[0]!);

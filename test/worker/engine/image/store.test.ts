@@ -91,6 +91,7 @@ describe('ImageStore', () => {
     );
     assert.equal(images.inspect(recs.a.manifestDigest).digest, recs.a.manifestDigest);
     assert.equal(images.inspect(recs.a.manifestDigest.slice(7, 19)).digest, recs.a.manifestDigest);
+    assert.equal(images.inspect(recs.a.manifestDigest.slice(7)).digest, recs.a.manifestDigest, 'the whole hex without sha256:');
     assert.equal(images.inspect('127.0.0.1:5000/app').digest, recs.a.manifestDigest, 'no tag means :latest');
     assert.throws(() => images.inspect('127.0.0.1:5000/app:nope'), (e: Error & { code?: string }) => e.code === 'IMAGE_NOT_FOUND');
   });
