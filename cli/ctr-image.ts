@@ -6,7 +6,7 @@
  * prune from create to delete (image/pins.ts).
  */
 import path from 'node:path';
-import { DEFAULT_STATE_DIR } from '../worker/engine/engine.js';
+import { DEFAULT_STATE_DIR } from '../worker/engine/state-dir.js';
 import { engineEnv } from './engine-env.js';
 import { imagesDirOf } from '../worker/engine/image/paths.js';
 import { resolveStoredRef } from '../worker/engine/image/refs.js';

@@ -4,50 +4,12 @@
  */
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { DEFAULT_STATE_DIR } from '../worker/engine/engine.js';
+import { DEFAULT_STATE_DIR } from '../worker/engine/state-dir.js';
 import { ImageStore, type ImageDetails, type ImageSummary } from '../worker/engine/image/store.js';
 import { pruneStore, removeImage } from '../worker/engine/image/prune.js';
 import { CliError } from './args.js';
 import { engineEnv } from './engine-env.js';
-
-const STATE = `  --state-dir DIR   state directory (default $FAASBOX_STATE_DIR or ${DEFAULT_STATE_DIR})
-  -h, --help        this help`;
-
-export const STORE_USAGE: Record<string, string> = {
-  ls: `Usage: faasbox image ls [--json]
-
-The images in the store: tags, digest, size of their blobs, platform, when pulled, and
-who uses them (containers running from them; the pools for faasbox/* runtime images).
-
-  --json            a JSON array, one object per image
-${STATE}`,
-  inspect: `Usage: faasbox image inspect REF [--json]
-
-One image: its record, its config (Entrypoint, Cmd, Env, WorkingDir, User, StopSignal)
-and its layers with their sizes. REF: repo[:tag], repo@sha256:..., sha256:..., or 12+ hex
-digits of a digest.
-
-  --json            as one JSON object
-${STATE}`,
-  rm: `Usage: faasbox image rm REF [--force] [--json]
-
-Untags REF (every tag of the image when REF is a digest). When no tag is left and nothing
-uses the image, the image goes with its blobs and layers no other image keeps.
-An image a live container runs from, or a faasbox/* runtime image, is refused (exit 4)
-unless --force, which untags only: prune removes the image once nothing uses it.
-
-  --force           untag even when in use
-  --json            print what was done as JSON
-${STATE}`,
-  prune: `Usage: faasbox image prune [--json]
-
-Removes every image no tag names and no live container uses, every blob and layer no
-remaining image (or container) needs, and leftovers in tmp/ older than 15 minutes.
-Containers of a crashed owner keep their images until "faasbox ctr gc" collects them.
-
-  --json            print what was removed as JSON
-${STATE}`,
-};
+export { STORE_USAGE } from './image-help.js';
 
 function parse(argv: string[], force = false) {
   const options = { json: { type: 'boolean', default: false }, 'state-dir': { type: 'string' }, help: { type: 'boolean', short: 'h' }, force: { type: 'boolean', default: false } } as const;

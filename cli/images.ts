@@ -5,13 +5,13 @@
  */
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { buildImage, type BuildProgress } from '../images/build.js';
+import type { BuildProgress } from '../images/build.js';
 import { IMAGE_NAMES, isImageName } from '../images/recipe.js';
 import { ImageBuildError } from '../images/errors.js';
 import { UnavailableError } from '../common/errors.js';
 import { wantsHelp } from './args.js';
 import { printError } from './report.js';
-import { STORE_USAGE, inspect, ls, prune, rm } from './image-store.js';
+import { STORE_USAGE } from './image-help.js';
 
 const DEFAULT_OUT = path.join(process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox', 'images');
 
@@ -52,7 +52,13 @@ Options:
 /** The exit codes of image errors; others are main.ts's (2 usage, 1 anything else). */
 const EXIT_CODES: Record<string, number> = { IMAGE_NOT_FOUND: 3, IMAGE_IN_USE: 4 };
 
-const STORE_COMMANDS: Partial<Record<string, (argv: string[]) => Promise<number>>> = { ls, inspect, rm, prune };
+/** Loaded when used: a pull need not load the store's commands, nor they the builder. */
+const STORE_COMMANDS: Partial<Record<string, (argv: string[]) => Promise<number>>> = {
+  ls: async (argv) => (await import('./image-store.js')).ls(argv),
+  inspect: async (argv) => (await import('./image-store.js')).inspect(argv),
+  rm: async (argv) => (await import('./image-store.js')).rm(argv),
+  prune: async (argv) => (await import('./image-store.js')).prune(argv),
+};
 
 async function pull(argv: string[]): Promise<number> {
   // A specifier in a variable: the module is another change's, and may not be in this build.
@@ -114,6 +120,7 @@ async function build(rest: string[]): Promise<number> {
   const out = values.out ?? DEFAULT_OUT;
   const started = performance.now();
   const progress = values.json || !process.stderr.isTTY ? undefined : progressPrinter(name);
+  const { buildImage } = await import('../images/build.js');
   const img = await buildImage(name, out, progress ? { onProgress: progress } : {});
   if (progress) process.stderr.write('\n');
   const ms = Math.round(performance.now() - started);

@@ -27,6 +27,7 @@ import { NetworkConfigError, NetworkUnavailableError } from './network/errors.js
 import type { NetworkSettings } from './network/options.js';
 import { collectLeases } from './image/pins.js';
 import { imagesDirOf } from './image/paths.js';
+import { DEFAULT_STATE_DIR } from './state-dir.js';
 
 export { mountsUnder };
 
@@ -71,7 +72,7 @@ export interface GcReport {
   images?: string[];
 }
 
-export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
+export { DEFAULT_STATE_DIR };
 export const DEFAULT_SEEDS = 2;
 
 export class Engine implements EngineParts {
