@@ -18,6 +18,7 @@ import { acquireStoreLock } from '../../../../worker/engine/image/store-lock.js'
 import type { ImageRecord } from '../../../../worker/engine/image/record.js';
 import { selfOwner } from '../../../../worker/engine/state.js';
 import { Engine } from '../../../../worker/engine/engine.js';
+import { linuxSys, MNT_DETACH } from '../../../../worker/engine/sys/index.js';
 import { buildImage } from '../../../../images/build.js';
 import { tar } from '../../../support/archives.js';
 import { TestStore } from '../../../support/image-store.js';
@@ -164,6 +165,25 @@ describe('prune', () => {
       assert.ok(report.images.includes(c.manifestDigest), 'nothing names the record');
       assert.ok(existsSync(layerDir(store.imagesDir, c.diffIds[0]!)), 'the layer a live container mounts stays');
     } finally {
+      store.remove();
+    }
+  });
+
+  test('a tmp/ leftover with a filesystem still mounted on it is reported, not emptied', async () => {
+    const store = new TestStore('faasbox-prune-mount-');
+    const sys = await linuxSys();
+    const look = path.join(tmpDir(store.imagesDir), 'look-crashed');
+    mkdirSync(look, { recursive: true });
+    sys.mount('faasbox-test-look', look, 'tmpfs', 0, 'size=1m');
+    try {
+      writeFileSync(path.join(look, 'inside'), 'on the mounted filesystem');
+      const old = (Date.now() - 3_600_000) / 1000;
+      utimesSync(look, old, old);
+      const report = await pruneStore(new ImageStore(store.stateDir), { tmpGraceMs: 60_000 });
+      assert.deepEqual(report.left, [look]);
+      assert.equal(readFileSync(path.join(look, 'inside'), 'utf8'), 'on the mounted filesystem');
+    } finally {
+      sys.umount(look, MNT_DETACH);
       store.remove();
     }
   });
