@@ -72,23 +72,3 @@ export function removeTree(p: string): RemoveReport {
   walk(p);
   return report;
 }
-
-/** The bytes removeTree(p) would report, without removing anything. */
-export function treeBytes(p: string): number {
-  if (!lstatSync(p, { throwIfNoEntry: false })) return 0;
-  const top = lstatSync(path.dirname(p), { bigint: true });
-  const seen = new Set<bigint>();
-  let bytes = 0;
-  const walk = (at: string): void => {
-    const st = lstatSync(at, { throwIfNoEntry: false, bigint: true });
-    if (!st || st.dev !== top.dev) return;
-    if (st.isDirectory()) {
-      for (const name of readdirSync(at)) walk(path.join(at, name));
-    } else if (st.isFile() && !seen.has(st.ino)) {
-      seen.add(st.ino);
-      bytes += Number(st.size);
-    }
-  };
-  walk(p);
-  return bytes;
-}
