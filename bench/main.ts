@@ -9,6 +9,7 @@ const BENCHES: Record<string, () => Promise<{ main: (argv: string[]) => Promise<
   thaw: () => import('./thaw.js'),
   events: () => import('./events.js'),
   network: () => import('./network.js'),
+  image: () => import('./image.js'),
 };
 
 const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [options]
@@ -24,6 +25,9 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
                                         BullMQ drain, cron delay, async accept beside sync invoke
   network    [--iterations 30] [--requests 200]  create bridge vs none, network setup vs the
                                         shell floor, HTTP throughput bridge container vs host
+  image      [--iterations 5] [--big-mb 1024] [--peers-only]
+                                        pull + unpack of nodejs20 from a local registry: faasbox,
+                                        skopeo+umoci, podman; incremental bytes; peak RSS, 1 GB layer
 
 Each prints a table and ends with one JSON line.`;
 

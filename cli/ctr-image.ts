@@ -1,20 +1,22 @@
 /**
  * `ctr run --image REF`: the container spec from a stored image (its layers as the rootfs,
  * its config as the process's defaults, the caller's CMD/--user/--env/--cwd over them).
- * --pull is answered once the image puller (issue 12's pull half) is merged in; until then
- * REF must already be in the store.
+ * --pull pulls REF first when the store does not have it (through puller.ts: a build
+ * without the puller says so). The spec names the image, so the container pins it against
+ * prune from create to delete (image/pins.ts).
  */
 import path from 'node:path';
-import { DEFAULT_STATE_DIR } from '../worker/engine/engine.js';
+import { DEFAULT_STATE_DIR } from '../worker/engine/state-dir.js';
 import { engineEnv } from './engine-env.js';
 import { imagesDirOf } from '../worker/engine/image/paths.js';
 import { resolveStoredRef } from '../worker/engine/image/refs.js';
 import { prepareImage } from '../worker/engine/image/rootfs.js';
+import { loadPuller } from '../worker/engine/image/puller.js';
+import { withStoreLock } from '../worker/engine/image/store-lock.js';
 import type { ProcessOverrides } from '../worker/engine/image/config.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
 import { linuxSys } from '../worker/engine/sys/index.js';
 import { ImageNotFoundError } from '../common/errors.js';
-import { CliError } from './args.js';
 
 export interface ImageRun {
   spec: ContainerSpec;
@@ -27,17 +29,21 @@ export async function imageSpec(ref: string, pull: boolean, stateDir: string | u
   try {
     record = resolveStoredRef(imagesDir, ref);
   } catch (err) {
-    if (pull && err instanceof ImageNotFoundError) throw new CliError(`--pull: this build has no image puller yet; ${err.message}`);
-    throw err;
+    if (!pull || !(err instanceof ImageNotFoundError)) throw err;
+    const pullImage = await loadPuller();
+    if (globalThis.process.stderr.isTTY) globalThis.process.stderr.write(`pulling ${ref} ...\n`);
+    record = (await pullImage(imagesDir, ref)).record;
   }
   const overrides: ProcessOverrides = { cmd: over.cmd };
   if (over.user !== undefined) overrides.user = over.user;
   if (over.env !== undefined) overrides.env = over.env;
   if (over.cwd !== undefined) overrides.cwd = over.cwd;
-  const { layers, process } = await prepareImage(await linuxSys(), imagesDir, record, overrides);
+  const sys = await linuxSys();
+  // Shared: a prune waits while the layers are unpacked; the create's pin holds them after.
+  const { layers, process } = await withStoreLock(imagesDir, 'shared', () => prepareImage(sys, imagesDir, record, overrides));
   return {
     spec: {
-      rootfs: { layers },
+      rootfs: { layers, image: record.manifestDigest },
       process: { args: process.args, env: process.env, cwd: process.cwd, uid: process.uid, gid: process.gid, groups: process.groups },
       limits: {},
     },

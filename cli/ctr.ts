@@ -62,7 +62,7 @@ const USAGE: Record<string, string> = {
   state: `Usage: faasbox ctr state ID [--json]\n\nOne container's state.\n\n  --json              as one line of JSON\n${GLOBAL_HELP}`,
   kill: `Usage: faasbox ctr kill ID [SIGNAL]\n\nSignals a container; SIGKILL, the default, kills its whole cgroup.\n\n${GLOBAL_HELP}`,
   delete: `Usage: faasbox ctr delete ID [--json]\n\nKills and removes a container (alias: rm).\n\n  --json              print what was removed as JSON\n${GLOBAL_HELP}`,
-  gc: `Usage: faasbox ctr gc [--all] [--json]\n\nRemoves what crashed owners left: containers, cgroups, mounts.\n\n  --all               also containers whose owner is alive\n  --json              print what was removed as JSON\n${GLOBAL_HELP}`,
+  gc: `Usage: faasbox ctr gc [--all] [--json]\n\nRemoves what crashed owners left: containers, cgroups, mounts, image pins.\n\n  --all               also containers whose owner is alive\n  --json              print what was removed as JSON\n${GLOBAL_HELP}`,
 };
 const ALIASES: Record<string, string> = { ls: 'list', rm: 'delete' };
 
@@ -260,6 +260,6 @@ async function gc(args: string[]): Promise<number> {
   const report = await engine.gc({ all: values.all ?? false });
   await engine.close();
   if (values.json) console.log(JSON.stringify(report));
-  else console.log(`removed ${report.containers.length} containers, ${report.cgroups.length} cgroups, ${report.mounts.length} mounts`);
+  else console.log(`removed ${report.containers.length} containers, ${report.cgroups.length} cgroups, ${report.mounts.length} mounts${report.images ? `, ${report.images.length} image pins` : ''}`);
   return 0;
 }

@@ -1,15 +1,42 @@
 /**
- * `faasbox image ...`: builds runtime image layers from the recipes in images/.
+ * `faasbox image ...`: the image store (pull, ls, inspect, rm, prune: image-pull.ts and
+ * image-store.ts) and the runtime images built from the recipes in images/ (build).
+ * Exit codes a script can use: 0 ok, 2 usage, 3 no such image, 4 image in use, 1 other.
  */
 import { parseArgs } from 'node:util';
 import path from 'node:path';
-import { buildImage, type BuildProgress } from '../images/build.js';
+import type { BuildProgress } from '../images/build.js';
 import { IMAGE_NAMES, isImageName } from '../images/recipe.js';
 import { ImageBuildError } from '../images/errors.js';
+import { UnavailableError } from '../common/errors.js';
+import { wantsHelp } from './args.js';
+import { printError } from './report.js';
+import { STORE_USAGE } from './image-help.js';
 
 const DEFAULT_OUT = path.join(process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox', 'images');
 
-const HELP = `Usage: faasbox image build <name> [--out DIR] [--json]
+const HELP = `Usage: faasbox image <command> [options]
+
+Commands:
+  pull REF [--creds USER:PASS] [--platform os/arch[/variant]] [--json]
+                      pull an image from an OCI registry into the store
+  ls [--json]         the images in the store
+  inspect REF [--json]
+                      one image: record, config, layers
+  rm REF [--force]    untag an image; it goes when no tag names it and nothing uses it
+  prune [--json]      remove what no tag and no container references
+  build NAME          build a runtime image's layer directory (${IMAGE_NAMES.join(', ')})
+
+Exit codes: 0 ok, 2 usage, 3 no such image, 4 image in use, 1 anything else.
+Run "faasbox image <command> --help" for a command's options.`;
+
+const PULL_HELP = `Usage: faasbox image pull REF [--creds USER:PASS] [--platform os/arch[/variant]] [--json]
+
+Pulls REF (host[:port]/path/name[:tag][@sha256:...]) from its registry into the store.`;
+
+const PULL_MISSING = 'image pull is not available in this build (cli/image-pull.ts is missing)';
+
+const BUILD_HELP = `Usage: faasbox image build <name> [--out DIR] [--json]
 
 Builds an image layer directory offline from this machine's files and prints where it is.
 A build whose inputs are unchanged is found and reused, not repeated.
@@ -22,20 +49,69 @@ Options:
   --json       print the result as JSON on stdout, no progress
   -h, --help   this help`;
 
+/** The exit codes of image errors; others are main.ts's (2 usage, 1 anything else). */
+const EXIT_CODES: Record<string, number> = { IMAGE_NOT_FOUND: 3, IMAGE_IN_USE: 4 };
+
+/** Loaded when used: a pull need not load the store's commands, nor they the builder. */
+const STORE_COMMANDS: Partial<Record<string, (argv: string[]) => Promise<number>>> = {
+  ls: async (argv) => (await import('./image-store.js')).ls(argv),
+  inspect: async (argv) => (await import('./image-store.js')).inspect(argv),
+  rm: async (argv) => (await import('./image-store.js')).rm(argv),
+  prune: async (argv) => (await import('./image-store.js')).prune(argv),
+};
+
+async function pull(argv: string[]): Promise<number> {
+  // A specifier in a variable: the module is another change's, and may not be in this build.
+  const specifier = './image-pull.js';
+  let mod: { pullCommand?: (argv: string[]) => Promise<number> };
+  try {
+    mod = (await import(specifier)) as typeof mod;
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'ERR_MODULE_NOT_FOUND' || !/image-pull\.js/.test(e.message)) throw err;
+    if (wantsHelp(argv)) {
+      console.log(`${PULL_HELP}\n\n${PULL_MISSING}.`);
+      return 0;
+    }
+    throw new UnavailableError(PULL_MISSING, err);
+  }
+  if (typeof mod.pullCommand !== 'function') throw new UnavailableError(PULL_MISSING.replace('is missing', 'exports no pullCommand'));
+  return mod.pullCommand(argv);
+}
+
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '-h' || cmd === '--help' || cmd === 'help') {
     console.log(HELP);
     return cmd ? 0 : 2;
   }
+  const store = STORE_COMMANDS[cmd];
+  if (cmd === 'pull' || store) {
+    if (store && wantsHelp(rest)) {
+      console.log(STORE_USAGE[cmd]);
+      return 0;
+    }
+    try {
+      return await (store ?? pull)(rest);
+    } catch (err) {
+      const code = EXIT_CODES[(err as { code?: string }).code ?? ''];
+      if (code === undefined) throw err;
+      printError(err);
+      return code;
+    }
+  }
   if (cmd !== 'build') throw new ImageBuildError('USAGE', `unknown image command "${cmd}"; try: faasbox image --help`);
+  return build(rest);
+}
+
+async function build(rest: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: rest,
     allowPositionals: true,
     options: { out: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } },
   });
   if (values.help) {
-    console.log(HELP);
+    console.log(BUILD_HELP);
     return 0;
   }
   const [name, ...extra] = positionals;
@@ -44,6 +120,7 @@ export async function main(argv: string[]): Promise<number> {
   const out = values.out ?? DEFAULT_OUT;
   const started = performance.now();
   const progress = values.json || !process.stderr.isTTY ? undefined : progressPrinter(name);
+  const { buildImage } = await import('../images/build.js');
   const img = await buildImage(name, out, progress ? { onProgress: progress } : {});
   if (progress) process.stderr.write('\n');
   const ms = Math.round(performance.now() - started);

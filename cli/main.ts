@@ -1,8 +1,10 @@
 /**
  * The `faasbox` command: dispatches to the services and tools. Each subcommand module
- * exports main(argv) -> exit code and throws typed errors; this is the one place that
- * turns an error into a message and an exit code.
+ * exports main(argv) -> exit code and throws typed errors; what one throws is told here,
+ * by report.ts, as a message and an exit code.
  */
+import { exitCodeOf, printError } from './report.js';
+
 const HELP = `Usage: faasbox <command> [options]
 
 Commands:
@@ -16,7 +18,7 @@ Commands:
                  run one service in the foreground (configuration by env or --config FILE)
   dlq ...        a function's dead letters (ls, show, redrive, purge)
   ctr ...        the container engine (run, list, state, kill, delete, gc)
-  image ...      build runtime images (nodejs20, busybox)
+  image ...      the image store: pull, ls, inspect, rm, prune; build runtime images
   trigger ...    queue, stream and cron triggers (add, ls, get, rm, pause, resume)
 
 Run "faasbox <command> --help" for a command's options.`;
@@ -59,14 +61,8 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function report(err: unknown): number {
-  const e = err as { code?: string; message?: string; name?: string };
-  if (process.argv.includes('--json')) {
-    console.error(JSON.stringify({ error: { code: e.code ?? 'INTERNAL', message: e.message ?? String(err) } }));
-  } else {
-    console.error(`faasbox: ${e.message ?? String(err)}${e.code ? ` [${e.code}]` : ''}`);
-  }
-  if (e.code === 'USAGE' || e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || e.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return 2;
-  return 1;
+  printError(err);
+  return exitCodeOf(err);
 }
 
 main(process.argv.slice(2)).then(

@@ -44,6 +44,8 @@ export const ErrorCode = {
   // An image whose layer or config breaks the unpack rules (a member leaving its layer, a bad User).
   IMAGE_INVALID: 'IMAGE_INVALID',
   IMAGE_NOT_FOUND: 'IMAGE_NOT_FOUND',
+  // An image a live container runs from (or a runtime image the pools use) asked to be removed.
+  IMAGE_IN_USE: 'IMAGE_IN_USE',
   // The registry refused the pull's credentials (or asked for some and none were given).
   REGISTRY_UNAUTHORIZED: 'REGISTRY_UNAUTHORIZED',
   // The registry could not be reached or kept failing (5xx, resets, timeouts) after the retries.
@@ -169,6 +171,12 @@ export class ImageInvalidError extends FaasboxError {
 export class ImageNotFoundError extends FaasboxError {
   constructor(ref: string, hint = '') {
     super(ErrorCode.IMAGE_NOT_FOUND, `image ${JSON.stringify(ref)} is not in the store${hint ? `: ${hint}` : ''}`, { details: { ref } });
+  }
+}
+
+export class ImageInUseError extends FaasboxError {
+  constructor(ref: string, users: string[]) {
+    super(ErrorCode.IMAGE_IN_USE, `image ${JSON.stringify(ref)} is in use by ${users.join(', ')}; delete those first, or --force to untag it only (prune removes it once nothing uses it)`, { details: { ref, users } });
   }
 }
 

@@ -12,6 +12,7 @@ import { gatewayMetrics } from './metrics.js';
 import { deadLettersApp } from './routes/dead-letters.js';
 import { functionsApp } from './routes/functions.js';
 import { healthApp } from './routes/health.js';
+import { imagesApp } from './routes/images.js';
 import { invocationsApp } from './routes/invocations.js';
 import { invokeApp } from './routes/invoke.js';
 import { triggersApp } from './routes/triggers.js';
@@ -38,6 +39,7 @@ export function createApp(deps: GatewayDeps): Hono {
   app.route('/v1/functions', deadLettersApp(deps, keys));
   app.route('/v1/invocations', invocationsApp(deps, keys));
   app.route('/v1/triggers', triggersApp(deps, keys));
+  app.route('/v1/images', imagesApp(deps, keys));
 
   app.notFound((c) => {
     unmatched.add(c);

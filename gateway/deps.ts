@@ -8,6 +8,7 @@ import type { FunctionRegistry } from '../common/registry.js';
 import type { HostPolicy } from '../common/delivery/host-policy.js';
 import type { SecretBox } from '../common/secrets.js';
 import type { GatewayConfig } from './config.js';
+import type { ImageRequestClient } from '../common/image-requests.js';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -23,4 +24,6 @@ export interface GatewayDeps {
   callbacks: HostPolicy;
   /** The deployment's key: callback secrets are derived from it (common/delivery/signature.ts). */
   secrets?: SecretBox;
+  /** Image pulls and listings asked of the workers (POST/GET /v1/images). */
+  images: ImageRequestClient;
 }

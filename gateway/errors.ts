@@ -40,6 +40,7 @@ export const HTTP_STATUS: Record<ErrorCode, ContentfulStatusCode> = {
   IMAGE_TOO_LARGE: 422, // the image is past the unpack bounds: the request was fine, the image is not acceptable
   IMAGE_INVALID: 422,
   IMAGE_NOT_FOUND: 404,
+  IMAGE_IN_USE: 409, // a live container (or the pools) runs from it
   REGISTRY_UNAUTHORIZED: 403, // the caller's to fix: credentials for the registry (--creds, config.json)
   REGISTRY_UNAVAILABLE: 502, // upstream: the registry kept failing after the retries
   UNAVAILABLE: 503,

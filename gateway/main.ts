@@ -14,6 +14,7 @@ import { FunctionRegistry, parseFunctionEvent } from '../common/registry.js';
 import { forgetFunction } from '../common/metrics.js';
 import type { SecretBox } from '../common/secrets.js';
 import { callbackPolicyOf } from './callbacks.js';
+import { ImageRequestClient } from '../common/image-requests.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
@@ -67,6 +68,8 @@ export async function startGateway(
       if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
       if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
     });
+    const images = new ImageRequestClient(redis, config.prefix, options.secrets);
+    release.push(() => images.close());
     const app = createApp({
       config,
       redis,
@@ -77,6 +80,7 @@ export async function startGateway(
       metrics,
       callbacks: callbackPolicyOf(config),
       ...(options.secrets ? { secrets: options.secrets } : {}),
+      images,
     });
     const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));

@@ -20,6 +20,8 @@ have tar || need+=(tar)
 have make || need+=(make)
 have ip || need+=(iproute2)
 have promtool || need+=(prometheus)
+# bench image's peer beside skopeo+umoci (its registry, docker-registry, the puller's tests install).
+have podman || need+=(podman)
 have unshare || need+=(util-linux)
 # Image layers (issue 12): zstd-compressed layers are decompressed by Debian's zstd; the tests
 # make images with umoci and push them with skopeo, third-party tools, not faasbox.

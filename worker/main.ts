@@ -27,6 +27,7 @@ import type { SecretBox } from '../common/secrets.js';
 import { buildImage } from '../images/build.js';
 import { importRuntimeImage } from './engine/image/import.js';
 import { imagesDirOf } from './engine/image/paths.js';
+import { withStoreLock } from './engine/image/store-lock.js';
 import { RUNTIME_COMMAND } from '../images/protocol.js';
 import { Engine, type EngineOptions } from './engine/engine.js';
 import { CodeStore } from './instance/code.js';
@@ -38,6 +39,8 @@ import { Pool, type PoolEvent } from './pool/pool.js';
 import { Reporter, TargetsFeed, reportOf } from './report.js';
 import { FunctionVersions } from './versions.js';
 import { WorkerHealth } from './health.js';
+import { ImageRequestServer } from './images.js';
+import type { PullImage } from './engine/image/pull-types.js';
 import type { NetworkSettings } from './engine/network/options.js';
 import { DeadLetters } from '../common/delivery/dead-letters.js';
 import { Settlement } from '../common/delivery/settle.js';
@@ -80,6 +83,8 @@ export interface WorkerConfig {
   maxResultBytes?: number;
   /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
   limits?: Partial<StorageLimits>;
+  /** The image puller for POST /v1/images (default: engine/image/puller.ts loadPuller). */
+  puller?: () => Promise<PullImage>;
 }
 
 /**
@@ -105,8 +110,11 @@ export interface RunningWorker {
  * image store (imported as OCI images once per build), as any pulled image's.
  */
 export async function runtimeImages(stateDir: string): Promise<Record<string, RuntimeImage>> {
-  const node = await importRuntimeImage(imagesDirOf(stateDir), await buildImage('nodejs20', path.join(stateDir, 'images')));
-  const python = await importRuntimeImage(imagesDirOf(stateDir), await buildImage('python3', path.join(stateDir, 'images')));
+  // Shared: a prune (which would find the blobs before their record) waits for the import.
+  const [node, python] = await withStoreLock(imagesDirOf(stateDir), 'shared', async () => [
+    await importRuntimeImage(imagesDirOf(stateDir), await buildImage('nodejs20', path.join(stateDir, 'images'))),
+    await importRuntimeImage(imagesDirOf(stateDir), await buildImage('python3', path.join(stateDir, 'images'))),
+  ]);
   return {
     nodejs20: { name: 'nodejs20', layers: node.layers, args: [...RUNTIME_COMMAND.nodejs20] },
     python3: { name: 'python3', layers: python.layers, args: [...RUNTIME_COMMAND.python3] },
@@ -213,6 +221,9 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   health = probes;
   const reporter = new Reporter(redis, cfg.prefix, () => reportOf(id, ownQueue, pool, cfg.budgetMb, invoker.inflight), { demand: () => pool.demandReport(), targets });
   reporter.start();
+  // Image pulls and listings the gateway asks for (POST/GET /v1/images).
+  const imageRequests = new ImageRequestServer({ redis, prefix: cfg.prefix, workerId: id, stateDir: cfg.stateDir, secrets: cfg.secrets, log, ...(cfg.puller ? { puller: cfg.puller } : {}) });
+  await imageRequests.start();
 
   return {
     id,
@@ -228,6 +239,7 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       // it later, or what is left if this worker dies while it stops, moves on the
       // scheduler's next tick (common/queue-handover.ts).
       await reporter.stop(id);
+      await imageRequests.close();
       await redis.sadd(orphanQueuesKey(cfg.prefix), ownQueue).catch(() => {});
       // No new jobs from here; the ones running finish, bounded by their timeouts.
       const stopping = Promise.all(consumers.map((w) => w.close()));

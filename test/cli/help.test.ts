@@ -40,8 +40,13 @@ test('each top-level command and each image command answers --help and does noth
       [['dlq', 'purge', 'f', '--help'], /^Usage: faasbox dlq purge /],
       [['ctr', '--help'], /^Usage: faasbox ctr <command>/],
       [['ctr', 'gc', '--help'], /^Usage: faasbox ctr gc /],
-      [['image', '--help'], /^Usage: faasbox image build/],
+      [['image', '--help'], /^Usage: faasbox image <command>[\s\S]*pull REF[\s\S]*prune/],
       [['image', 'build', 'busybox', '--help'], /^Usage: faasbox image build/],
+      [['image', 'ls', '--help'], /^Usage: faasbox image ls/],
+      [['image', 'inspect', 'x:1', '--help'], /^Usage: faasbox image inspect REF/],
+      [['image', 'rm', 'x:1', '--force', '-h'], /^Usage: faasbox image rm REF/],
+      [['image', 'prune', '--help'], /^Usage: faasbox image prune/],
+      [['image', 'pull', 'x:1', '--help'], /^Usage: faasbox image pull REF/],
     ];
     for (const [args, usage] of cases) {
       const r = spawnSync(process.execPath, [bin, ...args], { env, encoding: 'utf8', timeout: 30_000 });

@@ -14,6 +14,7 @@ import { Worker, type Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
 import { InvocationClient } from '../../common/invocation-client.js';
+import { ImageRequestClient } from '../../common/image-requests.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { QueuedBytes } from '../../common/queued-bytes.js';
 import { INVOCATION_QUEUE, requestOf, type InvocationJob, type InvocationResult } from '../../common/queue.js';
@@ -60,6 +61,7 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayI
     metrics: new Registry(),
     callbacks: callbackPolicyOf(config),
     secrets: TEST_SECRETS,
+    images: new ImageRequestClient(redis, prefix, TEST_SECRETS, { pullMs: 2000, listMs: 1000 }),
   };
   const app = createApp(deps);
   const workers: { worker: Worker; connection: Redis }[] = [];
@@ -99,6 +101,7 @@ export async function testGateway(server: TestRedis, overrides: Partial<GatewayI
         connection.disconnect();
       }
       await queue.close();
+      deps.images.close();
       redis.disconnect();
     },
   };

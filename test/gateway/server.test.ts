@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
+import { ImageRequestClient } from '../../common/image-requests.js';
 import { InvocationClient } from '../../common/invocation-client.js';
 import { ConcurrencyLimiter } from '../../common/concurrency.js';
 import { InvocationStore } from '../../common/invocations.js';
@@ -105,6 +106,8 @@ describe('health and routing', () => {
         concurrency: new ConcurrencyLimiter(dead, 'x'),
         metrics: new Registry(),
         callbacks: new HostPolicy(),
+        // Never asked here (no image request is made): it opens no connection until then.
+        images: new ImageRequestClient(dead, 'x'),
       });
       dead.connect().catch(() => {});
       const started = Date.now();

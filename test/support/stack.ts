@@ -12,6 +12,7 @@ import { startWorker, type RunningWorker } from '../../worker/main.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import type { SizingConfig } from '../../worker/pool/policy.js';
+import type { PullImage } from '../../worker/engine/image/pull-types.js';
 import { Registry } from 'prom-client';
 import { SecretBox } from '../../common/secrets.js';
 import { eventually } from './eventually.js';
@@ -55,7 +56,10 @@ async function reply(r: Response): Promise<InvokeReply> {
   return { status: r.status, headers: r.headers, text, json };
 }
 
-export async function startStack(name: string, opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean; network?: NetworkSettings; callbackAllow?: string[] } = {}): Promise<TestStack> {
+export async function startStack(
+  name: string,
+  opts: { pools?: boolean; budgetMb?: number; sizing?: Partial<SizingConfig>; freezeGraceMs?: number; userns?: boolean; network?: NetworkSettings; callbackAllow?: string[]; puller?: () => Promise<PullImage> } = {},
+): Promise<TestStack> {
   const work = mkdtempSync(path.join(tmpdir(), `faasbox-stack-${name}-`));
   const redis = await startRedis();
   const prefix = `t${process.pid}`;
@@ -76,6 +80,7 @@ export async function startStack(name: string, opts: { pools?: boolean; budgetMb
     ...(opts.freezeGraceMs !== undefined ? { freezeGraceMs: opts.freezeGraceMs } : {}),
     ...(opts.userns !== undefined ? { userns: opts.userns } : {}),
     ...(opts.network ? { network: opts.network } : {}),
+    ...(opts.puller ? { puller: opts.puller } : {}),
   });
   const gateway = await startGateway({ apiKey: STACK_KEY, redisUrl: redis.url, prefix, port: 0, ...(opts.callbackAllow ? { callbackAllow: opts.callbackAllow } : {}) }, { metrics, secrets });
   const auth = { authorization: `Bearer ${STACK_KEY}` };

@@ -13,6 +13,8 @@ import { rootOpsFor } from './rootfs/root-ops.js';
 import { cgroupLimits } from './limits.js';
 import { bridgeRequestOf } from './network/spec.js';
 import type { BridgeRequest } from './network/network.js';
+import { pinOf, type ImagePin } from './image/pins.js';
+import { imagesDirOf } from './image/paths.js';
 
 // <linux/sched.h>
 export const CLONE_NEWNS = 0x00020000;
@@ -58,6 +60,8 @@ export interface ContainerConfig {
   paths: ContainerPaths;
   /** Lower dirs top first, as overlayfs's lowerdir= wants them. */
   lowerDirs: string[];
+  /** What the container pins in the engine's image store (image/pins.ts): its layers there, and its image when named. */
+  imagePin?: ImagePin & { imagesDir: string };
   diskBytes: number;
   args: string[];
   env: string[];
@@ -168,6 +172,9 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     throw new InvalidSpecError('rootfs.layers', 'must list at least one layer directory');
   }
   const layers = spec.rootfs.layers.map((l, i) => absolute(`rootfs.layers[${i}]`, l));
+  const image = spec.rootfs.image;
+  if (image !== undefined && (typeof image !== 'string' || !/^sha256:[0-9a-f]{64}$/.test(image))) throw new InvalidSpecError('rootfs.image', 'must be a manifest digest sha256:<64 hex>');
+  const pin = pinOf(stateDir, layers, image);
   for (const l of layers) if (/[:,]/.test(l)) throw new InvalidSpecError('rootfs.layers', `path ${l} contains ':' or ',' which overlayfs options cannot carry`);
   const args = spec.process?.args;
   if (!Array.isArray(args) || args.length === 0 || args.some((a) => typeof a !== 'string' || a.includes('\0'))) {
@@ -229,6 +236,7 @@ export function toConfig(spec: ContainerSpec, stateDir: string, opts: { ioDevice
     id,
     paths,
     lowerDirs: [...layers].reverse(),
+    ...(pin ? { imagePin: { ...pin, imagesDir: imagesDirOf(stateDir) } } : {}),
     diskBytes,
     args: [...args],
     env: envList(spec.process.env),

@@ -25,6 +25,7 @@ import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
 import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
 import type { Attachment, BridgeNetwork } from './network/network.js';
+import { pinImage, unpinImage } from './image/pins.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -131,6 +132,12 @@ export class Container {
       }
       undo.push(() => rmSync(config.paths.dir, { recursive: true, force: true }));
       c.persist();
+      // After the dir: gc frees a lease whose container dir is gone.
+      const pin = config.imagePin;
+      if (pin) {
+        await pinImage(pin.imagesDir, config.id, pin);
+        undo.push(() => unpinImage(pin.imagesDir, config.id));
+      }
 
       // userns mode: a range of its own, and a namespace with its maps for the idmapped mounts.
       let usernsFd: number | undefined;
@@ -442,6 +449,7 @@ export class Container {
     if (this.config.userns) unmountAll(this.parts.sys, this.config.paths.binds);
     rmSync(this.config.paths.dir, { recursive: true, force: true });
     if (this.idRange) this.parts.userns?.release(this.idRange, this.id);
+    if (this.config.imagePin) unpinImage(this.config.imagePin.imagesDir, this.id);
     this.transition('deleted');
   }
 }

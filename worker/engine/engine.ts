@@ -25,6 +25,9 @@ import { IdmapNamespaces } from './userns/namespace.js';
 import { BridgeNetwork, type NetworkGcReport } from './network/network.js';
 import { NetworkConfigError, NetworkUnavailableError } from './network/errors.js';
 import type { NetworkSettings } from './network/options.js';
+import { collectLeases } from './image/pins.js';
+import { imagesDirOf } from './image/paths.js';
+import { DEFAULT_STATE_DIR } from './state-dir.js';
 
 export { mountsUnder };
 
@@ -65,9 +68,11 @@ export interface GcReport {
   mounts: string[];
   /** Leases and veths freed (bridge mode). */
   network?: NetworkGcReport;
+  /** Image pins freed (image/pins.ts): the containers whose leases went; absent when none. */
+  images?: string[];
 }
 
-export const DEFAULT_STATE_DIR = '/var/lib/faasbox';
+export { DEFAULT_STATE_DIR };
 export const DEFAULT_SEEDS = 2;
 
 export class Engine implements EngineParts {
@@ -247,6 +252,9 @@ export class Engine implements EngineParts {
     // Id ranges whose container is gone (a crash between create and delete); a container
     // made since the scan above has its dir, so its fresh lease stays.
     this.userns.collect((id) => live.has(id) || existsSync(path.join(dir, id)));
+    // Image pins likewise (image/pins.ts): a lease is written after its container's dir.
+    const pins = collectLeases(imagesDirOf(this.stateDir), (id) => live.has(id) || existsSync(path.join(dir, id)));
+    if (pins.length) report.images = pins;
     if (this.bridge) {
       // Leases of containers that are not alive (their owner gone, or removed above); a
       // lease of a container being created has its dir already (Container.create makes it first).

@@ -63,6 +63,11 @@ export interface ContainerSpec {
   rootfs: {
     /** Read-only layer directories, bottom first (as in an OCI manifest). */
     layers: string[];
+    /**
+     * The stored image (its manifest digest) the layers are from: the container pins it
+     * against prune (image/pins.ts). Layers of the engine's store are pinned without it.
+     */
+    image?: string;
     /** Size of the tmpfs holding this container's writes: its disk quota. */
     diskBytes?: number;
   };

@@ -4,10 +4,11 @@
  * The tags file (<images>/tags.json, `{"repo:tag": "sha256:<manifest>"}`) is written by the
  * puller and by the runtime-image import; one function reads it, so the format has one home.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ImageNotFoundError } from '../../../common/errors.js';
-import { recordPath } from './paths.js';
+import { recordPath, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
 
 export const tagsPath = (imagesDir: string): string => path.join(imagesDir, 'tags.json');
@@ -25,6 +26,14 @@ export function readTags(imagesDir: string): Record<string, string> {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
     throw err;
   }
+}
+
+/** Replaces the tags file (written aside, renamed in: a reader never sees half of it). */
+export function writeTags(imagesDir: string, tags: Record<string, string>): void {
+  mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });
+  const tmp = path.join(tmpDir(imagesDir), `tags-${randomBytes(6).toString('hex')}`);
+  writeFileSync(tmp, `${JSON.stringify(tags, null, 2)}\n`);
+  renameSync(tmp, tagsPath(imagesDir));
 }
 
 /** The stored image ref names; ImageNotFoundError ("not pulled") when the store has none. */

@@ -35,6 +35,7 @@ interface Libc {
   mknodat: (dirfd: number, path: string, mode: number, dev: bigint) => number;
   lsetxattr: (path: string, name: string, value: Buffer, size: number, flags: number) => number;
   lgetxattr: (path: string, name: string, value: Buffer | null, size: number) => number | bigint;
+  flock: (fd: number, op: number) => number;
 }
 
 let libc: Libc | undefined;
@@ -47,6 +48,7 @@ function lib(): Libc {
     mknodat: c.func('int mknodat(int dirfd, const char *path, uint32_t mode, uint64_t dev)'),
     lsetxattr: c.func('int lsetxattr(const char *path, const char *name, const void *value, size_t size, int flags)'),
     lgetxattr: c.func('intptr_t lgetxattr(const char *path, const char *name, void *value, size_t size)'),
+    flock: c.func('int flock(int fd, int operation)'),
   };
   return libc;
 }
@@ -99,4 +101,24 @@ export function lgetxattr(path: string, name: string): Buffer | undefined {
   const got = Number(lib().lgetxattr(path, name, buf, n));
   if (got < 0) throw new SyscallError('lgetxattr', koffi.errno(), `${path} ${name}`);
   return buf.subarray(0, got);
+}
+
+// <sys/file.h>
+export const LOCK_SH = 1;
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const LOCK_UN = 8;
+const EWOULDBLOCK = 11;
+
+/**
+ * flock(2) without blocking (LOCK_NB is added): true when taken, false when another open
+ * file holds a conflicting lock. Never blocking keeps the event loop free; callers poll.
+ */
+export function tryFlock(fd: number, op: number, shown: string): boolean {
+  for (;;) {
+    if (lib().flock(fd, op | LOCK_NB) === 0) return true;
+    const errno = koffi.errno();
+    if (errno === EWOULDBLOCK) return false;
+    if (errno !== EINTR) throw new SyscallError('flock', errno, shown);
+  }
 }
