@@ -79,6 +79,11 @@ export interface InvocationJob {
   delivery?: DeliveryOptions;
   /** Async only: epoch ms when its first attempt started; set when a failed attempt is retried (common/delivery/). */
   firstAttemptAt?: number;
+  /**
+   * Times a draining worker stopped the job at the end of its grace period and put it back
+   * in the queue (worker/invoker.ts, returnAll), so that they do not count as attempts.
+   */
+  returned?: number;
 }
 
 /**

@@ -3,6 +3,7 @@ import { DEFAULT_UNPACK_BOUNDS, type UnpackBounds } from '../common/archive/inde
 import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
 import { storageLimits, type StorageLimits } from '../common/limits.js';
+import { DEFAULT_DRAIN_GRACE_MS } from '../common/drain.js';
 
 export interface GatewayConfig {
   host: string;
@@ -45,6 +46,8 @@ export interface GatewayConfig {
   metricsPublic: boolean;
   /** What each function may hold in Redis (common/limits.ts). */
   limits: StorageLimits;
+  /** close(): how long open requests may take to be answered before their connections are closed (FAASBOX_DRAIN_GRACE_MS). */
+  drainGraceMs: number;
 }
 
 /** What startGateway takes: any setting, the limits one by one. */
@@ -70,6 +73,7 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey' | 'limits'> = {
   recordTtlSeconds: DEFAULT_RECORD_TTL_S,
   functionCacheMs: 2000,
   metricsPublic: false,
+  drainGraceMs: DEFAULT_DRAIN_GRACE_MS,
 };
 
 export function gatewayConfig(overrides: GatewayInput): GatewayConfig {

@@ -6,6 +6,7 @@ import type { InvocationClient } from '../common/invocation-client.js';
 import type { InvocationStore } from '../common/invocations.js';
 import type { FunctionRegistry } from '../common/registry.js';
 import type { GatewayConfig } from './config.js';
+import type { GatewayDrain } from './drain.js';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -17,4 +18,6 @@ export interface GatewayDeps {
   /** Functions' concurrency limits (their spec's `concurrency`), across all gateways and workers. */
   concurrency: ConcurrencyLimiter;
   metrics: Registry;
+  /** The SIGTERM drain (drain.ts); absent in tests that build the app alone. */
+  drain?: GatewayDrain;
 }

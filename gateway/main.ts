@@ -16,10 +16,16 @@ import type { SecretBox } from '../common/secrets.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
+import { GatewayDrain } from './drain.js';
+import { withinGrace } from '../common/drain.js';
 
 export interface RunningGateway {
   url: string;
   port: number;
+  /**
+   * The drain (SIGTERM): /readyz 503 and new requests refused at once, the open ones
+   * answered within drainGraceMs, then the server and the connections close (drain.ts).
+   */
   close(): Promise<void>;
 }
 
@@ -66,7 +72,9 @@ export async function startGateway(
       if (config.functionCacheMs > 0) registry.invalidate(ev.name, ev.type === 'deployed' ? ev.version : undefined);
       if (ev.type === 'deleted') void forgetFunction(registryOfMetrics, ev.name);
     });
+    const drain = new GatewayDrain();
     const app = createApp({
+      drain,
       config,
       redis,
       registry,
@@ -79,6 +87,7 @@ export async function startGateway(
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));
       s.once('error', reject);
       answerClientErrors(s as Server, config);
+      drain.watch(s as Server);
     });
     release.push(
       () =>
@@ -90,7 +99,14 @@ export async function startGateway(
     );
     const port = (server.address() as AddressInfo).port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return { url: `http://${host}:${port}`, port, close: closeAll };
+    const close = async () => {
+      drain.begin();
+      if (!(await withinGrace(drain.idle(), config.drainGraceMs))) {
+        console.error(`[faasbox] gateway: drain: ${drain.openRequests} requests still open after ${config.drainGraceMs} ms; closing their connections`);
+      }
+      await closeAll();
+    };
+    return { url: `http://${host}:${port}`, port, close };
   } catch (err) {
     await closeAll();
     throw err;

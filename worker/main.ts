@@ -41,6 +41,7 @@ import { WorkerHealth } from './health.js';
 import type { NetworkSettings } from './engine/network/options.js';
 import { DeadLetters } from '../common/delivery/dead-letters.js';
 import { Settlement } from '../common/delivery/settle.js';
+import { DEFAULT_DRAIN_GRACE_MS, withinGrace } from '../common/drain.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -79,6 +80,8 @@ export interface WorkerConfig {
   maxResultBytes?: number;
   /** What each function may hold in Redis (the worker applies recordsPerFunction to the records it makes). */
   limits?: Partial<StorageLimits>;
+  /** close(): how long running invocations may take to finish before they are returned to the queue (default DEFAULT_DRAIN_GRACE_MS). */
+  drainGraceMs?: number;
 }
 
 /**
@@ -96,7 +99,12 @@ export interface RunningWorker {
   consumers: { shared: Worker<InvocationJob, InvocationResult>; own: Worker<InvocationJob, InvocationResult> };
   /** What /healthz and /readyz answer (cli/metrics-server.ts). */
   health: WorkerHealth;
-  close(): Promise<void>;
+  /**
+   * The drain (SIGTERM): takes no new jobs, lets the running invocations finish within
+   * the grace period (drainGraceMs), returns the rest to the queue (Invoker.returnAll),
+   * then tears down its containers and connections. Resolves with how many were returned.
+   */
+  close(): Promise<{ returned: number }>;
 }
 
 /**
@@ -226,23 +234,37 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       // scheduler's next tick (common/queue-handover.ts).
       await reporter.stop(id);
       await redis.sadd(orphanQueuesKey(cfg.prefix), ownQueue).catch(() => {});
-      // No new jobs from here; the ones running finish, bounded by their timeouts.
+      // No new jobs from here; the ones running finish within the grace period.
       const stopping = Promise.all(consumers.map((w) => w.close()));
       // What waits in this worker's own queue is served elsewhere now, not at its deadline.
       const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
       const handOverOwn = () => handOver(redis, cfg.prefix, ownQueue, shared).catch((err: Error) => console.error(`worker ${id}: handing over ${ownQueue}: ${err.message}`));
-      await handOverOwn();
-      await stopping;
-      // Whatever arrived meanwhile moves too, and the queue's keys go. It stays an orphan
-      // for the scheduler, which forgets it once it finds it empty.
-      await handOverOwn();
-      await shared.close();
-      await sub.quit().catch(() => {});
-      await pool.close();
-      // Every container is gone with the pool, so the engine's fork server exits now too.
-      await engine.close();
-      await redis.quit().catch(() => {});
-      for (const c of connections) await c.quit().catch(() => {});
+      let returned = 0;
+      try {
+        await handOverOwn();
+        const graceMs = cfg.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS;
+        if (!(await withinGrace(stopping, graceMs))) {
+          // What still runs is stopped and goes back to its queue, for another worker; the
+          // consumers' close then returns as soon as their processors have let go.
+          const running = invoker.inflight;
+          returned = await invoker.returnAll();
+          log(`drain: ${running} invocations still running after ${graceMs} ms; stopped and returned to the queue`);
+          await stopping;
+        }
+        // Whatever arrived meanwhile (or was returned to this worker's own queue) moves
+        // too, and the queue's keys go. It stays an orphan for the scheduler, which forgets
+        // it once it finds it empty.
+        await handOverOwn();
+      } finally {
+        await shared.close().catch(() => {});
+        await sub.quit().catch(() => {});
+        await pool.close();
+        // Every container is gone with the pool, so the engine's fork server exits now too.
+        await engine.close();
+        await redis.quit().catch(() => {});
+        for (const c of connections) await c.quit().catch(() => {});
+      }
+      return { returned };
     },
   };
 }
