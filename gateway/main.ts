@@ -18,6 +18,7 @@ import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
 import { GatewayDrain } from './drain.js';
 import { withinGrace } from '../common/drain.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 
 export interface RunningGateway {
   url: string;
@@ -45,6 +46,8 @@ export async function startGateway(
   // loop turn go out in one write (the socket write was the largest single cost of the
   // invoke path on the gateway's side; bench/invoke's throughput rose by a sixth).
   const redis = new Redis(config.redisUrl, { lazyConnect: true, enableAutoPipelining: true });
+  const log = (line: string) => console.error(`[faasbox] gateway: ${line}`);
+  reportRedisErrors(redis, 'redis', log);
   const release: (() => Promise<void> | void)[] = [() => redis.disconnect()];
   const closeAll = async () => {
     for (const r of release.reverse()) await r();
@@ -63,6 +66,7 @@ export async function startGateway(
     // Deploys and deletes through other gateways invalidate this one's cache, and a
     // deleted function's series leave its /metrics.
     const sub = redis.duplicate();
+    reportRedisErrors(sub, 'redis (function events)', log);
     release.push(() => sub.disconnect());
     await sub.subscribe(registry.eventsChannel);
     const registryOfMetrics = metrics;

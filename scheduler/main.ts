@@ -32,6 +32,7 @@ import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
 import { DEFAULT_STORAGE_LIMITS } from '../common/limits.js';
 import { LeaderLease } from './leader.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 import { TriggerRunner, type RunnerConfig } from './triggers/runner.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
@@ -95,6 +96,7 @@ const TRIGGER_DEFAULTS: Omit<RunnerConfig, 'redisUrl' | 'prefix' | 'metrics'> = 
 
 export async function startScheduler(cfg: SchedulerConfig): Promise<RunningScheduler> {
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  reportRedisErrors(redis, 'redis', (line) => console.error(`scheduler: ${line}`));
   const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
   const staleMs = cfg.staleMs ?? 5000;
   const sizing = validateSizing({ ...DEFAULT_SIZING, ...cfg.sizing });

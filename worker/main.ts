@@ -42,6 +42,7 @@ import type { NetworkSettings } from './engine/network/options.js';
 import { DeadLetters } from '../common/delivery/dead-letters.js';
 import { Settlement } from '../common/delivery/settle.js';
 import { DEFAULT_DRAIN_GRACE_MS, withinGrace } from '../common/drain.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -160,10 +161,12 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  reportRedisErrors(redis, 'redis', log);
   const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const versions = new FunctionVersions(registry, code, log);
   versions.sweep();
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  reportRedisErrors(sub, 'redis (function events)', log);
   await versions.listen(sub, {
     // A deleted function's warm containers go, and its name from /metrics; its code layers
     // after its idle containers, unless another function uses the code.
