@@ -10,7 +10,7 @@ import { WorkerLostError, type ErrorInfo } from '../common/errors.js';
 import { OUTPUT_LIMIT_BYTES, type InvocationStore, type NewInvocation } from '../common/invocations.js';
 import type { QueuedBytes } from '../common/queued-bytes.js';
 import type { ConcurrencyLimiter } from '../common/concurrency.js';
-import { requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
+import { attemptOf, requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { afterReply } from '../common/metrics.js';
 import type { CodeStore } from './instance/code.js';
 import type { InvokeOutcome } from './instance/instance.js';
@@ -115,10 +115,7 @@ export class Invoker {
     const data = job.data;
     const picked = Date.now();
     const queueMs = Math.max(0, picked - data.enqueuedAt);
-    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade;
-    // a delayed retry (common/delivery/settle.ts) is a start too, a throttled pickup or one
-    // that a drain put back is not.
-    const attempt = Math.max(job.attemptsStarted - (data.throttled ?? 0) - (data.returned ?? 0), job.attemptsMade + 1);
+    const attempt = attemptOf(job);
     const finish = (result: InvocationResult, expired = false) => this.finish(job, token, result, attempt, picked, expired);
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
       ok: false,
