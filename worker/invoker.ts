@@ -75,7 +75,7 @@ export class Invoker {
    * The end of a drain's grace period (worker/main.ts): every invocation still running is
    * stopped (its container killed) and its job put back in its queue, not failed and not
    * counted as an attempt (putBack). One that completes before its kill lands settles as
-   * usual: it ran once, and it is not put back to run again. Returns how many were stopped.
+   * usual: it ran once, and it is not put back to run again. Returns how many were still running.
    */
   async returnAll(): Promise<number> {
     const now = [...this.running];
