@@ -4,7 +4,9 @@
  *    of 10), draining a pre-filled BullMQ queue, against the bare BullMQ drain floor (a
  *    plain Worker doing nothing on the same Redis), interleaved round by round;
  *  - cron firing delay against the scheduled time (several every-second triggers);
- *  - async accept latency (202) beside the sync invoke's.
+ *  - async accept latency (202) beside the sync invoke's;
+ *  - what the dev stack's Redis fsync setting costs the async accept (bench/fsync.ts).
+ * `--only triggers,cron,accept,fsync` runs some of the sections.
  * Targets: batch-10 throughput >= 0.5x the floor; cron delay p99 < 50 ms.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,14 +23,19 @@ import { InvocationStore } from '../common/invocations.js';
 import { median, percentile, round } from './stats.js';
 import { closeIdle, post } from './http.js';
 import { stopWorker } from './worker.js';
+import { measureFsync, type FsyncRow } from './fsync.js';
+
+const SECTIONS = ['triggers', 'cron', 'accept', 'fsync'] as const;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function main(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
-    options: { n: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '16' }, 'cron-seconds': { type: 'string', default: '10' } },
+    options: { n: { type: 'string', default: '2000' }, rounds: { type: 'string', default: '3' }, concurrency: { type: 'string', default: '16' }, 'cron-seconds': { type: 'string', default: '10' }, only: { type: 'string', default: SECTIONS.join(',') } },
   });
+  const only = new Set(values.only.split(',').map((x) => x.trim()));
+  for (const x of only) if (!(SECTIONS as readonly string[]).includes(x)) throw new Error(`--only: unknown section "${x}" (${SECTIONS.join(', ')})`);
   const n = Number(values.n);
   const rounds = Number(values.rounds);
   const concurrency = Number(values.concurrency);
@@ -93,13 +100,15 @@ export async function main(argv: string[]): Promise<void> {
       return rate;
     };
 
-    process.stderr.write('bench events: warming up...\n');
-    await trigger(undefined, n);
-    await trigger(10, n);
     const rates: Record<'floor' | 'b1' | 'b10', number[]> = { floor: [], b1: [], b10: [] };
     const records = new InvocationStore(conn, prefix);
     let b10Invocations = 0;
-    for (let r = 0; r < rounds; r++) {
+    if (only.has('triggers')) {
+      process.stderr.write('bench events: warming up...\n');
+      await trigger(undefined, n);
+      await trigger(10, n);
+    }
+    for (let r = 0; only.has('triggers') && r < rounds; r++) {
       process.stderr.write(`bench events: round ${r + 1}/${rounds} (${n} events each)...\n`);
       rates.floor.push(await floor());
       rates.b1.push(await trigger());
@@ -108,12 +117,14 @@ export async function main(argv: string[]): Promise<void> {
       b10Invocations += (await records.idsOf('noop')).length - before;
     }
 
-    process.stderr.write(`bench events: cron for ${cronSeconds} s...\n`);
-    const cronTriggers = ['c0', 'c1', 'c2', 'c3', 'c4'];
-    for (const name of cronTriggers) await api('PUT', `/v1/triggers/${name}`, { function: 'crontick', source: { kind: 'cron', schedule: '* * * * * *', overlap: 'allow' } });
-    await sleep(cronSeconds * 1000);
-    for (const name of cronTriggers) await api('DELETE', `/v1/triggers/${name}`);
-    await sleep(1500);
+    if (only.has('cron')) {
+      process.stderr.write(`bench events: cron for ${cronSeconds} s...\n`);
+      const cronTriggers = ['c0', 'c1', 'c2', 'c3', 'c4'];
+      for (const name of cronTriggers) await api('PUT', `/v1/triggers/${name}`, { function: 'crontick', source: { kind: 'cron', schedule: '* * * * * *', overlap: 'allow' } });
+      await sleep(cronSeconds * 1000);
+      for (const name of cronTriggers) await api('DELETE', `/v1/triggers/${name}`);
+      await sleep(1500);
+    }
     const store = records;
     const submitDelays: number[] = [];
     const startDelays: number[] = [];
@@ -125,7 +136,6 @@ export async function main(argv: string[]): Promise<void> {
       if (rec.startedAt) startDelays.push(Date.parse(rec.startedAt) - at);
     }
 
-    process.stderr.write('bench events: async accept against sync invoke...\n');
     const invokeUrl = `${gw.url}/v1/functions/noop/invoke`;
     const timedCalls = async (url: string, want: number, count: number) => {
       const out: number[] = [];
@@ -139,11 +149,20 @@ export async function main(argv: string[]): Promise<void> {
     };
     const accepts: number[] = [];
     const syncs: number[] = [];
-    for (let i = 0; i < 4; i++) {
+    if (only.has('accept')) process.stderr.write('bench events: async accept against sync invoke...\n');
+    for (let i = 0; only.has('accept') && i < 4; i++) {
       accepts.push(...(await timedCalls(`${invokeUrl}?async=true`, 202, 100)));
       syncs.push(...(await timedCalls(invokeUrl, 200, 100)));
     }
 
+    let fsync: FsyncRow[] = [];
+    if (only.has('fsync')) {
+      process.stderr.write(`bench events: async accepts with appendfsync always against everysec, ${rounds} interleaved rounds...\n`);
+      // Warm: the no-op's container and the gateway's paths.
+      for (let i = 0; i < 100; i++) await post(`${invokeUrl}?async=true`, headers, '{"n":1}');
+      fsync = await measureFsync({ conn, invokeUrl, headers, rounds });
+    }
+    const byMode = (mode: string) => fsync.find((r) => r.mode === mode);
     const out = {
       bench: 'events',
       n,
@@ -162,13 +181,22 @@ export async function main(argv: string[]): Promise<void> {
       cron_start_p99_ms: round(percentile(startDelays, 99)),
       async_accept_p50_ms: round(median(accepts)),
       sync_invoke_p50_ms: round(median(syncs)),
+      fsync_always_accept_p50_ms: byMode('always')?.p50Ms,
+      fsync_everysec_accept_p50_ms: byMode('everysec')?.p50Ms,
+      fsync_always_accepts_per_s: byMode('always')?.perS,
+      fsync_everysec_accepts_per_s: byMode('everysec')?.perS,
     };
-    console.log(`queue trigger, 1 event per invocation   ${out.b1_events_per_s} events/s  (${out.b1_ratio}x the floor)`);
-    console.log(`queue trigger, batches of 10            ${out.b10_events_per_s} events/s  (${out.b10_ratio}x the floor; target >= 0.5; ${out.b10_mean_batch} events per invocation)`);
-    console.log(`floor: bare BullMQ drain                ${out.floor_jobs_per_s} jobs/s  (concurrency ${concurrency}, medians of ${rounds} interleaved rounds of ${n})`);
-    console.log(`cron delay (submitted - scheduled)      p50 ${out.cron_delay_p50_ms} ms  p99 ${out.cron_delay_p99_ms} ms  (${out.cron_samples} ticks; target p99 < 50 ms)`);
-    console.log(`cron start (worker started - scheduled) p50 ${out.cron_start_p50_ms} ms  p99 ${out.cron_start_p99_ms} ms`);
-    console.log(`async accept (202) p50 ${out.async_accept_p50_ms} ms   sync invoke (200) p50 ${out.sync_invoke_p50_ms} ms`);
+    if (only.has('triggers')) {
+      console.log(`queue trigger, 1 event per invocation   ${out.b1_events_per_s} events/s  (${out.b1_ratio}x the floor)`);
+      console.log(`queue trigger, batches of 10            ${out.b10_events_per_s} events/s  (${out.b10_ratio}x the floor; target >= 0.5; ${out.b10_mean_batch} events per invocation)`);
+      console.log(`floor: bare BullMQ drain                ${out.floor_jobs_per_s} jobs/s  (concurrency ${concurrency}, medians of ${rounds} interleaved rounds of ${n})`);
+    }
+    if (only.has('cron')) {
+      console.log(`cron delay (submitted - scheduled)      p50 ${out.cron_delay_p50_ms} ms  p99 ${out.cron_delay_p99_ms} ms  (${out.cron_samples} ticks; target p99 < 50 ms)`);
+      console.log(`cron start (worker started - scheduled) p50 ${out.cron_start_p50_ms} ms  p99 ${out.cron_start_p99_ms} ms`);
+    }
+    if (only.has('accept')) console.log(`async accept (202) p50 ${out.async_accept_p50_ms} ms   sync invoke (200) p50 ${out.sync_invoke_p50_ms} ms`);
+    for (const r of fsync) console.log(`async accept, appendfsync ${r.mode.padEnd(8)}     p50 ${r.p50Ms} ms  p99 ${r.p99Ms} ms  ${r.perS} accepts/s at 32 in flight`);
     console.log(JSON.stringify(out));
   } finally {
     for (const c of cleanup.reverse()) await c().catch((e: Error) => process.stderr.write(`cleanup: ${e.message}\n`));

@@ -21,8 +21,10 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
   thaw       [--n 50] [--idle 300]      a warm invocation after an idle pause: thawed (frozen while
                                         idle) against never frozen, and back to back
   events     [--n 2000] [--rounds 3] [--concurrency 16] [--cron-seconds 10]
+             [--only triggers,cron,accept,fsync]
                                         queue-trigger throughput (1 and batches of 10) against the bare
-                                        BullMQ drain, cron delay, async accept beside sync invoke
+                                        BullMQ drain, cron delay, async accept beside sync invoke, async
+                                        accepts with Redis appendfsync always against everysec
   network    [--iterations 30] [--requests 200]  create bridge vs none, network setup vs the
                                         shell floor, HTTP throughput bridge container vs host
   image      [--iterations 5] [--big-mb 1024] [--peers-only]

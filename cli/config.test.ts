@@ -3,6 +3,10 @@ import assert from 'node:assert/strict';
 import { destinationsOf, loadConfig } from './config.js';
 import { CliError } from './args.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { DEFAULT_REDIS_FSYNC } from './redis.js';
 
 test('FAASBOX_FREEZE_GRACE_MS sets the freeze grace (0: never frozen); default 50 ms; junk is refused naming the variable', () => {
   assert.equal(loadConfig(undefined, {}).freezeGraceMs, DEFAULT_FREEZE_GRACE_MS);
@@ -35,4 +39,29 @@ test('callback settings: allow/deny lists from FAASBOX_CALLBACK_ALLOW/DENY (comm
   assert.deepEqual(destinationsOf(c), { policy: { allow: ['127.0.0.1', 'hooks.example.com'], deny: ['*.internal.example', '10.9.0.0/16'] }, settings: { maxAttempts: 3, delayMs: 250, timeoutMs: 2000 } });
   assert.throws(() => loadConfig(undefined, { FAASBOX_CALLBACK_DENY: '10.0.0.0/40' }), (e: unknown) => e instanceof CliError && /FAASBOX_CALLBACK_DENY/.test(e.message));
   assert.throws(() => loadConfig(undefined, { FAASBOX_CALLBACK_MAX_ATTEMPTS: 'many' }), (e: unknown) => e instanceof CliError && /FAASBOX_CALLBACK_MAX_ATTEMPTS/.test(e.message));
+});
+
+test('FAASBOX_REDIS_FSYNC (or redisFsync in the file): always or everysec; anything else is refused naming the setting', () => {
+  assert.equal(loadConfig(undefined, {}).redisFsync, DEFAULT_REDIS_FSYNC);
+  assert.equal(loadConfig(undefined, { FAASBOX_REDIS_FSYNC: 'everysec' }).redisFsync, 'everysec');
+  assert.equal(loadConfig(undefined, { FAASBOX_REDIS_FSYNC: 'Always' }).redisFsync, 'always');
+  assert.throws(() => loadConfig(undefined, { FAASBOX_REDIS_FSYNC: 'sometimes' }), (e: unknown) => e instanceof CliError && /FAASBOX_REDIS_FSYNC/.test(e.message) && /always, everysec/.test(e.message));
+  const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-config-'));
+  try {
+    const file = path.join(dir, 'config.json');
+    writeFileSync(file, JSON.stringify({ redisFsync: 'everysec' }));
+    assert.equal(loadConfig(file, {}).redisFsync, 'everysec');
+    writeFileSync(file, JSON.stringify({ redisFsync: 'no' }));
+    assert.throws(() => loadConfig(file, {}), (e: unknown) => e instanceof CliError && /redisFsync/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('FAASBOX_DRAIN_GRACE_MS: 30 s by default, whole ms, junk refused naming it', () => {
+  assert.equal(loadConfig(undefined, {}).drainGraceMs, 30_000);
+  assert.equal(loadConfig(undefined, { FAASBOX_DRAIN_GRACE_MS: '0' }).drainGraceMs, 0);
+  assert.equal(loadConfig(undefined, { FAASBOX_DRAIN_GRACE_MS: '5000' }).drainGraceMs, 5000);
+  assert.throws(() => loadConfig(undefined, { FAASBOX_DRAIN_GRACE_MS: '1.5' }), (e: unknown) => e instanceof CliError && /FAASBOX_DRAIN_GRACE_MS/.test(e.message));
+  assert.throws(() => loadConfig(undefined, { FAASBOX_DRAIN_GRACE_MS: 'later' }), (e: unknown) => e instanceof CliError && /FAASBOX_DRAIN_GRACE_MS/.test(e.message));
 });

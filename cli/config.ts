@@ -10,7 +10,8 @@ import { DEFAULT_MAX_RESULT_BYTES } from '../worker/instance/instance.js';
 import { DEFAULT_SIZING, validateSizing, type SizingConfig } from '../common/policy/sizing.js';
 import { DEFAULT_CONFIG } from '../gateway/config.js';
 import { DEFAULT_FREEZE_GRACE_MS } from '../worker/pool/pool.js';
-import { DEFAULT_REDIS_MAXMEMORY_MB } from './redis.js';
+import { DEFAULT_REDIS_FSYNC, DEFAULT_REDIS_MAXMEMORY_MB, REDIS_FSYNC_MODES, isRedisFsync, type RedisFsync } from './redis.js';
+import { DEFAULT_DRAIN_GRACE_MS } from '../common/drain.js';
 import { DEFAULT_STORAGE_LIMITS, STORAGE_LIMITS_ENV, storageLimits, type StorageLimits } from '../common/limits.js';
 import { HostPolicy, splitList } from '../common/delivery/host-policy.js';
 import { DEFAULT_DESTINATION_SETTINGS } from '../scheduler/destinations.js';
@@ -72,6 +73,14 @@ export interface FaasboxConfig extends StorageLimits {
   callbackMaxAttempts: number;
   callbackDelayMs: number;
   callbackTimeoutMs: number;
+  /** The dev stack's Redis appendfsync (FAASBOX_REDIS_FSYNC: always or everysec); see cli/redis.ts. */
+  redisFsync: RedisFsync;
+  /**
+   * SIGTERM drain of a worker and of a gateway (FAASBOX_DRAIN_GRACE_MS): how long what is
+   * in flight may take to finish before the worker returns it to the queue and the
+   * gateway closes the connections still open.
+   */
+  drainGraceMs: number;
 }
 
 const DEFAULTS: FaasboxConfig = {
@@ -101,6 +110,8 @@ const DEFAULTS: FaasboxConfig = {
   callbackMaxAttempts: DEFAULT_DESTINATION_SETTINGS.maxAttempts,
   callbackDelayMs: DEFAULT_DESTINATION_SETTINGS.delayMs,
   callbackTimeoutMs: DEFAULT_DESTINATION_SETTINGS.timeoutMs,
+  redisFsync: DEFAULT_REDIS_FSYNC,
+  drainGraceMs: DEFAULT_DRAIN_GRACE_MS,
   ...DEFAULT_STORAGE_LIMITS,
 };
 
@@ -238,6 +249,10 @@ export function loadConfig(file?: string, env: NodeJS.ProcessEnv = process.env):
     if (v) cfg[key] = parseNumber(name, v, 'positive');
   }
   callbackPolicyOf(cfg);
+  if (env.FAASBOX_REDIS_FSYNC) cfg.redisFsync = env.FAASBOX_REDIS_FSYNC.trim().toLowerCase() as RedisFsync;
+  if (!isRedisFsync(cfg.redisFsync)) throw new CliError(`redisFsync (FAASBOX_REDIS_FSYNC) must be one of ${REDIS_FSYNC_MODES.join(', ')}; got "${env.FAASBOX_REDIS_FSYNC ?? cfg.redisFsync}"`);
+  if (env.FAASBOX_DRAIN_GRACE_MS) cfg.drainGraceMs = parseNumber('FAASBOX_DRAIN_GRACE_MS', env.FAASBOX_DRAIN_GRACE_MS, 'whole');
+  if (!Number.isInteger(cfg.drainGraceMs) || cfg.drainGraceMs < 0) throw new CliError(`drainGraceMs (FAASBOX_DRAIN_GRACE_MS) must be a whole number of ms; got ${cfg.drainGraceMs}`);
   sizingOf(cfg);
   limitsOf(cfg);
   cfg.stateDir = path.resolve(cfg.stateDir);

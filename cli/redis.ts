@@ -86,6 +86,28 @@ export function ping(target: number | string, password?: string): Promise<boolea
   });
 }
 
+/**
+ * When redis-server fsyncs its append-only file (appendfsync). `always`: before it
+ * answers the write, so an acknowledged write survives a SIGKILL of Redis and a crash of
+ * the machine; `everysec`: once a second in the background, so a machine crash (or a
+ * SIGKILL while a slow fsync holds the writes back, which Redis does for up to 2 s) may
+ * lose up to about a second of acknowledged writes. The cost of each is measured by
+ * `npm run bench -- events --only fsync` (README, "Asynchronous delivery").
+ */
+export const REDIS_FSYNC_MODES = ['always', 'everysec'] as const;
+export type RedisFsync = (typeof REDIS_FSYNC_MODES)[number];
+/** The dev stack's default: see README "Asynchronous delivery" for the figures that chose it. */
+export const DEFAULT_REDIS_FSYNC: RedisFsync = 'always';
+
+export function isRedisFsync(v: unknown): v is RedisFsync {
+  return (REDIS_FSYNC_MODES as readonly unknown[]).includes(v);
+}
+
+/** AOF on, fsynced as asked; no RDB snapshots (the AOF is the one durable copy). */
+function persistenceArgs(fsync: RedisFsync): string[] {
+  return ['--appendonly', 'yes', '--appendfsync', fsync, '--save', ''];
+}
+
 /** sun_path holds 108 bytes with its NUL; longer socket paths cannot be bound. */
 const MAX_SOCKET_PATH = 107;
 
@@ -101,12 +123,12 @@ function memoryArgs(maxMemoryMb: number): string[] {
  * Spawns redis-server on a loopback port with its data (AOF on) in dir, and on a Unix
  * socket (owner only) when one is given.
  */
-export function launchRedis(port: number, dir: string, socket?: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB): ChildProcess {
+export function launchRedis(port: number, dir: string, socket?: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB, fsync: RedisFsync = 'everysec'): ChildProcess {
   const unix = socket ? ['--unixsocket', socket, '--unixsocketperm', '700'] : [];
   const memory = memoryArgs(maxMemoryMb);
   return spawn(
     redisServerBinary(),
-    ['--port', String(port), '--bind', '127.0.0.1', ...unix, ...memory, '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    ['--port', String(port), '--bind', '127.0.0.1', ...unix, ...memory, '--dir', dir, ...persistenceArgs(fsync), '--daemonize', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: 'ignore' },
   );
 }
@@ -115,10 +137,10 @@ export function launchRedis(port: number, dir: string, socket?: string, maxMemor
  * The dev stack's server: no TCP port (`port 0`), the Unix socket (owner only), and
  * `requirepass` given as a config file on stdin.
  */
-export function launchPrivateRedis(dir: string, socket: string, password: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB): ChildProcess {
+export function launchPrivateRedis(dir: string, socket: string, password: string, maxMemoryMb = DEFAULT_REDIS_MAXMEMORY_MB, fsync: RedisFsync = DEFAULT_REDIS_FSYNC): ChildProcess {
   const child = spawn(
     redisServerBinary(),
-    ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', ...memoryArgs(maxMemoryMb), '--dir', dir, '--appendonly', 'yes', '--save', '', '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
+    ['-', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', ...memoryArgs(maxMemoryMb), '--dir', dir, ...persistenceArgs(fsync), '--daemonize', 'no', '--loglevel', 'warning', '--logfile', path.join(dir, 'redis.log')],
     { stdio: ['pipe', 'ignore', 'ignore'] },
   );
   // A server that dies at once is reported by waitForRedis; its closed stdin is no error of ours.
@@ -164,7 +186,7 @@ export function redisPassword(dir: string): { password: string; file: string } {
 /** The dev stack's Redis maxmemory unless configured (FAASBOX_REDIS_MAXMEMORY_MB). */
 export const DEFAULT_REDIS_MAXMEMORY_MB = 1024;
 
-export async function startRedisServer(opts: { dir: string; maxMemoryMb?: number }): Promise<RedisServer> {
+export async function startRedisServer(opts: { dir: string; maxMemoryMb?: number; fsync?: RedisFsync }): Promise<RedisServer> {
   mkdirSync(opts.dir, { recursive: true, mode: 0o700 });
   // Services on this machine talk to it over a Unix socket: measured in bench/invoke, each
   // command written to a loopback TCP socket cost the writer several times more CPU, and
@@ -174,7 +196,7 @@ export async function startRedisServer(opts: { dir: string; maxMemoryMb?: number
     throw new Error(`the Redis socket path ${socket} is longer than ${MAX_SOCKET_PATH} bytes (a Unix socket's limit): choose a shorter FAASBOX_STATE_DIR`);
   }
   const { password, file } = redisPassword(opts.dir);
-  const child = launchPrivateRedis(opts.dir, socket, password, opts.maxMemoryMb);
+  const child = launchPrivateRedis(opts.dir, socket, password, opts.maxMemoryMb, opts.fsync);
   await waitForRedis(child, socket, opts.dir, password);
   return {
     // Hex, so nothing in it needs escaping in the query.

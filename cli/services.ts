@@ -38,6 +38,11 @@ Environment (a --config JSON file may set the same, in camelCase):
   FAASBOX_FREEZE_GRACE_MS    idle warm containers are frozen (cgroup freezer) this long after
                              their invocation (default 50; 0: never frozen)
   FAASBOX_MAX_RESULT_BYTES   largest result a function may answer with (default 6m; beyond: 502 RESULT_TOO_LARGE)
+  FAASBOX_REDIS_FSYNC        the dev stack's Redis appendfsync: always (default: an acknowledged
+                             write is on disk) or everysec (faster; a machine crash may lose ~1 s)
+  FAASBOX_DRAIN_GRACE_MS     on SIGTERM, how long in-flight invocations (worker) and open requests
+                             (gateway) may take to finish (default 30000); then the worker returns
+                             what still runs to the queue, not as a failed attempt
 
 Pool sizing, decided by the scheduler (a worker uses it alone only while it has no
 fresh decision from a scheduler):
@@ -66,6 +71,7 @@ function gatewaySettings(cfg: FaasboxConfig) {
     metricsPublic: cfg.metricsPublic,
     callbackAllow: callbackPolicyOf(cfg).allow,
     callbackDeny: callbackPolicyOf(cfg).deny,
+    drainGraceMs: cfg.drainGraceMs,
     ...(cfg.metricsToken ? { metricsToken: cfg.metricsToken } : {}),
   };
 }
@@ -109,7 +115,7 @@ export async function up(argv: string[]): Promise<number> {
     let redis: RedisServer | undefined;
     if (!redisUrl) {
       ensureRedisInstalled(log);
-      redis = await startRedisServer({ dir: path.join(cfg.stateDir, 'redis'), maxMemoryMb: cfg.redisMaxMemoryMb });
+      redis = await startRedisServer({ dir: path.join(cfg.stateDir, 'redis'), maxMemoryMb: cfg.redisMaxMemoryMb, fsync: cfg.redisFsync });
       cleanup.push(() => redis!.stop());
       redisUrl = redis.url;
     }
@@ -130,7 +136,7 @@ export async function up(argv: string[]): Promise<number> {
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
-    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), metrics, secrets, network: settingsFromEnv(process.env), ...workerEngine() });
+    const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), drainGraceMs: cfg.drainGraceMs, metrics, secrets, network: settingsFromEnv(process.env), ...workerEngine() });
     cleanup.push(() => worker.close());
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg), destinations: destinationsOf(cfg), secrets });
@@ -203,7 +209,7 @@ export async function service(which: 'gateway' | 'worker' | 'scheduler', argv: s
       throw new Error('worker: its /metrics needs a token: set FAASBOX_METRICS_TOKEN (or FAASBOX_API_KEY), or FAASBOX_METRICS_PUBLIC=1 to serve them to anyone');
     }
     const { startWorker } = await import('../worker/main.js');
-    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), secrets: loadSecretBox(cfg, { create: false }), network: settingsFromEnv(process.env), ...workerEngine() });
+    const w = await startWorker({ redisUrl: cfg.redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), drainGraceMs: cfg.drainGraceMs, secrets: loadSecretBox(cfg, { create: false }), network: settingsFromEnv(process.env), ...workerEngine() });
     const { serveMetrics } = await import('./metrics-server.js');
     const { server: srv, port } = await serveMetrics(w.metrics, guard, cfg.workerMetricsPort, cfg.host, w.health);
     log(`worker ${w.id} consuming invocations (budget ${cfg.workerMemoryMb} MB); metrics on http://${cfg.host}:${port}/metrics, probes /healthz and /readyz`);

@@ -13,7 +13,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { INVOCATION_JOB_NAME, invocationJobOptions, type InvocationJob } from './queue.js';
+import { INVOCATION_JOB_NAME, invocationJobOptions, movedData, type InvocationJob } from './queue.js';
 
 export interface HandOverReport {
   moved: number;
@@ -32,7 +32,8 @@ export async function handOver(redis: Redis, prefix: string, name: string, share
         left++;
         continue;
       }
-      const data: InvocationJob = job.processedOn ? { ...job.data, restarted: true } : job.data;
+      // It keeps the attempts it spent here, which the new job's own counts do not know.
+      const data = movedData(job);
       // Add first, then remove: a crash in between runs the invocation twice at worst,
       // never zero times. Queue.remove refuses a job that is locked meanwhile.
       await shared.add(INVOCATION_JOB_NAME, data, invocationJobOptions(data));

@@ -1,7 +1,7 @@
 /** A job stores its body once, and the worker gets back exactly the event and bytes the gateway got. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { bodyFields, requestOf, type InvocationJob } from './queue.js';
+import { attemptOf, bodyFields, movedData, requestOf, type InvocationJob } from './queue.js';
 
 const base: InvocationJob = { invocationId: 'i', function: 'f', version: 'v', mode: 'async', enqueuedAt: 0, deadline: 1 };
 const meta = { method: 'POST', url: '/v1/functions/f/invoke', headers: { 'content-type': 'application/json' } };
@@ -57,4 +57,24 @@ test('the job holds the body once: its size is the body and a small envelope, no
     const stored = Buffer.byteLength(JSON.stringify({ ...base, ...bodyFields(event, raw), http: meta }));
     assert.ok(stored < raw.length * 1.25 + 512, `a ${raw.length}-byte body became a ${stored}-byte job`);
   }
+});
+
+test('attemptOf: starts count, throttled and returned pickups do not; a handover carries the attempts spent into the new job', () => {
+  assert.equal(attemptOf({ data: base, attemptsStarted: 1, attemptsMade: 0 }), 1);
+  // A stalled job taken back, a delayed retry: each a start.
+  assert.equal(attemptOf({ data: base, attemptsStarted: 2, attemptsMade: 0 }), 2);
+  // Throttled twice, returned once by a drain, then run: still the first attempt.
+  assert.equal(attemptOf({ data: { ...base, throttled: 2, returned: 1 }, attemptsStarted: 4, attemptsMade: 0 }), 1);
+  // Handed over after a failed first attempt (waiting, delayed for its retry): the new job's first pickup is attempt 2.
+  const moved = movedData({ data: { ...base, throttled: 1 }, attemptsStarted: 2, attemptsMade: 0, processedOn: 5 });
+  assert.equal(moved.priorAttempts, 1);
+  assert.equal(moved.throttled, undefined);
+  assert.equal(moved.restarted, true);
+  assert.equal(attemptOf({ data: moved, attemptsStarted: 1, attemptsMade: 0 }), 2);
+  // Returned by a drain to its worker's own queue, then handed over: still attempt 1 on the next worker.
+  const returned = movedData({ data: { ...base, returned: 1 }, attemptsStarted: 1, attemptsMade: 0, processedOn: 5 });
+  assert.equal(returned.priorAttempts, undefined);
+  assert.equal(attemptOf({ data: returned, attemptsStarted: 1, attemptsMade: 0 }), 1);
+  // Never started: moved as it was.
+  assert.deepEqual(movedData({ data: base, attemptsStarted: 0, attemptsMade: 0 }), base);
 });

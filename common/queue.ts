@@ -79,6 +79,53 @@ export interface InvocationJob {
   delivery?: DeliveryOptions;
   /** Async only: epoch ms when its first attempt started; set when a failed attempt is retried (common/delivery/). */
   firstAttemptAt?: number;
+  /**
+   * Times a draining worker stopped the job at the end of its grace period and put it back
+   * in the queue (worker/invoker.ts, returnAll), so that they do not count as attempts.
+   */
+  returned?: number;
+  /**
+   * Attempts spent in earlier BullMQ jobs of this invocation: a handover (common/queue-handover.ts)
+   * moves it to another queue as a new job, whose own counts start from 0.
+   */
+  priorAttempts?: number;
+}
+
+/** What attemptOf reads of a BullMQ job. */
+export interface JobCounts {
+  data: InvocationJob;
+  /** BullMQ: the times a worker took the job (a start a crash cut short included). */
+  attemptsStarted: number;
+  /** BullMQ: the times its processor threw (an infrastructure failure, rule 5). */
+  attemptsMade: number;
+  processedOn?: number | undefined;
+}
+
+/** The attempts spent on the invocation so far: the job's starts but the throttled and returned ones, plus its earlier jobs'. */
+function spentAttempts(job: JobCounts): number {
+  const d = job.data;
+  return (d.priorAttempts ?? 0) + job.attemptsStarted - (d.throttled ?? 0) - (d.returned ?? 0);
+}
+
+/**
+ * Which attempt (1-based) a worker's pickup of the job is: the one number the record, the
+ * handler's context and the retry policy use. Counted from the job's starts, so that a
+ * start a crash cut short counts (a retry's delayed restart too), and a throttled pickup or
+ * one a drain put back does not.
+ */
+export function attemptOf(job: JobCounts): number {
+  return Math.max(spentAttempts(job), job.attemptsMade + 1);
+}
+
+/**
+ * The data a job carries into the new job that replaces it on another queue (a handover):
+ * the attempts it spent, not the counters of its own starts, and `restarted` once it had
+ * started (rule 1).
+ */
+export function movedData(job: JobCounts): InvocationJob {
+  const { throttled: _throttled, returned: _returned, ...data } = job.data;
+  const spent = Math.max(0, spentAttempts(job));
+  return { ...data, ...(spent > 0 ? { priorAttempts: spent } : {}), ...(job.processedOn ? { restarted: true } : {}) };
 }
 
 /**

@@ -33,6 +33,16 @@ export function createApp(deps: GatewayDeps): Hono {
     metrics.httpRequests.inc({ method: c.req.method, route, status: String(c.res.status) });
   });
 
+  // During a drain only the probes and /metrics answer: nothing new is accepted (drain.ts).
+  app.use(async (c, next) => {
+    if (deps.drain?.draining) {
+      c.header('Connection', 'close');
+      c.header('Retry-After', '1');
+      deps.drain.check(c.req.path);
+    }
+    await next();
+  });
+
   app.route('/', healthApp(deps));
   app.route('/v1/functions', functionsApp(deps, keys));
   app.route('/v1/functions', invokeApp(deps, keys, metrics));

@@ -4,6 +4,7 @@ import { LIMITS } from '../common/function-spec.js';
 import { DEFAULT_RECORD_TTL_S } from '../common/invocations.js';
 import { storageLimits, type StorageLimits } from '../common/limits.js';
 import { HostPolicy, splitList } from '../common/delivery/host-policy.js';
+import { DEFAULT_DRAIN_GRACE_MS } from '../common/drain.js';
 
 export interface GatewayConfig {
   host: string;
@@ -54,6 +55,8 @@ export interface GatewayConfig {
    */
   callbackAllow: string[];
   callbackDeny: string[];
+  /** close(): how long open requests may take to be answered before their connections are closed (FAASBOX_DRAIN_GRACE_MS). */
+  drainGraceMs: number;
 }
 
 /** What startGateway takes: any setting, the limits one by one. */
@@ -81,6 +84,7 @@ export const DEFAULT_CONFIG: Omit<GatewayConfig, 'apiKey' | 'limits'> = {
   metricsPublic: false,
   callbackAllow: [],
   callbackDeny: [],
+  drainGraceMs: DEFAULT_DRAIN_GRACE_MS,
 };
 
 export function gatewayConfig(overrides: GatewayInput): GatewayConfig {

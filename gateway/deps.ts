@@ -9,6 +9,7 @@ import type { HostPolicy } from '../common/delivery/host-policy.js';
 import type { SecretBox } from '../common/secrets.js';
 import type { GatewayConfig } from './config.js';
 import type { ImageRequestClient } from '../common/image-requests.js';
+import type { GatewayDrain } from './drain.js';
 
 export interface GatewayDeps {
   config: GatewayConfig;
@@ -26,4 +27,6 @@ export interface GatewayDeps {
   secrets?: SecretBox;
   /** Image pulls and listings asked of the workers (POST/GET /v1/images). */
   images: ImageRequestClient;
+  /** The SIGTERM drain (drain.ts); absent in tests that build the app alone. */
+  drain?: GatewayDrain;
 }

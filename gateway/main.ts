@@ -18,10 +18,17 @@ import { ImageRequestClient } from '../common/image-requests.js';
 import { createApp } from './app.js';
 import { gatewayConfig, type GatewayInput } from './config.js';
 import { answerClientErrors, requestTimeoutOptions } from './request-timeouts.js';
+import { GatewayDrain } from './drain.js';
+import { withinGrace } from '../common/drain.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 
 export interface RunningGateway {
   url: string;
   port: number;
+  /**
+   * The drain (SIGTERM): /readyz 503 and new requests refused at once, the open ones
+   * answered within drainGraceMs, then the server and the connections close (drain.ts).
+   */
   close(): Promise<void>;
 }
 
@@ -41,6 +48,8 @@ export async function startGateway(
   // loop turn go out in one write (the socket write was the largest single cost of the
   // invoke path on the gateway's side; bench/invoke's throughput rose by a sixth).
   const redis = new Redis(config.redisUrl, { lazyConnect: true, enableAutoPipelining: true });
+  const log = (line: string) => console.error(`[faasbox] gateway: ${line}`);
+  reportRedisErrors(redis, 'redis', log);
   const release: (() => Promise<void> | void)[] = [() => redis.disconnect()];
   const closeAll = async () => {
     for (const r of release.reverse()) await r();
@@ -59,6 +68,7 @@ export async function startGateway(
     // Deploys and deletes through other gateways invalidate this one's cache, and a
     // deleted function's series leave its /metrics.
     const sub = redis.duplicate();
+    reportRedisErrors(sub, 'redis (function events)', log);
     release.push(() => sub.disconnect());
     await sub.subscribe(registry.eventsChannel);
     const registryOfMetrics = metrics;
@@ -70,7 +80,9 @@ export async function startGateway(
     });
     const images = new ImageRequestClient(redis, config.prefix, options.secrets);
     release.push(() => images.close());
+    const drain = new GatewayDrain();
     const app = createApp({
+      drain,
       config,
       redis,
       registry,
@@ -86,6 +98,7 @@ export async function startGateway(
       const s = serve({ fetch: app.fetch, port: config.port, hostname: config.host, serverOptions: requestTimeoutOptions(config) }, () => resolve(s));
       s.once('error', reject);
       answerClientErrors(s as Server, config);
+      drain.watch(s as Server);
     });
     release.push(
       () =>
@@ -97,7 +110,14 @@ export async function startGateway(
     );
     const port = (server.address() as AddressInfo).port;
     const host = config.host.includes(':') ? `[${config.host}]` : config.host;
-    return { url: `http://${host}:${port}`, port, close: closeAll };
+    const close = async () => {
+      drain.begin();
+      if (!(await withinGrace(drain.idle(), config.drainGraceMs))) {
+        console.error(`[faasbox] gateway: drain: ${drain.openRequests} requests still open after ${config.drainGraceMs} ms; closing their connections`);
+      }
+      await closeAll();
+    };
+    return { url: `http://${host}:${port}`, port, close };
   } catch (err) {
     await closeAll();
     throw err;

@@ -35,6 +35,7 @@ import { LeaderLease } from './leader.js';
 import { DEFAULT_DESTINATION_SETTINGS, DestinationWorker, type DestinationSettings } from './destinations.js';
 import { HostPolicy, type HostPolicySettings } from '../common/delivery/host-policy.js';
 import type { SecretBox } from '../common/secrets.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 import { TriggerRunner, type RunnerConfig } from './triggers/runner.js';
 import { INVOCATION_QUEUE, type InvocationJob } from '../common/queue.js';
 import { handOver, orphanQueuesKey } from '../common/queue-handover.js';
@@ -107,6 +108,7 @@ export async function startScheduler(cfg: SchedulerConfig): Promise<RunningSched
   // Built first: a malformed allow or deny entry refuses the start before anything is opened.
   const callbackPolicy = cfg.destinations === false ? undefined : new HostPolicy(cfg.destinations?.policy);
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  reportRedisErrors(redis, 'redis', (line) => console.error(`scheduler: ${line}`));
   const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
   const staleMs = cfg.staleMs ?? 5000;
   const sizing = validateSizing({ ...DEFAULT_SIZING, ...cfg.sizing });

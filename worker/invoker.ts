@@ -4,13 +4,13 @@
  * pool, the invocation itself, and the result and record built from its outcome.
  * Every failure is answered with the public code of worker/errors.ts.
  */
-import { DelayedError, type Job } from 'bullmq';
+import { DelayedError, WaitingError, type Job } from 'bullmq';
 import { startedBudgetMs } from '../common/function-spec.js';
 import { WorkerLostError, type ErrorInfo } from '../common/errors.js';
 import { OUTPUT_LIMIT_BYTES, type InvocationStore, type NewInvocation } from '../common/invocations.js';
 import type { QueuedBytes } from '../common/queued-bytes.js';
 import type { ConcurrencyLimiter } from '../common/concurrency.js';
-import { requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
+import { attemptOf, requestOf, type InvocationJob, type InvocationResult } from '../common/queue.js';
 import { afterReply } from '../common/metrics.js';
 import type { CodeStore } from './instance/code.js';
 import type { InvokeOutcome } from './instance/instance.js';
@@ -43,21 +43,46 @@ export interface InvokerDeps {
   log: (line: string) => void;
 }
 
+/** An invocation this worker runs now, so that the end of a drain can stop it and put it back (returnAll). */
+interface Running {
+  /** Its container once the pool gave one. */
+  lease?: Lease;
+  /** The drain's grace ran out: a failure from here on is the kill's, and the job goes back to the queue. */
+  returning: boolean;
+}
+
 export class Invoker {
   /** Invocations running now (reported for placement). */
   inflight = 0;
+  private readonly running = new Set<Running>();
 
   constructor(private readonly d: InvokerDeps) {}
 
   /** The BullMQ processor: every job of the worker's consumers comes here. */
   readonly process = async (job: Job<InvocationJob>, token?: string): Promise<InvocationResult> => {
     this.inflight++;
+    const self: Running = { returning: false };
+    this.running.add(self);
     try {
-      return await this.admitted(job, token);
+      return await this.admitted(job, token, self);
     } finally {
       this.inflight--;
+      this.running.delete(self);
     }
   };
+
+  /**
+   * The end of a drain's grace period (worker/main.ts): every invocation still running is
+   * stopped (its container killed) and its job put back in its queue, not failed and not
+   * counted as an attempt (putBack). One that completes before its kill lands settles as
+   * usual: it ran once, and it is not put back to run again. Returns how many were still running.
+   */
+  async returnAll(): Promise<number> {
+    const now = [...this.running];
+    for (const r of now) r.returning = true;
+    await Promise.all(now.map((r) => r.lease?.instance.kill().catch((err: Error) => this.d.log(`stopping an invocation for the drain: ${err.message}`))));
+    return now.length;
+  }
 
   /**
    * An async invocation of a function with a concurrency limit takes a slot before it
@@ -65,11 +90,11 @@ export class Invoker {
    * None free: the job goes back to the queue, delayed, and is tried again until its max
    * age; it is not an attempt, and nothing of it is recorded until it runs.
    */
-  private async admitted(job: Job<InvocationJob>, token: string | undefined): Promise<InvocationResult> {
+  private async admitted(job: Job<InvocationJob>, token: string | undefined, self: Running): Promise<InvocationResult> {
     const data = job.data;
     const spec = data.mode === 'async' ? (await this.d.versions.get(data).catch(() => undefined))?.spec : undefined;
     const limit = spec?.concurrency ?? null;
-    if (limit === null || !spec) return this.run(job, token);
+    if (limit === null || !spec) return this.run(job, token, self);
     const holdMs = startedBudgetMs(spec) + SLOT_GRACE_MS;
     if (!(await this.d.limiter.take(data.function, data.invocationId, limit, holdMs)) && Date.now() <= data.deadline) {
       this.d.metrics.throttled.inc({ function: data.function, mode: 'async' });
@@ -79,20 +104,18 @@ export class Invoker {
     }
     // Past its max age it runs into run's deadline check and ends NO_CAPACITY.
     try {
-      return await this.run(job, token);
+      return await this.run(job, token, self);
     } finally {
       this.d.limiter.give(data.function, data.invocationId).catch((err: Error) => this.d.log(`giving back ${data.function}'s slot: ${err.message}`));
     }
   }
 
-  private async run(job: Job<InvocationJob>, token: string | undefined): Promise<InvocationResult> {
+  private async run(job: Job<InvocationJob>, token: string | undefined, self: Running): Promise<InvocationResult> {
     const { pool, versions, invocations, metrics } = this.d;
     const data = job.data;
     const picked = Date.now();
     const queueMs = Math.max(0, picked - data.enqueuedAt);
-    // attemptsStarted counts a start that a crash cut short (a stalled job taken back), unlike attemptsMade;
-    // a delayed retry (common/delivery/settle.ts) is a start too, a throttled pickup is not.
-    const attempt = Math.max(job.attemptsStarted - (data.throttled ?? 0), job.attemptsMade + 1);
+    const attempt = attemptOf(job);
     const finish = (result: InvocationResult, expired = false) => this.finish(job, token, result, attempt, picked, expired);
     const failure = (error: ErrorInfo, initMs = 0): InvocationResult => ({
       ok: false,
@@ -134,8 +157,15 @@ export class Invoker {
     try {
       lease = await pool.acquire(t);
     } catch (err) {
+      if (self.returning) return this.putBack(job, token, finish);
       // The container could not be had: whatever broke, the function is not at fault.
       return finish(failure(publicError(err, 'RUNTIME_CRASHED')));
+    }
+    self.lease = lease;
+    if (self.returning) {
+      self.lease = undefined;
+      await pool.release(lease, true);
+      return this.putBack(job, token, finish);
     }
     const output = new OutputBatcher(
       (stream, chunk) => invocations.appendOutput(data.invocationId, stream, chunk).catch((err: Error) => this.d.log(`output of ${data.invocationId}: ${err.message}`)),
@@ -166,12 +196,24 @@ export class Invoker {
         },
       });
     } catch (err) {
+      if (self.returning) {
+        await output.flush();
+        return this.putBack(job, token, finish);
+      }
       const known = knownPublicError(err);
       if (!known) throw err;
       return finish(failure(known, fetchMs + lease.initMs));
     } finally {
+      self.lease = undefined;
       // Released on every path; a container whose invocation threw is not reused.
-      await pool.release(lease, outcome !== undefined && (outcome.ok || outcome.error?.code === 'FUNCTION_ERROR'));
+      await pool.release(lease, !self.returning && outcome !== undefined && (outcome.ok || outcome.error?.code === 'FUNCTION_ERROR'));
+    }
+    // Stopped by the drain's kill (a success that beat the kill is kept: it ran once).
+    if (self.returning && !outcome.ok) {
+      output.push('stdout', outcome.stdout);
+      output.push('stderr', outcome.stderr);
+      await output.flush();
+      return this.putBack(job, token, finish);
     }
     // Deleted while it ran: the delete dropped only idle containers, this one goes now (and its layer with the pin).
     if (!versions.has(t.key)) void pool.dropFunction(t.name);
@@ -210,6 +252,28 @@ export class Invoker {
       result.error = { code: error!.code, message: error!.message, ...(error!.stack ? { stack: error!.stack } : {}) };
     }
     return finish(result);
+  }
+
+  /**
+   * A job the drain stopped goes back to the head of its queue's wait list: moveToWait
+   * with this worker's lock token (BullMQ's moveJobFromActiveToWait: the lock goes, the
+   * job is pushed where the next fetch takes it), then WaitingError, which BullMQ's worker
+   * takes as "neither completed nor failed", so attemptsMade and the failed set are
+   * untouched. attemptsStarted did count this start: `returned` tells run() not to count it.
+   * A job in this worker's own queue then moves to the shared queue with the rest of it
+   * (worker/main.ts, handOver). A sync caller is answered WORKER_LOST instead (at most once,
+   * common/queue.ts rule 1): it decides whether to try again.
+   */
+  private async putBack(job: Job<InvocationJob>, token: string | undefined, finish: (r: InvocationResult) => Promise<InvocationResult>): Promise<InvocationResult> {
+    const data = job.data;
+    if (data.mode === 'sync') {
+      const error = new WorkerLostError('the worker stopped (SIGTERM) and its drain grace ran out before the invocation ended; it was not run again: retry').toInfo();
+      return finish({ ok: false, error, startKind: 'cold', timings: { queueMs: 0, initMs: 0, execMs: 0, totalMs: Date.now() - data.enqueuedAt }, workerId: this.d.workerId });
+    }
+    await job.updateData({ ...data, returned: (data.returned ?? 0) + 1 });
+    await job.moveToWait(token);
+    this.d.log(`invocation ${data.invocationId} stopped at the end of the drain and returned to ${job.queueName}`);
+    throw new WaitingError();
   }
 
   private async finish(job: Job<InvocationJob>, token: string | undefined, result: InvocationResult, attempt: number, startedAt: number, expired: boolean): Promise<InvocationResult> {

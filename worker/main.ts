@@ -45,6 +45,8 @@ import type { NetworkSettings } from './engine/network/options.js';
 import { DeadLetters } from '../common/delivery/dead-letters.js';
 import { Settlement } from '../common/delivery/settle.js';
 import { DestinationHandoff } from '../common/delivery/destinations.js';
+import { DEFAULT_DRAIN_GRACE_MS, withinGrace } from '../common/drain.js';
+import { reportRedisErrors } from '../common/redis-errors.js';
 
 export interface WorkerConfig {
   redisUrl: string;
@@ -85,6 +87,8 @@ export interface WorkerConfig {
   limits?: Partial<StorageLimits>;
   /** The image puller for POST /v1/images (default: engine/image/puller.ts loadPuller). */
   puller?: () => Promise<PullImage>;
+  /** close(): how long running invocations may take to finish before they are returned to the queue (default DEFAULT_DRAIN_GRACE_MS). */
+  drainGraceMs?: number;
 }
 
 /**
@@ -102,7 +106,12 @@ export interface RunningWorker {
   consumers: { shared: Worker<InvocationJob, InvocationResult>; own: Worker<InvocationJob, InvocationResult> };
   /** What /healthz and /readyz answer (cli/metrics-server.ts). */
   health: WorkerHealth;
-  close(): Promise<void>;
+  /**
+   * The drain (SIGTERM): takes no new jobs, lets the running invocations finish within
+   * the grace period (drainGraceMs), returns the rest to the queue (Invoker.returnAll),
+   * then tears down its containers and connections. Resolves with how many were returned.
+   */
+  close(): Promise<{ returned: number }>;
 }
 
 /**
@@ -161,10 +170,12 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
   pool.start();
 
   const redis = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null, enableAutoPipelining: true });
+  reportRedisErrors(redis, 'redis', log);
   const registry = new FunctionRegistry(redis, cfg.prefix, cfg.secrets);
   const versions = new FunctionVersions(registry, code, log);
   versions.sweep();
   const sub = new Redis(cfg.redisUrl, { maxRetriesPerRequest: null });
+  reportRedisErrors(sub, 'redis (function events)', log);
   await versions.listen(sub, {
     // A deleted function's warm containers go, and its name from /metrics; its code layers
     // after its idle containers, unless another function uses the code.
@@ -241,24 +252,38 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       await reporter.stop(id);
       await imageRequests.close();
       await redis.sadd(orphanQueuesKey(cfg.prefix), ownQueue).catch(() => {});
-      // No new jobs from here; the ones running finish, bounded by their timeouts.
+      // No new jobs from here; the ones running finish within the grace period.
       const stopping = Promise.all(consumers.map((w) => w.close()));
       // What waits in this worker's own queue is served elsewhere now, not at its deadline.
       const shared = new Queue<InvocationJob>(INVOCATION_QUEUE, { connection: redis, prefix: cfg.prefix });
       const handOverOwn = () => handOver(redis, cfg.prefix, ownQueue, shared).catch((err: Error) => console.error(`worker ${id}: handing over ${ownQueue}: ${err.message}`));
-      await handOverOwn();
-      await stopping;
-      // Whatever arrived meanwhile moves too, and the queue's keys go. It stays an orphan
-      // for the scheduler, which forgets it once it finds it empty.
-      await handOverOwn();
-      await shared.close();
-      await handoff.close();
-      await sub.quit().catch(() => {});
-      await pool.close();
-      // Every container is gone with the pool, so the engine's fork server exits now too.
-      await engine.close();
-      await redis.quit().catch(() => {});
-      for (const c of connections) await c.quit().catch(() => {});
+      let returned = 0;
+      try {
+        await handOverOwn();
+        const graceMs = cfg.drainGraceMs ?? DEFAULT_DRAIN_GRACE_MS;
+        if (!(await withinGrace(stopping, graceMs))) {
+          // What still runs is stopped and goes back to its queue, for another worker; the
+          // consumers' close then returns as soon as their processors have let go.
+          const running = invoker.inflight;
+          returned = await invoker.returnAll();
+          log(`drain: ${running} invocations still running after ${graceMs} ms; stopped and returned to the queue`);
+          await stopping;
+        }
+        // Whatever arrived meanwhile (or was returned to this worker's own queue) moves
+        // too, and the queue's keys go. It stays an orphan for the scheduler, which forgets
+        // it once it finds it empty.
+        await handOverOwn();
+      } finally {
+        await shared.close().catch(() => {});
+        await handoff.close().catch(() => {});
+        await sub.quit().catch(() => {});
+        await pool.close();
+        // Every container is gone with the pool, so the engine's fork server exits now too.
+        await engine.close();
+        await redis.quit().catch(() => {});
+        for (const c of connections) await c.quit().catch(() => {});
+      }
+      return { returned };
     },
   };
 }

@@ -17,6 +17,7 @@ export function healthApp(deps: GatewayDeps): Hono {
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
 
   app.get('/readyz', async (c) => {
+    if (deps.drain?.draining) throw new UnavailableError(`draining: the gateway is shutting down (${deps.drain.openRequests - 1} requests still open)`);
     let timer: NodeJS.Timeout | undefined;
     try {
       // ioredis queues commands while disconnected; a probe must answer, not wait.

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { startRedisServer } from '../../cli/redis.js';
+import { DEFAULT_REDIS_FSYNC, startRedisServer } from '../../cli/redis.js';
 
 const NOBODY = 65534;
 
@@ -88,5 +88,21 @@ test('the dev stack Redis: no TCP port, socket refused to uid nobody, every comm
   } finally {
     await redis.stop();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the dev stack\'s Redis keeps an append-only file fsynced as FAASBOX_REDIS_FSYNC says (always by default), no RDB snapshots', { timeout: 60_000 }, async () => {
+  for (const fsync of [undefined, 'everysec', 'always'] as const) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-redis-fsync-'));
+    const server = await startRedisServer({ dir, ...(fsync ? { fsync } : {}) });
+    try {
+      const password = readFileSync(server.passwordFile, 'utf8').trim();
+      assert.equal(cli(server.socket, ['CONFIG', 'GET', 'appendonly'], { password }), 'appendonly\nyes');
+      assert.equal(cli(server.socket, ['CONFIG', 'GET', 'appendfsync'], { password }), `appendfsync\n${fsync ?? DEFAULT_REDIS_FSYNC}`);
+      assert.equal(cli(server.socket, ['CONFIG', 'GET', 'save'], { password }), 'save');
+    } finally {
+      await server.stop(false);
+      rmSync(dir, { recursive: true, force: true });
+    }
   }
 });

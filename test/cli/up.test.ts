@@ -137,3 +137,17 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     rmSync(state, { recursive: true, force: true });
   }
 });
+
+test('faasbox up with a FAASBOX_REDIS_FSYNC it does not know exits non-zero naming the setting, having started nothing', { timeout: 30_000 }, () => {
+  const state = mkdtempSync(path.join(tmpdir(), 'faasbox-up-fsync-'));
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_REDIS_FSYNC: 'sometimes' };
+    for (const name of ['FAASBOX_REDIS_URL', 'FAASBOX_CONFIG']) delete env[name];
+    const r = spawnSync(process.execPath, [bin, 'up'], { env, encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 2, r.stdout);
+    assert.match(r.stderr, /redisFsync \(FAASBOX_REDIS_FSYNC\) must be one of always, everysec; got "sometimes"/);
+    assert.deepEqual(readdirSync(state), [], 'no Redis, no key, nothing made');
+  } finally {
+    rmSync(state, { recursive: true, force: true });
+  }
+});

@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
-import { freePort, launchRedis, stopChild, waitForRedis } from '../../cli/redis.js';
+import { freePort, launchRedis, stopChild, waitForRedis, type RedisFsync } from '../../cli/redis.js';
 
 export interface TestRedis {
   url: string;
@@ -17,13 +17,18 @@ export interface TestRedis {
   pid: number;
   /** Kill the server (SIGTERM, so the AOF is flushed) and start it again on the same data. */
   restart(): Promise<void>;
+  /** SIGKILL, exactly this pid: nothing is flushed (what `appendfsync always` must survive). */
+  kill(): Promise<void>;
+  /** Start it again after kill(): the same port and data dir. */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(opts: { fsync?: RedisFsync } = {}): Promise<TestRedis> {
   const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-test-redis-'));
   const port = await freePort();
-  let child = launchRedis(port, dir);
+  const launch = () => launchRedis(port, dir, undefined, undefined, opts.fsync);
+  let child = launch();
   try {
     await waitForRedis(child, port, dir);
   } catch (err) {
@@ -41,7 +46,14 @@ export async function startRedis(): Promise<TestRedis> {
     async restart() {
       // SIGTERM makes redis flush the AOF; what a test of "survives a restart" wants.
       await stopChild(child, 'SIGTERM');
-      child = launchRedis(port, dir);
+      child = launch();
+      await waitForRedis(child, port, dir);
+    },
+    async kill() {
+      await stopChild(child, 'SIGKILL');
+    },
+    async start() {
+      child = launch();
       await waitForRedis(child, port, dir);
     },
     async stop() {
@@ -82,6 +94,8 @@ export function redisForFile(): TestRedis {
       return started().pid;
     },
     restart: () => started().restart(),
+    kill: () => started().kill(),
+    start: () => started().start(),
     stop: () => started().stop(),
   };
 }
