@@ -13,6 +13,7 @@ import { once } from 'node:events';
 import path from 'node:path';
 import type { BuiltImage } from '../../../images/build.js';
 import { DEFAULT_LAYER_BOUNDS, unpackImage } from './layers.js';
+import { acquireLockSync } from './lock.js';
 import { blobPath, recordPath, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
 import { readTags, tagsPath } from './refs.js';
@@ -24,7 +25,7 @@ const CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
 export const runtimeTag = (built: Pick<BuiltImage, 'name' | 'digest'>): string => `faasbox/${built.name}:${built.digest.replace(/^sha256:/, '')}`;
 
 /** Writes a file by temporary name and renames it in: a reader never sees half of it. */
-function writeAtomic(imagesDir: string, file: string, bytes: Buffer | string): void {
+export function writeAtomic(imagesDir: string, file: string, bytes: Buffer | string): void {
   mkdirSync(path.dirname(file), { recursive: true });
   mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });
   const tmp = path.join(tmpDir(imagesDir), `write-${randomBytes(6).toString('hex')}`);
@@ -70,11 +71,20 @@ async function putLayerTar(imagesDir: string, dir: string): Promise<{ digest: st
   }
 }
 
-/** Sets tag to digest in the tags file (read, change, rename in). */
+/**
+ * Sets tag to digest in the tags file (read, change, rename in), under tmp/tags.lock: two
+ * processes tagging at once would otherwise each rename in a file without the other's tag.
+ */
 export function setTag(imagesDir: string, tag: string, digest: string): void {
-  const tags = readTags(imagesDir);
-  tags[tag] = digest;
-  writeAtomic(imagesDir, tagsPath(imagesDir), `${JSON.stringify(tags, null, 2)}\n`);
+  mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });
+  const lock = acquireLockSync(path.join(tmpDir(imagesDir), 'tags.lock'));
+  try {
+    const tags = readTags(imagesDir);
+    tags[tag] = digest;
+    writeAtomic(imagesDir, tagsPath(imagesDir), `${JSON.stringify(tags, null, 2)}\n`);
+  } finally {
+    lock.release();
+  }
 }
 
 export interface ImportedImage {
