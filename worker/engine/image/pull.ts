@@ -20,7 +20,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import path from 'node:path';
 import { DigestMismatchError, ImageInvalidError } from '../../../common/errors.js';
 import { setTag, writeAtomic } from './import.js';
-import { DEFAULT_LAYER_BOUNDS, unpackImage, unpackLayer, type LayerBounds } from './layers.js';
+import { DEFAULT_LAYER_BOUNDS, unpackImage, unpackLayer } from './layers.js';
 import { acquireLock, lockHolderAlive } from './lock.js';
 import { blobPath, digestHex, layerDir, recordPath, tmpDir } from './paths.js';
 import type { PullImage, PullOptions, PullProgress, PullResult } from './pull-types.js';
@@ -34,14 +34,6 @@ import { Transport } from './registry/transport.js';
 /** Blobs fetched at once: past 3 a registry on one link gains little and the store's disk is busier. */
 export const BLOB_CONCURRENCY = 3;
 export const TMP_MAX_AGE_MS = 6 * 3600_000;
-
-export interface PullTuning {
-  /** Retries of a failing request or a cut-off transfer (default 4). */
-  retries?: number;
-  /** No byte for this long ends a request (default 30 s), then retried. */
-  timeoutMs?: number;
-  bounds?: LayerBounds;
-}
 
 interface Pulled {
   record: ImageRecord;
@@ -164,7 +156,7 @@ async function eachLimited<T>(items: T[], n: number, fn: (item: T) => Promise<vo
 }
 
 /** The blobs and layers of one image manifest, then its record. */
-async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageReference, fetched: FetchedManifest, manifest: ImageManifest, opts: PullOptions & PullTuning, name: string): Promise<Pulled> {
+async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageReference, fetched: FetchedManifest, manifest: ImageManifest, opts: PullOptions, name: string): Promise<Pulled> {
   const bounds = opts.bounds ?? DEFAULT_LAYER_BOUNDS;
   putBlob(imagesDir, fetched.digest, fetched.bytes);
   let transferred = 0;
@@ -242,7 +234,7 @@ async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageR
   return { record, transferred };
 }
 
-export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions & PullTuning = {}): Promise<PullResult> => {
+export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions = {}): Promise<PullResult> => {
   const ref = parseReference(refText);
   const name = formatReference(ref);
   mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });

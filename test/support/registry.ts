@@ -1,0 +1,124 @@
+/**
+ * A real registry for a test: Debian's docker-registry (distribution 2.8) on 127.0.0.1 on a
+ * free port, with a config and a storage directory of the test's own, stopped by its PID.
+ * Modes: anonymous, htpasswd Basic (bcrypt, `htpasswd -B`), token auth (a TokenServer's
+ * realm, issuer and certificate). Images are made by umoci and pushed by skopeo
+ * (third-party tools, not faasbox): see OciLayout.
+ */
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { freePort, stopChild } from '../../cli/redis.js';
+import { eventually } from './eventually.js';
+
+export const REGISTRY_BIN = '/usr/bin/docker-registry';
+
+/** Why the registry tests cannot run here, or false when they can. */
+export function registrySkip(): string | false {
+  const missing = [REGISTRY_BIN, 'skopeo', 'umoci', 'htpasswd', 'openssl'].filter((b) => spawnSync(b, ['--help'], { stdio: 'ignore' }).error !== undefined);
+  return missing.length ? `not installed: ${missing.join(', ')} (scripts/setup.sh installs them from Debian)` : false;
+}
+
+export type RegistryAuth = { kind: 'none' } | { kind: 'htpasswd'; user: string; password: string } | { kind: 'token'; realm: string; service: string; issuer: string; certFile: string };
+
+export interface TestRegistry {
+  /** host:port, as a reference names it. */
+  host: string;
+  port: number;
+  dir: string;
+  /** The registry's storage root (docker/registry/v2/...). */
+  storage: string;
+  /** The data file of a blob in the registry's storage. */
+  blobData(digest: string): string;
+  stop(): Promise<void>;
+}
+
+export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Promise<TestRegistry> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-registry-'));
+  const storage = path.join(dir, 'storage');
+  mkdirSync(storage);
+  const port = await freePort();
+  let authYaml = '';
+  if (auth.kind === 'htpasswd') {
+    const file = path.join(dir, 'htpasswd');
+    execFileSync('htpasswd', ['-B', '-b', '-c', file, auth.user, auth.password], { stdio: 'ignore' });
+    authYaml = `auth:\n  htpasswd:\n    realm: faasbox-test\n    path: ${file}\n`;
+  } else if (auth.kind === 'token') {
+    authYaml = `auth:\n  token:\n    realm: ${auth.realm}\n    service: ${auth.service}\n    issuer: ${auth.issuer}\n    rootcertbundle: ${auth.certFile}\n`;
+  }
+  const config = path.join(dir, 'config.yml');
+  writeFileSync(
+    config,
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: faasbox-test-secret\n${authYaml}`,
+  );
+  const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  const stop = async () => {
+    await stopChild(child, 'SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await eventually(
+      () =>
+        new Promise<boolean>((resolve) => {
+          if (child.exitCode !== null) return resolve(true);
+          const req = http.get({ host: '127.0.0.1', port, path: '/v2/' }, (res) => {
+            res.resume();
+            resolve(true);
+          });
+          req.on('error', () => resolve(false));
+        }),
+      20_000,
+      'the registry to listen',
+    );
+    if (child.exitCode !== null) throw new Error(`docker-registry exited ${child.exitCode}: ${stderr}`);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    host: `127.0.0.1:${port}`,
+    port,
+    dir,
+    storage,
+    blobData: (digest) => {
+      const hex = digest.replace(/^sha256:/, '');
+      return path.join(storage, 'docker/registry/v2/blobs/sha256', hex.slice(0, 2), hex, 'data');
+    },
+    stop,
+  };
+}
+
+/** skopeo copy of an OCI layout's image to the registry (plain HTTP, as loopback is). */
+export function skopeoPush(layoutImage: string, dest: string, opts: { format?: 'v2s2' | 'oci'; creds?: string } = {}): void {
+  const args = ['copy', '--quiet', '--dest-tls-verify=false'];
+  if (opts.format) args.push('--format', opts.format);
+  if (opts.creds) args.push('--dest-creds', opts.creds);
+  args.push(`oci:${layoutImage}`, `docker://${dest}`);
+  execFileSync('skopeo', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** An OCI layout made with umoci, in a directory of the test's own. */
+export class OciLayout {
+  readonly layout: string;
+  constructor(readonly dir: string) {
+    this.layout = path.join(dir, 'layout');
+    execFileSync('umoci', ['init', '--layout', this.layout]);
+  }
+  umoci(...args: string[]): void {
+    execFileSync('umoci', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  }
+  image(tag: string): string {
+    return `${this.layout}:${tag}`;
+  }
+  /** The manifest (and its digest) of tag, from the layout's index. */
+  manifest(tag: string): { digest: string; manifest: { config: { digest: string; size: number }; layers: { digest: string; size: number; mediaType: string }[] } } {
+    const index = JSON.parse(readFileSync(path.join(this.layout, 'index.json'), 'utf8')) as { manifests: { digest: string; annotations?: Record<string, string> }[] };
+    const d = index.manifests.find((m) => m.annotations?.['org.opencontainers.image.ref.name'] === tag);
+    if (!d) throw new Error(`no tag ${tag} in ${this.layout}`);
+    return { digest: d.digest, manifest: JSON.parse(readFileSync(path.join(this.layout, 'blobs/sha256', d.digest.slice(7)), 'utf8')) };
+  }
+}
