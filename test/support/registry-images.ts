@@ -72,8 +72,8 @@ export function putManifest(host: string, repo: string, tag: string, mediaType: 
 
 /** v1 (the host's platform) and arm under repo:native and repo:arm, and an OCI index over both as repo:multi. */
 export async function pushIndex(oci: OciLayout, host: string, repo: string): Promise<{ index: string; native: string; arm: string }> {
-  skopeoPush(oci.image('v1'), `${host}/${repo}:native`);
-  skopeoPush(oci.image('arm'), `${host}/${repo}:arm`);
+  await skopeoPush(oci.image('v1'), `${host}/${repo}:native`);
+  await skopeoPush(oci.image('arm'), `${host}/${repo}:arm`);
   const native = oci.manifest('v1').digest;
   const arm = oci.manifest('arm').digest;
   // skopeo pushes an OCI layout's manifests byte for byte: the sizes are of the layout's blobs.

@@ -5,13 +5,16 @@
  * realm, issuer and certificate). Images are made by umoci and pushed by skopeo
  * (third-party tools, not faasbox): see OciLayout.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { freePort, stopChild } from '../../cli/redis.js';
 import { eventually } from './eventually.js';
+
+const execFileAsync = promisify(execFile);
 
 export const REGISTRY_BIN = '/usr/bin/docker-registry';
 
@@ -92,13 +95,16 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Prom
   };
 }
 
-/** skopeo copy of an OCI layout's image to the registry (plain HTTP, as loopback is). */
-export function skopeoPush(layoutImage: string, dest: string, opts: { format?: 'v2s2' | 'oci'; creds?: string } = {}): void {
+/**
+ * skopeo copy of an OCI layout's image to the registry (plain HTTP, as loopback is). Not
+ * execFileSync: a token server in this process must be able to answer skopeo meanwhile.
+ */
+export async function skopeoPush(layoutImage: string, dest: string, opts: { format?: 'v2s2' | 'oci'; creds?: string } = {}): Promise<void> {
   const args = ['copy', '--quiet', '--dest-tls-verify=false'];
   if (opts.format) args.push('--format', opts.format);
   if (opts.creds) args.push('--dest-creds', opts.creds);
   args.push(`oci:${layoutImage}`, `docker://${dest}`);
-  execFileSync('skopeo', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  await execFileAsync('skopeo', args, { timeout: 120_000 });
 }
 
 /** An OCI layout made with umoci, in a directory of the test's own. */

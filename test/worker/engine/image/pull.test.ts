@@ -44,10 +44,10 @@ describe('pulling from a real registry', { skip }, () => {
     store = new TestStore('faasbox-pull-');
     oci = buildTestImages(path.join(store.root, 'oci'), te.layers[0]!);
     reg = await startRegistry();
-    skopeoPush(oci.image('v1'), `${reg.host}/test/app:v1`);
-    skopeoPush(oci.image('v2'), `${reg.host}/test/app:v2`);
-    skopeoPush(oci.image('v1'), `${reg.host}/test/docker:v1`, { format: 'v2s2' });
-    skopeoPush(oci.image('v1'), `${reg.host}/test/corrupt:v1`);
+    await skopeoPush(oci.image('v1'), `${reg.host}/test/app:v1`);
+    await skopeoPush(oci.image('v2'), `${reg.host}/test/app:v2`);
+    await skopeoPush(oci.image('v1'), `${reg.host}/test/docker:v1`, { format: 'v2s2' });
+    await skopeoPush(oci.image('v1'), `${reg.host}/test/corrupt:v1`);
     index = await pushIndex(oci, reg.host, 'test/multi');
   });
   after(async () => {
