@@ -17,6 +17,12 @@ export interface SeenRequest {
 export interface ProxyFaults {
   /** Cut the body of this blob after `afterBytes`, `times` times. */
   cut?: { digest: string; afterBytes: number; times: number };
+  /** Send this blob's first `afterBytes`, then nothing more (the connection kept open). */
+  stall?: { digest: string; afterBytes: number };
+  /** Flip a byte in the middle of this blob's body (its length kept). */
+  corrupt?: { digest: string; size: number };
+  /** Forward blob requests without their Range header (a server that answers 200 to Range). */
+  ignoreRange?: boolean;
   /** Answer 503 to the next `count` blob requests. */
   unavailable?: { count: number };
   /** Wait this long before answering a blob request. */
@@ -38,15 +44,24 @@ export interface RegistryProxy {
   stop(): Promise<void>;
 }
 
-function forward(upstreamPort: number, req: http.IncomingMessage, res: http.ServerResponse, keepAuth: boolean, onBody?: (res: http.ServerResponse, chunk: Buffer, sent: number) => boolean): void {
+function forward(upstreamPort: number, req: http.IncomingMessage, res: http.ServerResponse, keepAuth: boolean, onBody?: (res: http.ServerResponse, chunk: Buffer, sent: number) => boolean | 'hold'): void {
   const headers = { ...req.headers };
   // The proxy's own Basic check (faults.basic) is not the registry's business.
   if (!keepAuth) delete headers.authorization;
   const up = http.request({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers }, (ur) => {
     res.writeHead(ur.statusCode ?? 502, ur.headers);
     let sent = 0;
+    let held = false;
     ur.on('data', (c: Buffer) => {
-      if (onBody && !onBody(res, c, sent)) {
+      if (held) return;
+      const go = onBody ? onBody(res, c, sent) : true;
+      if (go === 'hold') {
+        // Nothing more is sent, and the connection stays open: a stalled transfer.
+        held = true;
+        ur.pause();
+        return;
+      }
+      if (!go) {
         ur.destroy();
         return;
       }
@@ -103,6 +118,25 @@ export async function startRegistryProxy(upstreamPort: number, opts: { passAutho
       }
       if (blob && faults.redirectBlobs) {
         res.writeHead(307, { location: `http://localhost:${storagePort}/blob/${blob}?path=${encodeURIComponent(req.url ?? '')}` }).end();
+        return;
+      }
+      if (blob && faults.ignoreRange) delete req.headers.range;
+      const corrupt = faults.corrupt;
+      if (blob && corrupt && corrupt.digest === blob) {
+        const at = Math.floor(corrupt.size / 2);
+        forward(upstreamPort, req, res, keepAuth, (_r, chunk, sent) => {
+          if (sent <= at && at < sent + chunk.length) chunk[at - sent] ^= 0xff;
+          return true;
+        });
+        return;
+      }
+      const stall = faults.stall;
+      if (blob && stall && stall.digest === blob) {
+        forward(upstreamPort, req, res, keepAuth, (r, chunk, sent) => {
+          if (sent + chunk.length < stall.afterBytes) return true;
+          r.write(chunk.subarray(0, Math.max(0, stall.afterBytes - sent)));
+          return 'hold';
+        });
         return;
       }
       const cut = faults.cut;

@@ -164,15 +164,10 @@ async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageR
   let doneBytes = 0;
   const emit = (p: Omit<PullProgress, 'doneBytes' | 'totalBytes'>) => opts.onProgress?.({ ...p, doneBytes, totalBytes });
 
-  let configBytes: Buffer;
-  const configFile = blobPath(imagesDir, manifest.config.digest);
-  if (existsSync(configFile)) {
-    configBytes = readFileSync(configFile);
-  } else {
-    configBytes = await client.blobBytes(manifest.config, MAX_CONFIG_BYTES);
-    putBlob(imagesDir, manifest.config.digest, configBytes);
-    transferred += configBytes.length;
-  }
+  // The config goes the way of every blob (once across processes, verified on disk), bounded first.
+  if (manifest.config.size > MAX_CONFIG_BYTES) throw new ImageInvalidError(`${name}: its config is ${manifest.config.size} bytes, more than the ${MAX_CONFIG_BYTES} faasbox reads`);
+  transferred += await fetchBlob(imagesDir, client, manifest.config, () => undefined, opts.signal);
+  const configBytes = readFileSync(blobPath(imagesDir, manifest.config.digest));
   doneBytes += manifest.config.size;
   const { diffIds, platform } = configDiffIds(configBytes, manifest.layers.length, name);
   const record: ImageRecord = {

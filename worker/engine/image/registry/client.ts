@@ -186,26 +186,6 @@ export class RegistryClient {
     return { bytes, digest, contentType: typeof ct === 'string' ? ct : undefined };
   }
 
-  /** A small blob (a config, a child manifest) whole, verified against its descriptor. */
-  async blobBytes(desc: Descriptor, max: number): Promise<Buffer> {
-    if (desc.size > max) throw new ImageInvalidError(`blob ${desc.digest} is ${desc.size} bytes, more than the ${max} faasbox reads for it`);
-    const what = `blob ${desc.digest}`;
-    for (let attempt = 0; ; attempt++) {
-      const res = await this.get(`blobs/${desc.digest}`, {}, what);
-      if (res.status === 404) throw notFound(`${this.ref.registry}/${this.ref.repository}`, `${what} of ${this.ref.registry}/${this.ref.repository} is not in the registry (404)`);
-      if (res.status !== 200) throw new RegistryUnavailableError(this.ref.registry, `${what}: it answered ${res.status}${await errorOf(res)}`);
-      try {
-        const bytes = await readBounded(res.body, desc.size, what);
-        const digest = sha256(bytes);
-        if (digest !== desc.digest) throw new DigestMismatchError(what, desc.digest, digest);
-        return bytes;
-      } catch (err) {
-        if (!isTransient(err) || attempt >= this.retries) throw err instanceof DigestMismatchError ? err : this.unavailable(what, err);
-        await this.backoff(attempt);
-      }
-    }
-  }
-
   /**
    * The blob written to `part` (appended to what a killed pull left there: hashed again
    * first, then resumed with Range), its sha256 computed on the way. Resolves when the file
