@@ -116,11 +116,14 @@ export class RegistryClient {
   }
 
   async baseUrl(): Promise<URL> {
-    if (!this.base) {
+    const host = apiHost(this.ref.registry);
+    for (let attempt = 0; !this.base; attempt++) {
       try {
-        this.base = await this.transport.baseUrl(apiHost(this.ref.registry), this.signal);
+        this.base = await this.transport.baseUrl(host, this.signal);
       } catch (err) {
-        throw this.unavailable(`${apiHost(this.ref.registry)}`, err);
+        // A registry restarting refuses connections for a moment: retried like any request.
+        if (!isTransient(err) || attempt >= this.retries) throw this.unavailable(host, err);
+        await this.backoff(attempt);
       }
     }
     return this.base;
