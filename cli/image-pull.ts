@@ -81,7 +81,7 @@ function readCreds(values: { creds?: string | undefined; 'creds-file'?: string |
   return creds;
 }
 
-const mb = (n: number) => `${(n / 1e6).toFixed(1)} MB`;
+const mb = (n: number) => (n < 1e6 ? `${(n / 1e3).toFixed(1)} kB` : `${(n / 1e6).toFixed(1)} MB`);
 
 /** Per layer and total, redrawn in place on stderr (ANSI: up N lines, clear each). */
 function progressDisplay(stream: NodeJS.WriteStream): { update(p: PullProgress): void; end(): void } {
