@@ -1,20 +1,20 @@
 /**
  * `ctr run --image REF`: the container spec from a stored image (its layers as the rootfs,
  * its config as the process's defaults, the caller's CMD/--user/--env/--cwd over them).
- * --pull is answered once the image puller (issue 12's pull half) is merged in; until then
- * REF must already be in the store.
+ * With --pull, a REF the store does not have is pulled first (credentials and settings as
+ * `faasbox image pull` takes them by default: the Docker config.json, else anonymous).
  */
 import path from 'node:path';
 import { DEFAULT_STATE_DIR } from '../worker/engine/engine.js';
 import { engineEnv } from './engine-env.js';
 import { imagesDirOf } from '../worker/engine/image/paths.js';
+import { pullImage } from '../worker/engine/image/pull.js';
 import { resolveStoredRef } from '../worker/engine/image/refs.js';
 import { prepareImage } from '../worker/engine/image/rootfs.js';
 import type { ProcessOverrides } from '../worker/engine/image/config.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
 import { linuxSys } from '../worker/engine/sys/index.js';
 import { ImageNotFoundError } from '../common/errors.js';
-import { CliError } from './args.js';
 
 export interface ImageRun {
   spec: ContainerSpec;
@@ -27,8 +27,8 @@ export async function imageSpec(ref: string, pull: boolean, stateDir: string | u
   try {
     record = resolveStoredRef(imagesDir, ref);
   } catch (err) {
-    if (pull && err instanceof ImageNotFoundError) throw new CliError(`--pull: this build has no image puller yet; ${err.message}`);
-    throw err;
+    if (!(pull && err instanceof ImageNotFoundError)) throw err;
+    record = (await pullImage(imagesDir, ref)).record;
   }
   const overrides: ProcessOverrides = { cmd: over.cmd };
   if (over.user !== undefined) overrides.user = over.user;
