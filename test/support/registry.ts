@@ -128,3 +128,44 @@ export class OciLayout {
     return { digest: d.digest, manifest: JSON.parse(readFileSync(path.join(this.layout, 'blobs/sha256', d.digest.slice(7)), 'utf8')) };
   }
 }
+
+/**
+ * The layout's image with its layers recompressed (zstd) or decompressed (plain tar): skopeo
+ * copies it into a dir: transport first (to a docker:// destination it would keep gzip, or
+ * gzip what is plain), then pushes that.
+ */
+export async function pushRecompressed(layoutImage: string, work: string, host: string, name: string, compression: 'zstd' | 'none'): Promise<void> {
+  const dir = mkdtempSync(path.join(work, `skopeo-dir-${compression}-`));
+  const args = ['copy', '--quiet', ...(compression === 'zstd' ? ['--dest-compress', '--dest-compress-format', 'zstd'] : ['--dest-decompress']), `oci:${layoutImage}`, `dir:${dir}`];
+  await execFileAsync('skopeo', args, { timeout: 120_000 });
+  if (compression === 'zstd') {
+    await execFileAsync('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `dir:${dir}`, `docker://${host}/${name}`], { timeout: 120_000 });
+    return;
+  }
+  // Plain layers by the registry API itself: every blob (dir: names them by hex), then the manifest.
+  const manifest = readFileSync(path.join(dir, 'manifest.json'));
+  const m = JSON.parse(manifest.toString('utf8')) as { mediaType?: string; config: { digest: string }; layers: { digest: string }[] };
+  const [repo, tag] = name.split(':') as [string, string];
+  for (const d of [m.config.digest, ...m.layers.map((l) => l.digest)]) {
+    const bytes = readFileSync(path.join(dir, d.slice(7)));
+    const start = await apiRequest(host, 'POST', `/v2/${repo}/blobs/uploads/`, Buffer.alloc(0));
+    const loc = new URL(String(start.headers.location), `http://${host}`);
+    loc.searchParams.set('digest', d);
+    const put = await apiRequest(host, 'PUT', loc.pathname + loc.search, bytes, 'application/octet-stream');
+    if (put.status !== 201) throw new Error(`blob upload of ${d} answered ${put.status}`);
+  }
+  const put = await apiRequest(host, 'PUT', `/v2/${repo}/manifests/${tag}`, manifest, m.mediaType ?? 'application/vnd.oci.image.manifest.v1+json');
+  if (put.status !== 201) throw new Error(`manifest PUT answered ${put.status}`);
+}
+
+function apiRequest(host: string, method: string, p: string, body: Buffer, contentType?: string): Promise<{ status: number; headers: http.IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const [h, port] = host.split(':');
+    const req = http.request({ host: h, port: Number(port), method, path: p, headers: { 'content-length': body.length, ...(contentType ? { 'content-type': contentType } : {}) } }, (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, headers: res.headers });
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}

@@ -18,7 +18,7 @@ import { linuxSys } from '../../../../worker/engine/sys/index.js';
 import { runToEnd, testEngine, type TestEngine } from '../../../support/engine.js';
 import { TestStore } from '../../../support/image-store.js';
 import { buildTestImages, EXPECTED_LS, LS_CMD, pushIndex } from '../../../support/registry-images.js';
-import { registrySkip, skopeoPush, startRegistry, type OciLayout, type TestRegistry } from '../../../support/registry.js';
+import { pushRecompressed, registrySkip, skopeoPush, startRegistry, type OciLayout, type TestRegistry } from '../../../support/registry.js';
 
 const skip = registrySkip();
 
@@ -48,6 +48,8 @@ describe('pulling from a real registry', { skip }, () => {
     await skopeoPush(oci.image('v2'), `${reg.host}/test/app:v2`);
     await skopeoPush(oci.image('v1'), `${reg.host}/test/docker:v1`, { format: 'v2s2' });
     await skopeoPush(oci.image('v1'), `${reg.host}/test/corrupt:v1`);
+    await pushRecompressed(oci.image('v1'), store.root, reg.host, 'test/zstd:v1', 'zstd');
+    await pushRecompressed(oci.image('v1'), store.root, reg.host, 'test/plain:v1', 'none');
     index = await pushIndex(oci, reg.host, 'test/multi');
   });
   after(async () => {
@@ -98,6 +100,24 @@ describe('pulling from a real registry', { skip }, () => {
     const run = await runToEnd(te.engine, { rootfs: { layers: prepared.layers }, process: { args: ['/bin/sh', '-c', LS_CMD] } });
     assert.equal(run.stdout, EXPECTED_LS, run.stderr);
   });
+
+  for (const [name, mediaType] of [
+    ['zstd', 'application/vnd.oci.image.layer.v1.tar+zstd'],
+    ['plain', 'application/vnd.oci.image.layer.v1.tar'],
+  ] as const) {
+    test(`${name} layers (${mediaType})`, async () => {
+      const s = new TestStore(`faasbox-pull-${name}-`);
+      try {
+        const r = await pullImage(s.imagesDir, `${reg.host}/test/${name}:v1`);
+        assert.ok(r.record.layers.every((l) => l.mediaType === mediaType), JSON.stringify(r.record.layers.map((l) => l.mediaType)));
+        const prepared = await prepareImage(await linuxSys(), s.imagesDir, r.record);
+        const run = await runToEnd(te.engine, { rootfs: { layers: prepared.layers }, process: { args: ['/bin/sh', '-c', LS_CMD] } });
+        assert.equal(run.stdout, EXPECTED_LS, run.stderr);
+      } finally {
+        s.remove();
+      }
+    });
+  }
 
   test('an index: the host platform by default, another with platform', async () => {
     const native = await pullImage(store.imagesDir, `${reg.host}/test/multi:multi`);
