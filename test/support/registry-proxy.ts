@@ -18,7 +18,7 @@ export interface ProxyFaults {
   /** Cut the body of this blob after `afterBytes`, `times` times. */
   cut?: { digest: string; afterBytes: number; times: number };
   /** Send this blob's first `afterBytes`, then nothing more (the connection kept open). */
-  stall?: { digest: string; afterBytes: number };
+  stall?: { digest: string; afterBytes: number; times?: number };
   /** Flip a byte in the middle of this blob's body (its length kept). */
   corrupt?: { digest: string; size: number };
   /** Forward blob requests without their Range header (a server that answers 200 to Range). */
@@ -131,7 +131,8 @@ export async function startRegistryProxy(upstreamPort: number, opts: { passAutho
         return;
       }
       const stall = faults.stall;
-      if (blob && stall && stall.digest === blob) {
+      if (blob && stall && stall.digest === blob && (stall.times === undefined || stall.times > 0)) {
+        if (stall.times !== undefined) stall.times--;
         forward(upstreamPort, req, res, keepAuth, (r, chunk, sent) => {
           if (sent + chunk.length < stall.afterBytes) return true;
           r.write(chunk.subarray(0, Math.max(0, stall.afterBytes - sent)));

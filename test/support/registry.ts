@@ -38,7 +38,15 @@ export interface TestRegistry {
   stop(): Promise<void>;
 }
 
-export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Promise<TestRegistry> {
+/** A self-signed certificate for 127.0.0.1 (IP SAN), made by openssl in dir: the registry's TLS pair and the CA a client trusts. */
+export function selfSignedCert(dir: string): { cert: string; key: string } {
+  const cert = path.join(dir, 'tls-cert.pem');
+  const key = path.join(dir, 'tls-key.pem');
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' });
+  return { cert, key };
+}
+
+export async function startRegistry(auth: RegistryAuth = { kind: 'none' }, opts: { tls?: { cert: string; key: string } } = {}): Promise<TestRegistry> {
   const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-registry-'));
   const storage = path.join(dir, 'storage');
   mkdirSync(storage);
@@ -54,7 +62,7 @@ export async function startRegistry(auth: RegistryAuth = { kind: 'none' }): Prom
   const config = path.join(dir, 'config.yml');
   writeFileSync(
     config,
-    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: faasbox-test-secret\n${authYaml}`,
+    `version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\n  maintenance:\n    uploadpurging:\n      enabled: false\nhttp:\n  addr: 127.0.0.1:${port}\n  secret: faasbox-test-secret\n${opts.tls ? `  tls:\n    certificate: ${opts.tls.cert}\n    key: ${opts.tls.key}\n` : ''}${authYaml}`,
   );
   const child: ChildProcess = spawn(REGISTRY_BIN, ['serve', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

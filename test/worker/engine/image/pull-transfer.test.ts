@@ -81,6 +81,17 @@ describe('pull transfers through a fault proxy', { skip }, () => {
     assert.ok(r.transferredBytes > all, 'the first half came twice');
   });
 
+  test('a transfer that stalls times out and resumes with Range', async () => {
+    reset();
+    const third = Math.floor(big.size / 3);
+    proxy.faults.stall = { digest: big.digest, afterBytes: third, times: 1 };
+    const r = await pullImage(newStore().imagesDir, ref, { timeoutMs: 1000 });
+    const gets = proxy.blobGets(big.digest);
+    assert.equal(gets.length, 2);
+    assert.match(gets[1]!.range ?? '', /^bytes=\d+-$/);
+    assert.equal(r.transferredBytes, all);
+  });
+
   test('503s are retried with backoff', async () => {
     reset();
     proxy.faults.unavailable = { count: 2 };
