@@ -241,7 +241,9 @@ export class RegistryClient {
           for await (const c of res.body as AsyncIterable<Buffer>) {
             if (offset + c.length > desc.size) {
               res.body.destroy();
-              throw new DigestMismatchError(what, desc.digest, `(more than its ${desc.size} bytes)`);
+              const err = new DigestMismatchError(what, desc.digest, 'unknown');
+              err.message = `${what}: the registry sent more than the ${desc.size} bytes its descriptor gives; nothing of it was kept`;
+              throw err;
             }
             await fh.write(c, 0, c.length, null);
             hash.update(c);
