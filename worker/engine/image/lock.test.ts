@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { readTags } from './refs.js';
 import { acquireLock, acquireLockSync, lockHolderAlive, processStart, tryLock } from './lock.js';
 import { sweepTmp } from './pull.js';
 
@@ -66,6 +68,20 @@ test('tmp/ after a crash: old junk and dead locks go, a young .part and live loc
     assert.deepEqual(removed, [`blob-${hex}.lock`, 'layer-old-123', 'write-old']);
     assert.ok(existsSync(path.join(tmp, `blob-${hex}.part`)), 'young partial kept for a resume');
     assert.ok(existsSync(path.join(tmp, `blob-${'b'.repeat(64)}.part`)), 'an old partial whose holder lives is kept');
+  } finally {
+    rmSync(images, { recursive: true, force: true });
+  }
+});
+
+test('tags written by several processes at once: none lost (the tags file is rewritten under its lock)', async () => {
+  const images = mkdtempSync(path.join(tmpdir(), 'faasbox-tags-'));
+  try {
+    const mod = path.join(path.dirname(fileURLToPath(import.meta.url)), 'import.js');
+    const script = 'const { setTag } = await import(process.argv[1]); for (let i = 0; i < 25; i++) setTag(process.argv[2], `p${process.argv[3]}/t:${i}`, "sha256:" + "a".repeat(64));';
+    const children = [0, 1, 2, 3].map((n) => spawn(process.execPath, ['--input-type=module', '-e', script, mod, images, String(n)], { stdio: ['ignore', 'ignore', 'pipe'] }));
+    const codes = await Promise.all(children.map((c) => new Promise<number | null>((resolve) => c.once('close', resolve))));
+    assert.deepEqual(codes, [0, 0, 0, 0]);
+    assert.equal(Object.keys(readTags(images)).length, 100);
   } finally {
     rmSync(images, { recursive: true, force: true });
   }
