@@ -10,7 +10,7 @@
  * pushed with skopeo; an index over v1 (the host's platform) and arm is PUT by hand.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
 import { hostPlatform } from '../../worker/engine/image/registry/manifest.js';
@@ -70,25 +70,48 @@ export function putManifest(host: string, repo: string, tag: string, mediaType: 
   });
 }
 
-/** v1 (the host's platform) and arm under repo:native and repo:arm, and an OCI index over both as repo:multi. */
-export async function pushIndex(oci: OciLayout, host: string, repo: string): Promise<{ index: string; native: string; arm: string }> {
-  await skopeoPush(oci.image('v1'), `${host}/${repo}:native`);
-  await skopeoPush(oci.image('arm'), `${host}/${repo}:arm`);
-  const native = oci.manifest('v1').digest;
-  const arm = oci.manifest('arm').digest;
-  // skopeo pushes an OCI layout's manifests byte for byte: the sizes are of the layout's blobs.
-  const size = (digest: string) => readFileSync(path.join(oci.layout, 'blobs/sha256', digest.slice(7))).length;
+/** The bytes of a manifest as the registry serves it (anonymous). */
+export function getManifest(host: string, repo: string, tag: string, accept: string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const [h, port] = host.split(':');
+    http
+      .get({ host: h, port: Number(port), path: `/v2/${repo}/manifests/${tag}`, headers: { accept } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => (res.statusCode === 200 ? resolve(Buffer.concat(chunks)) : reject(new Error(`GET manifest ${repo}:${tag} answered ${res.statusCode}`))));
+      })
+      .on('error', reject);
+  });
+}
+
+const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
+const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+/**
+ * v1 (the host's platform) and arm under repo:native and repo:arm, and an index over both as
+ * repo:multi: an OCI index, or (docker) a Docker manifest list over schema 2 manifests.
+ */
+export async function pushIndex(oci: OciLayout, host: string, repo: string, docker = false): Promise<{ index: string; native: string; arm: string }> {
+  const format = docker ? ({ format: 'v2s2' } as const) : {};
+  await skopeoPush(oci.image('v1'), `${host}/${repo}:native`, format);
+  await skopeoPush(oci.image('arm'), `${host}/${repo}:arm`, format);
+  const childType = docker ? DOCKER_V2 : OCI_MANIFEST;
+  // The children as the registry holds them (skopeo wrote them; for v2s2 it converted them).
+  const native = await getManifest(host, repo, 'native', childType);
+  const arm = await getManifest(host, repo, 'arm', childType);
   const { os, architecture } = hostPlatform();
-  const mediaType = 'application/vnd.oci.image.index.v1+json';
+  const mediaType = docker ? 'application/vnd.docker.distribution.manifest.list.v2+json' : 'application/vnd.oci.image.index.v1+json';
   const body = JSON.stringify({
     schemaVersion: 2,
     mediaType,
     manifests: [
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: arm, size: size(arm), platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
-      { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: native, size: size(native), platform: { os, architecture } },
+      { mediaType: childType, digest: sha256(arm), size: arm.length, platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } },
+      { mediaType: childType, digest: sha256(native), size: native.length, platform: { os, architecture } },
     ],
   });
   const status = await putManifest(host, repo, 'multi', mediaType, body);
   if (status !== 201) throw new Error(`PUT of the index answered ${status}`);
-  return { index: `sha256:${createHash('sha256').update(body).digest('hex')}`, native, arm };
+  return { index: sha256(body), native: sha256(native), arm: sha256(arm) };
 }
+
+const sha256 = (b: Buffer | string) => `sha256:${createHash('sha256').update(b).digest('hex')}`;

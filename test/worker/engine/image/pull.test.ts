@@ -38,6 +38,7 @@ describe('pulling from a real registry', { skip }, () => {
   let oci: OciLayout;
   let store: TestStore;
   let index: { index: string; native: string; arm: string };
+  let list: { index: string; native: string; arm: string };
 
   before(async () => {
     te = await testEngine('pull');
@@ -51,6 +52,7 @@ describe('pulling from a real registry', { skip }, () => {
     await pushRecompressed(oci.image('v1'), store.root, reg.host, 'test/zstd:v1', 'zstd');
     await pushRecompressed(oci.image('v1'), store.root, reg.host, 'test/plain:v1', 'none');
     index = await pushIndex(oci, reg.host, 'test/multi');
+    list = await pushIndex(oci, reg.host, 'test/list', true);
   });
   after(async () => {
     await reg?.stop();
@@ -132,6 +134,14 @@ describe('pulling from a real registry', { skip }, () => {
     const none = await codeOf(pullImage(store.imagesDir, `${reg.host}/test/multi:multi`, { platform: { os: 'linux', architecture: 's390x' } }));
     assert.equal(none.code, 'IMAGE_NOT_FOUND');
     assert.match(none.message, /linux\/s390x.*linux\/arm64\/v8/);
+  });
+
+  test('a Docker manifest list over schema 2 manifests: the host platform, or another', async () => {
+    const native = await pullImage(store.imagesDir, `${reg.host}/test/list:multi`);
+    assert.equal(native.manifestDigest, list.native);
+    assert.equal(native.record.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+    const arm = await pullImage(store.imagesDir, `${reg.host}/test/list:multi`, { platform: { os: 'linux', architecture: 'arm64', variant: 'v8' } });
+    assert.equal(arm.manifestDigest, list.arm);
   });
 
   test('pinned by digest: the digest is fetched and verified, no tag is moved', async () => {
