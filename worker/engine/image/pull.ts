@@ -18,16 +18,16 @@
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { DigestMismatchError, ImageInvalidError } from '../../../common/errors.js';
+import { DigestMismatchError, ImageInvalidError, ImageNotFoundError } from '../../../common/errors.js';
 import { setTag, writeAtomic } from './import.js';
 import { DEFAULT_LAYER_BOUNDS, unpackImage, unpackLayer } from './layers.js';
 import { acquireLock, lockHolderAlive } from './lock.js';
 import { blobPath, digestHex, layerDir, recordPath, tmpDir } from './paths.js';
-import type { PullImage, PullOptions, PullProgress, PullResult } from './pull-types.js';
+import type { Platform, PullImage, PullOptions, PullProgress, PullResult } from './pull-types.js';
 import type { ImageRecord, LayerDescriptor } from './record.js';
 import { credsFromDockerConfig, dockerConfigDir } from './registry/auth.js';
 import { RegistryClient, type FetchedManifest } from './registry/client.js';
-import { choosePlatform, configDiffIds, hostPlatform, MAX_CONFIG_BYTES, parseManifest, type Descriptor, type ImageManifest } from './registry/manifest.js';
+import { choosePlatform, configDiffIds, formatPlatform, hostPlatform, MAX_CONFIG_BYTES, parseManifest, type Descriptor, type ImageManifest } from './registry/manifest.js';
 import { formatReference, parseReference, referenceTarget, type ImageReference } from './registry/reference.js';
 import { Transport } from './registry/transport.js';
 
@@ -156,7 +156,7 @@ async function eachLimited<T>(items: T[], n: number, fn: (item: T) => Promise<vo
 }
 
 /** The blobs and layers of one image manifest, then its record. */
-async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageReference, fetched: FetchedManifest, manifest: ImageManifest, opts: PullOptions, name: string): Promise<Pulled> {
+async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageReference, fetched: FetchedManifest, manifest: ImageManifest, opts: PullOptions, name: string, mustBe?: Platform): Promise<Pulled> {
   const bounds = opts.bounds ?? DEFAULT_LAYER_BOUNDS;
   putBlob(imagesDir, fetched.digest, fetched.bytes);
   let transferred = 0;
@@ -180,6 +180,12 @@ async function fetchImage(imagesDir: string, client: RegistryClient, ref: ImageR
     pulledAt: new Date().toISOString(),
   };
   if (platform) record.platform = platform;
+  // A single-platform image asked for with an explicit platform it is not (as Docker refuses it).
+  if (mustBe && platform && (platform.os !== mustBe.os || platform.architecture !== mustBe.architecture || (mustBe.variant && platform.variant && platform.variant !== mustBe.variant))) {
+    const err = new ImageNotFoundError(name);
+    err.message = `image ${name} is ${formatPlatform(platform)} only, not the ${formatPlatform(mustBe)} asked for`;
+    throw err;
+  }
 
   // A layer already unpacked needs no blob; a blob already stored needs no transfer.
   const todo: { layer: LayerDescriptor; diffId: string }[] = [];
@@ -244,6 +250,7 @@ export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions
     opts.onProgress?.({ phase: 'resolving', doneBytes: 0, totalBytes: 0 });
     let fetched = await client.manifest(referenceTarget(ref));
     let manifest = parseManifest(fetched.bytes, fetched.contentType, name);
+    const fromIndex = manifest.kind === 'index';
     if (manifest.kind === 'index') {
       const chosen = choosePlatform(manifest, opts.platform ?? hostPlatform(), name);
       putBlob(imagesDir, fetched.digest, fetched.bytes);
@@ -256,7 +263,7 @@ export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions
     let joined = true;
     if (!shared) {
       joined = false;
-      shared = fetchImage(imagesDir, client, ref, fetched, manifest, opts, name);
+      shared = fetchImage(imagesDir, client, ref, fetched, manifest, opts, name, fromIndex ? undefined : opts.platform);
       pulls.set(key, shared);
       void shared.then(
         () => pulls.delete(key),

@@ -131,6 +131,9 @@ describe('pulling from a real registry', { skip }, () => {
     assert.equal(readFileSync(path.join(layerDir(store.imagesDir, arm.record.diffIds[0]!), 'arm-marker'), 'utf8'), 'arm64 image\n');
     // The tag names what was pulled last.
     assert.equal(readTags(store.imagesDir)[`${reg.host}/test/multi:multi`], index.arm);
+    const single = await codeOf(pullImage(store.imagesDir, `${reg.host}/test/multi:arm`, { platform: { os: 'linux', architecture: 's390x' } }));
+    assert.equal(single.code, 'IMAGE_NOT_FOUND');
+    assert.match(single.message, /is linux\/arm64 only, not the linux\/s390x asked for/);
     const none = await codeOf(pullImage(store.imagesDir, `${reg.host}/test/multi:multi`, { platform: { os: 'linux', architecture: 's390x' } }));
     assert.equal(none.code, 'IMAGE_NOT_FOUND');
     assert.match(none.message, /linux\/s390x.*linux\/arm64\/v8/);

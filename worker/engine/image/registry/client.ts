@@ -169,7 +169,7 @@ export class RegistryClient {
   }
 
   /** The manifest named by target (a tag or a digest), its bytes hashed as they are, verified. */
-  async manifest(target: string): Promise<FetchedManifest> {
+  async manifest(target: string, attempt = 0): Promise<FetchedManifest> {
     const what = `${this.ref.registry}/${this.ref.repository}:${target}`;
     const res = await this.get(`manifests/${target}`, { accept: ACCEPT }, `the manifest ${what}`);
     if (res.status === 404) throw notFound(what, `image ${what} was not found in the registry (404${await errorOf(res)})`);
@@ -178,7 +178,11 @@ export class RegistryClient {
     try {
       bytes = await readBounded(res.body, MAX_MANIFEST_BYTES, `the manifest ${what}`);
     } catch (err) {
-      if (isTransient(err)) return this.manifest(target);
+      if (isTransient(err)) {
+        if (attempt >= this.retries) throw this.unavailable(`the manifest ${what}`, err);
+        await this.backoff(attempt);
+        return this.manifest(target, attempt + 1);
+      }
       throw new ImageInvalidError((err as Error).message);
     }
     // Hash the bytes that are parsed: the digest names exactly what faasbox trusts.
