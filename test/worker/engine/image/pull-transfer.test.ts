@@ -92,6 +92,24 @@ describe('pull transfers through a fault proxy', { skip }, () => {
     assert.equal(r.transferredBytes, all);
   });
 
+  test('a pull aborted mid-blob stops at once, releases its lock and keeps its partial for later', async () => {
+    reset();
+    proxy.faults.stall = { digest: big.digest, afterBytes: 100_000 };
+    const s = newStore();
+    const part = path.join(s.imagesDir, 'tmp', `blob-${big.digest.slice(7)}.part`);
+    const ac = new AbortController();
+    const p = pullImage(s.imagesDir, ref, { signal: ac.signal });
+    await eventually(() => (statSync(part, { throwIfNoEntry: false })?.size ?? 0) >= 100_000, 30_000, 'half a blob');
+    ac.abort();
+    await assert.rejects(p, (err: Error) => err.name === 'AbortError');
+    assert.equal(existsSync(part.replace(/\.part$/, '.lock')), false, 'lock released');
+    assert.equal(existsSync(blobPath(s.imagesDir, big.digest)), false);
+    delete proxy.faults.stall;
+    const r = await pullImage(s.imagesDir, ref);
+    assert.equal(proxy.blobGets(big.digest).at(-1)!.range, 'bytes=100000-', 'resumed where the aborted pull stopped');
+    assert.ok(r.transferredBytes < all);
+  });
+
   test('503s are retried with backoff', async () => {
     reset();
     proxy.faults.unavailable = { count: 2 };

@@ -29,6 +29,8 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 const TRANSIENT = new Set(['ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'ECONNABORTED', 'EAI_AGAIN', 'ENETUNREACH', 'EHOSTUNREACH', 'ERR_STREAM_PREMATURE_CLOSE', 'UND_ERR_SOCKET']);
 export function isTransient(err: unknown): boolean {
   const e = err as NodeJS.ErrnoException;
+  // The caller's own abort is not the network's failure: never retried.
+  if (e?.name === 'AbortError' || e?.code === 'ABORT_ERR') return false;
   return TRANSIENT.has(e?.code ?? '') || /socket hang up|aborted|premature close/i.test(e?.message ?? '');
 }
 
