@@ -258,12 +258,14 @@ export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions
       manifest = parseManifest(fetched.bytes, fetched.contentType, `${name} (${chosen.digest})`);
       if (manifest.kind === 'index') throw new ImageInvalidError(`${name}: the index entry ${chosen.digest} is itself an index; faasbox follows one level`);
     }
-    const key = `${imagesDir}\0${ref.registry}/${ref.repository}\0${fetched.digest}`;
+    const mustBe = fromIndex ? undefined : opts.platform;
+    // A pull that must check the platform does not share (or fail) another's.
+    const key = `${imagesDir}\0${ref.registry}/${ref.repository}\0${fetched.digest}${mustBe ? `\0${formatPlatform(mustBe)}` : ''}`;
     let shared = pulls.get(key);
     let joined = true;
     if (!shared) {
       joined = false;
-      shared = fetchImage(imagesDir, client, ref, fetched, manifest, opts, name, fromIndex ? undefined : opts.platform);
+      shared = fetchImage(imagesDir, client, ref, fetched, manifest, opts, name, mustBe);
       pulls.set(key, shared);
       void shared.then(
         () => pulls.delete(key),
