@@ -14,7 +14,8 @@
  *
  * After a crash anywhere, a final name holds only what was verified: tmp/ holds the rest.
  * A .part whose lock holder died is resumed by the next pull (hashed again, then Range);
- * other tmp/ entries older than TMP_MAX_AGE_MS with no live lock are removed by the next pull.
+ * other tmp/ entries older than TMP_MAX_AGE_MS with no live lock are removed by a process's
+ * first pull (sweepTmp).
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
