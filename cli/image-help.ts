@@ -25,7 +25,7 @@ ${STATE}`,
 
 Untags REF (every tag of the image when REF is a digest). When no tag is left and nothing
 uses the image, the image goes with its blobs and layers no other image keeps.
-An image a live container runs from, or a faasbox/* runtime image, is refused (exit 4)
+An image a live container runs from, or a faasbox/* runtime image, is refused (exit 6)
 unless --force, which untags only: prune removes the image once nothing uses it.
 
   --force           untag even when in use

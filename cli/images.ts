@@ -1,17 +1,17 @@
 /**
  * `faasbox image ...`: the image store (pull, ls, inspect, rm, prune: image-pull.ts and
  * image-store.ts) and the runtime images built from the recipes in images/ (build).
- * Exit codes a script can use: 0 ok, 2 usage, 3 no such image, 4 image in use, 1 other.
+ * Exit codes a script can use: one table for all of them (image-exit.ts).
  */
 import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { BuildProgress } from '../images/build.js';
 import { IMAGE_NAMES, isImageName } from '../images/recipe.js';
 import { ImageBuildError } from '../images/errors.js';
-import { UnavailableError } from '../common/errors.js';
 import { wantsHelp } from './args.js';
 import { printError } from './report.js';
 import { STORE_USAGE } from './image-help.js';
+import { IMAGE_EXIT_HELP, imageExitCode } from './image-exit.js';
 
 const DEFAULT_OUT = path.join(process.env.FAASBOX_STATE_DIR ?? '/var/lib/faasbox', 'images');
 
@@ -27,14 +27,8 @@ Commands:
   prune [--json]      remove what no tag and no container references
   build NAME          build a runtime image's layer directory (${IMAGE_NAMES.join(', ')})
 
-Exit codes: 0 ok, 2 usage, 3 no such image, 4 image in use, 1 anything else.
+${IMAGE_EXIT_HELP}
 Run "faasbox image <command> --help" for a command's options.`;
-
-const PULL_HELP = `Usage: faasbox image pull REF [--creds USER:PASS] [--platform os/arch[/variant]] [--json]
-
-Pulls REF (host[:port]/path/name[:tag][@sha256:...]) from its registry into the store.`;
-
-const PULL_MISSING = 'image pull is not available in this build (cli/image-pull.ts is missing)';
 
 const BUILD_HELP = `Usage: faasbox image build <name> [--out DIR] [--json]
 
@@ -49,9 +43,6 @@ Options:
   --json       print the result as JSON on stdout, no progress
   -h, --help   this help`;
 
-/** The exit codes of image errors; others are main.ts's (2 usage, 1 anything else). */
-const EXIT_CODES: Record<string, number> = { IMAGE_NOT_FOUND: 3, IMAGE_IN_USE: 4 };
-
 /** Loaded when used: a pull need not load the store's commands, nor they the builder. */
 const STORE_COMMANDS: Partial<Record<string, (argv: string[]) => Promise<number>>> = {
   ls: async (argv) => (await import('./image-store.js')).ls(argv),
@@ -61,22 +52,7 @@ const STORE_COMMANDS: Partial<Record<string, (argv: string[]) => Promise<number>
 };
 
 async function pull(argv: string[]): Promise<number> {
-  // A specifier in a variable: the module is another change's, and may not be in this build.
-  const specifier = './image-pull.js';
-  let mod: { pullCommand?: (argv: string[]) => Promise<number> };
-  try {
-    mod = (await import(specifier)) as typeof mod;
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    if (e.code !== 'ERR_MODULE_NOT_FOUND' || !/image-pull\.js/.test(e.message)) throw err;
-    if (wantsHelp(argv)) {
-      console.log(`${PULL_HELP}\n\n${PULL_MISSING}.`);
-      return 0;
-    }
-    throw new UnavailableError(PULL_MISSING, err);
-  }
-  if (typeof mod.pullCommand !== 'function') throw new UnavailableError(PULL_MISSING.replace('is missing', 'exports no pullCommand'));
-  return mod.pullCommand(argv);
+  return (await import('./image-pull.js')).pullCommand(argv);
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -94,7 +70,7 @@ export async function main(argv: string[]): Promise<number> {
     try {
       return await (store ?? pull)(rest);
     } catch (err) {
-      const code = EXIT_CODES[(err as { code?: string }).code ?? ''];
+      const code = imageExitCode((err as { code?: string }).code);
       if (code === undefined) throw err;
       printError(err);
       return code;

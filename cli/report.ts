@@ -1,7 +1,7 @@
 /**
  * How the CLI tells an error: one line on stderr (JSON with --json), and an exit code. The
  * command dispatcher (main.ts) uses it for whatever a command throws; commands with codes
- * of their own (image: 3 not found, 4 in use) use it before returning theirs.
+ * of their own (image: image-exit.ts) use it before returning theirs.
  */
 export function printError(err: unknown, json = process.argv.includes('--json')): void {
   const e = err as { code?: string; message?: string };

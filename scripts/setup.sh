@@ -28,6 +28,11 @@ have unshare || need+=(util-linux)
 have zstd || need+=(zstd)
 have umoci || need+=(umoci)
 have skopeo || need+=(skopeo)
+# The puller's tests (issue 12) run a real registry (distribution 2.8) with htpasswd (bcrypt)
+# and token auth (an ES256 key whose self-signed certificate openssl makes).
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+have htpasswd || need+=(apache2-utils)
+have openssl || need+=(openssl)
 # Bridge mode's egress policy (worker/engine/network/nft.ts) and the tests' net guard.
 have nft || need+=(nftables)
 if [ ${#need[@]} -gt 0 ]; then
@@ -37,7 +42,7 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   # Debian starts these as system services on install; faasbox runs its own instances.
-  for svc in redis-server prometheus; do
+  for svc in redis-server prometheus docker-registry; do
     if [ -d /run/systemd/system ]; then systemctl disable --now "$svc" >/dev/null 2>&1 || true; fi
   done
 fi

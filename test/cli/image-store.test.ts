@@ -1,7 +1,7 @@
 /**
  * `faasbox image ls | inspect | rm | prune` on a store made by hand: tables and JSON, and
- * the exit codes a script relies on (0 ok, 2 usage, 3 no such image, 4 in use, 1 other);
- * `image pull` and `ctr run --pull` in a build without the puller say so.
+ * the exit codes a script relies on (cli/image-exit.ts: 0 ok, 2 usage, 3 no such image,
+ * 6 in use, 1 other).
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -21,7 +21,6 @@ const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../.
 const bin = path.join(repo, 'bin/faasbox.js');
 const store = new TestStore('faasbox-cli-images-');
 after(() => store.remove());
-const pullMerged = existsSync(path.join(repo, 'dist/worker/engine/image/pull.js'));
 
 function faasbox(args: string[]) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, FAASBOX_STATE_DIR: store.stateDir }, timeout: 60_000 });
@@ -63,14 +62,14 @@ test('inspect: the config and the layers; exit 3 for an image the store lacks', 
   assert.equal(faasbox(['image', 'inspect']).code, 2);
 });
 
-test('rm: exit 4 for an image in use, --force untags only; prune then frees it when its container is gone', async () => {
+test('rm: exit 6 for an image in use, --force untags only; prune then frees it when its container is gone', async () => {
   const id = 'cli-holder';
   const dir = path.join(store.stateDir, 'containers', id);
   mkdirSync(dir, { recursive: true });
   writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ id, status: 'running', owner: selfOwner(), createdAt: '', rootfs: '', args: [], cgroup: '' }));
   await pinImage(store.imagesDir, id, { manifestDigest: app.manifestDigest, diffIds: app.diffIds });
   const refused = faasbox(['image', 'rm', 'registry.test/app:1']);
-  assert.equal(refused.code, 4);
+  assert.equal(refused.code, 6);
   assert.match(refused.stderr, /in use by container cli-holder.*\[IMAGE_IN_USE\]/);
   const forced = faasbox(['image', 'rm', 'registry.test/app:1', '--force', '--json']);
   assert.equal(forced.code, 0, forced.stderr);
@@ -87,13 +86,4 @@ test('rm: exit 4 for an image in use, --force untags only; prune then frees it w
   const rmOther = faasbox(['image', 'rm', 'registry.test/other:1']);
   assert.equal(rmOther.code, 0, rmOther.stderr);
   assert.match(rmOther.stdout, /untagged registry\.test\/other:1\nremoved sha256:[0-9a-f]{64} \(freed [\d.]+ kB\)/);
-});
-
-test('pull and ctr run --pull without the puller in this build: UNAVAILABLE, exit 1', { skip: pullMerged ? 'pull.ts is merged: the pull tests cover these' : false }, () => {
-  const r = faasbox(['image', 'pull', '127.0.0.1:9/x:1']);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /not available in this build.*\[UNAVAILABLE\]/);
-  const run = faasbox(['ctr', 'run', '--image', '127.0.0.1:9/x:1', '--pull', '--', 'true']);
-  assert.equal(run.code, 1);
-  assert.match(run.stderr, /image pull is not available in this build.*\[UNAVAILABLE\]/);
 });

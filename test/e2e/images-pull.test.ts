@@ -1,11 +1,9 @@
 /**
- * A real pull end to end, once the puller is in the build (worker/engine/image/pull.ts and
- * its registry test support, test/support/registry.ts, from the puller's change): an image
+ * A real pull end to end (worker/engine/image/pull.ts, with test/support/registry.ts): an image
  * made by umoci and pushed by skopeo to a docker-registry on 127.0.0.1 is pulled onto the
  * worker by POST /v1/images, listed by GET /v1/images and `faasbox image ls`, run by
  * `faasbox ctr run --image REF --pull` from an empty store, and removed by `image rm` and
- * `prune`; a repository the registry lacks is 404 IMAGE_NOT_FOUND. Skipped, saying so, in a
- * build without them.
+ * `prune`; a repository the registry lacks is 404 IMAGE_NOT_FOUND.
  */
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,25 +15,14 @@ import { fileURLToPath } from 'node:url';
 import { buildImage } from '../../images/build.js';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
 import { mountsUnder } from '../../worker/engine/mounts.js';
+import { OciLayout, registrySkip, skopeoPush, startRegistry } from '../support/registry.js';
 import { startStack, STACK_KEY, type TestStack } from '../support/stack.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');
 
-/** The parts of the puller's registry support this test uses (test/support/registry.ts). */
-interface RegistrySupport {
-  registrySkip(): string | false;
-  startRegistry(): Promise<{ host: string; stop(): Promise<void> }>;
-  skopeoPush(layoutImage: string, dest: string): Promise<void>;
-  OciLayout: new (dir: string) => { umoci(...args: string[]): void; image(tag: string): string };
-}
-
-const supportFile = path.join(here, '../support/registry.js');
-const merged = existsSync(path.join(repo, 'dist/worker/engine/image/pull.js')) && existsSync(supportFile);
-// A specifier in a variable: the module is the puller's change's, and may not be in this build.
-const support = merged ? ((await import(supportFile)) as RegistrySupport) : undefined;
-const skip = support ? support.registrySkip() : 'needs pull.ts and test/support/registry.ts (the puller\'s change) in this build';
+const skip = registrySkip();
 
 function faasbox(args: string[], stateDir: string, cgroupRoot?: string) {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 120_000, env: { ...process.env, FAASBOX_STATE_DIR: stateDir, ...(cgroupRoot ? { FAASBOX_CGROUP_ROOT: cgroupRoot } : {}) } });
@@ -52,16 +39,16 @@ describe('a real pull through the gateway and the CLI', { skip }, () => {
 
   before(async () => {
     const busybox = (await buildImage('busybox', path.join(work, 'built'))).dir;
-    const oci = new support!.OciLayout(path.join(work, 'oci'));
+    const oci = new OciLayout(path.join(work, 'oci'));
     mkdirSync(path.join(work, 'files'));
     writeFileSync(path.join(work, 'files', 'hello'), 'pulled from the registry\n');
     oci.umoci('new', '--image', oci.image('1'));
     oci.umoci('insert', '--image', oci.image('1'), busybox, '/');
     oci.umoci('insert', '--image', oci.image('1'), path.join(work, 'files', 'hello'), '/hello');
     oci.umoci('config', '--image', oci.image('1'), '--os', 'linux', '--architecture', process.arch === 'x64' ? 'amd64' : process.arch, '--config.cmd', '/bin/cat', '--config.cmd', '/hello');
-    reg = await support!.startRegistry();
+    reg = await startRegistry();
     ref = `${reg.host}/e2e/app:1`;
-    await support!.skopeoPush(oci.image('1'), ref);
+    await skopeoPush(oci.image('1'), ref);
     s = await startStack('images-pull', { pools: false });
   });
   after(async () => {

@@ -15,7 +15,7 @@ import type { BuiltImage } from '../../../images/build.js';
 import { DEFAULT_LAYER_BOUNDS, unpackImage } from './layers.js';
 import { blobPath, recordPath, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
-import { readTags, tagsPath } from './refs.js';
+import { readTags, updateTags } from './refs.js';
 
 const LAYER_MEDIA_TYPE = 'application/vnd.oci.image.layer.v1.tar';
 const MANIFEST_MEDIA_TYPE = 'application/vnd.oci.image.manifest.v1+json';
@@ -24,7 +24,7 @@ const CONFIG_MEDIA_TYPE = 'application/vnd.oci.image.config.v1+json';
 export const runtimeTag = (built: Pick<BuiltImage, 'name' | 'digest'>): string => `faasbox/${built.name}:${built.digest.replace(/^sha256:/, '')}`;
 
 /** Writes a file by temporary name and renames it in: a reader never sees half of it. */
-function writeAtomic(imagesDir: string, file: string, bytes: Buffer | string): void {
+export function writeAtomic(imagesDir: string, file: string, bytes: Buffer | string): void {
   mkdirSync(path.dirname(file), { recursive: true });
   mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });
   const tmp = path.join(tmpDir(imagesDir), `write-${randomBytes(6).toString('hex')}`);
@@ -70,11 +70,11 @@ async function putLayerTar(imagesDir: string, dir: string): Promise<{ digest: st
   }
 }
 
-/** Sets tag to digest in the tags file (read, change, rename in). */
+/** Sets tag to digest in the tags file (refs.ts updateTags: under its lock). */
 export function setTag(imagesDir: string, tag: string, digest: string): void {
-  const tags = readTags(imagesDir);
-  tags[tag] = digest;
-  writeAtomic(imagesDir, tagsPath(imagesDir), `${JSON.stringify(tags, null, 2)}\n`);
+  updateTags(imagesDir, (tags) => {
+    tags[tag] = digest;
+  });
 }
 
 export interface ImportedImage {

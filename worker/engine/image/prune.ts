@@ -18,7 +18,7 @@ import { ImageInUseError } from '../../../common/errors.js';
 import { withStoreLock, type LockOptions } from './store-lock.js';
 import { blobPath, digestHex, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
-import { readTags, writeTags } from './refs.js';
+import { readTags, updateTags } from './refs.js';
 import { removeTree } from './remove.js';
 import { RUNTIME_TAG_PREFIX, type ImageStore, type RemoveResult } from './store.js';
 
@@ -151,9 +151,9 @@ export async function removeImage(store: ImageStore, ref: string, opts: LockOpti
       const runtime = doomed.filter((t) => t.startsWith(RUNTIME_TAG_PREFIX));
       const users = [...(runtime.length ? ['faasbox pools (a runtime image)'] : []), ...(remaining.length ? [] : store.usersOf(record, []))];
       if (users.length && !opts.force) throw new ImageInUseError(ref, users);
-      const tags = readTags(store.imagesDir);
-      for (const t of doomed) delete tags[t];
-      writeTags(store.imagesDir, tags);
+      updateTags(store.imagesDir, (tags) => {
+        for (const t of doomed) delete tags[t];
+      });
       let removed = false;
       let trash: string[] = [];
       if (remaining.length === 0 && users.length === 0) {

@@ -3,6 +3,7 @@
  * `ctr run --pull` call it), kept apart so callers and the implementation meet on types
  * alone.
  */
+import type { LayerBounds } from './layers.js';
 import type { ImageRecord } from './record.js';
 
 export interface Platform {
@@ -43,6 +44,12 @@ export interface PullOptions {
   registries?: RegistrySettings;
   onProgress?: (p: PullProgress) => void;
   signal?: AbortSignal;
+  /** Retries of a failing request or a cut-off transfer, with backoff (default 4). */
+  retries?: number;
+  /** A request with no byte for this long fails, and is retried (default 30 s). */
+  timeoutMs?: number;
+  /** Per-layer unpack bounds (default layers.ts DEFAULT_LAYER_BOUNDS). */
+  bounds?: LayerBounds;
 }
 
 export interface PullResult {

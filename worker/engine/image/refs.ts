@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ImageNotFoundError } from '../../../common/errors.js';
+import { acquireLockSync } from './lock.js';
 import { recordPath, tmpDir } from './paths.js';
 import { readRecord, type ImageRecord } from './record.js';
 
@@ -28,12 +29,23 @@ export function readTags(imagesDir: string): Record<string, string> {
   }
 }
 
-/** Replaces the tags file (written aside, renamed in: a reader never sees half of it). */
-export function writeTags(imagesDir: string, tags: Record<string, string>): void {
+/**
+ * Changes the tags file: read, `change`, write aside and rename in (a reader never sees
+ * half of it), all under tmp/tags.lock, so that two writers at once (a pull's tag, an
+ * import's, an rm's untag) cannot each rename in a file without the other's change.
+ */
+export function updateTags(imagesDir: string, change: (tags: Record<string, string>) => void): void {
   mkdirSync(tmpDir(imagesDir), { recursive: true, mode: 0o700 });
-  const tmp = path.join(tmpDir(imagesDir), `tags-${randomBytes(6).toString('hex')}`);
-  writeFileSync(tmp, `${JSON.stringify(tags, null, 2)}\n`);
-  renameSync(tmp, tagsPath(imagesDir));
+  const lock = acquireLockSync(path.join(tmpDir(imagesDir), 'tags.lock'));
+  try {
+    const tags = readTags(imagesDir);
+    change(tags);
+    const tmp = path.join(tmpDir(imagesDir), `tags-${randomBytes(6).toString('hex')}`);
+    writeFileSync(tmp, `${JSON.stringify(tags, null, 2)}\n`);
+    renameSync(tmp, tagsPath(imagesDir));
+  } finally {
+    lock.release();
+  }
 }
 
 /** The stored image ref names; ImageNotFoundError ("not pulled") when the store has none. */
