@@ -21,6 +21,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import path from 'node:path';
 import { DigestMismatchError, ImageInvalidError, ImageNotFoundError } from '../../../common/errors.js';
 import { setTag, writeAtomic } from './import.js';
+import { pinAlias } from './refs.js';
 import { DEFAULT_LAYER_BOUNDS, unpackImage, unpackLayer } from './layers.js';
 import { acquireLock, lockHolderAlive } from './lock.js';
 import { blobPath, digestHex, layerDir, recordPath, tmpDir } from './paths.js';
@@ -276,6 +277,9 @@ export const pullImage: PullImage = async (imagesDir, refText, opts: PullOptions
     const { record, transferred } = await shared;
     // A pinned digest is what was fetched; its tag (if written too) was not looked at, so it is not moved.
     if (!ref.digest) setTag(imagesDir, `${ref.registry}/${ref.repository}:${ref.tag ?? 'latest'}`, fetched.digest);
+    // Pinned to an index: the platform's manifest chosen is named under the index digest,
+    // so that the same pinned reference finds it in the store (refs.ts resolveStoredRef).
+    else if (fromIndex) setTag(imagesDir, pinAlias(`${ref.registry}/${ref.repository}`, ref.digest), fetched.digest);
     const total = manifest.config.size + record.layers.reduce((n, l) => n + l.size, 0);
     opts.onProgress?.({ phase: 'done', doneBytes: total, totalBytes: total });
     // A pull that joined another fetched nothing itself.

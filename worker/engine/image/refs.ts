@@ -48,12 +48,22 @@ export function updateTags(imagesDir: string, change: (tags: Record<string, stri
   }
 }
 
+/** The tags file's key for a pull pinned to an index digest: `repo@sha256:<index>` -> the manifest chosen. */
+export function pinAlias(repo: string, indexDigest: string): string {
+  const slash = repo.lastIndexOf('/');
+  const colon = repo.indexOf(':', slash + 1);
+  return `${colon === -1 ? repo : repo.slice(0, colon)}@${indexDigest}`;
+}
+
 /** The stored image ref names; ImageNotFoundError ("not pulled") when the store has none. */
 export function resolveStoredRef(imagesDir: string, ref: string): ImageRecord {
   const at = ref.indexOf('@');
   const pinned = at >= 0 ? ref.slice(at + 1) : /^sha256:[0-9a-f]{64}$/.test(ref) ? ref : undefined;
-  // A pinned digest wins over the tag.
-  const digest = pinned ?? readTags(imagesDir)[tagKey(ref)];
+  // A pinned digest wins over the tag. One that names an index (several platforms) has no
+  // record of its own: the pull wrote `repo@<index digest>` in the tags file, naming the
+  // platform's manifest it chose (pinAlias).
+  let digest = pinned ?? readTags(imagesDir)[tagKey(ref)];
+  if (pinned !== undefined && at >= 0 && !existsSync(recordPath(imagesDir, pinned))) digest = readTags(imagesDir)[pinAlias(ref.slice(0, at), pinned)] ?? pinned;
   if (digest === undefined || !/^sha256:[0-9a-f]{64}$/.test(digest) || !existsSync(recordPath(imagesDir, digest))) {
     throw new ImageNotFoundError(ref, 'not pulled (faasbox image pull REF, or ctr run --pull)');
   }

@@ -12,7 +12,7 @@ import { FaasboxError } from '../../../../common/errors.js';
 import { blobPath, layerDir, recordPath } from '../../../../worker/engine/image/paths.js';
 import { pullImage } from '../../../../worker/engine/image/pull.js';
 import type { PullProgress } from '../../../../worker/engine/image/pull-types.js';
-import { readTags } from '../../../../worker/engine/image/refs.js';
+import { readTags, resolveStoredRef } from '../../../../worker/engine/image/refs.js';
 import { prepareImage } from '../../../../worker/engine/image/rootfs.js';
 import { linuxSys } from '../../../../worker/engine/sys/index.js';
 import { runToEnd, testEngine, type TestEngine } from '../../../support/engine.js';
@@ -137,6 +137,13 @@ describe('pulling from a real registry', { skip }, () => {
     const none = await codeOf(pullImage(store.imagesDir, `${reg.host}/test/multi:multi`, { platform: { os: 'linux', architecture: 's390x' } }));
     assert.equal(none.code, 'IMAGE_NOT_FOUND');
     assert.match(none.message, /linux\/s390x.*linux\/arm64\/v8/);
+  });
+
+  test('pinned to an index digest: the platform chosen is found again by the same pinned reference', async () => {
+    const pinned = `${reg.host}/test/multi@${index.index}`;
+    const r = await pullImage(store.imagesDir, pinned, { platform: { os: 'linux', architecture: 'arm64' } });
+    assert.equal(r.manifestDigest, index.arm);
+    assert.equal(resolveStoredRef(store.imagesDir, pinned).manifestDigest, index.arm);
   });
 
   test('a Docker manifest list over schema 2 manifests: the host platform, or another', async () => {
