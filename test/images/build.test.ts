@@ -125,7 +125,7 @@ test('CLI: build --json, --help, and typed errors for bad input', async () => {
   console.log = (...a: unknown[]) => void logs.push(a.join(' '));
   try {
     assert.equal(await imageCli(['build', 'busybox', '--out', path.join(work, 'a'), '--json']), 0);
-    assert.equal(await imageCli(['--help']), 0);
+    assert.equal(await imageCli(['build', '--help']), 0);
   } finally {
     console.log = orig;
   }

@@ -155,10 +155,12 @@ test(`block I/O limits are written as the kernel reads them back (cgroup v${driv
 
 test('a process that joins shows in pids() and stats(); kill() ends it with SIGKILL', async () => {
   const cg = create('proc', { memoryBytes: 64 * MB, pids: 32 });
-  // Burn a little CPU first, so there is usage to see.
-  const child = runIn(cg, 'i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 30');
+  // Burn some CPU first, so there is usage to see: enough for v1's cpuacct.stat, which
+  // counts user and system time in clock ticks (10 ms) and read 0 for a 20k-step loop.
+  const child = runIn(cg, 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; exec sleep 30');
   await eventually(() => cg.pids().includes(child.pid!), 10_000, 'the shell to join');
   await eventually(() => cg.stats().cpuUsageUsec > 0, 10_000, 'CPU usage');
+  await eventually(() => { const t = cg.stats(); return (t.userUsec ?? 0) + (t.systemUsec ?? 0) > 0; }, 10_000, 'user+system time to be counted');
   const s = cg.stats();
   assert.ok(s.pidsCurrent >= 1, `pidsCurrent ${s.pidsCurrent}`);
   assert.ok(s.memoryCurrentBytes > 0, `memoryCurrentBytes ${s.memoryCurrentBytes}`);
