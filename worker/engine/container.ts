@@ -24,7 +24,8 @@ import { assertTransition, selfOwner, writeState, type PersistedState, type Stat
 import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
 import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
-import type { Attachment, BridgeNetwork } from './network/network.js';
+import type { Attachment, BridgeNetwork, NetUsage } from './network/network.js';
+import { bridgeRequestOf, type NetworkSpec } from './network/spec.js';
 
 export interface ContainerIO {
   stdio?: [StdioSpec, StdioSpec, StdioSpec];
@@ -333,6 +334,25 @@ export class Container {
   /** Block I/O bytes since the container was made (before and after an invocation). */
   ioUsage(): IoUsage {
     return this.cgroup.ioUsage();
+  }
+
+  /** Bytes through eth0 since the container was made (bridge mode; undefined under none). */
+  netUsage(): NetUsage | undefined {
+    return this.attachment ? this.parts.network!().usage(this.attachment) : undefined;
+  }
+
+  /**
+   * A container made ahead in bridge mode (a stem cell, its allowlist empty) takes a
+   * function's egress and bandwidth (network.ts's specialise); resolves at once unless a
+   * limit needs `tc`. A container under none cannot take bridge mode: its namespace has
+   * no eth0, and making one now would put the veth on the request path.
+   */
+  setNetwork(spec: NetworkSpec): Promise<void> | undefined {
+    const { mode, bridge } = bridgeRequestOf(spec);
+    if (mode === 'none' && !this.attachment) return undefined;
+    if (!this.attachment || !bridge) throw new InvalidSpecError('network.mode', `container ${this.id} was made in mode ${this.config.network}; it cannot change to ${mode}`);
+    this.config.bridge = bridge;
+    return this.parts.network!().specialise(this.attachment, bridge, this.init.pid);
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */

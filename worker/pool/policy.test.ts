@@ -90,8 +90,8 @@ test('reclaimStems removes idle stems of one shape beyond the target once unused
   const starting = slot({ state: 'starting', lastUsedAt: 0 });
   const other = slot({ memoryMb: 256, lastUsedAt: 0 });
   const fn = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 0 });
-  assert.deepEqual(reclaimStems([a, b, starting, other, fn], 'nodejs20', 128, 1), [a, b], 'starting ones count but are not taken');
-  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 1), [a]);
-  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 2), []);
-  assert.deepEqual(reclaimStems([a, b], 'nodejs20', 128, 0, 10, 7), [a], 'only those unused for the scale-down delay');
+  assert.deepEqual(reclaimStems([a, b, starting, other, fn], { runtime: 'nodejs20', memoryMb: 128 }, 1), [a, b], 'starting ones count but are not taken');
+  assert.deepEqual(reclaimStems([a, b, other], { runtime: 'nodejs20', memoryMb: 128 }, 1), [a]);
+  assert.deepEqual(reclaimStems([a, b, other], { runtime: 'nodejs20', memoryMb: 128 }, 2), []);
+  assert.deepEqual(reclaimStems([a, b], { runtime: 'nodejs20', memoryMb: 128 }, 0, 10, 7), [a], 'only those unused for the scale-down delay');
 });

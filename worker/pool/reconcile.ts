@@ -40,7 +40,7 @@ export async function reconcile<I extends PooledInstance>(pool: Pool<I>): Promis
   for (const [key, shape] of pool.demand.shapes) {
     const want = targets?.stems[key] ?? own.stems[key] ?? pool.sizing.minStems;
     // Stems beyond the target (a burst has passed) go once they sat unused for the scale-down delay.
-    for (const s of reclaimStems(pool.slots(), shape.runtime, shape.memoryMb, want, now, scaleDownDelayMs)) void pool.remove(s.id, 'idle');
+    for (const s of reclaimStems(pool.slots(), shape, want, now, scaleDownDelayMs)) void pool.remove(s.id, 'idle');
     const have = pool.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
     for (let i = have; i < want; i++) {
       const victims = evictForStem(pool.slots(), shape.memoryMb, pool.opts.budgetMb, now, scaleDownDelayMs);

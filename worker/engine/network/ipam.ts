@@ -9,7 +9,7 @@
  * last_reserved_ip), so that a freed address is not reused at once while a peer may
  * still hold an ARP or conntrack entry for it.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync, openSync, closeSync } from 'node:fs';
 import path from 'node:path';
 import { formatCidr, formatIpv4, maskOf, parseIpv4, type Cidr } from './cidr.js';
 import { AddressesExhaustedError } from './errors.js';
@@ -68,6 +68,11 @@ export class Ipam {
       return lease;
     }
     throw new AddressesExhaustedError(formatCidr(this.subnet));
+  }
+
+  /** Rewrites a held lease's allowlist (a stem cell specialised for a function). */
+  update(address: number, id: string, egress?: string[]): void {
+    writeFileSync(this.file(address), JSON.stringify({ id, ...(egress ? { egress } : {}) }));
   }
 
   release(address: number): void {
