@@ -472,6 +472,11 @@ export class RuntimeInstance {
    * thawed, by the next invocation (cgroup v1): thawed now, its kill lands and the exit
    * is seen as it would be for a running one. True when it was thawed for that.
    */
+  /** A bridge stem cell takes a function's egress and bandwidth (engine Container.setNetwork). */
+  setNetwork(spec: NetworkSpec): Promise<void> | undefined {
+    return this.container.setNetwork(spec);
+  }
+
   thawIfKilled(): boolean {
     if (this.container.state !== 'frozen' || !this.container.killPending()) return false;
     this.container.thaw();

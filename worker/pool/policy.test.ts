@@ -39,6 +39,15 @@ test('select skips busy, starting and differently shaped containers', () => {
   assert.equal(select([busy, starting, bigger, python], want()).kind, 'cold');
 });
 
+test('select matches a stem cell\'s network mode: a bridge function takes only a bridge stem, a none function never takes one', () => {
+  const none = slot();
+  const br = slot({ network: 'bridge' });
+  assert.deepEqual(select([none, br], want({ network: 'bridge' })), { kind: 'specialized', slot: br });
+  assert.deepEqual(select([br, none], want()), { kind: 'specialized', slot: none });
+  assert.equal(select([br], want()).kind, 'cold');
+  assert.equal(select([none], want({ network: 'bridge' })).kind, 'cold');
+});
+
 test('fresh isolation never hands out a container that served someone', () => {
   const used = slot({ kind: 'function', fn: 'hello@v1', uses: 1 });
   const unused = slot({ kind: 'function', fn: 'hello@v1', uses: 0 });
