@@ -137,7 +137,7 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     const victims = evict(this.slots(), target.memoryMb, this.opts.budgetMb);
     if (!victims) throw new NoCapacityError(target.memoryMb, this.opts.budgetMb);
     for (const v of victims) void this.remove(v.id, 'budget');
-    const slot = startingSlot('function', target.runtime, target.memoryMb, target.key);
+    const slot = startingSlot('function', target.runtime, target.memoryMb, target.key, target.network ? 'bridge' : undefined);
     this.entries.set(slot.id, { slot });
     let instance: I;
     try {
