@@ -19,9 +19,8 @@ import { stopWorker } from './worker.js';
 export interface SpecialisedStarts {
   none: number[];
   bridge: number[];
-  /** The worker's init phase (Server-Timing), per mode. */
-  initNone: number[];
-  initBridge: number[];
+  /** The worker's phases (Server-Timing: queue, init, exec, ...), per mode. */
+  phases: { none: Map<string, number[]>; bridge: Map<string, number[]> };
 }
 
 async function waitFor(cond: () => boolean, what: string, ms = 30_000): Promise<void> {
@@ -60,20 +59,20 @@ export async function specialisedStarts(work: string, subnet: string, rounds: nu
       if (!r.ok) throw new Error(`deploy ${name}: ${r.status} ${await r.text()}`);
       return ((await r.json()) as { spec: { code: { digest: string } } }).spec.code.digest;
     };
-    const invoke = async (name: string): Promise<{ ms: number; initMs: number }> => {
+    const invoke = async (name: string): Promise<{ ms: number; phases: [string, number][] }> => {
       const t = performance.now();
       const r = await post(`${gw.url}/v1/functions/${name}/invoke`, headers, '{}');
       const ms = performance.now() - t;
       if (r.status !== 200) throw new Error(`invoke ${name}: ${r.status} ${r.body}`);
       if (r.headers['x-cold-start'] !== 'specialized') throw new Error(`invoke ${name}: expected a specialized start, got ${String(r.headers['x-cold-start'])}`);
-      const init = /init;dur=([\d.]+)/.exec(String(r.headers['server-timing'] ?? ''));
-      return { ms, initMs: init ? Number(init[1]) : NaN };
+      const phases = [...String(r.headers['server-timing'] ?? '').matchAll(/(\w+);dur=([\d.]+)/g)].map((m) => [m[1]!, Number(m[2])] as [string, number]);
+      return { ms, phases };
     };
     const idle = (bridge: boolean) => worker.pool.slots().some((s) => s.kind === 'stem' && s.runtime === 'nodejs20' && s.state === 'idle' && (s.network === 'bridge') === bridge);
     const quiet = () => worker.pool.slots().every((s) => s.state !== 'starting' && s.state !== 'removing');
 
     await deploy('keep', 0, true);
-    const out: SpecialisedStarts = { none: [], bridge: [], initNone: [], initBridge: [] };
+    const out: SpecialisedStarts = { none: [], bridge: [], phases: { none: new Map(), bridge: new Map() } };
     process.stderr.write(`bench network: specialised starts, ${warmup} warm-up rounds, then ${rounds} rounds...\n`);
     for (let i = -warmup; i < rounds; i++) {
       const tag = i < 0 ? `u${-i}` : `${i}`;
@@ -86,7 +85,8 @@ export async function specialisedStarts(work: string, subnet: string, rounds: nu
         const r = await invoke(`${kind}${tag}`);
         if (i < 0) continue;
         (kind === 'n' ? out.none : out.bridge).push(r.ms);
-        (kind === 'n' ? out.initNone : out.initBridge).push(r.initMs);
+        const byPhase = out.phases[kind === 'n' ? 'none' : 'bridge'];
+        for (const [p, v] of r.phases) byPhase.set(p, [...(byPhase.get(p) ?? []), v]);
       }
       for (const kind of ['n', 'b']) await fetch(`${gw.url}/v1/functions/${kind}${tag}`, { method: 'DELETE', headers });
     }

@@ -9,7 +9,8 @@
  * last_reserved_ip), so that a freed address is not reused at once while a peer may
  * still hold an ARP or conntrack entry for it.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync, writeSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeSync, openSync, closeSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatCidr, formatIpv4, maskOf, parseIpv4, type Cidr } from './cidr.js';
 import { AddressesExhaustedError } from './errors.js';
@@ -70,9 +71,14 @@ export class Ipam {
     throw new AddressesExhaustedError(formatCidr(this.subnet));
   }
 
-  /** Rewrites a held lease's allowlist (a stem cell specialised for a function). */
-  update(address: number, id: string, egress?: string[]): void {
-    writeFileSync(this.file(address), JSON.stringify({ id, ...(egress ? { egress } : {}) }));
+  /**
+   * Rewrites a held lease's allowlist (a stem cell specialised for a function), off the
+   * event loop: rewriting a file in place costs ~0.17 ms on ext4 here (auto_da_alloc
+   * flushes a truncated file's blocks), which would sit on the specialised start's path.
+   * Its holder awaits it before release(), so a late write never brings a lease back.
+   */
+  update(address: number, id: string, egress?: string[]): Promise<void> {
+    return writeFile(this.file(address), JSON.stringify({ id, ...(egress ? { egress } : {}) }));
   }
 
   release(address: number): void {

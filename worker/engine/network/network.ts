@@ -40,6 +40,8 @@ export interface Attachment {
   member: Member;
   /** Whether a tc qdisc shapes it (specialise() of a function with limits adds one). */
   shaped: boolean;
+  /** Its lease file's rewrite under way (specialise()), awaited before the lease goes. */
+  leaseWrite?: Promise<void>;
 }
 
 /** Bytes through a container's eth0, from its point of view (the host end counts the other way round). */
@@ -208,16 +210,21 @@ export class BridgeNetwork {
 
   /**
    * Gives a container made ahead (a stem cell: attached with an empty allowlist, so no
-   * set element and no egress at all) a function's egress and limits: its lease records
-   * them first (gc rebuilds the sets from leases), then its elements are replaced in one
-   * nf_tables transaction (~0.05 ms). Bandwidth limits fork `tc` (a few ms), paid only by
+   * set element and no egress at all) a function's egress and limits: its elements are
+   * replaced in one nf_tables transaction (~0.05 ms) and its lease records them (gc
+   * rebuilds the sets from leases) in the background. A gc rebuilding the table before
+   * that write lands would give the container the stem's empty allowlist: no egress,
+   * never another's. Bandwidth limits fork `tc` (a few ms), paid only by
    * functions that set one; a stem cell is never shaped, so there is nothing to undo.
    */
   specialise(att: Attachment, request: BridgeRequest, pid: number): Promise<void> | undefined {
     const to: Member = { address: att.address, ...(request.egress ? { egress: request.egress } : {}) };
-    this.ipam.update(att.address, att.id, request.egress?.map(formatEgressRule));
     this.sets.replace(att.member, to);
     att.member = to;
+    const previous = att.leaseWrite;
+    att.leaseWrite = (previous ?? Promise.resolve()).then(() => this.ipam.update(att.address, att.id, request.egress?.map(formatEgressRule))).catch(() => {
+      // The lease still names this container: gc keeps it, with the stem's empty allowlist.
+    });
     if (!request.egressMbps && !request.ingressMbps) return undefined;
     att.shaped = true;
     return shape({ hostVeth: att.hostVeth, pid, egressMbps: request.egressMbps, ingressMbps: request.ingressMbps });
@@ -237,6 +244,7 @@ export class BridgeNetwork {
   }
 
   private async release(att: Attachment, o: { linked: boolean; elements: boolean }): Promise<void> {
+    await att.leaseWrite;
     try {
       // Deleted explicitly rather than left to the kernel's asynchronous cleanup of the
       // dead namespace: once this returns the name is free, so the lease can go.
