@@ -117,7 +117,11 @@ export class Engine implements EngineParts {
       try {
         engine.bridge = await BridgeNetwork.open(stateDir, opts.network);
       } catch (err) {
-        if (err instanceof NetworkConfigError) throw err;
+        if (err instanceof NetworkConfigError) {
+          // The worker refuses to start: nothing of this engine may outlive the refusal.
+          await engine.close().catch(() => {});
+          throw err;
+        }
         engine.bridgeError = err as Error;
       }
     }

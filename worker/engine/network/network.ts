@@ -101,12 +101,14 @@ export class BridgeNetwork {
 
   private async setup(): Promise<void> {
     const { bridge } = this.names;
+    let created = false;
     try {
       this.nl = Netlink.open();
       this.mtu = uplinkMtu(hostRoutes());
       let link = this.nl.link(bridge);
       if (!link) {
         this.nl.createBridge(bridge, this.mtu);
+        created = true;
         link = this.nl.link(bridge);
         if (!link) throw new Error(`bridge ${bridge} vanished after its creation`);
       }
@@ -125,15 +127,27 @@ export class BridgeNetwork {
       }
       this.nl.setUp(link.index, bridge);
     } catch (err) {
-      this.nl?.close();
-      this.nl = undefined;
+      this.unmake(created);
       throw new NetworkUnavailableError(`cannot make bridge ${bridge}: ${(err as Error).message}`, { cause: err });
     }
     try {
       await runNft(rulesetScript(this.policy, this.members(this.ipam.list())));
     } catch (err) {
+      // Without its policy the bridge must not exist: nothing may forward through it unfiltered.
+      this.unmake(created);
       throw new NetworkUnavailableError(`cannot install nftables table inet ${this.policy.table}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Undoes a setup that failed half way: the bridge if this setup made it, and the socket. */
+  private unmake(createdBridge: boolean): void {
+    try {
+      if (createdBridge) this.nl?.deleteLink(this.names.bridge);
+    } catch {
+      // gone already, or never made
+    }
+    this.nl?.close();
+    this.nl = undefined;
   }
 
   private members(leases: Lease[]): Member[] {
