@@ -161,6 +161,13 @@ export class Container {
           seed.closeControl();
           seed.sync.destroy();
         });
+        // A bridge seed's eth0 and lease are this container's from now on.
+        if (seed.attachment) {
+          const att = seed.attachment;
+          seed.attachment = undefined;
+          c.attachment = att;
+          undo.push(() => network!.detach(att));
+        }
       } else {
         c.cgroup = parts.cgroups.create(config.id, config.cgroup);
       }
@@ -206,7 +213,10 @@ export class Container {
         await c.init.exited;
       });
       await c.init.ready();
-      if (network) {
+      if (network && c.attachment) {
+        // A bridge seed's link, made while it was parked: its elements and DNS files now.
+        await network.adopt(c.attachment, { id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
+      } else if (network) {
         // The namespace exists since init's clone; the container's code has not run yet.
         c.attachment = await network.attach({ id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
         const att = c.attachment;
@@ -245,7 +255,7 @@ export class Container {
     // A seed's namespaces are made before its container is known: none has a user namespace.
     if (this.config.userns) return undefined;
     this.askedPool = !!seeds;
-    const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
+    const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup, this.config.bridge ? 'bridge' : 'none');
     if (!seed || !cgroups.rename) return undefined;
     try {
       this.cgroup = cgroups.rename(seed.name, this.config.id);
@@ -253,6 +263,7 @@ export class Container {
     } catch {
       seed.closeControl();
       seed.sync.destroy();
+      if (seed.attachment) void this.parts.network?.().detach(seed.attachment).catch(() => {});
       void seed.cgroup.destroy().catch(() => {});
       return undefined;
     }

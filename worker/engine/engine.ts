@@ -99,7 +99,7 @@ export class Engine implements EngineParts {
     this.usernsByDefault = userns.byDefault ?? false;
     this.zygote = zygote && zygoteSupported() ? new ZygoteLauncher(initBin) : undefined;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
-    if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
+    if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds, networking: () => this.bridge });
   }
 
   static async open(opts: EngineOptions = {}): Promise<Engine> {
@@ -254,7 +254,8 @@ export class Engine implements EngineParts {
     if (this.bridge) {
       // Leases of containers that are not alive (their owner gone, or removed above); a
       // lease of a container being created has its dir already (Container.create makes it first).
-      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id)));
+      // A parked bridge seed's lease is held under its name while its engine lives.
+      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id) || (!opts.all && isLiveSeed(id))));
     }
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {

@@ -10,7 +10,7 @@
  * still hold an ARP or conntrack entry for it.
  */
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeSync, openSync, closeSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatCidr, formatIpv4, maskOf, parseIpv4, type Cidr } from './cidr.js';
 import { AddressesExhaustedError } from './errors.js';
@@ -21,6 +21,8 @@ export interface Lease {
   id: string;
   /** Its egress allowlist ("CIDR[:port]"), absent: unrestricted (the policy's sets are rebuilt from leases). */
   egress?: string[];
+  /** The file could not be read yet (its holder is still in allocate()): nothing is known of its egress. */
+  pending?: boolean;
 }
 
 export class Ipam {
@@ -77,8 +79,11 @@ export class Ipam {
    * flushes a truncated file's blocks), which would sit on the specialised start's path.
    * Its holder awaits it before release(), so a late write never brings a lease back.
    */
-  update(address: number, id: string, egress?: string[]): Promise<void> {
-    return writeFile(this.file(address), JSON.stringify({ id, ...(egress ? { egress } : {}) }));
+  async update(address: number, id: string, egress?: string[]): Promise<void> {
+    // Written aside and renamed over: a reader (gc rebuilding the sets) never sees it half written.
+    const tmp = `${this.file(address)}.new`;
+    await writeFile(tmp, JSON.stringify({ id, ...(egress ? { egress } : {}) }), { mode: 0o600 });
+    await rename(tmp, this.file(address));
   }
 
   release(address: number): void {
@@ -97,13 +102,13 @@ export class Ipam {
     for (const name of names) {
       const a = parseIpv4(name);
       if (a === undefined || (a & maskOf(this.subnet.prefix)) >>> 0 !== this.subnet.base) continue;
-      let rec: { id?: string; egress?: string[] } = {};
+      let rec: { id?: string; egress?: string[] } | undefined;
       try {
-        rec = JSON.parse(readFileSync(path.join(this.dir, name), 'utf8')) as typeof rec;
+        rec = JSON.parse(readFileSync(path.join(this.dir, name), 'utf8')) as NonNullable<typeof rec>;
       } catch {
         // created, not yet written: its holder is still in allocate()
       }
-      out.push({ address: a, id: rec.id ?? '', ...(rec.egress ? { egress: rec.egress } : {}) });
+      out.push({ address: a, id: rec?.id ?? '', ...(rec?.egress ? { egress: rec.egress } : {}), ...(rec ? {} : { pending: true }) });
     }
     return out;
   }
