@@ -185,12 +185,14 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
   /** Removes every container of a function (it was deleted or updated). */
   async dropFunction(name: string): Promise<void> {
     const prefix = versionKeyPrefix(name);
+    // Forgotten first, synchronously: a replacing version's deploy (expect()) may land
+    // while the removals below are awaited, and must not be forgotten with the old one.
+    this.demand.forget(prefix);
     await Promise.all(
       this.slots()
         .filter((s) => s.kind === 'function' && s.fn?.startsWith(prefix) && s.state === 'idle')
         .map((s) => this.remove(s.id, 'deleted')),
     );
-    this.demand.forget(prefix);
   }
 
   async close(): Promise<void> {
