@@ -9,7 +9,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { bridgeMac } from '../../worker/engine/network/network.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testEngine, killPid, type TestEngine } from '../support/engine.js';
@@ -47,8 +48,12 @@ const ourVeths = (): string[] => readdirSync('/sys/class/net').filter((n) => n.s
 const elements = (): string => execFileSync('nft', ['list', 'table', 'inet', net().names.table], { encoding: 'utf8' }).match(/set open \{[^}]*\}/)![0];
 
 test('200 bridge containers created and deleted concurrently: distinct addresses, nothing leaked', async () => {
+  const mac = () => readFileSync(`/sys/class/net/${net().names.bridge}/address`, 'utf8').trim();
+  const fixed = [...bridgeMac(t.engine.stateDir)].map((b) => b.toString(16).padStart(2, '0')).join(':');
+  assert.equal(mac(), fixed, "the bridge has its own MAC, not its lowest port's");
   const created = await Promise.all(Array.from({ length: 200 }, () => t.engine.create(sleeper())));
   try {
+    assert.equal(mac(), fixed, "200 ports joined: the gateway's MAC, cached by every container, did not change");
     const addrs = created.map((c) => c.address!);
     assert.equal(new Set(addrs).size, 200, 'no address handed out twice');
     assert.equal(net().ipam.list().length, 200);

@@ -131,8 +131,9 @@ export class Netlink {
     }
   }
 
-  createBridge(name: string, mtu: number): void {
-    this.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, bridgeBody({ name, mtu }), name);
+  /** A bridge, up; mac: its fixed address (see bridgeBody). */
+  createBridge(name: string, mtu: number, mac?: Buffer): void {
+    this.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, bridgeBody({ name, mtu, ...(mac ? { mac } : {}) }), name);
   }
 
   /** A veth pair: hostName (up, on master) here, peerName inside the namespace of nsFd. */

@@ -107,7 +107,7 @@ export class BridgeNetwork {
       this.mtu = uplinkMtu(hostRoutes());
       let link = this.nl.link(bridge);
       if (!link) {
-        this.nl.createBridge(bridge, this.mtu);
+        this.nl.createBridge(bridge, this.mtu, bridgeMac(this.stateDir));
         created = true;
         link = this.nl.link(bridge);
         if (!link) throw new Error(`bridge ${bridge} vanished after its creation`);
@@ -346,6 +346,14 @@ export class BridgeNetwork {
     await runNft(dropScript(this.policy.table));
     return true;
   }
+}
+
+/** The bridge's fixed MAC: locally administered, unicast, from the state dir's hash (stable across restarts). */
+export function bridgeMac(stateDir: string): Buffer {
+  const h = createHash('sha256').update(`bridge-mac:${stateDir}`).digest();
+  const mac = Buffer.from(h.subarray(0, 6));
+  mac[0] = (mac[0]! & 0xfc) | 0x02;
+  return mac;
 }
 
 function listLinks(): string[] {
