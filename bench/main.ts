@@ -22,7 +22,7 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
   events     [--n 2000] [--rounds 3] [--concurrency 16] [--cron-seconds 10]
                                         queue-trigger throughput (1 and batches of 10) against the bare
                                         BullMQ drain, cron delay, async accept beside sync invoke
-  network    [--iterations 30] [--requests 200] [--rounds 20]
+  network    [--iterations 30] [--requests 200] [--rounds 40]
                                         specialised start bridge vs none through the pool, create
                                         bridge vs none, network setup vs the shell floor, HTTP
                                         throughput bridge container vs host

@@ -69,7 +69,9 @@ export async function specialisedStarts(work: string, subnet: string, rounds: nu
       return { ms, phases };
     };
     const idle = (bridge: boolean) => worker.pool.slots().some((s) => s.kind === 'stem' && s.runtime === 'nodejs20' && s.state === 'idle' && (s.network === 'bridge') === bridge);
-    const quiet = () => worker.pool.slots().every((s) => s.state !== 'starting' && s.state !== 'removing');
+    // The engine's seed refill too: a bridge seed's eth0 is made when it parks (~1 ms on the worker's thread).
+    const seedsParked = () => (worker.engine.seeds?.parked ?? []).every((s) => s.ready && (s.network === 'none' || s.attachment));
+    const quiet = () => worker.pool.slots().every((s) => s.state !== 'starting' && s.state !== 'removing') && seedsParked();
 
     await deploy('keep', 0, true);
     const out: SpecialisedStarts = { none: [], bridge: [], phases: { none: new Map(), bridge: new Map() } };

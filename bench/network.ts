@@ -41,7 +41,7 @@ const clientLoop = (bb: string, host: string, n: number): string =>
   `a=$(cut -d' ' -f1 /proc/uptime); ok=0; i=0; while [ $i -lt ${n} ]; do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | ${bb}nc -w 3 ${host} ${HTTP_PORT}); case "$r" in *outside-ok*) ok=$((ok+1));; esac; i=$((i+1)); done; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b $ok"`;
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { iterations: { type: 'string', default: '30' }, requests: { type: 'string', default: '200' }, rounds: { type: 'string', default: '20' } } });
+  const { values } = parseArgs({ args: argv, options: { iterations: { type: 'string', default: '30' }, requests: { type: 'string', default: '200' }, rounds: { type: 'string', default: '40' } } });
   const iterations = Number(values.iterations);
   const requests = Number(values.requests);
   const rounds = Number(values.rounds);
