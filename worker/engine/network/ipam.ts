@@ -9,7 +9,7 @@
  * last_reserved_ip), so that a freed address is not reused at once while a peer may
  * still hold an ARP or conntrack entry for it.
  */
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeSync, openSync, closeSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeSync, openSync, closeSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { formatCidr, formatIpv4, maskOf, parseIpv4, type Cidr } from './cidr.js';
@@ -84,6 +84,29 @@ export class Ipam {
     const tmp = `${this.file(address)}.new`;
     await writeFile(tmp, JSON.stringify({ id, ...(egress ? { egress } : {}) }), { mode: 0o600 });
     await rename(tmp, this.file(address));
+  }
+
+  /** Removes rewrites a crash left half done (update()'s `.new` files older than ageMs); returns their names. */
+  sweepRewrites(ageMs = 60_000, now = Date.now()): string[] {
+    const out: string[] = [];
+    let names: string[] = [];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return out;
+    }
+    for (const name of names) {
+      if (!name.endsWith('.new')) continue;
+      const p = path.join(this.dir, name);
+      try {
+        if (now - statSync(p).mtimeMs < ageMs) continue;
+        rmSync(p, { force: true });
+        out.push(name);
+      } catch {
+        // renamed meanwhile: not left over
+      }
+    }
+    return out;
   }
 
   release(address: number): void {

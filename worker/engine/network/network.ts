@@ -316,6 +316,7 @@ export class BridgeNetwork {
   async gc(live: (id: string) => boolean): Promise<NetworkGcReport> {
     const report: NetworkGcReport = { leases: [], links: [] };
     const kept = new Set<string>();
+    this.ipam.sweepRewrites();
     for (const l of this.ipam.list()) {
       if (!l.id || live(l.id)) {
         kept.add(this.vethName(l.address));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, readdirSync } from 'node:fs';
+import { writeFileSync, mkdtempSync, rmSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseSettings, settingsFromEnv } from './options.js';
@@ -43,6 +43,24 @@ test('leases are exclusive files; released addresses come back only after the ot
     assert.equal(a.allocate('c7').address, got[0]);
     assert.equal(readdirSync(a.dir).length, 5);
     assert.deepEqual(a.list().map((l) => l.id).sort(), ['c2', 'c3', 'c4', 'c5', 'c7']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a lease rewrite is atomic; one left half done by a crash is swept once old; a lease not yet written reads as pending', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'faasbox-ipam-'));
+  try {
+    const ipam = new Ipam(dir, parseCidr('198.51.100.0/29'));
+    const l = ipam.allocate('seed-1-2-3');
+    await ipam.update(l.address, 'c1', ['203.0.113.0/26:80']);
+    assert.deepEqual(ipam.list(), [{ address: l.address, id: 'c1', egress: ['203.0.113.0/26:80'] }]);
+    assert.deepEqual(readdirSync(ipam.dir), ['198.51.100.2'], 'no rewrite file left');
+    writeFileSync(path.join(ipam.dir, '198.51.100.2.new'), '{"id":"c1"}');
+    assert.deepEqual(ipam.sweepRewrites(60_000), [], 'a fresh one may be under way');
+    assert.deepEqual(ipam.sweepRewrites(60_000, Date.now() + 120_000), ['198.51.100.2.new']);
+    writeFileSync(path.join(ipam.dir, '198.51.100.3'), '');
+    assert.equal(ipam.list().find((x) => x.address === l.address + 1)?.pending, true, 'gc gives it no element: closed, never open');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
