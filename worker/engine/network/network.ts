@@ -42,6 +42,8 @@ export interface Attachment {
   shaped: boolean;
   /** Its lease file's rewrite under way (specialise()), awaited before the lease goes. */
   leaseWrite?: Promise<void>;
+  /** Given back (release()): its address may be someone else's now. */
+  released?: boolean;
 }
 
 /** Bytes through a container's eth0, from its point of view (the host end counts the other way round). */
@@ -297,6 +299,10 @@ export class BridgeNetwork {
   }
 
   private async release(att: Attachment, o: { linked: boolean; elements: boolean }): Promise<void> {
+    // Once only: a second release (a failed create's undo after finish() gave it back) must
+    // not remove the lease of whoever took the address since.
+    if (att.released) return;
+    att.released = true;
     await att.leaseWrite;
     try {
       // Deleted explicitly rather than left to the kernel's asynchronous cleanup of the
