@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
-import { bridgeMac } from '../../worker/engine/network/network.js';
+import { bridgeMac } from '../../worker/engine/network/names.js';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { testEngine, killPid, type TestEngine } from '../support/engine.js';

@@ -5,24 +5,25 @@
  * eth0 directly in the container's namespace), an address leased from the IPAM, the
  * egress policy's set elements, optional bandwidth limits, and the container's DNS
  * files. The bridge and the nft table are made once, at open(); a container's share is
- * made by attach() while the container is created (for pools: ahead of demand).
+ * made by attach() while the container is created, or in two steps: prepare() for a
+ * parked seed (its link, veth.ts) and adopt() by the create that takes it; a bridge stem
+ * cell is made with no egress and takes its function's at specialise(). Set elements go
+ * over nfnetlink (nftsets.ts), names come from the state dir's hash (names.ts).
  */
-import { readdirSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
 import { formatEgress as formatEgressRule, formatIpv4, parseEgress, type EgressRule } from './cidr.js';
 import { hostsFile, resolvConf, writeDnsFiles } from './dns-files.js';
 import { NetworkConfigError, NetworkUnavailableError } from './errors.js';
 import { hostRoutes, setSysctl, uplinkMtu } from './host.js';
 import { Ipam, type Lease } from './ipam.js';
 import { EEXIST, Netlink } from './netlink.js';
-import { inNetns, netnsOf, openNetns } from './netns.js';
+import { makeVeth } from './veth.js';
+import { bridgeMac, networkNames } from './names.js';
 import { dropScript, rulesetScript, runNft, type Member, type PolicyTable } from './nft.js';
 import { NftSets } from './nftsets.js';
-import { readFileSync } from 'node:fs';
 import { parseSettings, type NetworkSettings, type ParsedSettings } from './options.js';
 import { shape } from './shaping.js';
 import { SyscallError } from '../sys/errors.js';
-import { closeSync } from 'node:fs';
 
 /** What a bridge container asks for (ContainerConfig.bridge). */
 export interface BridgeRequest {
@@ -55,13 +56,6 @@ export interface NetUsage {
 export interface NetworkGcReport {
   leases: string[];
   links: string[];
-}
-
-/** Names of the worker's bridge, veths and table, from a hash of its state dir. */
-export function networkNames(stateDir: string): { bridge: string; vethPrefix: string; table: string } {
-  const h = createHash('sha256').update(stateDir).digest('hex').slice(0, 6);
-  // IFNAMSIZ: 15 characters; the veth's suffix is the address's offset in hex (<= 5 for a /12).
-  return { bridge: `fbx${h}`, vethPrefix: `fbx${h}-`, table: `fbx-${h}` };
 }
 
 export class BridgeNetwork {
@@ -202,9 +196,8 @@ export class BridgeNetwork {
     await this.finish(att, o);
   }
 
-  /** The veth pair, eth0's address, up and default route; the lease first. Released again on failure. */
+  /** The lease, then the veth pair with eth0's address, up and route (veth.ts). Released again on failure. */
   private link(o: { id: string; pid: number; egress: EgressRule[] | undefined }): Attachment {
-    const nl = this.nl!;
     const lease = this.ipam.allocate(o.id, o.egress?.map(formatEgressRule));
     const att: Attachment = {
       id: o.id,
@@ -213,37 +206,14 @@ export class BridgeNetwork {
       member: { address: lease.address, ...(o.egress ? { egress: o.egress } : {}) },
       shaped: false,
     };
-    let linked = false;
     try {
-      const nsFd = openNetns(netnsOf(o.pid));
-      try {
-        nl.createVeth({ hostName: att.hostVeth, peerName: 'eth0', nsFd, mtu: this.mtu, master: this.bridgeIndex });
-        linked = true;
-      } finally {
-        closeSync(nsFd);
-      }
-      // An isolated bridge port forwards only to non-isolated ports (the bridge itself):
-      // containers never see each other's frames, ARP included.
-      setSysctl(`/sys/class/net/${att.hostVeth}/brport/isolated`, '1');
-      const inside = inNetns(netnsOf(o.pid), () => {
-        setSysctl('/proc/sys/net/ipv6/conf/eth0/disable_ipv6', '1');
-        return Netlink.open();
-      });
-      try {
-        const eth0 = inside.link('eth0');
-        if (!eth0) throw new Error('eth0 did not appear in the container\'s namespace');
-        inside.addAddress(eth0.index, att.address, this.settings.subnet.prefix, `eth0 of ${o.id}`);
-        inside.setUp(eth0.index, `eth0 of ${o.id}`);
-        inside.addDefaultRoute(this.gateway, eth0.index, `default route of ${o.id}`);
-      } finally {
-        inside.close();
-      }
-      this.live.set(o.id, att);
-      return att;
+      makeVeth(this.nl!, { hostVeth: att.hostVeth, pid: o.pid, mtu: this.mtu, bridgeIndex: this.bridgeIndex, address: att.address, prefix: this.settings.subnet.prefix, gateway: this.gateway, what: o.id });
     } catch (err) {
-      void this.release(att, { linked, elements: false }).catch(() => {});
+      void this.release(att, { linked: false, elements: false }).catch(() => {});
       throw err;
     }
+    this.live.set(o.id, att);
+    return att;
   }
 
   /** Set elements, bandwidth limits and DNS files: what a container's create adds to its link. Released on failure. */
@@ -355,14 +325,6 @@ export class BridgeNetwork {
   }
 }
 
-/** The bridge's fixed MAC: locally administered, unicast, from the state dir's hash (stable across restarts). */
-export function bridgeMac(stateDir: string): Buffer {
-  const h = createHash('sha256').update(`bridge-mac:${stateDir}`).digest();
-  const mac = Buffer.from(h.subarray(0, 6));
-  mac[0] = (mac[0]! & 0xfc) | 0x02;
-  return mac;
-}
-
 function listLinks(): string[] {
   try {
     return readdirSync('/sys/class/net');
@@ -372,3 +334,4 @@ function listLinks(): string[] {
 }
 
 export { NetworkConfigError, NetworkUnavailableError };
+export { bridgeMac, networkNames } from './names.js';
