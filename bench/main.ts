@@ -25,8 +25,10 @@ const USAGE = `usage: npm run bench -- <${Object.keys(BENCHES).join('|')}> [opti
                                         queue-trigger throughput (1 and batches of 10) against the bare
                                         BullMQ drain, cron delay, async accept beside sync invoke, async
                                         accepts with Redis appendfsync always against everysec
-  network    [--iterations 30] [--requests 200]  create bridge vs none, network setup vs the
-                                        shell floor, HTTP throughput bridge container vs host
+  network    [--iterations 30] [--requests 200] [--rounds 40]
+                                        specialised start bridge vs none through the pool, create
+                                        bridge vs none, network setup vs the shell floor, HTTP
+                                        throughput bridge container vs host
   image      [--iterations 5] [--big-mb 1024] [--peers-only]
                                         pull + unpack of nodejs20 from a local registry: faasbox,
                                         skopeo+umoci, podman; incremental bytes; peak RSS, 1 GB layer

@@ -1,12 +1,12 @@
 /**
- * Bridge networking's cost, in one run, interleaved: container create in bridge vs none
+ * Bridge networking's cost, in one run, each comparison interleaved: the specialised
+ * start in bridge vs none mode through the real pool (network-pool.ts); container create in bridge vs none
  * mode; per-container network setup against the shell floor (`ip netns add` + a veth
  * pair with its peer made in the namespace + address + up, as one script); and HTTP
  * request throughput from a bridge container to an outside namespace of the bench's own
  * against the same client (busybox nc in a loop) on the host. Everything stays inside
  * this machine: containers on 198.51.100.0/24, the outside on 203.0.113.0/24, and the
  * tests' net guard counts anything heading for a real interface.
- * Not measured yet: the specialised start (needs pools keyed by network mode): null.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +21,7 @@ import { installNetGuard } from '../test/support/net-guard.js';
 import { makeOutside } from '../test/support/outside.js';
 import { HTTP_PORT, outsideServersCode } from '../test/support/outside-servers.js';
 import type { ContainerSpec } from '../worker/engine/spec.js';
+import { specialisedStarts } from './network-pool.js';
 
 const SUBNET = '198.51.100.0/24';
 
@@ -40,15 +41,22 @@ const clientLoop = (bb: string, host: string, n: number): string =>
   `a=$(cut -d' ' -f1 /proc/uptime); ok=0; i=0; while [ $i -lt ${n} ]; do r=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | ${bb}nc -w 3 ${host} ${HTTP_PORT}); case "$r" in *outside-ok*) ok=$((ok+1));; esac; i=$((i+1)); done; b=$(cut -d' ' -f1 /proc/uptime); echo "$a $b $ok"`;
 
 export async function main(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { iterations: { type: 'string', default: '30' }, requests: { type: 'string', default: '200' } } });
+  const { values } = parseArgs({ args: argv, options: { iterations: { type: 'string', default: '30' }, requests: { type: 'string', default: '200' }, rounds: { type: 'string', default: '40' } } });
   const iterations = Number(values.iterations);
   const requests = Number(values.requests);
+  const rounds = Number(values.rounds);
+  for (const [k, v] of Object.entries({ iterations, requests, rounds })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a whole number >= 1, not ${JSON.stringify(values[k as keyof typeof values])}`);
+  }
   const work = mkdtempSync(path.join(tmpdir(), 'faasbox-bench-network-'));
   const guard = installNetGuard([SUBNET]);
   const out = makeOutside();
   let engine: Engine | undefined;
   try {
     await out.serve(outsideServersCode(out.address));
+    // First, and on its own state dir: the worker's bridge is gone (with its stem cells'
+    // leases) before the engine below makes its own on the same subnet.
+    const starts = await specialisedStarts(path.join(work, 'pool'), SUBNET, rounds);
     const image = await buildImage('busybox', path.join(work, 'images'));
     engine = await Engine.open({ stateDir: path.join(work, 'state'), cgroupRoot: `/faasbox-bench-${process.pid}`, network: { subnet: SUBNET } });
     const e = engine;
@@ -85,13 +93,18 @@ export async function main(argv: string[]): Promise<void> {
     const rate = (r: number[]): number => r[2]! / Math.max(0.01, r[1]! - r[0]!);
     const ratio = rate(inRun) / rate(hostRun);
 
+    const sp = { none: median(starts.none), bridge: median(starts.bridge) };
+    console.log(`specialised start p50: none ${sp.none.toFixed(2)} ms, bridge ${sp.bridge.toFixed(2)} ms: bridge - none = ${(sp.bridge - sp.none).toFixed(2)} ms (target <= 0.5)`);
+    for (const mode of ['none', 'bridge'] as const) {
+      console.log(`  ${mode.padEnd(6)} worker's phases, p50 ms: ${[...starts.phases[mode]].map(([p, v]) => `${p} ${median(v).toFixed(2)}`).join(', ')}`);
+    }
     console.log('contender       median ms');
     for (const [k, v] of Object.entries(m)) console.log(`${k.padEnd(14)}  ${v!.toFixed(2).padStart(9)}`);
     console.log(`bridge/none create = ${(m.bridge_create! / m.none_create!).toFixed(3)} (target <= 1.2)`);
     console.log(`bridge setup (create delta) ${(m.bridge_create! - m.none_create!).toFixed(2)} ms vs shell floor ${m.shell_floor!.toFixed(2)} ms`);
     console.log(`requests/s: bridge container ${rate(inRun).toFixed(0)} (${inRun[2]} ok), host ${rate(hostRun).toFixed(0)} (${hostRun[2]} ok); ratio ${ratio.toFixed(3)} (target >= 0.8)`);
     guard.check();
-    console.log(JSON.stringify({ bench: 'network', none_specialized_p50_ms: null, bridge_specialized_p50_ms: null, none_create_ms: round(m.none_create!), bridge_create_ms: round(m.bridge_create!), shell_floor_ms: round(m.shell_floor!), throughput_ratio: round(ratio, 3) }));
+    console.log(JSON.stringify({ bench: 'network', none_specialized_p50_ms: round(sp.none), bridge_specialized_p50_ms: round(sp.bridge), none_create_ms: round(m.none_create!), bridge_create_ms: round(m.bridge_create!), shell_floor_ms: round(m.shell_floor!), throughput_ratio: round(ratio, 3) }));
   } finally {
     if (engine) {
       await engine.close();

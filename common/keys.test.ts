@@ -9,9 +9,11 @@ test('a version key is name@version, and every version of a function shares its 
   assert.ok(!keys.versionKey('hello-2', 'v').startsWith(keys.versionKeyPrefix('hello')));
 });
 
-test('a shape key is runtime/memoryMb', () => {
+test('a shape key is runtime/memoryMb, and /bridge for bridge stem cells', () => {
   assert.equal(keys.shapeKey('nodejs20', 128), 'nodejs20/128');
   assert.notEqual(keys.shapeKey('nodejs20', 128), keys.shapeKey('nodejs20', 256));
+  assert.equal(keys.shapeKey('nodejs20', 128, 'bridge'), 'nodejs20/128/bridge', 'a bridge stem cell is a shape of its own');
+  assert.equal(keys.shapeKey('nodejs20', 128, 'none'), 'nodejs20/128');
 });
 
 test('the Redis keys sit under the prefix with the layout the Lua scripts mirror', () => {

@@ -33,9 +33,12 @@ export function versionKeyPrefix(name: string): string {
   return `${name}@`;
 }
 
-/** A container's shape, which a stem cell must match to be specialised: `runtime/memoryMb`. */
-export function shapeKey(runtime: string, memoryMb: number): string {
-  return `${runtime}/${memoryMb}`;
+/**
+ * A container's shape, which a stem cell must match to be specialised: `runtime/memoryMb`,
+ * and `runtime/memoryMb/bridge` for a stem cell made with its bridge network (none is the default).
+ */
+export function shapeKey(runtime: string, memoryMb: number, network: 'none' | 'bridge' = 'none'): string {
+  return network === 'bridge' ? `${runtime}/${memoryMb}/bridge` : `${runtime}/${memoryMb}`;
 }
 
 export function functionsKey(prefix: string): string {

@@ -215,6 +215,8 @@ export const invocationResultSchema = z.object({
       memoryPeakBytes: z.number().optional(),
       ioReadBytes: z.number().optional(),
       ioWriteBytes: z.number().optional(),
+      netRxBytes: z.number().optional(),
+      netTxBytes: z.number().optional(),
     })
     .optional(),
   workerId: z.string().optional(),
@@ -227,7 +229,8 @@ export interface InvocationResult {
   error?: ErrorInfo;
   startKind: StartKind;
   timings: Timings;
-  usage?: { cpuMs?: number; memoryPeakBytes?: number; ioReadBytes?: number; ioWriteBytes?: number };
+  /** netRxBytes/netTxBytes: a bridge function's eth0 traffic during the invocation (received, sent). */
+  usage?: { cpuMs?: number; memoryPeakBytes?: number; ioReadBytes?: number; ioWriteBytes?: number; netRxBytes?: number; netTxBytes?: number };
   workerId?: string;
 }
 

@@ -20,6 +20,7 @@ import type { WorkerMetrics } from './metrics.js';
 import type { FunctionVersions } from './versions.js';
 import { knownPublicError, PUBLIC_CODE, publicError } from './errors.js';
 import { ioUsageOf } from './instance/isolation.js';
+import { netUsageOf } from './instance/network.js';
 import type { Settlement } from '../common/delivery/settle.js';
 
 /** A throttled async invocation is tried again after 100-200 ms. */
@@ -233,6 +234,7 @@ export class Invoker {
         cpuMs: done.cpuMs,
         memoryPeakBytes: done.memoryPeakBytes,
         ...ioUsageOf(done),
+        ...netUsageOf(done),
       }),
     );
     output.push('stdout', outcome.stdout);
@@ -242,7 +244,7 @@ export class Invoker {
       ok: outcome.ok,
       startKind: lease.startKind,
       timings: { queueMs, initMs, ...(lease.thawMs !== undefined ? { thawMs: lease.thawMs } : {}), execMs: outcome.execMs, totalMs: Date.now() - data.enqueuedAt },
-      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes, ...ioUsageOf(outcome) },
+      usage: { cpuMs: outcome.cpuMs, memoryPeakBytes: outcome.memoryPeakBytes, ...ioUsageOf(outcome), ...netUsageOf(outcome) },
       workerId: this.d.workerId,
     };
     if (outcome.ok) {

@@ -158,6 +158,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
     targets: () => targets.current(),
     ...(cfg.freezeGraceMs !== undefined ? { freezeGraceMs: cfg.freezeGraceMs } : {}),
     usernsByDefault: cfg.userns ?? false,
+    // Bridge functions take stem cells with their network made ahead where the engine has one.
+    bridgeStems: engine.hasNetwork,
     log,
     onEvent: (e) => {
       metrics.onPoolEvent(e);
@@ -184,6 +186,8 @@ export async function startWorker(cfg: WorkerConfig): Promise<RunningWorker> {
       void pool.dropFunction(name).then(() => versions.dropLayers(digests));
     },
     replaced: (name) => void pool.dropFunction(name),
+    // A bridge function's first invocation finds a bridge stem cell made for its shape.
+    deployed: (target) => pool.expect(target),
   });
 
   const invocations = new InvocationStore(redis, cfg.prefix, undefined, cfg.limits?.recordsPerFunction);

@@ -20,6 +20,9 @@ export interface InvocationSample {
   memoryPeakBytes: number;
   ioReadBytes?: number;
   ioWriteBytes?: number;
+  /** Bytes through a bridge container's eth0 during the invocation (received, sent). */
+  netRxBytes?: number;
+  netTxBytes?: number;
 }
 
 export class WorkerMetrics {
@@ -29,6 +32,7 @@ export class WorkerMetrics {
   private readonly cpuSeconds: Counter<'function'>;
   private readonly memoryPeak: Gauge<'function'>;
   private readonly ioBytes: Counter<'function' | 'direction'>;
+  private readonly netBytes: Counter<'function' | 'direction'>;
   private readonly specializations: Counter<'runtime'>;
   private readonly evictions: Counter<'reason'>;
   private readonly created: Counter<'runtime'>;
@@ -58,6 +62,12 @@ export class WorkerMetrics {
     this.ioBytes = new Counter({
       name: 'faasbox_function_io_bytes_total',
       help: 'Block I/O of invocations of a function (read, write), from its containers\' cgroups (io.stat; on cgroup v1 only where the function has io limits)',
+      labelNames: ['function', 'direction'],
+      registers,
+    });
+    this.netBytes = new Counter({
+      name: 'faasbox_function_network_bytes_total',
+      help: "Network traffic of invocations of a bridge function (rx: received, tx: sent), from its veth's counters",
       labelNames: ['function', 'direction'],
       registers,
     });
@@ -109,5 +119,7 @@ export class WorkerMetrics {
     if (s.memoryPeakBytes > 0) this.memoryPeak.set({ function: s.fn }, s.memoryPeakBytes);
     if (s.ioReadBytes) this.ioBytes.inc({ function: s.fn, direction: 'read' }, s.ioReadBytes);
     if (s.ioWriteBytes) this.ioBytes.inc({ function: s.fn, direction: 'write' }, s.ioWriteBytes);
+    if (s.netRxBytes) this.netBytes.inc({ function: s.fn, direction: 'rx' }, s.netRxBytes);
+    if (s.netTxBytes) this.netBytes.inc({ function: s.fn, direction: 'tx' }, s.netTxBytes);
   }
 }

@@ -21,7 +21,10 @@ export function reportOf(id: string, queue: string, pool: Pool, budgetMb: number
     // next call bounced to another worker's stem cell whenever the report caught its
     // previous call running: 1 call in 10 in a TCG VM, where calls are slower.
     if (s.kind === 'function' && s.fn && s.state !== 'starting' && s.state !== 'removing') warm[s.fn] = (warm[s.fn] ?? 0) + 1;
-    else if (s.kind === 'stem' && s.state === 'idle') stems[shapeKey(s.runtime, s.memoryMb)] = (stems[shapeKey(s.runtime, s.memoryMb)] ?? 0) + 1;
+    else if (s.kind === 'stem' && s.state === 'idle') {
+      const key = shapeKey(s.runtime, s.memoryMb, s.network);
+      stems[key] = (stems[key] ?? 0) + 1;
+    }
   }
   return { id, queue, at: Date.now(), freeMb: budgetMb - pool.usedMb(), warm, stems, inflight };
 }

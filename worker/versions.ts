@@ -22,6 +22,8 @@ export interface VersionEvents {
   deleted(name: string, digests: (string | undefined)[]): void;
   /** A function's latest version changed: the containers of the previous one go. */
   replaced(name: string): void;
+  /** A version was deployed and pre-pulled: the pool may make ahead what its first invocation needs. */
+  deployed?(target: FunctionTarget): void;
 }
 
 export class FunctionVersions {
@@ -112,7 +114,7 @@ export class FunctionVersions {
     if (ev.previous && ev.previous !== ev.version) on.replaced(ev.name);
     // Pre-pull: the new version's spec and code layer are fetched and unpacked now, in the
     // background, so that its first invocation here does not wait for them.
-    this.target({ function: ev.name, version: ev.version }).catch((err: Error) => {
+    this.target({ function: ev.name, version: ev.version }).then(({ target }) => on.deployed?.(target), (err: Error) => {
       // Deleted again meanwhile: nothing to pull.
       if (!(err instanceof FunctionNotFoundError || err instanceof VersionNotFoundError)) this.log(`pre-pulling ${versionKey(ev.name, ev.version)}: ${err.message}`);
     });

@@ -19,6 +19,14 @@ test('otherwise a worker with a stem cell of the shape, the least loaded first',
   assert.equal(place([a, b, c], want, now), 'qb');
 });
 
+test('a bridge function goes to a worker with a bridge stem cell of its shape, never to one with only none stems', () => {
+  const a = report({ id: 'a', queue: 'qa', stems: { 'nodejs20/128': 4 } });
+  const b = report({ id: 'b', queue: 'qb', stems: { 'nodejs20/128/bridge': 1 }, inflight: 3 });
+  assert.equal(place([a, b], { ...want, network: 'bridge' }, now), 'qb');
+  assert.equal(place([a], { ...want, network: 'bridge' }, now), undefined);
+  assert.equal(place([b], want, now), undefined, 'nor a none function to a bridge stem');
+});
+
 test('no warm container, no stem cell, or only stale reports: the shared queue', () => {
   assert.equal(place([report({ warm: { 'f@0': 3 } })], want, now), undefined);
   assert.equal(place([report({ warm: { 'f@1': 3 }, at: now - 10_000 })], want, now), undefined, 'stale reports are ignored');

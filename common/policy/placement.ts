@@ -30,6 +30,8 @@ export interface PlacementWant {
   fn: string;
   runtime: string;
   memoryMb: number;
+  /** A bridge function takes only a bridge stem cell (absent: none). */
+  network?: 'none' | 'bridge';
 }
 
 export const REPORT_MAX_AGE_MS = 2000;
@@ -39,7 +41,7 @@ export function place(reports: readonly WorkerReport[], want: PlacementWant, now
   const byLoad = (a: WorkerReport, b: WorkerReport) => a.inflight - b.inflight;
   const warm = fresh.filter((r) => (r.warm[want.fn] ?? 0) > 0).sort((a, b) => (b.warm[want.fn] ?? 0) - (a.warm[want.fn] ?? 0) || byLoad(a, b));
   if (warm[0]) return warm[0].queue;
-  const shape = shapeKey(want.runtime, want.memoryMb);
+  const shape = shapeKey(want.runtime, want.memoryMb, want.network);
   const stem = fresh.filter((r) => (r.stems[shape] ?? 0) > 0 && r.freeMb >= 0).sort((a, b) => (b.stems[shape] ?? 0) - (a.stems[shape] ?? 0) || byLoad(a, b));
   if (stem[0]) return stem[0].queue;
   return undefined;

@@ -155,7 +155,7 @@ export function invokeApp(deps: GatewayDeps, keys: KeyChecker, metrics: GatewayM
         metrics.throttled.inc({ function: name, mode });
         throw new ConcurrencyLimitError(name, limit);
       }
-      const want = { fn: versionKey(name, fn.version), runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb };
+      const want = { fn: versionKey(name, fn.version), runtime: fn.spec.runtime, memoryMb: fn.spec.memoryMb, network: fn.spec.network?.mode ?? 'none' };
       let outcome: SyncOutcome;
       try {
         outcome = await queue.invokeSync(job, budgetMs, want);

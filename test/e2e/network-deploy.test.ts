@@ -1,7 +1,7 @@
 /**
  * Bridge mode through the deploy path: a function deployed with `network: {mode:
  * "bridge"}` runs in a container of its own with eth0 on the worker's bridge and an
- * address of its subnet (booted for it: stem cells have loopback only), reused warm; a
+ * address of its subnet, reused warm; a
  * function without `network` keeps loopback only. No packet leaves the containers here;
  * the net guard counts anything that would go out of a real uplink all the same.
  */
@@ -46,7 +46,8 @@ test('a function deployed with network bridge gets eth0 with an address of the s
   const [addr] = first.json.eth0 as string[];
   assert.match(addr!, /^198\.51\.100\.\d+$/);
   assert.notEqual(addr, '198.51.100.1', 'the bridge keeps the first address');
-  assert.equal(first.headers.get('x-cold-start'), 'cold', 'booted for it: stem cells have no eth0');
+  // Cold or specialised (a bridge stem cell made after the deploy, if ready in time): network-pool.test.ts tells them apart.
+  assert.match(first.headers.get('x-cold-start') ?? '', /^(cold|specialized)$/);
   const again = await s.invoke('bridged');
   assert.equal(again.headers.get('x-cold-start'), 'warm');
   assert.deepEqual(again.json, first.json, 'the same container, the same address');

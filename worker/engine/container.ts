@@ -24,7 +24,8 @@ import { assertTransition, selfOwner, writeState, type PersistedState, type Stat
 import { idmapNamespace, type IdmapNamespaces } from './userns/namespace.js';
 import { fillSlotIdmapped, idmappedBinds, leaseRange } from './userns/mounts.js';
 import type { IdRange, IdRanges } from './userns/ranges.js';
-import type { Attachment, BridgeNetwork } from './network/network.js';
+import type { Attachment, BridgeNetwork, NetUsage } from './network/network.js';
+import { bridgeRequestOf, type NetworkSpec } from './network/spec.js';
 import { pinImage, unpinImage } from './image/pins.js';
 
 export interface ContainerIO {
@@ -167,6 +168,13 @@ export class Container {
           seed.closeControl();
           seed.sync.destroy();
         });
+        // A bridge seed's eth0 and lease are this container's from now on.
+        if (seed.attachment) {
+          const att = seed.attachment;
+          seed.attachment = undefined;
+          c.attachment = att;
+          undo.push(() => network!.detach(att));
+        }
       } else {
         c.cgroup = parts.cgroups.create(config.id, config.cgroup);
       }
@@ -212,7 +220,10 @@ export class Container {
         await c.init.exited;
       });
       await c.init.ready();
-      if (network) {
+      if (network && c.attachment) {
+        // A bridge seed's link, made while it was parked: its elements and DNS files now.
+        await network.adopt(c.attachment, { id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
+      } else if (network) {
         // The namespace exists since init's clone; the container's code has not run yet.
         c.attachment = await network.attach({ id: config.id, pid: c.init.pid, rootfs: config.paths.rootfs, hostname: config.hostname, request: config.bridge! });
         const att = c.attachment;
@@ -251,7 +262,7 @@ export class Container {
     // A seed's namespaces are made before its container is known: none has a user namespace.
     if (this.config.userns) return undefined;
     this.askedPool = !!seeds;
-    const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup);
+    const seed = seeds?.take(this.config.cloneFlags, this.config.cgroup, this.config.bridge ? 'bridge' : 'none');
     if (!seed || !cgroups.rename) return undefined;
     try {
       this.cgroup = cgroups.rename(seed.name, this.config.id);
@@ -259,6 +270,7 @@ export class Container {
     } catch {
       seed.closeControl();
       seed.sync.destroy();
+      if (seed.attachment) void this.parts.network?.().detach(seed.attachment).catch(() => {});
       void seed.cgroup.destroy().catch(() => {});
       return undefined;
     }
@@ -340,6 +352,25 @@ export class Container {
   /** Block I/O bytes since the container was made (before and after an invocation). */
   ioUsage(): IoUsage {
     return this.cgroup.ioUsage();
+  }
+
+  /** Bytes through eth0 since the container was made (bridge mode; undefined under none). */
+  netUsage(): NetUsage | undefined {
+    return this.attachment ? this.parts.network!().usage(this.attachment) : undefined;
+  }
+
+  /**
+   * A container made ahead in bridge mode (a stem cell, its allowlist empty) takes a
+   * function's egress and bandwidth (network.ts's specialise); resolves at once unless a
+   * limit needs `tc`. A container under none cannot take bridge mode: its namespace has
+   * no eth0, and making one now would put the veth on the request path.
+   */
+  setNetwork(spec: NetworkSpec): Promise<void> | undefined {
+    const { mode, bridge } = bridgeRequestOf(spec);
+    if (mode === 'none' && !this.attachment) return undefined;
+    if (!this.attachment || !bridge) throw new InvalidSpecError('network.mode', `container ${this.id} was made in mode ${this.config.network}; it cannot change to ${mode}`);
+    this.config.bridge = bridge;
+    return this.parts.network!().specialise(this.attachment, bridge, this.init.pid);
   }
 
   /** CPU time and peak memory only (cheap; per invocation). */

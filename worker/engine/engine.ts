@@ -104,7 +104,7 @@ export class Engine implements EngineParts {
     this.usernsByDefault = userns.byDefault ?? false;
     this.zygote = zygote && zygoteSupported() ? new ZygoteLauncher(initBin) : undefined;
     // Seeds need a cgroup that can change its name (v1); v2 clones init into its cgroup anyway.
-    if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds });
+    if (this.zygote && cgroups.rename && seeds > 0) this.seeds = new SeedPool(cgroups, this.zygote, { size: seeds, networking: () => this.bridge });
   }
 
   static async open(opts: EngineOptions = {}): Promise<Engine> {
@@ -122,7 +122,11 @@ export class Engine implements EngineParts {
       try {
         engine.bridge = await BridgeNetwork.open(stateDir, opts.network);
       } catch (err) {
-        if (err instanceof NetworkConfigError) throw err;
+        if (err instanceof NetworkConfigError) {
+          // The worker refuses to start: nothing of this engine may outlive the refusal.
+          await engine.close().catch(() => {});
+          throw err;
+        }
         engine.bridgeError = err as Error;
       }
     }
@@ -258,7 +262,8 @@ export class Engine implements EngineParts {
     if (this.bridge) {
       // Leases of containers that are not alive (their owner gone, or removed above); a
       // lease of a container being created has its dir already (Container.create makes it first).
-      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id)));
+      // A parked bridge seed's lease is held under its name while its engine lives.
+      report.network = await this.bridge.gc((id) => (opts.only ? id !== opts.only : live.has(id) || (!opts.all && isLiveSeed(id))));
     }
     if (opts.only) return report;
     for (const name of this.cgroups.list()) {

@@ -11,6 +11,11 @@
  * seed then copies the mount namespace (the rootfs is mounted by then) and goes on as
  * any container init. Seeds are named seed-<owner pid>-<owner start time>-<n> under the
  * engine's cgroup root, so gc removes those whose engine is gone.
+ *
+ * Bridge seeds (once a bridge container was created twice): their network namespace also
+ * gets eth0, its address and route while parked (network.ts prepare(), the lease held
+ * under the seed's name), so that a bridge create that takes one only adds its set
+ * elements and DNS files. A none create never takes a bridge seed, nor the reverse.
  */
 import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
@@ -21,6 +26,15 @@ import { ConfigWriter, parseSyncLine, Rec, type SyncMessage } from './native/pro
 import { isAlive, selfOwner } from './state.js';
 import { socketpair, SOCK_SEQPACKET } from './sys/fdpass.js';
 import type { ZygoteLauncher } from './zygote.js';
+import type { Attachment } from './network/network.js';
+
+export type SeedNetwork = 'none' | 'bridge';
+
+/** How a bridge seed's network is made ahead and given back (the engine's BridgeNetwork). */
+export interface SeedNetworking {
+  prepare(o: { id: string; pid: number }): Attachment;
+  detach(att: Attachment): Promise<void>;
+}
 
 /** The namespaces a seed is cloned with: the container's, less those made at take time. */
 export const seedCloneFlags = (cloneFlags: number): number => cloneFlags & ~(CLONE_NEWNS | CLONE_NEWCGROUP);
@@ -40,6 +54,11 @@ export class Seed {
   dead = false;
   private buffered: SyncMessage[] = [];
   private onMessage: ((m: SyncMessage) => void) | undefined;
+  /** A bridge seed's eth0, address and lease, made while parked; moved to the container that takes it. */
+  attachment: Attachment | undefined;
+  /** Called once when the seed is parked (its pid known, its namespaces made). */
+  onReady: (() => void) | undefined;
+  network: SeedNetwork = 'none';
 
   constructor(
     readonly name: string,
@@ -55,6 +74,12 @@ export class Seed {
       const m = parseSyncLine(line);
       if (m.kind === 'pid') this.pid = m.pid;
       if (m.kind === 'seeded') this.ready = true;
+      // Parked, with its pid known (the monitor's pid message and init's may come in either order).
+      if (this.ready && this.pid > 0 && this.onReady) {
+        const ready = this.onReady;
+        this.onReady = undefined;
+        ready();
+      }
       if (this.onMessage) this.onMessage(m);
       else this.buffered.push(m);
     });
@@ -100,13 +125,15 @@ export function limitsDiff(seed: CgroupLimits, want: CgroupLimits): CgroupLimits
 }
 
 export interface SeedPoolOptions {
-  /** Seeds kept parked. */
+  /** Seeds kept parked (of each network mode asked for). */
   size: number;
+  /** Bridge seeds' networking; absent or returning undefined: no bridge seeds. */
+  networking?: () => SeedNetworking | undefined;
 }
 
 export class SeedPool {
   private readonly seeds = new Set<Seed>();
-  private template: { cloneFlags: number; limits: CgroupLimits } | undefined;
+  private readonly templates = new Map<SeedNetwork, { cloneFlags: number; limits: CgroupLimits }>();
   private creates = 0;
   private inFlight = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -134,12 +161,13 @@ export class SeedPool {
    * Every create also tells the pool what to make next: seeds like the latest request,
    * from the second create on (a one-shot engine, such as a CLI command, makes none).
    */
-  take(cloneFlags: number, limits: CgroupLimits): Seed | undefined {
+  take(cloneFlags: number, limits: CgroupLimits, network: SeedNetwork = 'none'): Seed | undefined {
     const flags = seedCloneFlags(cloneFlags);
-    this.template = { cloneFlags: flags, limits };
+    // A bridge seed is made only where bridge networking works.
+    if (network === 'none' || this.opts.networking?.()) this.templates.set(network, { cloneFlags: flags, limits });
     let found: Seed | undefined;
     for (const s of this.seeds) {
-      if (s.ready && !s.dead && s.control >= 0 && s.cloneFlags === flags) {
+      if (s.ready && !s.dead && s.control >= 0 && s.cloneFlags === flags && s.network === network && (network === 'none' || s.attachment)) {
         found = s;
         break;
       }
@@ -168,17 +196,21 @@ export class SeedPool {
   }
 
   private fill(): void {
-    if (this.closed || !this.template) return;
-    while (this.seeds.size < this.opts.size) {
-      try {
-        this.seeds.add(this.make(this.template.cloneFlags, this.template.limits));
-      } catch {
-        return; // the next create tries again; creates do not need seeds
+    if (this.closed) return;
+    for (const [network, t] of this.templates) {
+      let have = [...this.seeds].filter((s) => s.network === network).length;
+      while (have < this.opts.size) {
+        try {
+          this.seeds.add(this.make(t.cloneFlags, t.limits, network));
+          have++;
+        } catch {
+          break; // the next create tries again; creates do not need seeds
+        }
       }
     }
   }
 
-  private make(cloneFlags: number, limits: CgroupLimits): Seed {
+  private make(cloneFlags: number, limits: CgroupLimits, network: SeedNetwork = 'none'): Seed {
     const owner = selfOwner();
     const name = `seed-${owner.pid}-${owner.startTime}-${this.seq++}`;
     const cgroup = this.cgroups.create(name, limits);
@@ -199,7 +231,10 @@ export class SeedPool {
       this.zygote.launch(config.toBuffer(), [devNull, devNull, devNull, theirSync, theirControl]);
       const sync = new net.Socket({ fd: mySync, readable: true, writable: true });
       sync.unref(); // a parked seed keeps no worker alive
-      return new Seed(name, cgroup, cloneFlags, limits, sync, myControl, (s) => this.gone(s));
+      const seed = new Seed(name, cgroup, cloneFlags, limits, sync, myControl, (s) => this.gone(s));
+      seed.network = network;
+      if (network === 'bridge') seed.onReady = () => this.prepareNetwork(seed);
+      return seed;
     } catch (err) {
       for (const fd of mine) closeSync(fd);
       void cgroup.destroy().catch(() => {});
@@ -209,10 +244,32 @@ export class SeedPool {
     }
   }
 
-  /** A parked seed died (killed, or its cgroup collected): forget it and its cgroup. */
-  private gone(s: Seed): void {
+  /** A bridge seed just parked: its eth0, address and route, now (in the background, as its making). */
+  private prepareNetwork(seed: Seed): void {
+    const net = this.opts.networking?.();
+    if (!net || this.closed || !this.seeds.has(seed) || seed.dead) return;
+    try {
+      seed.attachment = net.prepare({ id: seed.name, pid: seed.pid });
+    } catch {
+      // Not usable as a bridge seed: it goes, and the next create makes another.
+      this.gone(seed, true);
+    }
+  }
+
+  /** Gives a seed's network back (its veth and lease), once. */
+  private releaseNetwork(s: Seed): Promise<void> {
+    const att = s.attachment;
+    s.attachment = undefined;
+    const net = this.opts.networking?.();
+    return att && net ? net.detach(att).catch(() => {}) : Promise.resolve();
+  }
+
+  /** A parked seed died (killed, or its cgroup collected), or is of no use: forget it, its network and its cgroup. */
+  private gone(s: Seed, kill = false): void {
     if (!this.seeds.delete(s)) return;
     s.closeControl();
+    if (kill) s.sync.destroy();
+    void this.releaseNetwork(s);
     void s.cgroup.destroy().catch(() => {});
   }
 
@@ -228,6 +285,8 @@ export class SeedPool {
     this.seeds.clear();
     await Promise.all(
       all.map(async (s) => {
+        // Its veth and lease first, explicitly: not left to the dead namespace's asynchronous teardown.
+        await this.releaseNetwork(s);
         s.closeControl(); // EOF: the seed exits; destroy() kills it if it has not yet
         await s.cgroup.destroy().catch(() => {});
         s.sync.destroy();

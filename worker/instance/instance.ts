@@ -12,6 +12,7 @@ import type { NetworkSpec } from '../engine/spec.js';
 import type { Duplex, Readable } from 'node:stream';
 import type { Engine } from '../engine/engine.js';
 import type { Container, ExitResult } from '../engine/container.js';
+import type { NetUsage } from '../engine/network/network.js';
 import type { CgroupStats } from '../engine/cgroups/index.js';
 import { readLines, type LineSplitter } from '../engine/lines.js';
 import { CODE_DIR, endMarker, WARM_UP_ENV, type ResultMessage, type RuntimeMessage } from '../../images/protocol.js';
@@ -104,6 +105,9 @@ export interface InvokeOutcome {
   /** Block I/O of the invocation (cgroup io.stat / blkio); absent where it could not be told apart from the container's. */
   ioReadBytes?: number;
   ioWriteBytes?: number;
+  /** Bytes through eth0 during the invocation (bridge mode: its veth's counters); absent under none. */
+  netRxBytes?: number;
+  netTxBytes?: number;
 }
 
 type Reply = RuntimeMessage;
@@ -332,6 +336,7 @@ export class RuntimeInstance {
     this.container.resetPeak();
     this.replyLines.maxLineBytes = req.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
     const before = { ...this.container.usage(), ...this.container.ioUsage() };
+    const netBefore = this.netUsage();
     const marker = endMarker(req.id);
     const onOutput = req.onOutput;
     const outDone = this.stdout.until(marker, onOutput && ((chunk) => onOutput('stdout', chunk)));
@@ -359,7 +364,7 @@ export class RuntimeInstance {
       // The markers follow the function's own output on both streams.
       await Promise.race([Promise.all([outDone, errDone]), timeout]);
       const execMs = performance.now() - t;
-      const usage = this.usageSince(before);
+      const usage = { ...this.usageSince(before), ...this.netSince(netBefore) };
       const logs = { stdout: this.stdout.take(), stderr: this.stderr.take(), truncated: this.stdout.truncated || this.stderr.truncated };
       if (reply.ok && 'http' in reply) {
         const http = checkHttpAnswer(reply.http);
@@ -390,6 +395,7 @@ export class RuntimeInstance {
         memoryPeakBytes: ex.usage.memoryPeakBytes,
         ioReadBytes: ex.usage.ioReadBytes - before.ioReadBytes,
         ioWriteBytes: ex.usage.ioWriteBytes - before.ioWriteBytes,
+        ...this.netSince(netBefore),
       };
     } finally {
       clearTimeout(timer);
@@ -423,6 +429,21 @@ export class RuntimeInstance {
       cpuMs: ex.usage.cpuUsageUsec / 1000,
       memoryPeakBytes: ex.usage.memoryPeakBytes,
     };
+  }
+
+  /** The eth0 counters, or undefined: none mode, or the veth already gone with a dead container's namespace. */
+  private netUsage(): NetUsage | undefined {
+    try {
+      return this.container.netUsage();
+    } catch {
+      return undefined;
+    }
+  }
+
+  private netSince(before: NetUsage | undefined): { netRxBytes?: number; netTxBytes?: number } {
+    const now = before && this.netUsage();
+    if (!before || !now) return {};
+    return { netRxBytes: now.rxBytes - before.rxBytes, netTxBytes: now.txBytes - before.txBytes };
   }
 
   private usageSince(before: Pick<CgroupStats, 'cpuUsageUsec' | 'ioReadBytes' | 'ioWriteBytes'>): { cpuMs: number; memoryPeakBytes: number; ioReadBytes: number; ioWriteBytes: number } {
@@ -472,6 +493,11 @@ export class RuntimeInstance {
    * thawed, by the next invocation (cgroup v1): thawed now, its kill lands and the exit
    * is seen as it would be for a running one. True when it was thawed for that.
    */
+  /** A bridge stem cell takes a function's egress and bandwidth (engine Container.setNetwork). */
+  setNetwork(spec: NetworkSpec): Promise<void> | undefined {
+    return this.container.setNetwork(spec);
+  }
+
   thawIfKilled(): boolean {
     if (this.container.state !== 'frozen' || !this.container.killPending()) return false;
     this.container.thaw();

@@ -15,3 +15,11 @@ export function containerNetwork(spec: Pick<FunctionSpec, 'network'>): NetworkSp
     ...(n.ingressMbps !== undefined ? { ingressMbps: n.ingressMbps } : {}),
   };
 }
+
+/** An invocation's network traffic for its record and metrics: only where the container has eth0. */
+export function netUsageOf(outcome: { netRxBytes?: number | undefined; netTxBytes?: number | undefined }): { netRxBytes?: number; netTxBytes?: number } {
+  return {
+    ...(outcome.netRxBytes !== undefined ? { netRxBytes: outcome.netRxBytes } : {}),
+    ...(outcome.netTxBytes !== undefined ? { netTxBytes: outcome.netTxBytes } : {}),
+  };
+}

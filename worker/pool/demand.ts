@@ -23,7 +23,11 @@ export interface FnDemand {
 export interface Shape {
   runtime: string;
   memoryMb: number;
+  /** Bridge stem cells: made with their network (absent: none). */
+  network?: 'bridge';
 }
+
+const keyOf = (s: Shape): string => shapeKey(s.runtime, s.memoryMb, s.network);
 
 export class Demand {
   readonly functions = new Map<string, FnDemand>();
@@ -31,6 +35,12 @@ export class Demand {
   readonly shapes = new Map<string, Shape>();
   /** Times at which an invocation wanted a stem cell of a shape (specialised or cold). */
   private readonly stemTimes = new Map<string, number[]>();
+  /**
+   * Per bridge shape, the functions (name@version) that want it: deployed or invoked.
+   * A bridge shape is kept only while one is known, so a worker whose functions are
+   * all `none` keeps no bridge stem cell (each holds an address, a veth, a lease).
+   */
+  private readonly bridgeUsers = new Map<string, Set<string>>();
   /** Invocations holding a lease right now, over all functions. */
   inflightTotal = 0;
 
@@ -40,7 +50,7 @@ export class Demand {
     shapes: readonly Shape[],
     private readonly onQuiet: () => void,
   ) {
-    for (const s of shapes) this.shapes.set(shapeKey(s.runtime, s.memoryMb), s);
+    for (const s of shapes) this.shapes.set(keyOf(s), s);
   }
 
   /** An invocation of fn starts waiting for, or holding, a container. */
@@ -60,10 +70,21 @@ export class Demand {
     if (d) this.change(d, -1);
   }
 
-  /** An invocation wanted a stem cell of this shape (specialised or cold): the shape is kept from now on. */
-  wantedStem(shape: Shape): void {
-    const key = shapeKey(shape.runtime, shape.memoryMb);
-    this.shapes.set(key, { runtime: shape.runtime, memoryMb: shape.memoryMb });
+  /**
+   * A function of this shape exists (a bridge function deployed): its shape is kept, with
+   * no specialisation counted, so its first invocation finds a stem cell made for it.
+   */
+  expect(shape: Shape, fn: string): void {
+    const key = keyOf(shape);
+    if (!this.shapes.has(key)) this.shapes.set(key, copy(shape));
+    if (shape.network === 'bridge') this.bridgeUsers.set(key, (this.bridgeUsers.get(key) ?? new Set()).add(fn));
+  }
+
+  /** An invocation of fn wanted a stem cell of this shape (specialised or cold): the shape is kept from now on (a bridge one while fn is known). */
+  wantedStem(shape: Shape, fn?: string): void {
+    const key = keyOf(shape);
+    if (fn !== undefined) this.expect(shape, fn);
+    else this.shapes.set(key, copy(shape));
     const times = this.stemTimes.get(key) ?? [];
     const now = Date.now();
     times.push(now);
@@ -71,9 +92,17 @@ export class Demand {
     this.stemTimes.set(key, times);
   }
 
-  /** Forgets every function whose key starts with prefix (deleted or updated). */
+  /** Forgets every function whose key starts with prefix (deleted or updated), and the bridge shapes no function wants any more. */
   forget(prefix: string): void {
     for (const key of [...this.functions.keys()]) if (key.startsWith(prefix)) this.functions.delete(key);
+    for (const [shape, users] of this.bridgeUsers) {
+      for (const fn of [...users]) if (fn.startsWith(prefix)) users.delete(fn);
+      if (users.size === 0) {
+        this.bridgeUsers.delete(shape);
+        this.shapes.delete(shape);
+        this.stemTimes.delete(shape);
+      }
+    }
   }
 
   report(now = Date.now()): DemandReport {
@@ -88,6 +117,11 @@ export class Demand {
     return { at: now, functions, stems };
   }
 
+  /** Whether stem cells of this shape are kept. */
+  keeps(shape: Shape): boolean {
+    return this.shapes.has(keyOf(shape));
+  }
+
   private change(d: FnDemand, by: number): void {
     const now = Date.now();
     d.concurrencyMs += d.inflight * (now - d.changedAt);
@@ -97,3 +131,5 @@ export class Demand {
     if (this.inflightTotal === 0) this.onQuiet();
   }
 }
+
+const copy = (s: Shape): Shape => ({ runtime: s.runtime, memoryMb: s.memoryMb, ...(s.network ? { network: s.network } : {}) });

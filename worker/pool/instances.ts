@@ -22,6 +22,8 @@ export interface PooledInstance {
   wake(): number | undefined;
   freezeAfter(graceMs: number, onFailure?: (err: Error) => void): void;
   thawIfKilled(): boolean;
+  /** A bridge stem cell takes a function's egress and bandwidth (a promise only when `tc` must run). */
+  setNetwork(spec: NetworkSpec): Promise<void> | undefined;
   kill(): Promise<void>;
   destroy(): Promise<void>;
 }

@@ -39,6 +39,15 @@ test('select skips busy, starting and differently shaped containers', () => {
   assert.equal(select([busy, starting, bigger, python], want()).kind, 'cold');
 });
 
+test('select matches a stem cell\'s network mode: a bridge function takes only a bridge stem, a none function never takes one', () => {
+  const none = slot();
+  const br = slot({ network: 'bridge' });
+  assert.deepEqual(select([none, br], want({ network: 'bridge' })), { kind: 'specialized', slot: br });
+  assert.deepEqual(select([br, none], want()), { kind: 'specialized', slot: none });
+  assert.equal(select([br], want()).kind, 'cold');
+  assert.equal(select([none], want({ network: 'bridge' })).kind, 'cold');
+});
+
 test('fresh isolation never hands out a container that served someone', () => {
   const used = slot({ kind: 'function', fn: 'hello@v1', uses: 1 });
   const unused = slot({ kind: 'function', fn: 'hello@v1', uses: 0 });
@@ -90,8 +99,8 @@ test('reclaimStems removes idle stems of one shape beyond the target once unused
   const starting = slot({ state: 'starting', lastUsedAt: 0 });
   const other = slot({ memoryMb: 256, lastUsedAt: 0 });
   const fn = slot({ kind: 'function', fn: 'f@1', lastUsedAt: 0 });
-  assert.deepEqual(reclaimStems([a, b, starting, other, fn], 'nodejs20', 128, 1), [a, b], 'starting ones count but are not taken');
-  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 1), [a]);
-  assert.deepEqual(reclaimStems([a, b, other], 'nodejs20', 128, 2), []);
-  assert.deepEqual(reclaimStems([a, b], 'nodejs20', 128, 0, 10, 7), [a], 'only those unused for the scale-down delay');
+  assert.deepEqual(reclaimStems([a, b, starting, other, fn], { runtime: 'nodejs20', memoryMb: 128 }, 1), [a, b], 'starting ones count but are not taken');
+  assert.deepEqual(reclaimStems([a, b, other], { runtime: 'nodejs20', memoryMb: 128 }, 1), [a]);
+  assert.deepEqual(reclaimStems([a, b, other], { runtime: 'nodejs20', memoryMb: 128 }, 2), []);
+  assert.deepEqual(reclaimStems([a, b], { runtime: 'nodejs20', memoryMb: 128 }, 0, 10, 7), [a], 'only those unused for the scale-down delay');
 });

@@ -15,6 +15,11 @@ export interface Slot {
   readonly kind: 'stem' | 'function';
   readonly runtime: string;
   readonly memoryMb: number;
+  /**
+   * 'bridge': made with its eth0, address and DNS files (and no egress until a function's
+   * is set at specialisation); absent: none, loopback only. Part of the stem cell's shape.
+   */
+  readonly network?: 'bridge';
   /** name@version of the function loaded into it (kind 'function'). */
   readonly fn?: string;
   /** See slot.ts for what each means and which may follow which. */
@@ -29,6 +34,8 @@ export interface Want {
   runtime: string;
   memoryMb: number;
   isolation: Isolation;
+  /** Bridge mode: only a bridge stem cell will do (absent: none). */
+  network?: 'none' | 'bridge';
 }
 
 export type Choice = { kind: 'warm'; slot: Slot } | { kind: 'specialized'; slot: Slot } | { kind: 'cold' };
@@ -43,6 +50,8 @@ export function select(slots: readonly Slot[], want: Want): Choice {
   let stem: Slot | undefined;
   for (const s of slots) {
     if (s.state !== 'idle' || s.runtime !== want.runtime || s.memoryMb !== want.memoryMb) continue;
+    // A stem cell's network is made with it: a bridge function never gets a none one, nor the reverse.
+    if ((s.network ?? 'none') !== (want.network ?? 'none')) continue;
     if (s.kind === 'function' && s.fn === want.fn && (want.isolation === 'reuse' || s.uses === 0)) {
       // Most recently used first: keeps the hottest container hot, lets others age out.
       if (!warm || s.lastUsedAt > warm.lastUsedAt) warm = s;
@@ -110,14 +119,23 @@ export function reclaim(slots: readonly Slot[], fn: string, desired: number, now
  * unused for at least minIdleMs, oldest first. Starting ones count towards the desired
  * number but are never taken.
  */
-export function reclaimStems(slots: readonly Slot[], runtime: string, memoryMb: number, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
+export function reclaimStems(slots: readonly Slot[], shape: StemShape, desired: number, now = Date.now(), minIdleMs = 0): Slot[] {
   return idleBeyond(
-    slots.filter((s) => s.kind === 'stem' && s.runtime === runtime && s.memoryMb === memoryMb),
+    slots.filter((s) => s.kind === 'stem' && ofShape(s, shape)),
     desired,
     now,
     minIdleMs,
   );
 }
+
+/** A stem cell's shape: runtime, memory size, and network mode (absent: none). */
+export interface StemShape {
+  runtime: string;
+  memoryMb: number;
+  network?: 'bridge';
+}
+
+export const ofShape = (s: Slot, shape: StemShape): boolean => s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && (s.network ?? 'none') === (shape.network ?? 'none');
 
 /** Of a group of slots, the idle ones beyond `desired` (removing ones not counted) that sat unused for minIdleMs, oldest first. */
 function idleBeyond(group: readonly Slot[], desired: number, now: number, minIdleMs: number): Slot[] {

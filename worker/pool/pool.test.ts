@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Pool, NoCapacityError, type FunctionTarget } from './pool.js';
-import type { InstanceFactory, PooledInstance } from './instances.js';
+import type { InstanceFactory, OwnBoot, PooledInstance } from './instances.js';
+import type { NetworkSpec } from '../engine/spec.js';
 import { move, SlotStateError, startingSlot, specialise } from './slot.js';
 import { functionLimits, stemLimits, type ContainerLimits, type FunctionLimits } from '../instance/specconv.js';
 
@@ -19,15 +20,31 @@ class FakeInstance implements PooledInstance {
   killed = false;
   loads: string[] = [];
   writes: Partial<ContainerLimits>[] = [];
+  /** Every step in order: 'network', 'limits', 'load:<fn>' (what the function's code could see first). */
+  steps: string[] = [];
+  network: NetworkSpec | undefined;
   private exit!: () => void;
   readonly exited = new Promise<void>((r) => (this.exit = r));
-  constructor(public limits: FunctionLimits) {}
+  constructor(
+    public limits: FunctionLimits,
+    readonly own: OwnBoot = {},
+  ) {
+    this.network = own.network;
+  }
   setLimits(part: Partial<ContainerLimits>, to: FunctionLimits): void {
     this.writes.push(part);
+    this.steps.push('limits');
     this.limits = to;
+  }
+  setNetwork(spec: NetworkSpec): undefined {
+    if (this.network?.mode !== 'bridge') throw new Error('a none container cannot take bridge mode');
+    this.network = spec;
+    this.steps.push('network');
+    return undefined;
   }
   beginLoad(fnKey: string): Promise<void> {
     this.loads.push(fnKey);
+    this.steps.push(`load:${fnKey}`);
     // A load takes a little while, as a real one does: the lease comes back before it is done.
     return new Promise((r) => setTimeout(r, 5));
   }
@@ -54,15 +71,17 @@ class FakeInstance implements PooledInstance {
 class FakeFactory implements InstanceFactory<FakeInstance> {
   booted: FakeInstance[] = [];
   boots: { runtime: string; limits: FunctionLimits; warmUp: boolean }[] = [];
-  async boot(runtime: string, limits: FunctionLimits, warmUp: boolean): Promise<FakeInstance> {
+  owns: OwnBoot[] = [];
+  async boot(runtime: string, limits: FunctionLimits, warmUp: boolean, own: OwnBoot = {}): Promise<FakeInstance> {
     this.boots.push({ runtime, limits, warmUp });
-    const inst = new FakeInstance(limits);
+    this.owns.push(own);
+    const inst = new FakeInstance(limits, own);
     this.booted.push(inst);
     return inst;
   }
 }
 
-function target(name: string, over: { memoryMb?: number; pidsLimit?: number; diskMb?: number; isolation?: 'reuse' | 'fresh' } = {}): FunctionTarget {
+function target(name: string, over: { memoryMb?: number; pidsLimit?: number; diskMb?: number; isolation?: 'reuse' | 'fresh'; network?: NetworkSpec } = {}): FunctionTarget {
   const memoryMb = over.memoryMb ?? 128;
   const limits = functionLimits({ memoryMb, cpu: Math.round((memoryMb * 1000) / 1769), pidsLimit: over.pidsLimit, diskMb: over.diskMb });
   return {
@@ -77,18 +96,27 @@ function target(name: string, over: { memoryMb?: number; pidsLimit?: number; dis
     handler: 'default',
     env: {},
     loadTimeoutMs: 10_000,
+    ...(over.network ? { network: over.network } : {}),
   };
 }
 
-function pool(over: { budgetMb?: number; enabled?: boolean } = {}) {
+function pool(over: { budgetMb?: number; enabled?: boolean; bridgeStems?: boolean; minStems?: number } = {}) {
   const factory = new FakeFactory();
-  const p = new Pool<FakeInstance>({ instances: factory, budgetMb: over.budgetMb ?? 1024, enabled: over.enabled ?? true, sizing: { minStems: 0 }, freezeGraceMs: 0, log: () => {} });
+  const p = new Pool<FakeInstance>({
+    instances: factory,
+    budgetMb: over.budgetMb ?? 1024,
+    enabled: over.enabled ?? true,
+    sizing: { minStems: over.minStems ?? 0 },
+    freezeGraceMs: 0,
+    log: () => {},
+    bridgeStems: over.bridgeStems ?? false,
+  });
   return { p, factory };
 }
 
 /** A stem cell of 128 MB booted into the pool as the background refill would. */
 async function withStem(p: Pool<FakeInstance>): Promise<void> {
-  await p.bootStem('nodejs20', 128);
+  await p.bootStem({ runtime: 'nodejs20', memoryMb: 128 });
 }
 
 test('no container at all: a cold boot with the function\'s limits at the boot CPU, then its load', async () => {
@@ -241,4 +269,56 @@ test('illegal transitions are refused with a typed error naming from and to', ()
   assert.throws(() => specialise(slot, 'g@v1'), SlotStateError, 'a function container is never specialised again');
   move(slot, 'removing');
   for (const to of ['starting', 'idle', 'specialising', 'busy', 'removing'] as const) assert.throws(() => move(slot, to), SlotStateError);
+});
+
+const bridge = (egress?: string[]): NetworkSpec => ({ mode: 'bridge', ...(egress ? { egress } : {}) });
+
+test('a deployed bridge function gets a bridge stem cell made ahead; its first invocation is specialised from it, egress set before the load', async () => {
+  const { p, factory } = pool({ bridgeStems: true, minStems: 1 });
+  const t = target('b', { network: bridge(['198.51.100.0/24:80']) });
+  await p.reconcile();
+  assert.equal(factory.boots.length, 0, 'no bridge stem cell while no bridge function exists');
+  p.expect(t);
+  await p.reconcile();
+  assert.deepEqual(factory.owns, [{ network: { mode: 'bridge', egress: [] } }], 'one bridge stem, made with an empty allowlist');
+  assert.equal(p.slots()[0]!.network, 'bridge');
+  // A none function of the same shape never takes it.
+  const none = await p.acquire(target('n'));
+  assert.equal(none.startKind, 'cold');
+  assert.equal(none.instance.network, undefined);
+  const lease = await p.acquire(t);
+  await lease.loading;
+  assert.equal(lease.startKind, 'specialized');
+  assert.deepEqual(lease.instance.network, t.network, "the function's allowlist replaced the stem's empty one");
+  assert.equal(lease.instance.steps[0], 'network', 'before its limits and its load');
+  assert.ok(lease.instance.steps.includes('load:b@v1'));
+  await p.close();
+});
+
+test('a bridge function without bridge stem cells (no bridge network) boots its own, with its network; so does a cold start', async () => {
+  const { p, factory } = pool({ bridgeStems: false, minStems: 1 });
+  const t = target('b', { network: bridge() });
+  p.expect(t);
+  await p.reconcile();
+  assert.equal(factory.boots.length, 0, 'no bridge stem without a bridge network');
+  const lease = await p.acquire(t);
+  assert.equal(lease.startKind, 'cold');
+  assert.deepEqual(factory.owns.at(-1), { network: { mode: 'bridge' } });
+  await p.close();
+});
+
+test('the bridge stem cells go once the last bridge function that wants them is deleted', async () => {
+  const { p, factory } = pool({ bridgeStems: true, minStems: 1 });
+  p.expect(target('b', { network: bridge() }));
+  p.expect(target('c', { network: bridge() }));
+  await p.reconcile();
+  assert.equal(factory.boots.length, 1, 'one stem per shape, whatever the number of functions');
+  await p.dropFunction('b');
+  await p.reconcile();
+  assert.equal(p.slots().filter((s) => s.network === 'bridge').length, 1, 'c still wants it');
+  await p.dropFunction('c');
+  await p.reconcile();
+  assert.equal(factory.booted[0]!.destroyed, true, 'the bridge stem is destroyed (its lease and veth with it)');
+  assert.equal(p.slots().filter((s) => s.network === 'bridge' && s.state !== 'removing').length, 0);
+  await p.close();
 });

@@ -13,7 +13,7 @@
 import type { RuntimeInstance } from '../instance/instance.js';
 import { stemLimits, type FunctionLimits } from '../instance/specconv.js';
 import { loadFunction } from './specialise.js';
-import { DEFAULT_SIZING, evict, select, type SizingConfig, type Slot } from './policy.js';
+import { DEFAULT_SIZING, evict, select, type SizingConfig, type Slot, type StemShape } from './policy.js';
 import { emptyHistory, type DemandReport } from '../../common/policy/sizing.js';
 import { versionKeyPrefix } from '../../common/keys.js';
 import { booted, move, specialise, startingSlot, used } from './slot.js';
@@ -107,12 +107,10 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
 
   private async acquireInner(target: FunctionTarget): Promise<Lease<I>> {
     const t = performance.now();
-    // A function whose userns mode differs from the stem cells' (the worker's default)
-    // cannot take one: its containers are booted for it, and reused warm as any other.
-    // Bridge mode likewise: stem cells have no network but loopback.
-    const ownBoot = (target.userns !== undefined && target.userns !== (this.opts.usernsByDefault ?? false)) || target.network !== undefined;
+    const ownBoot = this.ownBoot(target);
+    const network = target.network ? 'bridge' : 'none';
     const choice = this.opts.enabled
-      ? select(this.slots(), { fn: target.key, runtime: target.runtime, memoryMb: target.memoryMb, isolation: target.isolation })
+      ? select(this.slots(), { fn: target.key, runtime: target.runtime, memoryMb: target.memoryMb, isolation: target.isolation, network })
       : ({ kind: 'cold' } as const);
     if (choice.kind === 'warm') {
       move(choice.slot, 'busy');
@@ -121,12 +119,12 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
       const thawMs = instance.wake();
       return { instance, startKind: 'warm', initMs, ...(thawMs !== undefined ? { thawMs } : {}), slot: choice.slot, target };
     }
-    if (!ownBoot) this.demand.wantedStem(target);
+    if (!ownBoot) this.demand.wantedStem(stemShapeOf(target), target.key);
     if (choice.kind === 'specialized' && !ownBoot) {
       const slot = choice.slot;
       specialise(slot, target.key);
       const instance = this.entries.get(slot.id)!.instance!;
-      const loading = this.specialize(slot, instance, target).then(() => {
+      const loading = this.specialize(slot, instance, target, true).then(() => {
         this.counters.specializations++;
         this.opts.onEvent?.({ type: 'specialized', runtime: target.runtime });
       });
@@ -139,11 +137,15 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     const victims = evict(this.slots(), target.memoryMb, this.opts.budgetMb);
     if (!victims) throw new NoCapacityError(target.memoryMb, this.opts.budgetMb);
     for (const v of victims) void this.remove(v.id, 'budget');
-    const slot = startingSlot('function', target.runtime, target.memoryMb, target.key);
+    const slot = startingSlot('function', target.runtime, target.memoryMb, target.key, target.network ? 'bridge' : undefined);
     this.entries.set(slot.id, { slot });
     let instance: I;
     try {
-      instance = await this.boot(target.runtime, { ...target.limits, cpus: this.bootCpus(), cpuBurst: 0 }, false, ownBoot ? { ...(target.userns !== undefined ? { userns: target.userns } : {}), ...(target.network ? { network: target.network } : {}) } : {});
+      instance = await this.boot(target.runtime, { ...target.limits, cpus: this.bootCpus(), cpuBurst: 0 }, false, {
+        // Its own userns mode and network, made with it (a cold start has nothing ahead of it).
+        ...(target.userns !== undefined ? { userns: target.userns } : {}),
+        ...(target.network ? { network: target.network } : {}),
+      });
     } catch (err) {
       this.entries.delete(slot.id);
       throw err;
@@ -183,12 +185,14 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
   /** Removes every container of a function (it was deleted or updated). */
   async dropFunction(name: string): Promise<void> {
     const prefix = versionKeyPrefix(name);
+    // Forgotten first, synchronously: a replacing version's deploy (expect()) may land
+    // while the removals below are awaited, and must not be forgotten with the old one.
+    this.demand.forget(prefix);
     await Promise.all(
       this.slots()
         .filter((s) => s.kind === 'function' && s.fn?.startsWith(prefix) && s.state === 'idle')
         .map((s) => this.remove(s.id, 'deleted')),
     );
-    this.demand.forget(prefix);
   }
 
   async close(): Promise<void> {
@@ -205,9 +209,31 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     return this.opts.bootCpus ?? 1;
   }
 
-  /** The function's limits and load (specialise.ts); once loaded, the slot is busy with its invocation. */
-  private specialize(slot: Slot, instance: I, target: FunctionTarget): Promise<void> {
-    return loadFunction(instance, target).then(() => {
+  /**
+   * Whether target's containers are booted for it rather than specialised from stem
+   * cells: its userns mode differs from the stem cells' (the worker's default), or it is
+   * a bridge function and this pool makes no bridge stem cells (the engine has no bridge
+   * network: its boot then fails with the engine's NETWORK_UNAVAILABLE, which is the
+   * invocation's answer).
+   */
+  private ownBoot(target: FunctionTarget): boolean {
+    return (target.userns !== undefined && target.userns !== (this.opts.usernsByDefault ?? false)) || (target.network !== undefined && !this.opts.bridgeStems);
+  }
+
+  /**
+   * A function now exists (deployed): a bridge function's shape is kept from now on, so
+   * that its first invocation finds a bridge stem cell made ahead. A none function needs
+   * nothing: its shape's stems are kept by the worker's configuration or by demand.
+   */
+  expect(target: FunctionTarget): void {
+    if (!this.opts.enabled || !target.network || this.ownBoot(target)) return;
+    this.demand.expect(stemShapeOf(target), target.key);
+    this.kick();
+  }
+
+  /** The function's network (a stem cell's: its egress and limits), limits and load (specialise.ts); once loaded, the slot is busy with its invocation. */
+  private specialize(slot: Slot, instance: I, target: FunctionTarget, fromStem = false): Promise<void> {
+    return loadFunction(instance, target, fromStem).then(() => {
       if (slot.state === 'specialising') move(slot, 'busy');
     });
   }
@@ -234,11 +260,17 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
     }
   }
 
-  /** Boots a stem cell of a shape into a slot of its own (reconcile.ts's refill). */
-  bootStem(runtime: string, memoryMb: number): Promise<void> {
-    const slot = startingSlot('stem', runtime, memoryMb);
+  /**
+   * Boots a stem cell of a shape into a slot of its own (reconcile.ts's refill). A bridge
+   * one gets its veth, address, route and DNS files now, and an empty allowlist: no set
+   * element, so no egress at all until a function's is set at specialisation.
+   */
+  bootStem(shape: StemShape): Promise<void> {
+    const { runtime, memoryMb } = shape;
+    const slot = startingSlot('stem', runtime, memoryMb, undefined, shape.network);
     this.entries.set(slot.id, { slot });
-    const done = this.boot(runtime, stemLimits(memoryMb, this.bootCpus())).then(
+    const own: OwnBoot = shape.network === 'bridge' ? { network: { mode: 'bridge', egress: [] } } : {};
+    const done = this.boot(runtime, stemLimits(memoryMb, this.bootCpus()), true, own).then(
       (inst) => {
         this.entries.delete(slot.id);
         if (this.closed) return inst.destroy();
@@ -309,4 +341,9 @@ export class Pool<I extends PooledInstance = RuntimeInstance> {
       this.refilling = false;
     }
   }
+}
+
+/** The stem cell shape a target takes: runtime, memory size, network mode. */
+function stemShapeOf(target: FunctionTarget): StemShape {
+  return { runtime: target.runtime, memoryMb: target.memoryMb, ...(target.network ? { network: 'bridge' as const } : {}) };
 }

@@ -5,7 +5,7 @@
  * its own reports; which ones go comes from policy.ts.
  */
 import { decide, observe } from '../../common/policy/sizing.js';
-import { evictForStem, reclaim, reclaimStems } from './policy.js';
+import { evictForStem, ofShape, reclaim, reclaimStems } from './policy.js';
 import type { PooledInstance } from './instances.js';
 import type { Pool } from './pool.js';
 
@@ -36,17 +36,21 @@ export async function reconcile<I extends PooledInstance>(pool: Pool<I>): Promis
     // A function long idle with nothing left of it is forgotten, so reports stay small.
     if (expired && d.inflight === 0 && !pool.slots().some((s) => s.fn === key)) pool.demand.functions.delete(key);
   }
+  // Stem cells of a shape no longer kept (the last bridge function deleted) go at once.
+  for (const s of pool.slots()) {
+    if (s.kind === 'stem' && s.state === 'idle' && !pool.demand.keeps({ runtime: s.runtime, memoryMb: s.memoryMb, ...(s.network ? { network: s.network } : {}) })) void pool.remove(s.id, 'idle');
+  }
   const boots: Promise<unknown>[] = [];
   for (const [key, shape] of pool.demand.shapes) {
     const want = targets?.stems[key] ?? own.stems[key] ?? pool.sizing.minStems;
     // Stems beyond the target (a burst has passed) go once they sat unused for the scale-down delay.
-    for (const s of reclaimStems(pool.slots(), shape.runtime, shape.memoryMb, want, now, scaleDownDelayMs)) void pool.remove(s.id, 'idle');
-    const have = pool.slots().filter((s) => s.kind === 'stem' && s.runtime === shape.runtime && s.memoryMb === shape.memoryMb && s.state !== 'removing').length;
+    for (const s of reclaimStems(pool.slots(), shape, want, now, scaleDownDelayMs)) void pool.remove(s.id, 'idle');
+    const have = pool.slots().filter((s) => s.kind === 'stem' && ofShape(s, shape) && s.state !== 'removing').length;
     for (let i = have; i < want; i++) {
       const victims = evictForStem(pool.slots(), shape.memoryMb, pool.opts.budgetMb, now, scaleDownDelayMs);
       if (!victims) break;
       for (const v of victims) void pool.remove(v.id, 'budget');
-      boots.push(pool.bootStem(shape.runtime, shape.memoryMb));
+      boots.push(pool.bootStem(shape));
       if (boots.length >= MAX_BOOTS_PER_PASS) break;
     }
   }

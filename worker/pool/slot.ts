@@ -57,8 +57,8 @@ export function move(slot: Slot, to: SlotState): void {
 let seq = 0;
 
 /** A slot for a container being booted: its id is a placeholder until booted() names it. */
-export function startingSlot(kind: Slot['kind'], runtime: string, memoryMb: number, fn?: string): Slot {
-  return { id: `pending-${++seq}`, kind, runtime, memoryMb, ...(fn !== undefined ? { fn } : {}), state: 'starting', uses: 0, lastUsedAt: Date.now() };
+export function startingSlot(kind: Slot['kind'], runtime: string, memoryMb: number, fn?: string, network?: 'bridge'): Slot {
+  return { id: `pending-${++seq}`, kind, runtime, memoryMb, ...(network ? { network } : {}), ...(fn !== undefined ? { fn } : {}), state: 'starting', uses: 0, lastUsedAt: Date.now() };
 }
 
 /** The container booted: the slot takes its id and its next state (a stem idles, a cold start specialises). */

@@ -6,8 +6,26 @@ import { limitsChange } from '../instance/specconv.js';
 import type { PooledInstance } from './instances.js';
 import type { FunctionTarget } from './types.js';
 
-/** Sets the function's limits and sends its load; the promise settles when it has loaded. */
-export function loadFunction(instance: PooledInstance, target: FunctionTarget): Promise<void> {
+/**
+ * Sets the function's limits and sends its load; the promise settles when it has loaded.
+ * fromStem: a stem cell's, so a bridge function's egress allowlist and bandwidth are set
+ * first (a container booted for the function has them from its create).
+ */
+export function loadFunction(instance: PooledInstance, target: FunctionTarget, fromStem = false): Promise<void> {
+  if (fromStem && target.network) {
+    let shaping: Promise<void> | undefined;
+    try {
+      // Before the load: the function's code never runs with another's egress, nor without its limits.
+      shaping = instance.setNetwork(target.network);
+    } catch (err) {
+      return Promise.reject(err as Error);
+    }
+    if (shaping) return shaping.then(() => limitsAndLoad(instance, target));
+  }
+  return limitsAndLoad(instance, target);
+}
+
+function limitsAndLoad(instance: PooledInstance, target: FunctionTarget): Promise<void> {
   const change = limitsChange(instance.limits, target.limits);
   const load = () => instance.beginLoad(target.key, target.codeDir, { entry: target.entry, handler: target.handler, env: target.env }, target.loadTimeoutMs);
   if (change.before) {

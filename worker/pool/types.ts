@@ -42,6 +42,11 @@ export interface PoolOptions<I extends PooledInstance = RuntimeInstance> {
   freezeGraceMs?: number;
   /** Whether the engine gives containers a user namespace by default (the worker's FAASBOX_USERNS): stem cells are made so. */
   usernsByDefault?: boolean;
+  /**
+   * Whether bridge functions take stem cells made with their network (the engine has its
+   * bridge network: Engine.hasNetwork). false: their containers are booted for them.
+   */
+  bridgeStems?: boolean;
 }
 
 export type EvictReason = 'budget' | 'idle' | 'fresh' | 'crashed' | 'deleted';

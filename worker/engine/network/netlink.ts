@@ -59,11 +59,38 @@ export class Netlink {
 
   private constructor(readonly fd: number) {}
 
-  /** A socket in the caller's (the worker's) network namespace. */
-  static open(): Netlink {
-    const fd = lib().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd < 0) throw new SyscallError('socket', koffi.errno(), 'AF_NETLINK', 'the kernel has no rtnetlink?');
+  /** A socket in the caller's (the worker's) network namespace; protocol NETLINK_NETFILTER for nf_tables (nftsets.ts). */
+  static open(protocol = NETLINK_ROUTE): Netlink {
+    const fd = lib().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
+    if (fd < 0) throw new SyscallError('socket', koffi.errno(), `AF_NETLINK protocol ${protocol}`, protocol === NETLINK_ROUTE ? 'the kernel has no rtnetlink?' : 'the kernel has no nfnetlink (nf_tables)?');
     return new Netlink(fd);
+  }
+
+  /** The next sequence numbers for a batch of n messages (nftsets.ts builds it). */
+  takeSeqs(n: number): number {
+    const first = this.seq;
+    this.seq += n;
+    return first;
+  }
+
+  /**
+   * Sends a batch already encoded and waits for an ack of every seq in seqs; the first
+   * error the kernel reports is thrown (the kernel has then aborted the whole batch).
+   */
+  sendBatch(bytes: Buffer, seqs: number[], what: string): void {
+    const pending = new Set(seqs);
+    // BATCH_BEGIN's seq precedes the first element's: a batch refused as a whole answers on it.
+    const lo = Math.min(...seqs) - 1;
+    const hi = Math.max(...seqs) + 1;
+    this.send(bytes, what);
+    while (pending.size) {
+      for (const m of this.receive(what)) {
+        if (m.type !== NLMSG_ERROR || m.seq < lo || m.seq > hi) continue;
+        const errno = errorOf(m);
+        if (errno !== 0) throw new SyscallError('netlink nf_tables batch', errno, what, errno === 2 ? 'no such table or set (was the policy table removed?)' : HINTS[errno]);
+        pending.delete(m.seq);
+      }
+    }
   }
 
   close(): void {
@@ -104,8 +131,9 @@ export class Netlink {
     }
   }
 
-  createBridge(name: string, mtu: number): void {
-    this.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, bridgeBody({ name, mtu }), name);
+  /** A bridge, up; mac: its fixed address (see bridgeBody). */
+  createBridge(name: string, mtu: number, mac?: Buffer): void {
+    this.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, bridgeBody({ name, mtu, ...(mac ? { mac } : {}) }), name);
   }
 
   /** A veth pair: hostName (up, on master) here, peerName inside the namespace of nsFd. */

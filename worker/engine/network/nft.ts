@@ -1,10 +1,11 @@
 /**
  * The egress policy as one nftables table of the worker's own (inet family, so IPv6 is
- * covered by the same chains), written once when the worker starts. Containers change
- * only set elements: a create adds its address to `open` (unrestricted egress) or its
- * allowlist to `allownet`/`allowport`, a delete removes them. Element changes are
- * batched: every change requested in one turn of the event loop goes into one `nft -f`
- * transaction (~5-8 ms a fork here, paid per burst, not per container).
+ * covered by the same chains), written once when the worker starts (and by gc, with the
+ * members that hold leases). Containers change only set elements: a create adds its
+ * address to `open` (unrestricted egress) or its allowlist to `allownet`/`allowport`, a
+ * stem cell adds nothing until it is specialised, a delete removes them. Elements go
+ * over nfnetlink (nftsets.ts), one transaction per change and no process forked: an
+ * `nft -f` costs 5-35 ms a fork here.
  *
  * What the rules block, and where (SECURITY.md has the reasoning):
  * - input hook: everything arriving from the bridge (the host's addresses, the bridge's
@@ -100,16 +101,6 @@ export function rulesetScript(t: PolicyTable, members: Member[]): string {
 /** Removes the table (nothing when it is already gone). */
 export const dropScript = (table: string): string => `table inet ${table} {}\ndelete table inet ${table}\n`;
 
-/**
- * A member's removal that cannot fail: nft aborts a whole transaction on the delete of
- * a missing element, so each is added first (a no-op when present) in the same one.
- */
-export function removeLines(t: PolicyTable, m: Member): string[] {
-  return memberElements(t, m).flatMap((e) => [`add element ${e}`, `delete element ${e}`]);
-}
-
-export const addLines = (t: PolicyTable, m: Member): string[] => memberElements(t, m).map((e) => `add element ${e}`);
-
 export class NftError extends Error {
   readonly code = 'NFT_FAILED';
   constructor(readonly stderr: string, readonly script: string) {
@@ -128,49 +119,6 @@ export function runNft(script: string, bin = 'nft'): Promise<void> {
     p.on('close', (code) => (code === 0 ? resolve() : reject(new NftError(err, script))));
     p.stdin.end(script);
   });
-}
-
-/**
- * Collects element changes and applies all those of one event-loop turn in one nft
- * transaction; changes asked for while one runs go into the next. Each caller learns
- * whether its transaction was applied.
- */
-export class NftBatcher {
-  private pending: { lines: string[]; waiters: { resolve: () => void; reject: (e: Error) => void }[] } | undefined;
-  private running: Promise<void> | undefined;
-  /** Transactions run so far (tests, bench). */
-  transactions = 0;
-
-  constructor(private readonly run: (script: string) => Promise<void> = runNft) {}
-
-  apply(lines: string[]): Promise<void> {
-    if (lines.length === 0) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      if (!this.pending) {
-        this.pending = { lines: [], waiters: [] };
-        if (!this.running) setImmediate(() => void this.flush());
-      }
-      this.pending.lines.push(...lines);
-      this.pending.waiters.push({ resolve, reject });
-    });
-  }
-
-  private async flush(): Promise<void> {
-    const batch = this.pending;
-    this.pending = undefined;
-    if (!batch) return;
-    this.transactions++;
-    this.running = this.run(`${batch.lines.join('\n')}\n`);
-    try {
-      await this.running;
-      for (const w of batch.waiters) w.resolve();
-    } catch (err) {
-      for (const w of batch.waiters) w.reject(err as Error);
-    } finally {
-      this.running = undefined;
-      if (this.pending) void this.flush();
-    }
-  }
 }
 
 export { formatEgress };

@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  addrBody, attr, defaultRouteBody, encodeAttrs, nlmsg, parseAttrs, parseLink, parseMessages, vethBody,
-  IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, NLM_F_ACK, NLM_F_REQUEST, RTM_NEWLINK, VETH_INFO_PEER, ifinfomsg,
+  addrBody, attr, bridgeBody, defaultRouteBody, encodeAttrs, nlmsg, parseAttrs, parseLink, parseMessages, vethBody,
+  IFLA_ADDRESS, IFLA_IFNAME, IFLA_INFO_DATA, IFLA_INFO_KIND, IFLA_LINKINFO, IFLA_MASTER, IFLA_MTU, IFLA_NET_NS_FD, NLM_F_ACK, NLM_F_REQUEST, RTM_NEWLINK, VETH_INFO_PEER, ifinfomsg,
 } from './nlmsg.js';
 
 test('attributes are length-prefixed and padded to 4 bytes', () => {
@@ -57,4 +57,11 @@ test('addresses and gateways go in network byte order', () => {
 test('a GETLINK answer parses into index, name, MTU and flags', () => {
   const body = Buffer.concat([ifinfomsg({ index: 5, flags: 0x1043 }), encodeAttrs([attr.str(IFLA_IFNAME, 'br0'), attr.u32(IFLA_MTU, 9000)])]);
   assert.deepEqual(parseLink(body), { index: 5, name: 'br0', mtu: 9000, flags: 0x1043 });
+});
+
+test('a bridge request can fix its MAC address, so that ports joining and leaving never change it', () => {
+  const mac = Buffer.from([2, 1, 2, 3, 4, 5]);
+  const attrs = parseAttrs(bridgeBody({ name: 'fbxabc', mtu: 1500, mac }).subarray(16));
+  assert.deepEqual(attrs.get(IFLA_ADDRESS), mac);
+  assert.equal(parseAttrs(bridgeBody({ name: 'fbxabc', mtu: 1500 }).subarray(16)).has(IFLA_ADDRESS), false);
 });
