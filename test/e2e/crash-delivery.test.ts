@@ -25,7 +25,7 @@ import path from 'node:path';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { STACK_KEY } from '../support/stack.js';
+import { callApi, STACK_KEY } from '../support/stack.js';
 import { spawnService, type ServiceProcess } from '../support/services.js';
 import { freePort } from '../../cli/redis.js';
 import { Engine } from '../../worker/engine/engine.js';
@@ -102,22 +102,7 @@ after(async () => {
   assert.deepEqual(left, [], 'no mounts left');
 });
 
-async function api(method: string, p: string, body?: unknown, timeoutMs = 10_000) {
-  const r = await fetch(`http://127.0.0.1:${gatewayPort}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' },
-    signal: AbortSignal.timeout(timeoutMs),
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  let json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: r.status, json };
-}
+const api = (method: string, p: string, body?: unknown, timeoutMs = 10_000) => callApi(`http://127.0.0.1:${gatewayPort}`, method, p, body, { timeoutMs });
 
 interface Load {
   /** Accepted invocations: event key -> invocation id. */

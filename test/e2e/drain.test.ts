@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { STACK_KEY } from '../support/stack.js';
+import { callApi, STACK_KEY } from '../support/stack.js';
 import { eventually } from '../support/eventually.js';
 import { spawnService } from '../support/services.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
@@ -52,21 +52,7 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function api(base: string, method: string, p: string, body?: unknown) {
-  const r = await fetch(`${base}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  let json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: r.status, headers: r.headers, json };
-}
+const api = (base: string, method: string, p: string, body?: unknown) => callApi(base, method, p, body);
 
 /** The runs an invocation's record shows: its "run <n>" lines. */
 async function runsOf(id: string): Promise<number> {

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startRedis, type TestRedis } from '../support/redis.js';
-import { STACK_KEY } from '../support/stack.js';
+import { callApi, STACK_KEY } from '../support/stack.js';
 import { eventually } from '../support/eventually.js';
 import { startGateway, type RunningGateway } from '../../gateway/main.js';
 import { startWorker, type RunningWorker, type WorkerConfig } from '../../worker/main.js';
@@ -82,22 +82,7 @@ async function stopInProcess(w: RunningWorker): Promise<void> {
   w.engine.cgroups.removeRoot();
 }
 
-async function api(method: string, p: string, body?: unknown) {
-  const started = Date.now();
-  const r = await fetch(`${gateway.url}${p}`, {
-    method,
-    headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' },
-    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-  });
-  const text = await r.text();
-  let json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
-  try {
-    json = JSON.parse(text);
-  } catch {
-    json = text;
-  }
-  return { status: r.status, headers: r.headers, json, at: Date.now(), ms: Date.now() - started };
-}
+const api = (method: string, p: string, body?: unknown) => callApi(gateway.url, method, p, body);
 
 async function report(id: string): Promise<WorkerReport | undefined> {
   const raw = await conn.hget(workersKey(prefix), id);

@@ -53,3 +53,20 @@ export function installNetGuard(subnets: string[]): NetGuard {
     },
   };
 }
+
+/**
+ * The end of a network suite: the guard's count checked (the suite fails if anything left
+ * through an uplink), the guard removed whatever the check said, then nothing of
+ * faasbox's may be left: no bridge or veth link, no nft table.
+ */
+export function endNetSuite(guard: NetGuard | undefined): void {
+  try {
+    guard?.check();
+  } finally {
+    guard?.remove();
+  }
+  const links = readdirSync('/sys/class/net').filter((n) => n.startsWith('fbx'));
+  if (links.length) throw new Error(`faasbox links left: ${links.join(', ')}`);
+  const tables = execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
+  if (/fbx/.test(tables)) throw new Error(`a faasbox nft table left: ${tables.trim()}`);
+}

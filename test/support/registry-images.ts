@@ -19,9 +19,12 @@ import { OciLayout, skopeoPush } from './registry.js';
 export const EXPECTED_LS = 'stays\n--\nupper\nkept\n';
 export const LS_CMD = 'ls -A /data; echo --; ls -A /opq; cat /data/stays';
 
-export function buildTestImages(dir: string, busybox: string): OciLayout {
-  const oci = new OciLayout(dir);
-  const files = path.join(dir, 'files');
+/**
+ * The files the test images' layers are made of (under `files`): data/gone (a whiteout
+ * above deletes it), data/stays, opq-lower and opq-upper (an opaque directory above hides
+ * the lower one's file), and an /etc/passwd with a named user.
+ */
+export function writeLayerFiles(files: string): void {
   mkdirSync(path.join(files, 'data'), { recursive: true });
   writeFileSync(path.join(files, 'data', 'gone'), 'deleted above\n');
   writeFileSync(path.join(files, 'data', 'stays'), 'kept\n');
@@ -30,6 +33,12 @@ export function buildTestImages(dir: string, busybox: string): OciLayout {
   mkdirSync(path.join(files, 'opq-upper'));
   writeFileSync(path.join(files, 'opq-upper', 'upper'), 'visible\n');
   writeFileSync(path.join(files, 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nsvc:x:2000:2001::/srv:/bin/sh\n');
+}
+
+export function buildTestImages(dir: string, busybox: string): OciLayout {
+  const oci = new OciLayout(dir);
+  const files = path.join(dir, 'files');
+  writeLayerFiles(files);
   writeFileSync(path.join(files, 'extra'), 'only in v2\n');
   writeFileSync(path.join(files, 'arm-marker'), 'arm64 image\n');
   writeFileSync(path.join(files, 'random'), randomBytes(4 * 1024 * 1024));

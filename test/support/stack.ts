@@ -45,6 +45,35 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
+export interface ApiReply {
+  status: number;
+  headers: Headers;
+  /** The body parsed as JSON, or its text when it is not JSON. */
+  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  /** When the answer came (epoch ms), and how long it took. */
+  at: number;
+  ms: number;
+}
+
+/** One gateway call with the stack's key, for tests that run their own gateways (drain, crash, worker exit). */
+export async function callApi(base: string, method: string, p: string, body?: unknown, opts: { timeoutMs?: number } = {}): Promise<ApiReply> {
+  const started = Date.now();
+  const r = await fetch(`${base}${p}`, {
+    method,
+    headers: { authorization: `Bearer ${STACK_KEY}`, 'content-type': 'application/json' },
+    ...(opts.timeoutMs === undefined ? {} : { signal: AbortSignal.timeout(opts.timeoutMs) }),
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await r.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: r.status, headers: r.headers, json, at: Date.now(), ms: Date.now() - started };
+}
+
 async function reply(r: Response): Promise<InvokeReply> {
   const text = await r.text();
   let json: unknown;

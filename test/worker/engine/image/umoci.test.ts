@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { unpackImage } from '../../../../worker/engine/image/layers.js';
@@ -17,6 +17,7 @@ import { prepareImage } from '../../../../worker/engine/image/rootfs.js';
 import { linuxSys } from '../../../../worker/engine/sys/index.js';
 import { runToEnd, testEngine, type TestEngine } from '../../../support/engine.js';
 import { TestStore } from '../../../support/image-store.js';
+import { writeLayerFiles } from '../../../support/registry-images.js';
 
 const haveUmoci = spawnSync('umoci', ['--version']).status === 0;
 const skip = haveUmoci ? false : 'umoci is not installed (scripts/setup.sh installs it from Debian)';
@@ -56,14 +57,7 @@ describe('images made by umoci', { skip }, () => {
     const layout = path.join(store.root, 'layout');
     const image = `${layout}:v1`;
     const files = path.join(store.root, 'files');
-    mkdirSync(path.join(files, 'data'), { recursive: true });
-    writeFileSync(path.join(files, 'data', 'gone'), 'deleted above\n');
-    writeFileSync(path.join(files, 'data', 'stays'), 'kept\n');
-    mkdirSync(path.join(files, 'opq-lower'));
-    writeFileSync(path.join(files, 'opq-lower', 'lower'), 'hidden above\n');
-    mkdirSync(path.join(files, 'opq-upper'));
-    writeFileSync(path.join(files, 'opq-upper', 'upper'), 'visible\n');
-    writeFileSync(path.join(files, 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nsvc:x:2000:2001::/srv:/bin/sh\n');
+    writeLayerFiles(files);
     umoci('init', '--layout', layout);
     umoci('new', '--image', image);
     umoci('insert', '--image', image, te.layers[0]!, '/'); // busybox
