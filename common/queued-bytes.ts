@@ -43,9 +43,11 @@ for _, id in ipairs(lapsed) do
   end
   redis.call('ZREM', KEYS[2], id)
 end
-local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+-- An id admitted before (an acceptance tried again) is counted once: its earlier bytes out.
+local prev = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0') - prev
 local bytes = tonumber(ARGV[2])
-if total + bytes > tonumber(ARGV[3]) then return {0, total} end
+if total + bytes > tonumber(ARGV[3]) then return {0, total + prev} end
 local most = tonumber(ARGV[6] or '0')
 if most > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
   local held = redis.call('HLEN', KEYS[1]) - redis.call('HEXISTS', KEYS[1], 'total')
@@ -53,7 +55,7 @@ if most > 0 and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
 end
 redis.call('HSET', KEYS[1], ARGV[1], bytes)
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return {1, redis.call('HINCRBY', KEYS[1], 'total', bytes)}
+return {1, redis.call('HINCRBY', KEYS[1], 'total', bytes - prev)}
 `,
 );
 

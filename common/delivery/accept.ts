@@ -57,7 +57,11 @@ export async function acceptAsync(
   const key = claimKey ?? undefined;
   if (key !== undefined) {
     const owner = await deps.idempotency.claim(fn, key, id);
-    if (owner !== undefined) return { invocationId: owner, repeat: true };
+    // The key held by this very id is an earlier try of this same acceptance (a derived id:
+    // a trigger's event taken again after its taker died between the claim and the writes
+    // below); it goes on, as every write below is idempotent by id. Answering "repeat" here
+    // would wait forever for an invocation that was never written.
+    if (owner !== undefined && owner !== id) return { invocationId: owner, repeat: true };
   }
   const dropKey = () => (key === undefined ? Promise.resolve() : deps.idempotency.drop(fn, key, id));
   let admitted: 'admitted' | 'bytes' | 'count';
