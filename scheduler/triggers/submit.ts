@@ -96,16 +96,18 @@ export class TriggerSubmitter {
     try {
       const existing = await this.accept.invocations.get(id);
       if (existing && isFinal(existing)) return existing;
-      if (!existing) {
-        const owner = await this.submit(t, id, event, bytes, delivery, stop);
-        if (owner !== id) {
-          // A repeat of an event accepted before (its claim key): its invocation's outcome is this one's.
-          this.finals.forget(id);
-          id = owner;
-          final = this.finals.wait(id);
-          const first = await this.accept.invocations.get(id);
-          if (first && isFinal(first)) return first;
-        }
+      // Submitted again even when its record exists: a taker that died between the record
+      // and the job (acceptAsync writes both at once) left a record no job will finish.
+      // Every write of acceptAsync is idempotent by id (BullMQ adds a job id once), so a
+      // record whose job is there, queued or running, is left as it is.
+      const owner = await this.submit(t, id, event, bytes, delivery, stop);
+      if (owner !== id) {
+        // A repeat of an event accepted before (its claim key): its invocation's outcome is this one's.
+        this.finals.forget(id);
+        id = owner;
+        final = this.finals.wait(id);
+        const first = await this.accept.invocations.get(id);
+        if (first && isFinal(first)) return first;
       }
       return await untilAborted(final, stop);
     } finally {
