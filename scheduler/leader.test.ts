@@ -1,21 +1,13 @@
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Redis } from 'ioredis';
 import { Registry } from 'prom-client';
-import { startRedis, type TestRedis } from '../test/support/redis.js';
+import { redisClientForFile } from '../test/support/redis.js';
 import { LeaderLease, leaderKey } from './leader.js';
 import { TriggerMetrics } from './triggers/state.js';
 
-let server: TestRedis;
 let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+redisClientForFile((client) => (redis = client));
 
 test('one holder at a time; the lease lapses without renewal and passes on; release frees it', async () => {
   const a = new LeaderLease(redis, 'p1', 300);

@@ -5,7 +5,7 @@
  * id (its taker died between the claim and the writes, as a trigger's event taken twice
  * does) is completed instead of waiting for an invocation that was never written.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -14,18 +14,10 @@ import { IdempotencyKeys } from '../../common/delivery/idempotency.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { QueuedBytes } from '../../common/queued-bytes.js';
 import type { InvocationJob } from '../../common/queue.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisClientForFile } from '../support/redis.js';
 
-let server: TestRedis;
 let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+redisClientForFile((client) => (redis = client));
 
 function setup() {
   const prefix = `t-${randomUUID()}`;

@@ -3,24 +3,16 @@
  * (queued -> running -> final) whatever order the writes land in, `attempts` only grows,
  * and a function keeps at most its limit of records.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { InvocationStore, type NewInvocation } from '../../common/invocations.js';
 import type { InvocationResult } from '../../common/queue.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisClientForFile } from '../support/redis.js';
 
-let server: TestRedis;
 let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+redisClientForFile((client) => (redis = client));
 
 const ok: InvocationResult = { ok: true, value: { done: true }, startKind: 'warm', timings: { queueMs: 1, initMs: 0, execMs: 2, totalMs: 3 } };
 const inv = (fn = 'f'): NewInvocation => ({ id: randomUUID(), function: fn, version: 'v1', mode: 'async' });

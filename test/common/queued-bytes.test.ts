@@ -1,21 +1,13 @@
 /** The per-function bound on queued async bytes, against a real Redis. */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { LAPSE_GRACE_MS, QueuedBytes } from '../../common/queued-bytes.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisClientForFile } from '../support/redis.js';
 
-let server: TestRedis;
 let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
-});
+redisClientForFile((client) => (redis = client));
 
 test('admits up to the limit, per function; a release gives the room back, once', async () => {
   const q = new QueuedBytes(redis, `t-${randomUUID()}`);

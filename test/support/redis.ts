@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
+import { Redis } from 'ioredis';
 import { freePort, launchRedis, stopChild, waitForRedis, type RedisFsync } from '../../cli/redis.js';
 
 export interface TestRedis {
@@ -98,4 +99,22 @@ export function redisForFile(): TestRedis {
     start: () => started().start(),
     stop: () => started().stop(),
   };
+}
+
+/**
+ * The calling test file's redis-server with one ioredis client to it: registers the hooks
+ * that start both (handing the client to `take`) and end both after the file.
+ */
+export function redisClientForFile(take: (client: Redis, server: TestRedis) => void): void {
+  let server: TestRedis | undefined;
+  let client: Redis | undefined;
+  before(async () => {
+    server = await startRedis();
+    client = new Redis(server.url);
+    take(client, server);
+  });
+  after(async () => {
+    client?.disconnect();
+    await server?.stop();
+  });
 }
