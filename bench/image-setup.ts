@@ -16,16 +16,9 @@ import { promisify } from 'node:util';
 import { createGzip } from 'node:zlib';
 import { blobPath } from '../worker/engine/image/paths.js';
 import type { ImageRecord } from '../worker/engine/image/record.js';
+import { freePort } from '../cli/redis.js';
 
 const run = promisify(execFile);
-
-export async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
 
 export interface LocalRegistry {
   port: number;
