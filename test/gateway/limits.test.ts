@@ -6,23 +6,19 @@
  * already accepted lost.
  */
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { INVOCATION_QUEUE } from '../../common/queue.js';
 import { JOB_OVERHEAD_BYTES, QueuedBytes } from '../../common/queued-bytes.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisClientForFile, startRedis, type TestRedis } from '../support/redis.js';
 import { eventually } from '../support/eventually.js';
 import { auth, NODE_CODE, testGateway, type TestGateway } from './harness.js';
 
 let server: TestRedis;
 let redis: Redis;
-before(async () => {
-  server = await startRedis();
-  redis = new Redis(server.url);
-});
-after(async () => {
-  redis.disconnect();
-  await server.stop();
+redisClientForFile((client, s) => {
+  redis = client;
+  server = s;
 });
 
 /** Opens a gateway for one test and closes it after, whatever happens. */

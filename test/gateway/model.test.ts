@@ -3,14 +3,14 @@
  * table, and the invocation store's bounds against real Redis.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { Redis } from 'ioredis';
 import { ERROR_CODES, FaasboxError, FunctionError, ValidationError } from '../../common/errors.js';
 import { canonicalJson, cpuForMemory, parseDeploy, versionOf } from '../../common/function-spec.js';
 import { InvocationStore } from '../../common/invocations.js';
 import { invocationJobOptions, invocationResultSchema } from '../../common/queue.js';
 import { HTTP_STATUS } from '../../gateway/errors.js';
-import { startRedis, type TestRedis } from '../support/redis.js';
+import { redisClientForFile } from '../support/redis.js';
 
 describe('function spec', () => {
   test('version ids depend on content, not on key order or defaults spelled out', () => {
@@ -112,16 +112,8 @@ describe('queue contract', () => {
 });
 
 describe('invocation store', () => {
-  let server: TestRedis;
   let redis: Redis;
-  before(async () => {
-    server = await startRedis();
-    redis = new Redis(server.url);
-  });
-  after(async () => {
-    redis.disconnect();
-    await server.stop();
-  });
+  redisClientForFile((client) => (redis = client));
 
   test('lifecycle: queued, running, succeeded; with a TTL on every key', async () => {
     const store = new InvocationStore(redis, 'test-store', 60);
