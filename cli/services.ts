@@ -107,7 +107,9 @@ export async function up(argv: string[]): Promise<number> {
   }
   const cfg = loadConfig(values.config);
   const cleanup: (() => Promise<unknown>)[] = [];
+  let stoppingSince = 0;
   const stop = async () => {
+    stoppingSince = Date.now();
     for (const c of cleanup.reverse()) await c().catch((e: Error) => log(`shutdown: ${e.message}`));
   };
   try {
@@ -137,7 +139,9 @@ export async function up(argv: string[]): Promise<number> {
     collectDefaultMetrics({ register: metrics });
     log('starting the worker (first start builds the runtime images)...');
     const worker = await startWorker({ redisUrl, prefix: cfg.prefix, stateDir: cfg.stateDir, budgetMb: cfg.workerMemoryMb, pools: cfg.pools, freezeGraceMs: cfg.freezeGraceMs, userns: cfg.userns ?? false, sizing: sizingOf(cfg), maxResultBytes: cfg.maxResultBytes, limits: limitsOf(cfg), drainGraceMs: cfg.drainGraceMs, metrics, secrets, network: settingsFromEnv(process.env), ...workerEngine() });
-    cleanup.push(() => worker.close());
+    // The gateway drains first (its open sync requests need this worker), then the worker
+    // gets what is left of the same grace: Ctrl-C or SIGTERM takes one grace, not two.
+    cleanup.push(() => worker.close({ graceMs: Math.max(0, cfg.drainGraceMs - (Date.now() - stoppingSince)) }));
     const { startScheduler } = await import('../scheduler/main.js');
     const scheduler = await startScheduler({ redisUrl, prefix: cfg.prefix, sizing: sizingOf(cfg), metrics, triggers: triggerSettings(cfg), destinations: destinationsOf(cfg), secrets });
     cleanup.push(() => scheduler.close());

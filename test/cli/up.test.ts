@@ -14,9 +14,12 @@ import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
 import { mountsUnder } from '../../worker/engine/mounts.js';
 import { detectCgroupDriver } from '../../worker/engine/cgroups/index.js';
+import { InvocationStore } from '../../common/invocations.js';
+import { eventually } from '../support/eventually.js';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const bin = path.join(repo, 'bin/faasbox.js');
+const GRACE_MS = 4000;
 
 /** Processes whose command line mentions dir (read from /proc; nothing is signalled). */
 function processesMentioning(dir: string): number[] {
@@ -35,7 +38,7 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
   const state = mkdtempSync(path.join(tmpdir(), 'faasbox-up-'));
   const cgroupRoot = `/faasbox-test-up-${process.pid}`;
   // As a newcomer's shell has it: no key, no Redis, no gateway URL of its own.
-  const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_PORT: '0', FAASBOX_CGROUP_ROOT: cgroupRoot, FAASBOX_REDIS_MAXMEMORY_MB: '256' };
+  const env: NodeJS.ProcessEnv = { ...process.env, FAASBOX_STATE_DIR: state, FAASBOX_PORT: '0', FAASBOX_CGROUP_ROOT: cgroupRoot, FAASBOX_REDIS_MAXMEMORY_MB: '256', FAASBOX_DRAIN_GRACE_MS: String(GRACE_MS) };
   for (const name of ['FAASBOX_API_KEY', 'FAASBOX_REDIS_URL', 'FAASBOX_URL', 'FAASBOX_CONFIG']) delete env[name];
   const up = spawn(process.execPath, [bin, 'up', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
@@ -124,6 +127,32 @@ test('faasbox up, then deploy / invoke / logs / ls / rm from the CLI, then SIGTE
     const gone = cli('invoke', 'hello');
     assert.notEqual(gone.code, 0);
     assert.match(gone.err, /FUNCTION_NOT_FOUND|not found/i);
+
+    // One grace for the whole stack: a sync request held open past the grace uses up the
+    // gateway's drain, and the worker then gets what is left of it, not a grace of its own.
+    assert.equal(cli('deploy', 'slow', '--code', 'export default async () => { await new Promise((r) => setTimeout(r, 120000)); return 1; }').code, 0);
+    const queued = JSON.parse(cli('invoke', 'slow', '--async', '--json').out) as { invocationId: string };
+    const sync = spawn(process.execPath, [bin, 'invoke', 'slow'], { env, stdio: 'ignore' });
+    const syncDone = new Promise((resolve) => sync.once('exit', resolve));
+    const conn = new Redis({ path: info.redis, password });
+    const store = new InvocationStore(conn, 'faasbox');
+    try {
+      const running = async () => {
+        const recs = await Promise.all((await store.idsOf('slow')).map((id) => store.get(id)));
+        return recs.filter((r) => r?.status === 'running').length === 2;
+      };
+      await eventually(running, 60_000, 'the async and the sync invocation of slow to run');
+      assert.ok((await store.idsOf('slow')).includes(queued.invocationId));
+    } finally {
+      conn.disconnect();
+    }
+    up.kill('SIGTERM');
+    const code = await exited;
+    assert.equal(code, 0, `faasbox up exited with ${code}: ${stderr}`);
+    await syncDone;
+    const drained = /drain: (\d+) invocations? still running after (\d+) ms/.exec(stderr);
+    assert.ok(drained, `the worker's drain line in: ${stderr}`);
+    assert.ok(Number(drained[2]) < GRACE_MS / 2, `the worker waited ${drained[2]} ms of a ${GRACE_MS} ms grace the gateway had used up`);
   } finally {
     if (up.exitCode === null) up.kill('SIGTERM');
     const code = await exited;
